@@ -1,0 +1,259 @@
+//! Errors, one enum per operation, each variant something a caller can act
+//! on. Messages say what failed, on which segment, and what to do; the OS
+//! error, where there is one, is kept as the `source`.
+
+use std::io;
+use std::time::Duration;
+
+use crate::header::Kind;
+use crate::identity::ProcessId;
+use crate::name::NameError;
+
+/// Creating a segment failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The name breaks the naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// The requested size is zero or too large for this machine.
+    #[error("cannot create segment {name}: a size of {size} bytes is not possible; ask for 1 byte to {max} bytes")]
+    InvalidSize {
+        /// The segment.
+        name: String,
+        /// The size asked for.
+        size: u64,
+        /// The largest size this build accepts.
+        max: u64,
+    },
+    /// A segment (or a foreign object) already has this name.
+    #[error("cannot create segment {name}: the name is taken{}", taken_hint(.owner, *.owner_alive))]
+    AlreadyExists {
+        /// The segment.
+        name: String,
+        /// The creator recorded in the existing segment, if it is one of ours.
+        owner: Option<ProcessId>,
+        /// Whether that creator still runs.
+        owner_alive: bool,
+    },
+    /// The OS refused (for `Global\` names: `SeCreateGlobalPrivilege`).
+    #[error("cannot create segment {name}: permission denied{hint}")]
+    PermissionDenied {
+        /// The segment.
+        name: String,
+        /// What is missing and how to get it.
+        hint: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The memory could not be reserved.
+    #[error(
+        "cannot create segment {name}: {size} bytes could not be reserved in {place}{}; \
+         free some shared memory (`shmcast clean`) or ask for less",
+        available.map(|a| format!(" ({a} bytes free)")).unwrap_or_default()
+    )]
+    NoSpace {
+        /// The segment.
+        name: String,
+        /// Bytes asked for, header included.
+        size: u64,
+        /// Where shared memory lives (`/dev/shm (tmpfs)`, `the pagefile`).
+        place: String,
+        /// Bytes free there, when the OS says.
+        available: Option<u64>,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The SDDL string is not a valid security descriptor.
+    #[error("cannot create segment {name}: {sddl:?} is not a valid SDDL security descriptor (try \"D:(A;;GA;;;SY)(A;;GR;;;IU)\")")]
+    InvalidSecurityDescriptor {
+        /// The segment.
+        name: String,
+        /// The string given.
+        sddl: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Any other OS failure.
+    #[error("cannot create segment {name}: {op} failed: {source}")]
+    Os {
+        /// The segment.
+        name: String,
+        /// The OS call that failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn taken_hint(owner: &Option<ProcessId>, alive: bool) -> String {
+    match owner {
+        Some(p) if alive => format!(
+            " by a segment its creator (pid {}) still holds; stop that process or use another name",
+            p.pid
+        ),
+        Some(p) => format!(
+            " by a segment whose creator (pid {}) is dead; run `shmcast clean` to remove it",
+            p.pid
+        ),
+        None => " by an object that is not a readable shmcast segment; remove it or use another name"
+            .to_owned(),
+    }
+}
+
+/// Opening a segment failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The name breaks the naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// No segment has this name.
+    #[error("no segment named {name}: start the process that creates it first (on Windows, check Local\\ vs Global\\)")]
+    NotFound {
+        /// The segment.
+        name: String,
+    },
+    /// The OS refused access.
+    #[error("cannot open segment {name}: permission denied; its creator must grant access (Linux: --mode, Windows: --sddl), or open it read-only")]
+    PermissionDenied {
+        /// The segment.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// An object with this name exists but is not a shmcast segment.
+    #[error("cannot open segment {name}: it is not a shmcast segment (it starts with {found:02x?}); another program uses this name")]
+    NotShmcast {
+        /// The segment.
+        name: String,
+        /// The first bytes found.
+        found: Vec<u8>,
+    },
+    /// The creator never finished creating it (it may have died doing so).
+    #[error("cannot open segment {name}: it was never fully created (its creator may have died while creating it); run `shmcast clean` or create it again")]
+    Uninitialized {
+        /// The segment.
+        name: String,
+    },
+    /// A shmcast segment of another layout version.
+    #[error("cannot open segment {name}: layout version {found}, but this build reads version {expected}; use matching shmcast versions on both sides")]
+    Incompatible {
+        /// The segment.
+        name: String,
+        /// The version found.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+    },
+    /// A segment of another kind (a channel opened as a region, say).
+    #[error("cannot open segment {name} as a {expected}: it is a {found}")]
+    WrongKind {
+        /// The segment.
+        name: String,
+        /// The kind found.
+        found: Kind,
+        /// The kind asked for.
+        expected: Kind,
+    },
+    /// The header contradicts itself.
+    #[error("cannot open segment {name}: its header is corrupt ({what}); remove it and create it again")]
+    Corrupt {
+        /// The segment.
+        name: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// The object is smaller than its header says.
+    #[error("cannot open segment {name}: it is truncated ({mapped} bytes mapped, its header needs {needed}); remove it and create it again")]
+    Truncated {
+        /// The segment.
+        name: String,
+        /// Bytes the OS mapped.
+        mapped: u64,
+        /// Bytes the header needs.
+        needed: u64,
+    },
+    /// Any other OS failure.
+    #[error("cannot open segment {name}: {op} failed: {source}")]
+    Os {
+        /// The segment.
+        name: String,
+        /// The OS call that failed.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Reading, writing or locking a region failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegionError {
+    /// The range lies outside the region. Nothing was read or written.
+    #[error("region {name}: {len} bytes at offset {offset} do not fit in its {size} bytes; nothing was written or read")]
+    OutOfBounds {
+        /// The region.
+        name: String,
+        /// Start of the range.
+        offset: u64,
+        /// Length of the range.
+        len: u64,
+        /// The region's size.
+        size: u64,
+    },
+    /// The region was opened read-only.
+    #[error("region {name} is open read-only; open it read-write to write or lock it")]
+    ReadOnly {
+        /// The region.
+        name: String,
+    },
+    /// The lock was not free by the deadline (or at once, for a try-lock).
+    #[error("region {name}: the {wanted} lock is held by {holder}; gave up after {waited:?}")]
+    Timeout {
+        /// The region.
+        name: String,
+        /// `"read"` or `"write"`.
+        wanted: &'static str,
+        /// Who holds it, in words (`"pid 123 (writing)"`).
+        holder: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The last writer died mid-write; the data may be partly written.
+    #[error("region {name} was left half-written by a writer that died; the next completed write repairs it")]
+    Torn {
+        /// The region.
+        name: String,
+    },
+}
+
+/// Removing a segment failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoveError {
+    /// The name breaks the naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// No segment has this name.
+    #[error("no segment named {name} to remove")]
+    NotFound {
+        /// The segment.
+        name: String,
+    },
+    /// The OS refused or failed.
+    #[error("cannot remove segment {name}: {source}")]
+    Os {
+        /// The segment.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}

@@ -1,0 +1,149 @@
+//! Process identity: a PID together with the process's start time.
+//!
+//! A PID alone is not an identity, because the OS reuses PIDs. Every place
+//! that records "who holds this" (a segment's creator, a lock holder) records
+//! the start time too, and a holder counts as dead when no process with that
+//! PID *and* that start time exists. That is what lets the next process take
+//! over a lock or a writer slot from a crashed one without ever taking it from
+//! a live one.
+//!
+//! Start times are OS-specific numbers, compared only for equality: on Linux
+//! field 22 of `/proc/PID/stat` (clock ticks since boot), on Windows the
+//! creation time from `GetProcessTimes` (100 ns units since 1601).
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use crate::os;
+
+/// A process, identified by PID and start time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProcessId {
+    /// The OS process ID.
+    pub pid: u32,
+    /// When the process started, in the OS's own units (see the module docs).
+    pub start_time: u64,
+}
+
+/// Whether a recorded process still runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Liveness {
+    /// A process with this PID and start time exists.
+    Alive,
+    /// No such process exists: it exited, was killed, or its PID now belongs
+    /// to another process.
+    Dead,
+}
+
+impl ProcessId {
+    /// The calling process.
+    pub fn current() -> ProcessId {
+        static CURRENT: OnceLock<ProcessId> = OnceLock::new();
+        *CURRENT.get_or_init(|| {
+            let pid = std::process::id();
+            // Our own start time is always readable; 0 is a safe fallback that
+            // no real process shares (so we would look dead only to ourselves).
+            let start_time = os::process_start_time(pid).unwrap_or(Some(0)).unwrap_or(0);
+            ProcessId { pid, start_time }
+        })
+    }
+
+    /// Asks the OS whether this process still runs.
+    ///
+    /// A process the caller may not inspect (another user's, on a locked-down
+    /// system) is reported [`Liveness::Alive`]: when in doubt, nobody takes a
+    /// lock away from a holder.
+    pub fn liveness(&self) -> Liveness {
+        match os::process_start_time(self.pid) {
+            Ok(Some(start)) if start == self.start_time => Liveness::Alive,
+            Ok(_) => Liveness::Dead,
+            Err(_) => Liveness::Alive,
+        }
+    }
+
+    /// `true` unless the process is known to be dead.
+    pub fn is_alive(&self) -> bool {
+        self.liveness() == Liveness::Alive
+    }
+
+    /// A non-zero 64-bit word standing for this identity in a lock word: the
+    /// PID in the high half, a fold of the start time in the low half. Two
+    /// processes get the same token only if they share a PID *and* their start
+    /// times fold alike, which PID reuse alone cannot cause.
+    pub(crate) fn token(&self) -> u64 {
+        (u64::from(self.pid) << 32) | u64::from(fold(self.start_time))
+    }
+}
+
+/// The PID recorded in a lock word made by [`ProcessId::token`].
+pub(crate) fn token_pid(token: u64) -> u32 {
+    (token >> 32) as u32
+}
+
+/// Whether the process that wrote `token` into a lock word still runs; same
+/// policy as [`ProcessId::liveness`].
+pub(crate) fn token_liveness(token: u64) -> Liveness {
+    match os::process_start_time(token_pid(token)) {
+        Ok(Some(start)) if fold(start) == token as u32 => Liveness::Alive,
+        Ok(_) => Liveness::Dead,
+        Err(_) => Liveness::Alive,
+    }
+}
+
+fn fold(start_time: u64) -> u32 {
+    // Mix both halves so that start times that differ only high up still
+    // give different tokens.
+    let mixed = start_time.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((mixed >> 32) as u32) ^ (start_time as u32)
+}
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {}", self.pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn we_are_alive_and_our_token_says_so() {
+        let me = ProcessId::current();
+        assert_eq!(me.pid, std::process::id());
+        assert_eq!(me.liveness(), Liveness::Alive);
+        assert_eq!(token_pid(me.token()), me.pid);
+        assert_eq!(token_liveness(me.token()), Liveness::Alive);
+    }
+
+    #[test]
+    fn another_start_time_is_another_process() {
+        let me = ProcessId::current();
+        let impostor = ProcessId {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert_eq!(impostor.liveness(), Liveness::Dead);
+        assert_eq!(token_liveness(impostor.token()), Liveness::Dead);
+    }
+
+    #[test]
+    fn a_pid_nobody_has_is_dead() {
+        // Above Linux's pid_max ceiling (2^22) and aligned oddly for Windows,
+        // whose PIDs are multiples of 4.
+        let ghost = ProcessId {
+            pid: 0x7FFF_FFF1,
+            start_time: 1,
+        };
+        assert_eq!(ghost.liveness(), Liveness::Dead);
+    }
+
+    #[test]
+    fn tokens_are_never_zero() {
+        let p = ProcessId {
+            pid: 1,
+            start_time: 0,
+        };
+        assert_ne!(p.token(), 0);
+    }
+}

@@ -1,0 +1,63 @@
+//! Named shared memory for Windows and Linux.
+//!
+//! One process creates a segment under a name; any number of other
+//! processes open it by that name alone, at any time, and see the same
+//! bytes. Everything a crashed process can leave behind (a held lock, a
+//! half-written block, a segment nobody removes) is detected and recovered,
+//! and every byte read from shared memory is validated before it is trusted.
+//!
+//! ```
+//! use shmcast::{Region, CreateOptions};
+//! # let name = format!("doc-lib-{}", std::process::id());
+//! // The owner (a service, say):
+//! let owner = Region::create_with(&name, 1 << 20, &CreateOptions::new().mode(0o644))?;
+//! owner.write(0, b"config v2")?;
+//!
+//! // Any other process, knowing only the name:
+//! let view = Region::open_read_only(&name)?;
+//! let mut buf = [0u8; 9];
+//! view.read(0, &mut buf)?;
+//! assert_eq!(&buf, b"config v2");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Platforms
+//!
+//! | | Linux | Windows |
+//! |---|---|---|
+//! | object | `/dev/shm/shmcast.NAME` (`shm_open`) | section `Local\shmcast.NAME` or `Global\…` |
+//! | memory reserved at create | `fallocate` | `SEC_COMMIT` |
+//! | who may open | `mode` (default 0600) | SDDL security descriptor |
+//! | lifetime | until unlinked: the creator does on drop; [`clean`] after crashes | until the last handle closes |
+//! | read-only open | `PROT_READ` | `FILE_MAP_READ` |
+//!
+//! # Modules
+//! - [`name`](Name): the portable naming rule;
+//! - [`Region`]: a raw byte region with a crash-safe reader-writer lock;
+//! - [`inspect`], [`remove`], [`clean`]: tools for any segment.
+
+#![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+
+mod copy;
+mod error;
+mod header;
+mod identity;
+mod lock;
+mod name;
+mod os;
+mod region;
+mod segment;
+
+pub use error::{CreateError, OpenError, RegionError, RemoveError};
+pub use header::{Kind, HEADER_LEN, LAYOUT_VERSION};
+pub use identity::{Liveness, ProcessId};
+pub use lock::READER_SLOTS;
+pub use name::{IntoName, Name, NameError, Namespace, MAX_NAME_LEN};
+pub use region::{Holder, LockState, ReadGuard, Region, WriteGuard, DEFAULT_LOCK_TIMEOUT};
+pub use segment::{clean, inspect, remove, CleanReport, CreateOptions, SegmentInfo};
+
+/// The OS object name behind a segment name, for tools and tests that look
+/// at the OS directly: `shmcast.NAME` (on Linux, a file in `/dev/shm`).
+pub fn object_name(name: &Name) -> String {
+    name.object_name()
+}

@@ -1,0 +1,439 @@
+//! A reader-writer lock that lives in shared memory and survives its holders.
+//!
+//! The lock is three kinds of word in the segment header:
+//!
+//! - `writer`: the [token] of the process holding the write lock, or 0;
+//! - `readers`: a fixed table of [`READER_SLOTS`] words, one per held read
+//!   lock, each the token of its holder, or 0;
+//! - `seq`: a sequence counter, odd while a write is under way, so that
+//!   processes that cannot write to the segment at all (read-only opens)
+//!   can still take consistent copies, seqlock-style.
+//!
+//! Because every holder is recorded by identity (PID and start time), a
+//! contender that finds the lock held checks whether the holder still runs
+//! and, when it does not, clears its word and goes on: a lock held by a
+//! killed process is recovered by the next locker, never stuck.
+//!
+//! **Writer and readers exclude each other Dekker-style.** A writer first
+//! claims `writer` (compare-and-swap), then waits until every reader slot is
+//! empty; a reader first claims a slot, then checks `writer` and backs out if
+//! it is set. Both sides use sequentially consistent operations, so in the
+//! single total order of those operations at least one side sees the other.
+//! Claiming `writer` first also keeps a stream of readers from starving a
+//! writer.
+//!
+//! **Torn writes.** When a writer dies holding the lock, `seq` stays odd and
+//! whatever it was writing may be half done. The next holder learns that
+//! (`torn`); the flag clears when a write lock is next released normally. A
+//! new writer moves an odd `seq` on by two, so it changes even then, and a
+//! seqlock reader can never mistake a rewrite for a stable state.
+//!
+//! **Waiting** spins briefly, then yields, then sleeps in growing steps up to
+//! about 2 ms, and gives up at the caller's deadline: no unbounded spinning.
+//!
+//! [token]: crate::identity::ProcessId
+
+use std::sync::atomic::{fence, AtomicU64, Ordering::*};
+use std::time::{Duration, Instant};
+
+use crate::identity::{token_liveness, token_pid, Liveness};
+
+/// How many read locks can be held at once, across all processes.
+pub const READER_SLOTS: usize = 64;
+
+/// The lock's words, `#[repr(C)]` in the segment header.
+#[repr(C)]
+pub(crate) struct LockWords {
+    seq: AtomicU64,
+    writer: AtomicU64,
+    readers: [AtomicU64; READER_SLOTS],
+}
+
+/// Who kept us from taking the lock by the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blocker {
+    /// The write lock, held by this process (PID).
+    Writer(u32),
+    /// A read lock, held by this process (PID).
+    Reader(u32),
+    /// Every reader slot is held by a live process.
+    ReadersFull,
+}
+
+/// A held write lock, as the lock words see it.
+#[derive(Debug)]
+pub(crate) struct WriteHeld {
+    /// PID of a dead process whose write lock we took over.
+    pub recovered_from: Option<u32>,
+    /// The previous writer died mid-write.
+    pub torn: bool,
+}
+
+/// A held read lock.
+#[derive(Debug)]
+pub(crate) struct ReadHeld {
+    pub slot: usize,
+    /// The last writer died mid-write and nobody has written since.
+    pub torn: bool,
+}
+
+/// A snapshot of who holds the lock, for `info`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Holders {
+    pub writer: Option<u64>,
+    pub readers: Vec<u64>,
+    pub torn: bool,
+}
+
+impl LockWords {
+    /// Takes the write lock for `me` (a process token), waiting until
+    /// `deadline` at the latest (`deadline <= now`: one try).
+    pub(crate) fn lock_write(&self, me: u64, deadline: Instant) -> Result<WriteHeld, Blocker> {
+        let mut wait = Backoff::new(deadline);
+        let mut recovered_from = None;
+        loop {
+            match self.writer.compare_exchange(0, me, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(holder) => {
+                    if wait.holder_is_dead(holder) {
+                        if self.writer.compare_exchange(holder, me, SeqCst, SeqCst).is_ok() {
+                            recovered_from = Some(token_pid(holder));
+                            break;
+                        }
+                        continue;
+                    }
+                    if !wait.pause() {
+                        return Err(Blocker::Writer(token_pid(holder)));
+                    }
+                }
+            }
+        }
+        // We own `writer`, so no other process changes `seq` until we let go.
+        let seq = self.seq.load(SeqCst);
+        let torn = seq & 1 == 1;
+        self.seq.store(if torn { seq + 2 } else { seq + 1 }, SeqCst);
+        // Seqlock writer side: the odd value must be visible before any data
+        // store that follows.
+        fence(Release);
+        for slot in &self.readers {
+            loop {
+                let holder = slot.load(SeqCst);
+                if holder == 0 {
+                    break;
+                }
+                if wait.holder_is_dead(holder) {
+                    let _ = slot.compare_exchange(holder, 0, SeqCst, SeqCst);
+                    continue;
+                }
+                if !wait.pause() {
+                    // Give up cleanly: nothing was written, so moving `seq`
+                    // on to even is truthful (a torn state stays torn).
+                    if !torn {
+                        self.seq.fetch_add(1, SeqCst);
+                    }
+                    self.writer.store(0, SeqCst);
+                    return Err(Blocker::Reader(token_pid(holder)));
+                }
+            }
+        }
+        Ok(WriteHeld {
+            recovered_from,
+            torn,
+        })
+    }
+
+    /// Releases a write lock taken by [`lock_write`](Self::lock_write): the
+    /// write is complete, `seq` goes even.
+    pub(crate) fn unlock_write(&self) {
+        self.seq.fetch_add(1, Release);
+        self.writer.store(0, SeqCst);
+    }
+
+    /// Takes a read lock for `me`, waiting until `deadline` at the latest.
+    pub(crate) fn lock_read(&self, me: u64, deadline: Instant) -> Result<ReadHeld, Blocker> {
+        let mut wait = Backoff::new(deadline);
+        loop {
+            let writer = self.writer.load(SeqCst);
+            if writer != 0 {
+                if wait.holder_is_dead(writer) {
+                    // The writer died holding the lock; `seq` stays odd, so
+                    // everyone learns the data may be torn.
+                    let _ = self.writer.compare_exchange(writer, 0, SeqCst, SeqCst);
+                    continue;
+                }
+                if !wait.pause() {
+                    return Err(Blocker::Writer(token_pid(writer)));
+                }
+                continue;
+            }
+            let Some(slot) = self.claim_slot(me, &mut wait) else {
+                if !wait.pause() {
+                    return Err(Blocker::ReadersFull);
+                }
+                continue;
+            };
+            // Dekker: our slot is published (SeqCst); now look at `writer`.
+            if self.writer.load(SeqCst) != 0 {
+                self.readers[slot].store(0, SeqCst);
+                continue;
+            }
+            let torn = self.seq.load(SeqCst) & 1 == 1;
+            return Ok(ReadHeld { slot, torn });
+        }
+    }
+
+    fn claim_slot(&self, me: u64, wait: &mut Backoff) -> Option<usize> {
+        for (i, slot) in self.readers.iter().enumerate() {
+            if slot.compare_exchange(0, me, SeqCst, SeqCst).is_ok() {
+                return Some(i);
+            }
+        }
+        // Full: reclaim slots of dead readers, then let the caller retry.
+        for slot in &self.readers {
+            let holder = slot.load(SeqCst);
+            if holder != 0 && wait.holder_is_dead(holder) {
+                let _ = slot.compare_exchange(holder, 0, SeqCst, SeqCst);
+            }
+        }
+        None
+    }
+
+    /// Releases the read lock in `slot`.
+    pub(crate) fn unlock_read(&self, slot: usize) {
+        self.readers[slot].store(0, Release);
+    }
+
+    /// Seqlock read for processes that may not write the lock words: runs
+    /// `copy` until it ran while no write was under way. Returns whether the
+    /// data is torn (its last writer died mid-write).
+    ///
+    /// `copy` must read the protected memory with racy-tolerant loads (see
+    /// [`crate::copy`]): it may overlap a writer, and its result is thrown
+    /// away when it did.
+    pub(crate) fn read_consistent(
+        &self,
+        deadline: Instant,
+        mut copy: impl FnMut(),
+    ) -> Result<bool, Blocker> {
+        let mut wait = Backoff::new(deadline);
+        loop {
+            let before = self.seq.load(Acquire);
+            let torn = before & 1 == 1;
+            if torn {
+                let writer = self.writer.load(SeqCst);
+                if writer != 0 && !wait.holder_is_dead(writer) {
+                    if !wait.pause() {
+                        return Err(Blocker::Writer(token_pid(writer)));
+                    }
+                    continue;
+                }
+            }
+            copy();
+            // Seqlock reader side: the data loads above happen before the
+            // re-read of `seq`.
+            fence(Acquire);
+            if self.seq.load(Relaxed) == before {
+                return Ok(torn);
+            }
+            if !wait.pause() {
+                let writer = self.writer.load(SeqCst);
+                return Err(Blocker::Writer(token_pid(writer)));
+            }
+        }
+    }
+
+    /// Who holds the lock right now.
+    pub(crate) fn holders(&self) -> Holders {
+        let writer = self.writer.load(SeqCst);
+        Holders {
+            writer: (writer != 0).then_some(writer),
+            readers: self
+                .readers
+                .iter()
+                .map(|r| r.load(SeqCst))
+                .filter(|&r| r != 0)
+                .collect(),
+            torn: self.seq.load(SeqCst) & 1 == 1,
+        }
+    }
+}
+
+/// Bounded waiting: spin, then yield, then sleep, until a deadline; and the
+/// liveness checks of whoever is in the way, rationed because each one asks
+/// the OS.
+struct Backoff {
+    deadline: Instant,
+    round: u32,
+    known_alive: u64,
+    known_dead: u64,
+}
+
+impl Backoff {
+    fn new(deadline: Instant) -> Backoff {
+        Backoff {
+            deadline,
+            round: 0,
+            known_alive: 0,
+            known_dead: 0,
+        }
+    }
+
+    /// Waits a little; `false` once the deadline has passed.
+    fn pause(&mut self) -> bool {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return false;
+        }
+        match self.round {
+            0..=5 => (0..1u32 << self.round).for_each(|_| std::hint::spin_loop()),
+            6..=9 => std::thread::yield_now(),
+            _ => {
+                let step = Duration::from_micros(50 << (self.round - 10).min(5));
+                std::thread::sleep(step.min(self.deadline - now));
+            }
+        }
+        self.round = self.round.saturating_add(1);
+        true
+    }
+
+    /// Whether `holder` is a dead process. Asks the OS the first time a
+    /// holder is met, then every 16 rounds while it lives; a dead one stays
+    /// dead (its identity cannot come back).
+    fn holder_is_dead(&mut self, holder: u64) -> bool {
+        if holder == self.known_dead {
+            return true;
+        }
+        if holder == self.known_alive && self.round % 16 != 15 {
+            return false;
+        }
+        let dead = token_liveness(holder) == Liveness::Dead;
+        if dead {
+            self.known_dead = holder;
+        } else {
+            self.known_alive = holder;
+        }
+        dead
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::ProcessId;
+
+    fn words() -> Box<LockWords> {
+        // SAFETY: LockWords is atomics only, for which all-zero is valid.
+        Box::new(unsafe { std::mem::zeroed() })
+    }
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    const DEAD: u64 = (0x7FFF_FFF1u64 << 32) | 7;
+
+    #[test]
+    fn writer_excludes_readers_and_writers() {
+        let l = words();
+        let me = ProcessId::current().token();
+        let w = l.lock_write(me, now()).unwrap();
+        assert!(w.recovered_from.is_none() && !w.torn);
+        assert_eq!(l.lock_read(me, now()).unwrap_err(), Blocker::Writer(token_pid(me)));
+        assert!(l.lock_write(me, now()).is_err());
+        l.unlock_write();
+        let r = l.lock_read(me, now()).unwrap();
+        assert_eq!(l.lock_write(me, now()).unwrap_err(), Blocker::Reader(token_pid(me)));
+        // The failed writer left things as they were.
+        assert_eq!(l.holders().writer, None);
+        assert!(!l.holders().torn);
+        let r2 = l.lock_read(me, now()).unwrap();
+        assert_ne!(r.slot, r2.slot);
+        l.unlock_read(r.slot);
+        l.unlock_read(r2.slot);
+        assert!(l.lock_write(me, now()).is_ok());
+    }
+
+    #[test]
+    fn dead_writer_is_recovered_and_data_marked_torn() {
+        let l = words();
+        let me = ProcessId::current().token();
+        l.writer.store(DEAD, SeqCst);
+        l.seq.store(3, SeqCst);
+        let w = l.lock_write(me, now()).unwrap();
+        assert_eq!(w.recovered_from, Some(token_pid(DEAD)));
+        assert!(w.torn);
+        assert_eq!(l.seq.load(SeqCst), 5, "a rewrite moves seq even when it was odd");
+        l.unlock_write();
+        assert!(!l.holders().torn);
+    }
+
+    #[test]
+    fn reader_recovers_dead_writer_and_sees_torn() {
+        let l = words();
+        l.writer.store(DEAD, SeqCst);
+        l.seq.store(1, SeqCst);
+        let r = l.lock_read(ProcessId::current().token(), now()).unwrap();
+        assert!(r.torn);
+        assert_eq!(l.holders().writer, None);
+    }
+
+    #[test]
+    fn dead_readers_do_not_block_a_writer_or_fill_the_table() {
+        let l = words();
+        for slot in &l.readers {
+            slot.store(DEAD, SeqCst);
+        }
+        let me = ProcessId::current().token();
+        let r = l.lock_read(me, now() + Duration::from_secs(5)).unwrap();
+        l.unlock_read(r.slot);
+        assert!(l.lock_write(me, now()).is_ok());
+        assert!(l.holders().readers.is_empty());
+    }
+
+    #[test]
+    fn full_table_of_live_readers_times_out() {
+        let l = words();
+        let me = ProcessId::current().token();
+        for slot in &l.readers {
+            slot.store(me, SeqCst);
+        }
+        let started = Instant::now();
+        let err = l
+            .lock_read(me, now() + Duration::from_millis(30))
+            .unwrap_err();
+        assert_eq!(err, Blocker::ReadersFull);
+        assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn seqlock_read_waits_for_a_live_writer_and_reports_torn() {
+        let l = words();
+        let me = ProcessId::current().token();
+        l.lock_write(me, now()).unwrap();
+        assert!(l.read_consistent(now(), || {}).is_err());
+        l.unlock_write();
+        assert_eq!(l.read_consistent(now(), || {}), Ok(false));
+        l.writer.store(DEAD, SeqCst);
+        l.seq.fetch_add(1, SeqCst);
+        assert_eq!(l.read_consistent(now(), || {}), Ok(true));
+    }
+
+    #[test]
+    fn seqlock_read_retries_when_a_write_overlaps() {
+        let l = words();
+        let me = ProcessId::current().token();
+        let mut runs = 0;
+        let torn = l
+            .read_consistent(now() + Duration::from_secs(5), || {
+                runs += 1;
+                if runs == 1 {
+                    // A whole write happens during the first copy.
+                    l.lock_write(me, now()).unwrap();
+                    l.unlock_write();
+                }
+            })
+            .unwrap();
+        assert!(!torn);
+        assert_eq!(runs, 2);
+    }
+}

@@ -1,0 +1,314 @@
+//! Windows: named, pagefile-backed file-mapping sections.
+//!
+//! The only file besides `unix.rs` that calls the OS. Both define the same
+//! `Mapping` type and free functions; the portable code never sees a
+//! platform call.
+//!
+//! - Sections are created with `SEC_COMMIT`, so the whole size is charged
+//!   against the commit limit at creation: an exhausted pagefile is an error
+//!   from `create`, never an access violation later.
+//! - Lifetime: a section lives while any process holds a handle to it; there
+//!   is no unlink and nothing is ever left behind by a crash.
+//! - Names live in `Local\` (this logon session) or `Global\` (all sessions;
+//!   creating there needs `SeCreateGlobalPrivilege`).
+//! - An optional SDDL security descriptor controls who may open the section,
+//!   e.g. `D:(A;;GA;;;SY)(A;;GR;;;IU)` lets a service (SYSTEM) own it and any
+//!   interactive user map it read-only.
+
+use std::ffi::c_void;
+use std::io;
+use std::ptr::{self, NonNull};
+
+use windows_sys::Win32::Foundation::{
+    CloseHandle, GetLastError, LocalFree, ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT,
+    ERROR_INVALID_PARAMETER, FILETIME, HANDLE, INVALID_HANDLE_VALUE, STILL_ACTIVE,
+};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+};
+use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::System::Memory::{
+    CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
+    FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
+    PAGE_READWRITE, SEC_COMMIT,
+};
+use windows_sys::Win32::System::Threading::{
+    GetExitCodeProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+};
+
+use super::OsError;
+use crate::name::Namespace;
+
+/// A mapped view of a named section, and the handle that keeps it alive.
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+    handle: HANDLE,
+}
+
+// SAFETY: the view is plain memory shared with other processes and the
+// handle is a process-wide kernel handle; this type only hands out raw
+// pointers, whose accesses the layers above synchronise.
+unsafe impl Send for Mapping {}
+// SAFETY: as for `Send`: `&Mapping` gives out only the pointer and length.
+unsafe impl Sync for Mapping {}
+
+/// Creation parameters the OS layer needs.
+pub(crate) struct CreateSpec<'a> {
+    pub namespace: Namespace,
+    /// Unix permission bits; not used on Windows (see `sddl`).
+    #[allow(dead_code)]
+    pub mode: u32,
+    /// Security descriptor for the section, in SDDL.
+    pub sddl: Option<&'a str>,
+}
+
+fn wide(s: &str) -> Vec<u16> {
+    s.encode_utf16().chain(Some(0)).collect()
+}
+
+fn kernel_name(object: &str, namespace: Namespace) -> Vec<u16> {
+    let prefix = match namespace {
+        Namespace::Local => "Local",
+        Namespace::Global => "Global",
+    };
+    wide(&format!("{prefix}\\{object}"))
+}
+
+fn last_error(op: &'static str) -> OsError {
+    // SAFETY: reads this thread's last-error value; no preconditions.
+    let code = unsafe { GetLastError() };
+    OsError::new(op, io::Error::from_raw_os_error(code as i32))
+}
+
+/// A security descriptor parsed from SDDL, freed on drop.
+struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
+
+impl SecurityDescriptor {
+    fn from_sddl(sddl: &str) -> Result<SecurityDescriptor, OsError> {
+        let text = wide(sddl);
+        let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
+        // SAFETY: `text` is NUL-terminated UTF-16 that outlives the call; `sd`
+        // is a valid out-pointer; the size out-pointer may be null.
+        let ok = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                text.as_ptr(),
+                SDDL_REVISION_1,
+                &mut sd,
+                ptr::null_mut(),
+            )
+        };
+        if ok == 0 {
+            let err = last_error("ConvertStringSecurityDescriptorToSecurityDescriptorW");
+            return Err(OsError::new(
+                err.op,
+                io::Error::new(io::ErrorKind::InvalidInput, err.source),
+            ));
+        }
+        Ok(SecurityDescriptor(sd))
+    }
+}
+
+impl Drop for SecurityDescriptor {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor was allocated by
+        // ConvertStringSecurityDescriptorToSecurityDescriptorW, which says to
+        // free it with LocalFree, and it is freed only here.
+        unsafe {
+            LocalFree(self.0);
+        }
+    }
+}
+
+impl Mapping {
+    /// Creates a new committed section of `size` bytes; fails if the name
+    /// exists.
+    pub(crate) fn create(object: &str, size: usize, spec: &CreateSpec) -> Result<Mapping, OsError> {
+        let name = kernel_name(object, spec.namespace);
+        let sd = spec.sddl.map(SecurityDescriptor::from_sddl).transpose()?;
+        let attributes = sd.as_ref().map(|sd| SECURITY_ATTRIBUTES {
+            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: sd.0,
+            bInheritHandle: 0,
+        });
+        let attributes_ptr = attributes
+            .as_ref()
+            .map_or(ptr::null(), |a| a as *const SECURITY_ATTRIBUTES);
+        let size64 = size as u64;
+        // SAFETY: INVALID_HANDLE_VALUE asks for a pagefile-backed section;
+        // `attributes_ptr` is null or points at attributes (and a descriptor)
+        // that live until after the call; `name` is NUL-terminated.
+        let handle = unsafe {
+            CreateFileMappingW(
+                INVALID_HANDLE_VALUE,
+                attributes_ptr,
+                PAGE_READWRITE | SEC_COMMIT,
+                (size64 >> 32) as u32,
+                size64 as u32,
+                name.as_ptr(),
+            )
+        };
+        // SAFETY: no preconditions; read right after the call it reports on.
+        let code = unsafe { GetLastError() };
+        if handle.is_null() {
+            return Err(OsError::new(
+                "CreateFileMappingW",
+                io::Error::from_raw_os_error(code as i32),
+            ));
+        }
+        if code == ERROR_ALREADY_EXISTS {
+            // SAFETY: `handle` is a handle we own and close once.
+            unsafe { CloseHandle(handle) };
+            return Err(OsError::new(
+                "CreateFileMappingW",
+                io::Error::from_raw_os_error(code as i32),
+            ));
+        }
+        map(handle, FILE_MAP_READ | FILE_MAP_WRITE, size)
+    }
+
+    /// Opens an existing section; its size comes from `VirtualQuery` on the
+    /// view (whole pages, which is why the header records the exact size).
+    pub(crate) fn open(object: &str, ns: Namespace, writable: bool) -> Result<Mapping, OsError> {
+        let name = kernel_name(object, ns);
+        let access = if writable {
+            FILE_MAP_READ | FILE_MAP_WRITE
+        } else {
+            FILE_MAP_READ
+        };
+        // SAFETY: `name` is NUL-terminated UTF-16 that outlives the call.
+        let handle = unsafe { OpenFileMappingW(access, 0, name.as_ptr()) };
+        if handle.is_null() {
+            return Err(last_error("OpenFileMappingW"));
+        }
+        map(handle, access, 0)
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Sections have no name to remove: they go with their last handle.
+    pub(crate) fn unlink_if_same(&self, _object: &str) {}
+}
+
+/// Maps a view of `handle` (taking ownership of the handle). `len == 0` maps
+/// the whole section and asks the OS how large the view is.
+fn map(handle: HANDLE, access: u32, len: usize) -> Result<Mapping, OsError> {
+    // SAFETY: `handle` is a valid section handle with at least `access`
+    // rights; offset 0, and `len` is the section size or 0 for all of it.
+    let view = unsafe { MapViewOfFile(handle, access, 0, 0, len) };
+    let Some(ptr) = NonNull::new(view.Value.cast::<u8>()) else {
+        let err = last_error("MapViewOfFile");
+        // SAFETY: we own `handle` and close it once, on this failure path.
+        unsafe { CloseHandle(handle) };
+        return Err(err);
+    };
+    let mut mapping = Mapping { ptr, len, handle };
+    if len == 0 {
+        let mut info: MEMORY_BASIC_INFORMATION =
+            // SAFETY: a plain C struct of integers and pointers, for which all
+            // zero bytes is a valid value.
+            unsafe { std::mem::zeroed() };
+        // SAFETY: `ptr` is the base of a live view; `info` is writable and of
+        // the size passed.
+        let got = unsafe {
+            VirtualQuery(
+                ptr.as_ptr() as *const c_void,
+                &mut info,
+                size_of::<MEMORY_BASIC_INFORMATION>(),
+            )
+        };
+        if got == 0 {
+            return Err(last_error("VirtualQuery"));
+        }
+        mapping.len = info.RegionSize;
+    }
+    Ok(mapping)
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the view and handle were created by `map`, are owned by
+        // this value alone, and are released exactly once here; no borrow of
+        // the memory outlives the borrow of `self` it came from.
+        unsafe {
+            UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
+                Value: self.ptr.as_ptr().cast::<c_void>(),
+            });
+            CloseHandle(self.handle);
+        }
+    }
+}
+
+/// Sections have no name to remove: they go with their last handle.
+pub(crate) fn unlink(_object: &str) -> io::Result<()> {
+    Ok(())
+}
+
+/// Windows keeps no section that no process holds, so there is never
+/// anything to clean; Win32 has no call that lists sections either.
+pub(crate) fn list_objects() -> io::Result<Vec<String>> {
+    Ok(Vec::new())
+}
+
+/// Free space for shared memory: not a filesystem on Windows.
+pub(crate) fn shm_space() -> Option<(String, u64)> {
+    None
+}
+
+/// Whether an OS error means the memory could not be reserved.
+pub(crate) fn is_out_of_space(err: &io::Error) -> bool {
+    err.raw_os_error() == Some(ERROR_COMMITMENT_LIMIT as i32)
+        || matches!(
+            err.kind(),
+            io::ErrorKind::OutOfMemory | io::ErrorKind::StorageFull
+        )
+}
+
+/// The creation time of process `pid`: `Ok(None)` when there is no such
+/// process or it has exited.
+pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
+    // SAFETY: plain call; a null return is handled.
+    let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if handle.is_null() {
+        // SAFETY: no preconditions.
+        let code = unsafe { GetLastError() };
+        return if code == ERROR_INVALID_PARAMETER {
+            Ok(None)
+        } else {
+            Err(io::Error::from_raw_os_error(code as i32))
+        };
+    }
+    let mut exit_code = 0u32;
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: `handle` is a live process handle with query rights; every
+    // out-pointer is a valid, writable local.
+    let result = unsafe {
+        let running = GetExitCodeProcess(handle, &mut exit_code) != 0
+            && exit_code == STILL_ACTIVE as u32;
+        let timed = GetProcessTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) != 0;
+        CloseHandle(handle);
+        (running, timed)
+    };
+    match result {
+        (false, _) => Ok(None),
+        (true, true) => Ok(Some(
+            (u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime),
+        )),
+        (true, false) => Err(io::Error::other("GetProcessTimes failed")),
+    }
+}
+
+/// Sections have no age to look at; nothing is ever left unfinished.
+pub(crate) fn object_age(_object: &str) -> Option<std::time::Duration> {
+    None
+}

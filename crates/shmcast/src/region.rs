@@ -1,0 +1,536 @@
+//! Raw regions: one named block of bytes, shared by any number of processes,
+//! with a cross-process reader-writer lock that a crash cannot wedge.
+//!
+//! ```
+//! use shmcast::Region;
+//! # let name = format!("doc-region-{}", std::process::id());
+//! let region = Region::create(&name, 4096)?;          // creator, read-write
+//! region.write(0, b"hello")?;                          // takes the write lock
+//!
+//! let reader = Region::open_read_only(&name)?;        // any other process
+//! let mut buf = [0u8; 5];
+//! reader.read(0, &mut buf)?;
+//! assert_eq!(&buf, b"hello");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! `read` and `write` lock for the duration of one copy. For longer work in
+//! place, [`Region::write_lock`] and [`Region::read_lock`] return guards that
+//! dereference to the bytes. A read-only open cannot take locks (it may not
+//! write the lock words, and the OS enforces that), so its reads are seqlock
+//! copies: they retry while a writer is active and never return a mix.
+//!
+//! The lock's holders are recorded by process identity; see [`crate::lock`]
+//! for how a lock held by a dead process is recovered.
+
+use std::ops::{Deref, DerefMut};
+use std::time::{Duration, Instant};
+
+use crate::copy::copy_from_shared;
+use crate::error::{CreateError, OpenError, RegionError};
+use crate::header::{Kind, COMMON_LEN};
+use crate::identity::{token_liveness, token_pid, Liveness, ProcessId};
+use crate::lock::{Blocker, LockWords, READER_SLOTS};
+use crate::name::{IntoName, Name};
+use crate::segment::{CreateOptions, Segment, SegmentInfo};
+
+/// How long [`Region::read`] and [`Region::write`] wait for the lock.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A named shared byte region.
+pub struct Region {
+    seg: Segment,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("name", &self.name().to_string())
+            .field("len", &self.len())
+            .field("read_only", &self.is_read_only())
+            .finish()
+    }
+}
+
+impl Region {
+    /// Creates a region of `size` bytes, zero-filled, with default options.
+    ///
+    /// # Errors
+    /// [`CreateError`]: the name is taken, the memory cannot be reserved,
+    /// the OS refuses.
+    pub fn create<N>(name: N, size: usize) -> Result<Region, CreateError>
+    where
+        N: IntoName,
+    {
+        Region::create_with(name, size, &CreateOptions::default())
+    }
+
+    /// Creates a region of `size` bytes with `options`.
+    ///
+    /// # Errors
+    /// As [`Region::create`], and a bad security descriptor.
+    pub fn create_with<N>(name: N, size: usize, options: &CreateOptions) -> Result<Region, CreateError>
+    where
+        N: IntoName,
+    {
+        // The lock words start zeroed, which is "unlocked": nothing to init.
+        let seg = Segment::create(name.into_name()?, Kind::Region, size, options, |_| {})?;
+        Ok(Region { seg })
+    }
+
+    /// Opens an existing region for reading and writing.
+    ///
+    /// # Errors
+    /// [`OpenError`]: no such name, not a region, a header that fails
+    /// validation, no permission.
+    pub fn open<N>(name: N) -> Result<Region, OpenError>
+    where
+        N: IntoName,
+    {
+        Ok(Region {
+            seg: Segment::open(name.into_name()?, Some(Kind::Region), true)?,
+        })
+    }
+
+    /// Opens an existing region read-only. The memory is mapped read-only
+    /// by the OS: writing through it faults.
+    ///
+    /// # Errors
+    /// As [`Region::open`].
+    pub fn open_read_only<N>(name: N) -> Result<Region, OpenError>
+    where
+        N: IntoName,
+    {
+        Ok(Region {
+            seg: Segment::open(name.into_name()?, Some(Kind::Region), false)?,
+        })
+    }
+
+    /// The region's name.
+    pub fn name(&self) -> &Name {
+        self.seg.name()
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        self.seg.layout().data_len
+    }
+
+    /// Always `false`: regions have at least one byte.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this handle was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        !self.seg.is_writable()
+    }
+
+    /// What the header says: creator, sizes, creation time.
+    pub fn info(&self) -> SegmentInfo {
+        SegmentInfo::of(&self.seg)
+    }
+
+    /// The first byte of the region. Reading or writing through it bypasses
+    /// the lock; writing through a read-only open faults.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.seg.data_ptr()
+    }
+
+    fn lock_words(&self) -> &LockWords {
+        // SAFETY: the lock words sit right after the common header in the
+        // header page, which a valid layout guarantees is mapped; they are
+        // atomics, valid for any bit pattern, and live as long as `self`.
+        unsafe { &*self.seg.header_ptr().add(COMMON_LEN).cast::<LockWords>() }
+    }
+
+    fn check_range(&self, offset: usize, len: usize) -> Result<(), RegionError> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len() => Ok(()),
+            _ => Err(RegionError::OutOfBounds {
+                name: self.name().to_string(),
+                offset: offset as u64,
+                len: len as u64,
+                size: self.len() as u64,
+            }),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), RegionError> {
+        if self.is_read_only() {
+            return Err(RegionError::ReadOnly {
+                name: self.name().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    fn timeout(&self, wanted: &'static str, blocker: Blocker, waited: Duration) -> RegionError {
+        let holder = match blocker {
+            Blocker::Writer(pid) => format!("pid {pid} (writing)"),
+            Blocker::Reader(pid) => format!("pid {pid} (reading)"),
+            Blocker::ReadersFull => format!("{READER_SLOTS} readers (the reader table is full)"),
+        };
+        RegionError::Timeout {
+            name: self.name().to_string(),
+            wanted,
+            holder,
+            waited,
+        }
+    }
+
+    /// Copies `data` into the region at `offset`, under the write lock.
+    /// When it does not fit, nothing is written.
+    ///
+    /// # Errors
+    /// [`RegionError::OutOfBounds`], [`RegionError::ReadOnly`], or
+    /// [`RegionError::Timeout`] after [`DEFAULT_LOCK_TIMEOUT`].
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), RegionError> {
+        self.check_range(offset, data.len())?;
+        let mut guard = self.write_lock(DEFAULT_LOCK_TIMEOUT)?;
+        guard[offset..offset + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf`: under the read lock
+    /// on a read-write open, as a seqlock copy on a read-only one.
+    ///
+    /// # Errors
+    /// [`RegionError::OutOfBounds`]; [`RegionError::Timeout`] after
+    /// [`DEFAULT_LOCK_TIMEOUT`]; [`RegionError::Torn`] when the last writer
+    /// died mid-write.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), RegionError> {
+        self.check_range(offset, buf.len())?;
+        let torn = if self.is_read_only() {
+            let started = Instant::now();
+            let src = self.seg.data_ptr().wrapping_add(offset);
+            self.lock_words()
+                .read_consistent(started + DEFAULT_LOCK_TIMEOUT, || {
+                    // SAFETY: the range was checked to lie inside the data,
+                    // which stays mapped while `self` lives; racing writers
+                    // are what `copy_from_shared` is for.
+                    unsafe { copy_from_shared(src, buf) }
+                })
+                .map_err(|b| self.timeout("read", b, started.elapsed()))?
+        } else {
+            let guard = self.read_lock(DEFAULT_LOCK_TIMEOUT)?;
+            buf.copy_from_slice(&guard[offset..offset + buf.len()]);
+            guard.is_torn()
+        };
+        if torn {
+            return Err(RegionError::Torn {
+                name: self.name().to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The whole region, copied into a new `Vec`.
+    ///
+    /// # Errors
+    /// As [`Region::read`].
+    pub fn read_to_vec(&self) -> Result<Vec<u8>, RegionError> {
+        let mut v = vec![0u8; self.len()];
+        self.read(0, &mut v)?;
+        Ok(v)
+    }
+
+    /// Takes the write lock, waiting up to `timeout`. A lock held by a dead
+    /// process is taken over (see [`WriteGuard::recovered_from`]).
+    ///
+    /// # Errors
+    /// [`RegionError::ReadOnly`]; [`RegionError::Timeout`] naming the holder.
+    pub fn write_lock(&self, timeout: Duration) -> Result<WriteGuard<'_>, RegionError> {
+        self.check_writable()?;
+        let started = Instant::now();
+        let held = self
+            .lock_words()
+            .lock_write(ProcessId::current().token(), started + timeout)
+            .map_err(|b| self.timeout("write", b, started.elapsed()))?;
+        Ok(WriteGuard {
+            region: self,
+            recovered_from: held.recovered_from,
+            torn: held.torn,
+        })
+    }
+
+    /// Takes the write lock if it is free now (or held by a dead process).
+    ///
+    /// # Errors
+    /// As [`Region::write_lock`].
+    pub fn try_write_lock(&self) -> Result<WriteGuard<'_>, RegionError> {
+        self.write_lock(Duration::ZERO)
+    }
+
+    /// Takes a read lock, waiting up to `timeout`. Any number of processes
+    /// (up to [`READER_SLOTS`] locks at once) may read together.
+    ///
+    /// # Errors
+    /// [`RegionError::ReadOnly`] (read-only opens use [`Region::read`]);
+    /// [`RegionError::Timeout`] naming the holder.
+    pub fn read_lock(&self, timeout: Duration) -> Result<ReadGuard<'_>, RegionError> {
+        self.check_writable()?;
+        let started = Instant::now();
+        let held = self
+            .lock_words()
+            .lock_read(ProcessId::current().token(), started + timeout)
+            .map_err(|b| self.timeout("read", b, started.elapsed()))?;
+        Ok(ReadGuard {
+            region: self,
+            slot: held.slot,
+            torn: held.torn,
+        })
+    }
+
+    /// Takes a read lock if one is available now.
+    ///
+    /// # Errors
+    /// As [`Region::read_lock`].
+    pub fn try_read_lock(&self) -> Result<ReadGuard<'_>, RegionError> {
+        self.read_lock(Duration::ZERO)
+    }
+
+    /// Who holds the lock right now, and whether they still run.
+    pub fn lock_state(&self) -> LockState {
+        let holders = self.lock_words().holders();
+        let holder = |token: u64| Holder {
+            pid: token_pid(token),
+            alive: token_liveness(token) == Liveness::Alive,
+        };
+        LockState {
+            writer: holders.writer.map(holder),
+            readers: holders.readers.into_iter().map(holder).collect(),
+            torn: holders.torn,
+        }
+    }
+}
+
+/// A snapshot of a region's lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockState {
+    /// The write-lock holder.
+    pub writer: Option<Holder>,
+    /// The read-lock holders (one entry per lock held).
+    pub readers: Vec<Holder>,
+    /// The last writer died mid-write and nobody has written since.
+    pub torn: bool,
+}
+
+/// A process holding a lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// Its PID.
+    pub pid: u32,
+    /// Whether it still runs (a dead holder's lock is recovered by the next
+    /// process that wants it).
+    pub alive: bool,
+}
+
+/// The write lock; dereferences to the whole region. Released on drop.
+pub struct WriteGuard<'a> {
+    region: &'a Region,
+    recovered_from: Option<u32>,
+    torn: bool,
+}
+
+impl std::fmt::Debug for WriteGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteGuard")
+            .field("region", &self.region.name().to_string())
+            .field("recovered_from", &self.recovered_from)
+            .field("torn", &self.torn)
+            .finish()
+    }
+}
+
+impl WriteGuard<'_> {
+    /// The PID of a dead process whose lock this one took over.
+    pub fn recovered_from(&self) -> Option<u32> {
+        self.recovered_from
+    }
+
+    /// Whether the previous writer died mid-write, so that what it was
+    /// writing may be partial. Dropping this guard clears the flag.
+    pub fn was_torn(&self) -> bool {
+        self.torn
+    }
+}
+
+impl Deref for WriteGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the data is mapped for `len` bytes while the region lives,
+        // which outlives the guard; holding the write lock excludes every
+        // other locker and read-only openers only read, with seqlock copies
+        // that discard what overlaps a write.
+        unsafe { std::slice::from_raw_parts(self.region.seg.data_ptr(), self.region.len()) }
+    }
+}
+
+impl DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `deref`; the mapping is writable (write_lock checked
+        // the open mode) and `&mut self` makes this the only borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.region.seg.data_ptr(), self.region.len()) }
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.region.lock_words().unlock_write();
+    }
+}
+
+/// A read lock; dereferences to the whole region. Released on drop.
+pub struct ReadGuard<'a> {
+    region: &'a Region,
+    slot: usize,
+    torn: bool,
+}
+
+impl std::fmt::Debug for ReadGuard<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadGuard")
+            .field("region", &self.region.name().to_string())
+            .field("torn", &self.torn)
+            .finish()
+    }
+}
+
+impl ReadGuard<'_> {
+    /// Whether the last writer died mid-write, so the data may be partial.
+    pub fn is_torn(&self) -> bool {
+        self.torn
+    }
+}
+
+impl Deref for ReadGuard<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: the data is mapped for `len` bytes while the region lives;
+        // a read lock excludes writers, so the bytes do not change while
+        // this borrow lasts.
+        unsafe { std::slice::from_raw_parts(self.region.seg.data_ptr(), self.region.len()) }
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.region.lock_words().unlock_read(self.slot);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::OpenError;
+
+    fn unique(tag: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!("t-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    }
+
+    #[test]
+    fn write_then_read_back_through_another_open() {
+        let name = unique("rw");
+        let r = Region::create(&name, 10_000).unwrap();
+        assert_eq!(r.len(), 10_000);
+        r.write(9_990, b"0123456789").unwrap();
+        let other = Region::open(&name).unwrap();
+        let mut buf = [0u8; 10];
+        other.read(9_990, &mut buf).unwrap();
+        assert_eq!(&buf, b"0123456789");
+        let ro = Region::open_read_only(&name).unwrap();
+        assert_eq!(&ro.read_to_vec().unwrap()[9_990..], b"0123456789");
+        assert_eq!(ro.info().creator, ProcessId::current());
+    }
+
+    #[test]
+    fn a_write_that_does_not_fit_writes_nothing() {
+        let name = unique("oob");
+        let r = Region::create(&name, 16).unwrap();
+        r.write(0, &[7; 16]).unwrap();
+        for (offset, len) in [(0, 17), (1, 16), (16, 1), (usize::MAX, 2)] {
+            let err = r.write(offset, &vec![1; len]).unwrap_err();
+            assert!(matches!(err, RegionError::OutOfBounds { .. }), "{err}");
+        }
+        assert_eq!(r.read_to_vec().unwrap(), vec![7; 16]);
+        r.write(16, &[]).unwrap();
+    }
+
+    #[test]
+    fn read_only_open_refuses_writes_and_locks() {
+        let name = unique("ro");
+        let _r = Region::create(&name, 64).unwrap();
+        let ro = Region::open_read_only(&name).unwrap();
+        assert!(matches!(ro.write(0, b"x"), Err(RegionError::ReadOnly { .. })));
+        assert!(matches!(ro.try_read_lock(), Err(RegionError::ReadOnly { .. })));
+    }
+
+    #[test]
+    fn read_only_read_waits_for_the_writer() {
+        let name = unique("seq");
+        let r = Region::create(&name, 64).unwrap();
+        let ro = Region::open_read_only(&name).unwrap();
+        let guard = r.try_write_lock().unwrap();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                drop(guard);
+            });
+            ro.read_to_vec().unwrap();
+        });
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn guards_show_in_lock_state_and_block_each_other() {
+        let name = unique("state");
+        let r = Region::create(&name, 64).unwrap();
+        {
+            let mut w = r.try_write_lock().unwrap();
+            w[0] = 1;
+            let state = r.lock_state();
+            let me = std::process::id();
+            assert_eq!(state.writer, Some(Holder { pid: me, alive: true }));
+            let err = r.try_read_lock().unwrap_err();
+            assert!(err.to_string().contains(&format!("pid {me} (writing)")), "{err}");
+        }
+        let a = r.try_read_lock().unwrap();
+        let b = r.try_read_lock().unwrap();
+        assert_eq!(a[0] + b[0], 2);
+        assert_eq!(r.lock_state().readers.len(), 2);
+        assert!(r.try_write_lock().is_err());
+        drop((a, b));
+        assert!(r.try_write_lock().is_ok());
+    }
+
+    #[test]
+    fn open_errors_name_the_problem() {
+        let missing = unique("missing");
+        assert!(matches!(Region::open(&missing), Err(OpenError::NotFound { .. })));
+        assert!(matches!(Region::open("bad/name"), Err(OpenError::InvalidName(_))));
+        let name = unique("dup");
+        let _r = Region::create(&name, 8).unwrap();
+        let err = Region::create(&name, 8).unwrap_err();
+        assert!(matches!(err, CreateError::AlreadyExists { owner_alive: true, .. }), "{err}");
+        assert!(matches!(Region::create(unique("zero"), 0), Err(CreateError::InvalidSize { .. })));
+    }
+
+    #[test]
+    fn the_creator_removes_its_segment_on_drop() {
+        let name = unique("drop");
+        drop(Region::create(&name, 8).unwrap());
+        if cfg!(unix) {
+            assert!(matches!(Region::open(&name), Err(OpenError::NotFound { .. })));
+        }
+        let kept = Region::create_with(&name, 8, &CreateOptions::new().persist(true)).unwrap();
+        drop(kept);
+        if cfg!(unix) {
+            assert!(Region::open(&name).is_ok());
+            crate::remove(&name).unwrap();
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! Segments: named mappings with a validated header.
+//!
+//! A segment is what the OS layer maps plus what the [header](crate::header)
+//! says about it. Regions and channels are segments of their own kind.
+//!
+//! **Lifetime.** On Linux a segment's name lives in `/dev/shm` until it is
+//! unlinked: the creator unlinks it when dropped unless created with
+//! [`CreateOptions::persist`], and processes that still map it keep their
+//! memory until they unmap. A creator that crashes leaves its segment behind;
+//! [`clean`] removes those. On Windows a section lives while any process
+//! holds a handle and vanishes with the last one, so nothing is ever left
+//! behind and `persist` has no effect.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::copy::copy_from_shared;
+use crate::error::{CreateError, OpenError, RemoveError};
+use crate::header::{self, CommonHeader, Kind, Layout, Problem, COMMON_LEN, HEADER_LEN};
+use crate::identity::{Liveness, ProcessId};
+use crate::name::{IntoName, Name, Namespace};
+use crate::os::{self, CreateSpec, Mapping, OsError};
+
+/// How long `open` waits for a segment that exists but whose creator has not
+/// finished writing its header yet.
+const INIT_WAIT: Duration = Duration::from_millis(500);
+
+/// An object under our prefix older than this and still without a header is
+/// taken to be left by a creator that died creating it.
+const STALE_INIT_AGE: Duration = Duration::from_secs(10);
+
+/// How to create a segment: namespace, permissions, lifetime.
+///
+/// ```
+/// use shmcast::CreateOptions;
+/// let opts = CreateOptions::new()
+///     .mode(0o640) // Linux: owner read-write, group read
+///     .sddl("D:(A;;GA;;;SY)(A;;GR;;;IU)") // Windows: SYSTEM all, users read
+///     .replace_stale(true);
+/// ```
+#[derive(Clone, Debug)]
+pub struct CreateOptions {
+    namespace: Option<Namespace>,
+    mode: u32,
+    sddl: Option<String>,
+    persist: bool,
+    replace_stale: bool,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            namespace: None,
+            mode: 0o600,
+            sddl: None,
+            persist: false,
+            replace_stale: false,
+        }
+    }
+}
+
+impl CreateOptions {
+    /// The defaults: the name's own namespace, mode 0600, no security
+    /// descriptor, removed when the creator drops it, no take-over.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Puts the segment in this namespace, whatever the name says (Windows).
+    pub fn namespace(mut self, namespace: Namespace) -> Self {
+        self.namespace = Some(namespace);
+        self
+    }
+
+    /// Unix permission bits of the `/dev/shm` object (Linux; default 0600,
+    /// exactly, whatever the umask). Ignored on Windows: see [`sddl`].
+    ///
+    /// [`sddl`]: CreateOptions::sddl
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o7777;
+        self
+    }
+
+    /// A security descriptor for the section, in SDDL (Windows). Without
+    /// one, Windows applies the creator's default DACL, which a service's
+    /// desktop users cannot open. Ignored on Linux: see [`mode`].
+    ///
+    /// [`mode`]: CreateOptions::mode
+    pub fn sddl(mut self, sddl: &str) -> Self {
+        self.sddl = Some(sddl.to_owned());
+        self
+    }
+
+    /// Keeps the segment's name after the creator drops it (Linux; a
+    /// Windows section always goes with its last handle).
+    pub fn persist(mut self, persist: bool) -> Self {
+        self.persist = persist;
+        self
+    }
+
+    /// When the name is taken by a segment whose creator is dead, removes it
+    /// and creates a new one instead of failing (Linux; on Windows such a
+    /// section exists only while someone still holds it open).
+    pub fn replace_stale(mut self, replace: bool) -> Self {
+        self.replace_stale = replace;
+        self
+    }
+}
+
+/// A mapped segment with a valid header.
+pub(crate) struct Segment {
+    name: Name,
+    map: Mapping,
+    layout: Layout,
+    writable: bool,
+    remove_on_drop: bool,
+}
+
+impl Segment {
+    /// Creates a segment of `kind` with `data_len` bytes after the header.
+    /// `init` fills in the kind's part of the header page (the page is
+    /// zeroed, and nobody can open the segment) before the magic is written.
+    pub(crate) fn create(
+        name: Name,
+        kind: Kind,
+        data_len: usize,
+        opts: &CreateOptions,
+        init: impl FnOnce(*mut u8),
+    ) -> Result<Segment, CreateError> {
+        let name = match opts.namespace {
+            Some(ns) => name.in_namespace(ns),
+            None => name,
+        };
+        let max = isize::MAX as usize - HEADER_LEN;
+        if data_len == 0 || data_len > max {
+            return Err(CreateError::InvalidSize {
+                name: name.to_string(),
+                size: data_len as u64,
+                max: max as u64,
+            });
+        }
+        let total = HEADER_LEN + data_len;
+        let spec = CreateSpec {
+            namespace: name.namespace(),
+            mode: opts.mode,
+            sddl: opts.sddl.as_deref(),
+        };
+        let object = name.object_name();
+        let map = match Mapping::create(&object, total, &spec) {
+            Ok(map) => map,
+            Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => {
+                let (owner, owner_alive) = existing_owner(&name);
+                let stale = owner.is_some() && !owner_alive;
+                if !(stale && opts.replace_stale && os::unlink(&object).is_ok()) {
+                    return Err(CreateError::AlreadyExists {
+                        name: name.to_string(),
+                        owner,
+                        owner_alive,
+                    });
+                }
+                Mapping::create(&object, total, &spec)
+                    .map_err(|e| create_error(&name, total, opts, e))?
+            }
+            Err(e) => return Err(create_error(&name, total, opts, e)),
+        };
+        let me = ProcessId::current();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let base = map.as_ptr();
+        // SAFETY: the mapping is at least HEADER_LEN bytes, page-aligned and
+        // writable, and only we know it: the magic is still zero, so every
+        // opener waits or fails until the release store below.
+        unsafe { base.cast::<CommonHeader>().write(CommonHeader::new(kind, data_len, me, now_ms)) };
+        init(base);
+        // SAFETY: as above; the header was just written in place.
+        let header = unsafe { &*base.cast::<CommonHeader>() };
+        header.magic.store(header::magic_word(), Ordering::Release);
+        Ok(Segment {
+            layout: Layout {
+                kind,
+                data_len,
+                total_len: total,
+                creator: me,
+                created_unix_ms: now_ms,
+            },
+            name,
+            map,
+            writable: true,
+            remove_on_drop: !opts.persist,
+        })
+    }
+
+    /// Opens an existing segment, expecting `kind` (any kind with `None`).
+    pub(crate) fn open(name: Name, expected: Option<Kind>, writable: bool) -> Result<Segment, OpenError> {
+        let object = name.object_name();
+        let started = Instant::now();
+        loop {
+            let map = Mapping::open(&object, name.namespace(), writable)
+                .map_err(|e| open_error(&name, e))?;
+            match read_layout(&map, expected) {
+                Ok(layout) => {
+                    return Ok(Segment {
+                        name,
+                        map,
+                        layout,
+                        writable,
+                        remove_on_drop: false,
+                    })
+                }
+                // The creator may still be writing the header: give it a
+                // moment, from a fresh mapping (its size may change too).
+                Err(Problem::Uninitialized) if started.elapsed() < INIT_WAIT => {
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(problem) => return Err(problem_error(&name, expected, problem)),
+            }
+        }
+    }
+
+    pub(crate) fn name(&self) -> &Name {
+        &self.name
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub(crate) fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The start of the header page.
+    pub(crate) fn header_ptr(&self) -> *mut u8 {
+        self.map.as_ptr()
+    }
+
+    /// The start of the data, right after the header page.
+    pub(crate) fn data_ptr(&self) -> *mut u8 {
+        // SAFETY: a valid layout has total_len = HEADER_LEN + data_len <=
+        // the mapping's length, so this stays inside the mapping.
+        unsafe { self.map.as_ptr().add(HEADER_LEN) }
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.remove_on_drop {
+            self.map.unlink_if_same(&self.name.object_name());
+        }
+    }
+}
+
+/// Reads and validates the header of a fresh mapping.
+fn read_layout(map: &Mapping, expected: Option<Kind>) -> Result<Layout, Problem> {
+    let mut bytes = [0u8; COMMON_LEN];
+    let n = map.len().min(COMMON_LEN);
+    if n >= 8 {
+        // Acquire pairs with the creator's release store of the magic: when
+        // we see it, we see the header written before it.
+        // SAFETY: the mapping has at least 8 bytes and is page-aligned, so
+        // its first word is an aligned, readable u64.
+        let magic = unsafe { std::sync::atomic::AtomicU64::from_ptr(map.as_ptr().cast::<u64>()) }
+            .load(Ordering::Acquire);
+        if magic == 0 {
+            return Err(Problem::Uninitialized);
+        }
+    }
+    // SAFETY: `n` bytes from the start of the mapping are mapped and
+    // readable; another process may be writing them, which the racy-tolerant
+    // copy allows. Validation then works on our private copy only.
+    unsafe { copy_from_shared(map.as_ptr(), &mut bytes[..n]) };
+    header::validate(&bytes[..n], map.len(), expected)
+}
+
+fn existing_owner(name: &Name) -> (Option<ProcessId>, bool) {
+    match Segment::open(name.clone(), None, false) {
+        Ok(seg) => {
+            let owner = seg.layout.creator;
+            (Some(owner), owner.liveness() == Liveness::Alive)
+        }
+        Err(_) => (None, false),
+    }
+}
+
+fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> CreateError {
+    let name_s = name.to_string();
+    if e.op.starts_with("ConvertString") {
+        return CreateError::InvalidSecurityDescriptor {
+            name: name_s,
+            sddl: opts.sddl.clone().unwrap_or_default(),
+            source: e.source,
+        };
+    }
+    if os::is_out_of_space(&e.source) {
+        let (place, available) = match os::shm_space() {
+            Some((place, free)) => (place, Some(free)),
+            None => ("the pagefile (commit limit)".to_owned(), None),
+        };
+        return CreateError::NoSpace {
+            name: name_s,
+            size: size as u64,
+            place,
+            available,
+            source: e.source,
+        };
+    }
+    if e.source.kind() == io::ErrorKind::PermissionDenied {
+        let hint = match name.namespace() {
+            Namespace::Global if cfg!(windows) => {
+                "; creating a Global\\ name needs SeCreateGlobalPrivilege (run as a service or \
+                 an administrator), or use a Local\\ name"
+                    .to_owned()
+            }
+            _ => format!("; check access to the {} object", name.object_name()),
+        };
+        return CreateError::PermissionDenied {
+            name: name_s,
+            hint,
+            source: e.source,
+        };
+    }
+    CreateError::Os {
+        name: name_s,
+        op: e.op,
+        source: e.source,
+    }
+}
+
+fn open_error(name: &Name, e: OsError) -> OpenError {
+    let name = name.to_string();
+    match e.source.kind() {
+        io::ErrorKind::NotFound => OpenError::NotFound { name },
+        io::ErrorKind::PermissionDenied => OpenError::PermissionDenied {
+            name,
+            source: e.source,
+        },
+        _ => OpenError::Os {
+            name,
+            op: e.op,
+            source: e.source,
+        },
+    }
+}
+
+fn problem_error(name: &Name, expected: Option<Kind>, problem: Problem) -> OpenError {
+    let name = name.to_string();
+    match problem {
+        Problem::Uninitialized => OpenError::Uninitialized { name },
+        Problem::Foreign { found } => OpenError::NotShmcast { name, found },
+        Problem::Version { found } => OpenError::Incompatible {
+            name,
+            found,
+            expected: header::LAYOUT_VERSION,
+        },
+        Problem::WrongKind { found } => OpenError::WrongKind {
+            name,
+            found,
+            expected: expected.unwrap_or(found),
+        },
+        Problem::Corrupt(what) => OpenError::Corrupt { name, what },
+        Problem::Truncated { mapped, needed } => OpenError::Truncated {
+            name,
+            mapped,
+            needed,
+        },
+    }
+}
+
+/// What a segment's header says, for tools like `shmcast info`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The segment's name.
+    pub name: Name,
+    /// What it holds.
+    pub kind: Kind,
+    /// Bytes of data after the header.
+    pub data_len: usize,
+    /// Bytes in all, header included.
+    pub total_len: usize,
+    /// The process that created it.
+    pub creator: ProcessId,
+    /// Whether that process still runs.
+    pub creator_alive: bool,
+    /// When it was created.
+    pub created_at: SystemTime,
+}
+
+impl SegmentInfo {
+    pub(crate) fn of(seg: &Segment) -> SegmentInfo {
+        let l = seg.layout();
+        SegmentInfo {
+            name: seg.name().clone(),
+            kind: l.kind,
+            data_len: l.data_len,
+            total_len: l.total_len,
+            creator: l.creator,
+            creator_alive: l.creator.is_alive(),
+            created_at: UNIX_EPOCH + Duration::from_millis(l.created_unix_ms),
+        }
+    }
+}
+
+/// Reads the header of the segment `name`, whatever its kind.
+///
+/// # Errors
+/// [`OpenError`] when there is no such segment or it is not valid.
+pub fn inspect<N>(name: N) -> Result<SegmentInfo, OpenError>
+where
+    N: IntoName,
+{
+    let seg = Segment::open(name.into_name()?, None, false)?;
+    Ok(SegmentInfo::of(&seg))
+}
+
+/// Removes the name `name` (Linux): processes that map the segment keep
+/// their memory, new opens fail. On Windows this does nothing, since a
+/// section goes with its last handle.
+///
+/// # Errors
+/// [`RemoveError::NotFound`] when there is no such name.
+pub fn remove<N>(name: N) -> Result<(), RemoveError>
+where
+    N: IntoName,
+{
+    let name = name.into_name()?;
+    os::unlink(&name.object_name()).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => RemoveError::NotFound {
+            name: name.to_string(),
+        },
+        _ => RemoveError::Os {
+            name: name.to_string(),
+            source,
+        },
+    })
+}
+
+/// What [`clean`] did.
+#[derive(Clone, Debug, Default)]
+pub struct CleanReport {
+    /// Segments removed: their creator is dead.
+    pub removed: Vec<SegmentInfo>,
+    /// Objects under our prefix removed because they never got a header and
+    /// are older than a creator needs to write one.
+    pub removed_unfinished: Vec<String>,
+    /// Objects left alone, and why (foreign, corrupt, not accessible).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Removes every segment whose creator is dead (Linux). Segments with a
+/// live creator are never touched. On Windows there is nothing to clean:
+/// sections vanish with their last handle, and this returns an empty report.
+///
+/// # Errors
+/// Only when the shared memory directory cannot be listed.
+pub fn clean() -> io::Result<CleanReport> {
+    let mut report = CleanReport::default();
+    for object in os::list_objects()? {
+        let base = &object[crate::name::OBJECT_PREFIX.len()..];
+        let Ok(name) = Name::new(base) else {
+            report.skipped.push((object, "not a valid segment name".to_owned()));
+            continue;
+        };
+        match Segment::open(name.clone(), None, false) {
+            Ok(seg) => {
+                let info = SegmentInfo::of(&seg);
+                drop(seg);
+                if !info.creator_alive && os::unlink(&object).is_ok() {
+                    report.removed.push(info);
+                }
+            }
+            Err(OpenError::Uninitialized { .. })
+                if os::object_age(&object).is_some_and(|age| age > STALE_INIT_AGE) =>
+            {
+                if os::unlink(&object).is_ok() {
+                    report.removed_unfinished.push(name.to_string());
+                }
+            }
+            Err(e) => report.skipped.push((name.to_string(), e.to_string())),
+        }
+    }
+    Ok(report)
+}

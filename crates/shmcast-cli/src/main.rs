@@ -1,1 +1,367 @@
-fn main() {}
+//! `shmcast`: named shared memory from a shell.
+//!
+//! Every failure exits non-zero with one line on stderr that names the
+//! segment and says what to do.
+
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, Subcommand};
+use shmcast::{CreateOptions, Kind, Name, Namespace, Region, SegmentInfo};
+
+#[derive(Parser)]
+#[command(name = "shmcast", version, about = "Named shared memory for Windows and Linux")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where a name lives; shared by every command that takes one.
+#[derive(clap::Args)]
+struct Target {
+    /// Segment name: 1-200 of A-Z a-z 0-9 - _ . (a `Local\` or `Global\`
+    /// prefix picks the Windows namespace)
+    name: String,
+    /// Use the Windows Global\ namespace (shared across sessions; creating
+    /// there needs SeCreateGlobalPrivilege). No effect on Linux.
+    #[arg(long)]
+    global: bool,
+}
+
+impl Target {
+    fn name(&self) -> Result<Name, String> {
+        let name = Name::new(&self.name).map_err(|e| e.to_string())?;
+        Ok(if self.global {
+            name.in_namespace(Namespace::Global)
+        } else {
+            name
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a region and keep it alive until interrupted (Ctrl-C, SIGTERM),
+    /// then remove it. A region left by a dead process is taken over.
+    Hold {
+        #[command(flatten)]
+        target: Target,
+        /// Size in bytes (suffixes K, M, G for KiB, MiB, GiB)
+        #[arg(long, value_parser = parse_size)]
+        size: usize,
+        /// Permission bits of the /dev/shm object, in octal (Linux)
+        #[arg(long, default_value = "600", value_parser = parse_mode)]
+        mode: u32,
+        /// Security descriptor in SDDL, e.g. "D:(A;;GA;;;SY)(A;;GR;;;IU)"
+        /// (Windows)
+        #[arg(long)]
+        sddl: Option<String>,
+    },
+    /// Copy stdin into a region. Nothing is written if it does not fit.
+    Write {
+        #[command(flatten)]
+        target: Target,
+        /// Byte offset in the region to write at
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Write a region's bytes to stdout.
+    Cat {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show a segment's kind, size, creator and lock state.
+    Info {
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the segments whose creator is dead (Linux).
+    Clean,
+    /// Remove a segment's name now (Linux); processes that map it keep it.
+    Remove {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("shmcast: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Hold {
+            target,
+            size,
+            mode,
+            sddl,
+        } => hold(&target.name()?, size, mode, sddl.as_deref()),
+        Command::Write { target, offset } => write(&target.name()?, offset),
+        Command::Cat { target } => cat(&target.name()?),
+        Command::Info { target, json } => info(&target.name()?, json),
+        Command::Clean => clean(),
+        Command::Remove { target } => shmcast::remove(target.name()?).map_err(|e| e.to_string()),
+    }
+}
+
+/// The error's message, then its OS cause, on one line.
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(&format!(" ({s})"));
+        source = s.source();
+    }
+    msg
+}
+
+fn hold(name: &Name, size: usize, mode: u32, sddl: Option<&str>) -> Result<(), String> {
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+    ctrlc::set_handler(move || {
+        let _ = stop_tx.send(());
+    })
+    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    let mut options = CreateOptions::new().mode(mode).replace_stale(true);
+    if let Some(sddl) = sddl {
+        options = options.sddl(sddl);
+    }
+    let region = Region::create_with(name, size, &options).map_err(|e| one_line(&e))?;
+    println!(
+        "holding {name}: {size} bytes in {}; Ctrl-C removes it",
+        object_place(name)
+    );
+    let _ = io::stdout().flush();
+    let _ = stop_rx.recv();
+    drop(region);
+    eprintln!("removed {name}");
+    Ok(())
+}
+
+fn object_place(name: &Name) -> String {
+    if cfg!(windows) {
+        let ns = match name.namespace() {
+            Namespace::Local => "Local",
+            Namespace::Global => "Global",
+        };
+        format!("section {ns}\\{}", shmcast::object_name(name))
+    } else {
+        format!("/dev/shm/{}", shmcast::object_name(name))
+    }
+}
+
+fn write(name: &Name, offset: usize) -> Result<(), String> {
+    let region = Region::open(name).map_err(|e| one_line(&e))?;
+    let room = region.len().saturating_sub(offset);
+    // Read one byte more than fits, to tell "fits exactly" from "too long"
+    // without reading an endless stdin to the end.
+    let mut data = Vec::new();
+    io::stdin()
+        .lock()
+        .take(room as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| format!("reading stdin for {name}: {e}"))?;
+    if data.len() > room {
+        return Err(format!(
+            "region {name}: stdin holds more than the {room} bytes that fit at offset {offset} \
+             (the region has {}); nothing was written",
+            region.len()
+        ));
+    }
+    region.write(offset, &data).map_err(|e| one_line(&e))
+}
+
+fn cat(name: &Name) -> Result<(), String> {
+    let region = Region::open_read_only(name).map_err(|e| one_line(&e))?;
+    let bytes = region.read_to_vec().map_err(|e| one_line(&e))?;
+    let mut out = io::stdout().lock();
+    match out.write_all(&bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        // `shmcast cat r | head` is fine.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!("writing {name} to stdout: {e}")),
+    }
+}
+
+fn info(name: &Name, json: bool) -> Result<(), String> {
+    let info = shmcast::inspect(name).map_err(|e| one_line(&e))?;
+    let lock = match info.kind {
+        Kind::Region => Some(
+            Region::open_read_only(name)
+                .map_err(|e| one_line(&e))?
+                .lock_state(),
+        ),
+        Kind::Channel => None,
+    };
+    if json {
+        print_info_json(&info, lock.as_ref());
+    } else {
+        print_info_text(&info, lock.as_ref());
+    }
+    Ok(())
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn alive(alive: bool) -> &'static str {
+    if alive {
+        "alive"
+    } else {
+        "dead"
+    }
+}
+
+fn lock_words(lock: &shmcast::LockState) -> String {
+    let holders = |hs: &[shmcast::Holder]| {
+        hs.iter()
+            .map(|h| format!("pid {} ({})", h.pid, alive(h.alive)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut s = match (&lock.writer, lock.readers.len()) {
+        (None, 0) => "free".to_owned(),
+        (Some(w), _) => format!("write-locked by {}", holders(&[*w])),
+        (None, n) => format!("read-locked {n} time(s) by {}", holders(&lock.readers)),
+    };
+    if lock.torn {
+        s.push_str("; last write was interrupted by a crash");
+    }
+    s
+}
+
+fn print_info_text(info: &SegmentInfo, lock: Option<&shmcast::LockState>) {
+    let age = SystemTime::now()
+        .duration_since(info.created_at)
+        .unwrap_or(Duration::ZERO);
+    println!("name:    {}", info.name);
+    println!("kind:    {}", info.kind);
+    println!(
+        "size:    {} bytes of data, {} in all",
+        info.data_len, info.total_len
+    );
+    println!("object:  {}", object_place(&info.name));
+    println!(
+        "creator: pid {} ({})",
+        info.creator.pid,
+        alive(info.creator_alive)
+    );
+    println!(
+        "created: {}s ago (unix ms {})",
+        age.as_secs(),
+        unix_ms(info.created_at)
+    );
+    if let Some(lock) = lock {
+        println!("lock:    {}", lock_words(lock));
+    }
+}
+
+fn print_info_json(info: &SegmentInfo, lock: Option<&shmcast::LockState>) {
+    let holder = |h: &shmcast::Holder| serde_json::json!({"pid": h.pid, "alive": h.alive});
+    let mut v = serde_json::json!({
+        "name": info.name.to_string(),
+        "kind": info.kind.to_string(),
+        "data_len": info.data_len,
+        "total_len": info.total_len,
+        "object": object_place(&info.name),
+        "creator": {
+            "pid": info.creator.pid,
+            "start_time": info.creator.start_time,
+            "alive": info.creator_alive,
+        },
+        "created_unix_ms": unix_ms(info.created_at),
+    });
+    if let Some(lock) = lock {
+        v["lock"] = serde_json::json!({
+            "writer": lock.writer.as_ref().map(holder),
+            "readers": lock.readers.iter().map(holder).collect::<Vec<_>>(),
+            "torn": lock.torn,
+        });
+    }
+    println!("{v}");
+}
+
+fn clean() -> Result<(), String> {
+    let report = shmcast::clean().map_err(|e| format!("cannot list shared memory: {e}"))?;
+    for info in &report.removed {
+        println!(
+            "removed {} ({}, {} bytes; creator pid {} is dead)",
+            info.name, info.kind, info.data_len, info.creator.pid
+        );
+    }
+    for name in &report.removed_unfinished {
+        println!("removed {name} (its creator died while creating it)");
+    }
+    for (name, why) in &report.skipped {
+        eprintln!("left {name}: {why}");
+    }
+    if report.removed.is_empty() && report.removed_unfinished.is_empty() {
+        if cfg!(windows) {
+            println!("nothing to clean: Windows removes a section with its last handle");
+        } else {
+            println!("nothing to clean");
+        }
+    }
+    Ok(())
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; give bytes, optionally with K, M or G"))?;
+    let factor: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown size unit {unit:?}; use K, M or G")),
+    };
+    n.checked_mul(factor)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{s:?} is not a usable size (must be at least 1 byte)"))
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|&m| m <= 0o7777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode like 600 or 644"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("-1").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(parse_mode("600"), Ok(0o600));
+        assert_eq!(parse_mode("0o644"), Ok(0o644));
+        assert!(parse_mode("888").is_err());
+    }
+}

@@ -1,0 +1,361 @@
+//! Regions shared between real processes, on Linux and (built for
+//! x86_64-pc-windows-gnu) under Wine: the same file runs on both.
+//!
+//! Each test spawns this very test binary again as a child process running
+//! one role (see `child_entry_point`), talks to it through stdout lines that
+//! start with `@`, and kills it for real (SIGKILL / TerminateProcess) where
+//! the test is about crashes.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use shmcast::{OpenError, Region, HEADER_LEN};
+
+const ROLE_VAR: &str = "SHMCAST_TEST_ROLE";
+
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "mp-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Deterministic bytes for `seed`, so parent and child agree without
+/// sending the data.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A child process running one role; killed when dropped, so that a failed
+/// assertion never leaves a child behind.
+struct Proc {
+    child: Child,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child's message in a line of its stdout. The test harness prints
+/// `test child_entry_point ... ` before it, without a line break.
+fn message(line: &str) -> Option<&str> {
+    line.split_once('@').map(|(_, m)| m.trim_end())
+}
+
+impl Proc {
+    /// Starts this test binary as a child running `role` with `args`.
+    fn spawn(role: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(std::env::current_exe().expect("own path"))
+            .args(["child_entry_point", "--exact", "--nocapture", "--test-threads=1"])
+            .env(ROLE_VAR, format!("{role}\u{1f}{}", args.join("\u{1f}")))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn child");
+        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Proc { child, out }
+    }
+
+    fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads the child's messages until one starts with `prefix`.
+    fn expect(&mut self, prefix: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.out.read_line(&mut line).expect("read child stdout");
+            assert!(n > 0, "child ended before saying {prefix:?}");
+            if let Some(m) = message(&line) {
+                assert!(m.starts_with(prefix), "child said {m:?}, expected {prefix:?}");
+                return m.to_owned();
+            }
+        }
+    }
+
+    /// Kills the child for real (SIGKILL / TerminateProcess) and reaps it.
+    fn kill(&mut self) {
+        self.child.kill().expect("kill child");
+        self.child.wait().expect("reap child");
+    }
+
+    /// Waits for the child to end; its remaining messages and exit status.
+    fn finish(mut self) -> (Vec<String>, ExitStatus) {
+        let mut rest = String::new();
+        let _ = self.out.read_to_string(&mut rest);
+        let status = self.child.wait().expect("wait child");
+        let lines = rest.lines().filter_map(message).map(str::to_owned).collect();
+        (lines, status)
+    }
+}
+
+/// Runs a role to completion.
+fn run(role: &str, args: &[&str]) -> (Vec<String>, ExitStatus) {
+    Proc::spawn(role, args).finish()
+}
+
+#[test]
+fn child_reads_what_the_parent_wrote_and_the_other_way_round() {
+    let name = unique("rw");
+    let len = 300_000;
+    let region = Region::create(&name, len).unwrap();
+    region.write(0, &pattern(1, len)).unwrap();
+    let (lines, status) = run("read-expect", &[&name, "1"]);
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(lines, ["same"]);
+
+    let (lines, status) = run("write-pattern", &[&name, "2"]);
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(region.read_to_vec().unwrap(), pattern(2, len));
+}
+
+#[test]
+fn a_read_only_open_cannot_write_the_os_stops_it() {
+    let name = unique("ro");
+    let region = Region::create(&name, 4096).unwrap();
+    region.write(0, &[0xAB; 4096]).unwrap();
+    let mut child = Proc::spawn("write-through-read-only", &[&name]);
+    child.expect("mapped read-only");
+    let (_, status) = child.finish();
+    assert!(!status.success(), "the write went through");
+    assert_crashed_on_access(status);
+    assert_eq!(region.read_to_vec().unwrap(), vec![0xAB; 4096]);
+}
+
+#[cfg(unix)]
+fn assert_crashed_on_access(status: ExitStatus) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(11), "expected SIGSEGV, got {status:?}");
+}
+
+#[cfg(windows)]
+fn assert_crashed_on_access(status: ExitStatus) {
+    const STATUS_ACCESS_VIOLATION: u32 = 0xC000_0005;
+    assert_eq!(
+        status.code().map(|c| c as u32),
+        Some(STATUS_ACCESS_VIOLATION),
+        "expected an access violation, got {status:?}"
+    );
+}
+
+#[test]
+fn a_write_lock_held_by_a_killed_process_is_recovered() {
+    let name = unique("wkill");
+    let _region = Region::create(&name, 4096).unwrap();
+    let mut holder = Proc::spawn("hold-write-lock", &[&name]);
+    holder.expect("locked");
+    let holder_pid = holder.id();
+
+    // While the holder lives, the lock is really held.
+    let (lines, status) = run("take-write-lock", &[&name, "200"]);
+    assert!(!status.success());
+    assert!(lines[0].contains(&format!("pid {holder_pid} (writing)")), "{lines:?}");
+
+    holder.kill();
+    let (lines, status) = run("take-write-lock", &[&name, "10000"]);
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(lines, [format!("recovered from {holder_pid}, torn true")]);
+    // A lock recovered and released normally leaves the region whole again.
+    assert!(!Region::open(&name).unwrap().lock_state().torn);
+}
+
+#[test]
+fn a_read_lock_held_by_a_killed_process_does_not_block_writers() {
+    let name = unique("rkill");
+    let _region = Region::create(&name, 4096).unwrap();
+    let mut holder = Proc::spawn("hold-read-lock", &[&name]);
+    holder.expect("locked");
+    holder.kill();
+    let (lines, status) = run("take-write-lock", &[&name, "10000"]);
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(lines, ["recovered from none, torn false"]);
+}
+
+/// Writes `bytes` over the header of `region`, as a hostile or buggy
+/// process could.
+fn scribble_header(region: &Region, at: usize, bytes: &[u8]) {
+    // SAFETY: the header page lies right before the data, inside the same
+    // writable mapping, and `at + bytes.len()` stays within it. This test
+    // corrupts it on purpose; other openers must cope.
+    unsafe {
+        let header = region.as_ptr().cast_mut().sub(HEADER_LEN);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), header.add(at), bytes.len());
+    }
+}
+
+fn open_error_in_child(name: &str) -> String {
+    let (lines, status) = run("open", &[name]);
+    assert!(!status.success(), "{lines:?}");
+    lines.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn each_kind_of_bad_segment_gives_its_own_error() {
+    assert_eq!(open_error_in_child(&unique("missing")), "NotFound");
+
+    let garbage = unique("garbage");
+    let region = Region::create(&garbage, 4096).unwrap();
+    let mut noise = pattern(3, HEADER_LEN);
+    noise[0] = b'X';
+    scribble_header(&region, 0, &noise);
+    assert_eq!(open_error_in_child(&garbage), "NotShmcast");
+
+    let version = unique("version");
+    let region2 = Region::create(&version, 4096).unwrap();
+    scribble_header(&region2, 8, &99u32.to_ne_bytes());
+    assert_eq!(open_error_in_child(&version), "Incompatible 99");
+
+    // A header that claims more memory than the object has.
+    let short = unique("short");
+    let region3 = Region::create(&short, 4096).unwrap();
+    let claimed: u64 = 1 << 30;
+    scribble_header(&region3, 24, &(HEADER_LEN as u64 + claimed).to_ne_bytes());
+    scribble_header(&region3, 32, &claimed.to_ne_bytes());
+    assert_eq!(open_error_in_child(&short), "Truncated");
+
+    drop((region, region2, region3));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_truncated_object_is_reported_not_mapped_past_its_end() {
+    let name = unique("trunc");
+    let region = Region::create_with(
+        &name,
+        1 << 20,
+        &shmcast::CreateOptions::new().persist(true),
+    )
+    .unwrap();
+    drop(region);
+    let path = format!("/dev/shm/shmcast.{name}");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    assert_eq!(open_error_in_child(&name), "Truncated");
+    std::fs::write(&path, b"").unwrap();
+    assert_eq!(open_error_in_child(&name), "Uninitialized");
+    std::fs::remove_file(&path).unwrap();
+}
+
+// ---- the child side -------------------------------------------------------
+
+fn say(line: impl AsRef<str>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "@{}", line.as_ref());
+    let _ = out.flush();
+}
+
+fn error_variant(e: &OpenError) -> String {
+    match e {
+        OpenError::NotFound { .. } => "NotFound".into(),
+        OpenError::NotShmcast { .. } => "NotShmcast".into(),
+        OpenError::Incompatible { found, .. } => format!("Incompatible {found}"),
+        OpenError::Truncated { .. } => "Truncated".into(),
+        OpenError::Uninitialized { .. } => "Uninitialized".into(),
+        OpenError::Corrupt { .. } => "Corrupt".into(),
+        other => format!("other: {other}"),
+    }
+}
+
+/// Not a test: the entry point of the child processes the tests spawn.
+/// Without the role variable it does nothing.
+#[test]
+fn child_entry_point() {
+    let Ok(spec) = std::env::var(ROLE_VAR) else {
+        return;
+    };
+    let parts: Vec<&str> = spec.split('\u{1f}').collect();
+    let (role, args) = (parts[0], &parts[1..]);
+    let code = match role {
+        "read-expect" => {
+            let r = Region::open_read_only(args[0]).unwrap();
+            let seed = args[1].parse().unwrap();
+            if r.read_to_vec().unwrap() == pattern(seed, r.len()) {
+                say("same");
+                0
+            } else {
+                say("different");
+                3
+            }
+        }
+        "write-pattern" => {
+            let r = Region::open(args[0]).unwrap();
+            r.write(0, &pattern(args[1].parse().unwrap(), r.len())).unwrap();
+            0
+        }
+        "write-through-read-only" => {
+            let r = Region::open_read_only(args[0]).unwrap();
+            say("mapped read-only");
+            // SAFETY: deliberately unsound: this proves that the OS, not
+            // just the API, refuses writes to a read-only open. The process
+            // is expected to die on this line.
+            unsafe { r.as_ptr().cast_mut().write_volatile(0) };
+            say("wrote");
+            0
+        }
+        "hold-write-lock" => {
+            let r = Region::open(args[0]).unwrap();
+            let mut guard = r.write_lock(Duration::from_secs(5)).unwrap();
+            guard[..4].copy_from_slice(b"half");
+            say("locked");
+            std::thread::sleep(Duration::from_secs(120));
+            0
+        }
+        "hold-read-lock" => {
+            let r = Region::open(args[0]).unwrap();
+            let _guard = r.read_lock(Duration::from_secs(5)).unwrap();
+            say("locked");
+            std::thread::sleep(Duration::from_secs(120));
+            0
+        }
+        "take-write-lock" => {
+            let r = Region::open(args[0]).unwrap();
+            let timeout = Duration::from_millis(args[1].parse().unwrap());
+            let code = match r.write_lock(timeout) {
+                Ok(g) => {
+                    let from = g.recovered_from().map_or("none".into(), |p| p.to_string());
+                    say(format!("recovered from {from}, torn {}", g.was_torn()));
+                    0
+                }
+                Err(e) => {
+                    say(e.to_string());
+                    4
+                }
+            };
+            code
+        }
+        "open" => match Region::open_read_only(args[0]) {
+            Ok(_) => {
+                say("opened");
+                0
+            }
+            Err(e) => {
+                say(error_variant(&e));
+                5
+            }
+        },
+        other => panic!("unknown child role {other}"),
+    };
+    std::process::exit(code);
+}

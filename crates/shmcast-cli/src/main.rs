@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use shmcast::{CreateOptions, Kind, Name, Namespace, Region, SegmentInfo};
 
 #[derive(Parser)]
-#[command(name = "shmcast", version, about = "Named shared memory for Windows and Linux")]
+#[command(
+    name = "shmcast",
+    version,
+    about = "Named shared memory for Windows and Linux"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

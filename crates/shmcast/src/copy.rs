@@ -38,13 +38,14 @@ pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
         let offset = head + w * 8;
         // SAFETY: `src + head` is 8-aligned (align_offset), so every
         // `src + offset` is too, and offset + 8 <= len keeps it in range.
-        let word = unsafe { AtomicU64::from_ptr(src.add(offset).cast::<u64>().cast_mut()) }
-            .load(Relaxed);
+        let word =
+            unsafe { AtomicU64::from_ptr(src.add(offset).cast::<u64>().cast_mut()) }.load(Relaxed);
         dst[offset..offset + 8].copy_from_slice(&word.to_ne_bytes());
     }
-    for i in head + words * 8..len {
+    let tail = head + words * 8;
+    for (i, byte) in dst[tail..].iter_mut().enumerate() {
         // SAFETY: as for the head: in range, alignment 1, racing allowed.
-        dst[i] = unsafe { AtomicU8::from_ptr(src.add(i).cast_mut()) }.load(Relaxed);
+        *byte = unsafe { AtomicU8::from_ptr(src.add(tail + i).cast_mut()) }.load(Relaxed);
     }
 }
 

@@ -100,8 +100,10 @@ fn taken_hint(owner: &Option<ProcessId>, alive: bool) -> String {
             " by a segment whose creator (pid {}) is dead; run `shmcast clean` to remove it",
             p.pid
         ),
-        None => " by an object that is not a readable shmcast segment; remove it or use another name"
-            .to_owned(),
+        None => {
+            " by an object that is not a readable shmcast segment; remove it or use another name"
+                .to_owned()
+        }
     }
 }
 
@@ -162,7 +164,9 @@ pub enum OpenError {
         expected: Kind,
     },
     /// The header contradicts itself.
-    #[error("cannot open segment {name}: its header is corrupt ({what}); remove it and create it again")]
+    #[error(
+        "cannot open segment {name}: its header is corrupt ({what}); remove it and create it again"
+    )]
     Corrupt {
         /// The segment.
         name: String,

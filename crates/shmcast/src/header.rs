@@ -151,7 +151,11 @@ fn field_u64(bytes: &[u8], at: usize) -> u64 {
 /// Checks a copy of a segment's first bytes (`bytes`, at most
 /// [`COMMON_LEN`] of them) against `mapped`, the size the OS reports.
 /// Never panics, whatever the input.
-pub(crate) fn validate(bytes: &[u8], mapped: usize, expected: Option<Kind>) -> Result<Layout, Problem> {
+pub(crate) fn validate(
+    bytes: &[u8],
+    mapped: usize,
+    expected: Option<Kind>,
+) -> Result<Layout, Problem> {
     let available = bytes.len().min(mapped);
     if available == 0 {
         return Err(Problem::Uninitialized);
@@ -233,7 +237,8 @@ mod tests {
             },
             1000,
         );
-        h.magic.store(magic_word(), std::sync::atomic::Ordering::Relaxed);
+        h.magic
+            .store(magic_word(), std::sync::atomic::Ordering::Relaxed);
         // SAFETY: CommonHeader is repr(C) plain data of exactly COMMON_LEN
         // bytes with no padding (asserted above).
         unsafe { std::slice::from_raw_parts((&h as *const CommonHeader).cast::<u8>(), COMMON_LEN) }
@@ -260,14 +265,22 @@ mod tests {
         let len = HEADER_LEN + 100;
         assert_eq!(validate(&[], 0, None), Err(Problem::Uninitialized));
         assert_eq!(validate(&[0; 64], len, None), Err(Problem::Uninitialized));
-        assert!(matches!(validate(b"GIF89a..", len, None), Err(Problem::Foreign { .. })));
-        assert!(matches!(validate(b"SHM", 3, None), Err(Problem::Foreign { .. })));
+        assert!(matches!(
+            validate(b"GIF89a..", len, None),
+            Err(Problem::Foreign { .. })
+        ));
+        assert!(matches!(
+            validate(b"SHM", 3, None),
+            Err(Problem::Foreign { .. })
+        ));
         let mut b = good(100);
         b[8] = 9;
         assert_eq!(validate(&b, len, None), Err(Problem::Version { found: 9 }));
         assert_eq!(
             validate(&good(100), len, Some(Kind::Channel)),
-            Err(Problem::WrongKind { found: Kind::Region })
+            Err(Problem::WrongKind {
+                found: Kind::Region
+            })
         );
         let mut b = good(100);
         b[12] = 77;
@@ -282,7 +295,10 @@ mod tests {
                 needed: len as u64
             })
         );
-        assert!(matches!(validate(&good(100), 100, None), Err(Problem::Truncated { .. })));
+        assert!(matches!(
+            validate(&good(100), 100, None),
+            Err(Problem::Truncated { .. })
+        ));
     }
 
     proptest! {

@@ -96,7 +96,11 @@ impl LockWords {
                 Ok(_) => break,
                 Err(holder) => {
                     if wait.holder_is_dead(holder) {
-                        if self.writer.compare_exchange(holder, me, SeqCst, SeqCst).is_ok() {
+                        if self
+                            .writer
+                            .compare_exchange(holder, me, SeqCst, SeqCst)
+                            .is_ok()
+                        {
                             recovered_from = Some(token_pid(holder));
                             break;
                         }
@@ -338,11 +342,17 @@ mod tests {
         let me = ProcessId::current().token();
         let w = l.lock_write(me, now()).unwrap();
         assert!(w.recovered_from.is_none() && !w.torn);
-        assert_eq!(l.lock_read(me, now()).unwrap_err(), Blocker::Writer(token_pid(me)));
+        assert_eq!(
+            l.lock_read(me, now()).unwrap_err(),
+            Blocker::Writer(token_pid(me))
+        );
         assert!(l.lock_write(me, now()).is_err());
         l.unlock_write();
         let r = l.lock_read(me, now()).unwrap();
-        assert_eq!(l.lock_write(me, now()).unwrap_err(), Blocker::Reader(token_pid(me)));
+        assert_eq!(
+            l.lock_write(me, now()).unwrap_err(),
+            Blocker::Reader(token_pid(me))
+        );
         // The failed writer left things as they were.
         assert_eq!(l.holders().writer, None);
         assert!(!l.holders().torn);
@@ -362,7 +372,11 @@ mod tests {
         let w = l.lock_write(me, now()).unwrap();
         assert_eq!(w.recovered_from, Some(token_pid(DEAD)));
         assert!(w.torn);
-        assert_eq!(l.seq.load(SeqCst), 5, "a rewrite moves seq even when it was odd");
+        assert_eq!(
+            l.seq.load(SeqCst),
+            5,
+            "a rewrite moves seq even when it was odd"
+        );
         l.unlock_write();
         assert!(!l.holders().torn);
     }

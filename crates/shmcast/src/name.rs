@@ -180,7 +180,10 @@ impl IntoName for &Name {
 }
 
 fn split_namespace(name: &str) -> (Namespace, &str) {
-    for (prefix, namespace) in [("global\\", Namespace::Global), ("local\\", Namespace::Local)] {
+    for (prefix, namespace) in [
+        ("global\\", Namespace::Global),
+        ("local\\", Namespace::Local),
+    ] {
         if let Some(head) = name.get(..prefix.len()) {
             if head.eq_ignore_ascii_case(prefix) {
                 return (namespace, &name[prefix.len()..]);
@@ -246,7 +249,10 @@ mod tests {
         ));
         for bad in ["a/b", r"a\b", ".hidden", "-x", "sp ace", "é", "a:b", "a\0"] {
             let err = Name::new(bad).unwrap_err();
-            assert!(matches!(err, NameError::BadCharacter { .. }), "{bad:?}: {err}");
+            assert!(
+                matches!(err, NameError::BadCharacter { .. }),
+                "{bad:?}: {err}"
+            );
         }
     }
 

@@ -69,7 +69,11 @@ impl Region {
     ///
     /// # Errors
     /// As [`Region::create`], and a bad security descriptor.
-    pub fn create_with<N>(name: N, size: usize, options: &CreateOptions) -> Result<Region, CreateError>
+    pub fn create_with<N>(
+        name: N,
+        size: usize,
+        options: &CreateOptions,
+    ) -> Result<Region, CreateError>
     where
         N: IntoName,
     {
@@ -428,7 +432,11 @@ mod tests {
     fn unique(tag: &str) -> String {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
-        format!("t-{tag}-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+        format!(
+            "t-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
     }
 
     #[test]
@@ -464,8 +472,14 @@ mod tests {
         let name = unique("ro");
         let _r = Region::create(&name, 64).unwrap();
         let ro = Region::open_read_only(&name).unwrap();
-        assert!(matches!(ro.write(0, b"x"), Err(RegionError::ReadOnly { .. })));
-        assert!(matches!(ro.try_read_lock(), Err(RegionError::ReadOnly { .. })));
+        assert!(matches!(
+            ro.write(0, b"x"),
+            Err(RegionError::ReadOnly { .. })
+        ));
+        assert!(matches!(
+            ro.try_read_lock(),
+            Err(RegionError::ReadOnly { .. })
+        ));
     }
 
     #[test]
@@ -494,9 +508,18 @@ mod tests {
             w[0] = 1;
             let state = r.lock_state();
             let me = std::process::id();
-            assert_eq!(state.writer, Some(Holder { pid: me, alive: true }));
+            assert_eq!(
+                state.writer,
+                Some(Holder {
+                    pid: me,
+                    alive: true
+                })
+            );
             let err = r.try_read_lock().unwrap_err();
-            assert!(err.to_string().contains(&format!("pid {me} (writing)")), "{err}");
+            assert!(
+                err.to_string().contains(&format!("pid {me} (writing)")),
+                "{err}"
+            );
         }
         let a = r.try_read_lock().unwrap();
         let b = r.try_read_lock().unwrap();
@@ -510,13 +533,31 @@ mod tests {
     #[test]
     fn open_errors_name_the_problem() {
         let missing = unique("missing");
-        assert!(matches!(Region::open(&missing), Err(OpenError::NotFound { .. })));
-        assert!(matches!(Region::open("bad/name"), Err(OpenError::InvalidName(_))));
+        assert!(matches!(
+            Region::open(&missing),
+            Err(OpenError::NotFound { .. })
+        ));
+        assert!(matches!(
+            Region::open("bad/name"),
+            Err(OpenError::InvalidName(_))
+        ));
         let name = unique("dup");
         let _r = Region::create(&name, 8).unwrap();
         let err = Region::create(&name, 8).unwrap_err();
-        assert!(matches!(err, CreateError::AlreadyExists { owner_alive: true, .. }), "{err}");
-        assert!(matches!(Region::create(unique("zero"), 0), Err(CreateError::InvalidSize { .. })));
+        assert!(
+            matches!(
+                err,
+                CreateError::AlreadyExists {
+                    owner_alive: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(matches!(
+            Region::create(unique("zero"), 0),
+            Err(CreateError::InvalidSize { .. })
+        ));
     }
 
     #[test]
@@ -524,7 +565,10 @@ mod tests {
         let name = unique("drop");
         drop(Region::create(&name, 8).unwrap());
         if cfg!(unix) {
-            assert!(matches!(Region::open(&name), Err(OpenError::NotFound { .. })));
+            assert!(matches!(
+                Region::open(&name),
+                Err(OpenError::NotFound { .. })
+            ));
         }
         let kept = Region::create_with(&name, 8, &CreateOptions::new().persist(true)).unwrap();
         drop(kept);

@@ -172,7 +172,10 @@ impl Segment {
         // SAFETY: the mapping is at least HEADER_LEN bytes, page-aligned and
         // writable, and only we know it: the magic is still zero, so every
         // opener waits or fails until the release store below.
-        unsafe { base.cast::<CommonHeader>().write(CommonHeader::new(kind, data_len, me, now_ms)) };
+        unsafe {
+            base.cast::<CommonHeader>()
+                .write(CommonHeader::new(kind, data_len, me, now_ms))
+        };
         init(base);
         // SAFETY: as above; the header was just written in place.
         let header = unsafe { &*base.cast::<CommonHeader>() };
@@ -193,7 +196,11 @@ impl Segment {
     }
 
     /// Opens an existing segment, expecting `kind` (any kind with `None`).
-    pub(crate) fn open(name: Name, expected: Option<Kind>, writable: bool) -> Result<Segment, OpenError> {
+    pub(crate) fn open(
+        name: Name,
+        expected: Option<Kind>,
+        writable: bool,
+    ) -> Result<Segment, OpenError> {
         let object = name.object_name();
         let started = Instant::now();
         loop {
@@ -459,7 +466,9 @@ pub fn clean() -> io::Result<CleanReport> {
     for object in os::list_objects()? {
         let base = &object[crate::name::OBJECT_PREFIX.len()..];
         let Ok(name) = Name::new(base) else {
-            report.skipped.push((object, "not a valid segment name".to_owned()));
+            report
+                .skipped
+                .push((object, "not a valid segment name".to_owned()));
             continue;
         };
         match Segment::open(name.clone(), None, false) {

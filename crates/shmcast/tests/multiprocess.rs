@@ -62,7 +62,12 @@ impl Proc {
     /// Starts this test binary as a child running `role` with `args`.
     fn spawn(role: &str, args: &[&str]) -> Proc {
         let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .args(["child_entry_point", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "child_entry_point",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ROLE_VAR, format!("{role}\u{1f}{}", args.join("\u{1f}")))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -84,7 +89,10 @@ impl Proc {
             let n = self.out.read_line(&mut line).expect("read child stdout");
             assert!(n > 0, "child ended before saying {prefix:?}");
             if let Some(m) = message(&line) {
-                assert!(m.starts_with(prefix), "child said {m:?}, expected {prefix:?}");
+                assert!(
+                    m.starts_with(prefix),
+                    "child said {m:?}, expected {prefix:?}"
+                );
                 return m.to_owned();
             }
         }
@@ -101,7 +109,11 @@ impl Proc {
         let mut rest = String::new();
         let _ = self.out.read_to_string(&mut rest);
         let status = self.child.wait().expect("wait child");
-        let lines = rest.lines().filter_map(message).map(str::to_owned).collect();
+        let lines = rest
+            .lines()
+            .filter_map(message)
+            .map(str::to_owned)
+            .collect();
         (lines, status)
     }
 }
@@ -142,7 +154,11 @@ fn a_read_only_open_cannot_write_the_os_stops_it() {
 #[cfg(unix)]
 fn assert_crashed_on_access(status: ExitStatus) {
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), Some(11), "expected SIGSEGV, got {status:?}");
+    assert_eq!(
+        status.signal(),
+        Some(11),
+        "expected SIGSEGV, got {status:?}"
+    );
 }
 
 #[cfg(windows)]
@@ -166,7 +182,10 @@ fn a_write_lock_held_by_a_killed_process_is_recovered() {
     // While the holder lives, the lock is really held.
     let (lines, status) = run("take-write-lock", &[&name, "200"]);
     assert!(!status.success());
-    assert!(lines[0].contains(&format!("pid {holder_pid} (writing)")), "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("pid {holder_pid} (writing)")),
+        "{lines:?}"
+    );
 
     holder.kill();
     let (lines, status) = run("take-write-lock", &[&name, "10000"]);
@@ -237,12 +256,8 @@ fn each_kind_of_bad_segment_gives_its_own_error() {
 #[test]
 fn a_truncated_object_is_reported_not_mapped_past_its_end() {
     let name = unique("trunc");
-    let region = Region::create_with(
-        &name,
-        1 << 20,
-        &shmcast::CreateOptions::new().persist(true),
-    )
-    .unwrap();
+    let region =
+        Region::create_with(&name, 1 << 20, &shmcast::CreateOptions::new().persist(true)).unwrap();
     drop(region);
     let path = format!("/dev/shm/shmcast.{name}");
     std::fs::OpenOptions::new()
@@ -301,7 +316,8 @@ fn child_entry_point() {
         }
         "write-pattern" => {
             let r = Region::open(args[0]).unwrap();
-            r.write(0, &pattern(args[1].parse().unwrap(), r.len())).unwrap();
+            r.write(0, &pattern(args[1].parse().unwrap(), r.len()))
+                .unwrap();
             0
         }
         "write-through-read-only" => {

@@ -164,7 +164,10 @@ fn map(fd: OwnedFd, len: usize, writable: bool) -> Result<Mapping, OsError> {
     let ptr = unsafe { rustix::mm::mmap(ptr::null_mut(), len, prot, MapFlags::SHARED, &fd, 0) }
         .map_err(|e| OsError::new("mmap", e.into()))?;
     let ptr = NonNull::new(ptr.cast::<u8>()).ok_or_else(|| {
-        OsError::new("mmap", io::Error::other("the kernel returned a null mapping"))
+        OsError::new(
+            "mmap",
+            io::Error::other("the kernel returned a null mapping"),
+        )
     })?;
     Ok(Mapping { ptr, len, fd })
 }
@@ -226,7 +229,6 @@ pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
         .ok_or_else(|| io::Error::other("unreadable /proc stat"))
 }
 
-
 /// Whether an OS error means the memory could not be reserved.
 pub(crate) fn is_out_of_space(err: &io::Error) -> bool {
     matches!(
@@ -237,6 +239,9 @@ pub(crate) fn is_out_of_space(err: &io::Error) -> bool {
 
 /// How long ago the object was last modified (for unfinished creations).
 pub(crate) fn object_age(object: &str) -> Option<std::time::Duration> {
-    let modified = std::fs::metadata(format!("{SHM_DIR}/{object}")).ok()?.modified().ok()?;
+    let modified = std::fs::metadata(format!("{SHM_DIR}/{object}"))
+        .ok()?
+        .modified()
+        .ok()?;
     modified.elapsed().ok()
 }

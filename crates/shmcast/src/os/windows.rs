@@ -293,8 +293,8 @@ pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
     // SAFETY: `handle` is a live process handle with query rights; every
     // out-pointer is a valid, writable local.
     let result = unsafe {
-        let running = GetExitCodeProcess(handle, &mut exit_code) != 0
-            && exit_code == STILL_ACTIVE as u32;
+        let running =
+            GetExitCodeProcess(handle, &mut exit_code) != 0 && exit_code == STILL_ACTIVE as u32;
         let timed = GetProcessTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) != 0;
         CloseHandle(handle);
         (running, timed)

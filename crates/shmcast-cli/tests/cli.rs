@@ -1,0 +1,231 @@
+//! The `shmcast` command as a person uses it from a shell: several real
+//! processes on one region. Runs on Linux and, built for Windows, under Wine.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Output, Stdio};
+
+fn shmcast() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shmcast"))
+}
+
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "cli-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+/// `shmcast hold`, running until dropped.
+struct Hold {
+    child: Child,
+}
+
+impl Hold {
+    fn start(args: &[&str]) -> Hold {
+        let mut child = shmcast()
+            .arg("hold")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shmcast hold");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("holding "), "hold said {line:?}");
+        Hold { child }
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = shmcast()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn shmcast");
+    let mut input = child.stdin.take().unwrap();
+    // The command may refuse and exit before reading all of it.
+    let _ = input.write_all(stdin);
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// Asserts a failure with one line on stderr that names `name`.
+fn assert_fails_naming(out: &Output, name: &str) -> String {
+    assert!(!out.status.success(), "expected failure, got {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim_end().lines().count(), 1, "stderr: {err:?}");
+    assert!(err.contains(name), "stderr does not name {name}: {err:?}");
+    err
+}
+
+#[test]
+fn hold_write_cat_round_trip_and_oversized_write_changes_nothing() {
+    let name = unique("r1");
+    let _hold = Hold::start(&[&name, "--size", "1048576"]);
+    let data = noise(1 << 20);
+    let out = run(&["write", &name], &data);
+    assert!(out.status.success(), "{out:?}");
+    let out = run(&["cat", &name], b"");
+    assert!(out.status.success());
+    assert!(out.stdout == data, "cat differs from what was written");
+
+    let out = run(&["write", &name], &noise(2 << 20));
+    let err = assert_fails_naming(&out, &name);
+    assert!(err.contains("nothing was written"), "{err}");
+    assert!(
+        run(&["cat", &name], b"").stdout == data,
+        "the region changed"
+    );
+
+    // At an offset: fits exactly, then one byte too many.
+    assert!(run(&["write", &name, "--offset", "1048570"], b"abcdef")
+        .status
+        .success());
+    let out = run(&["write", &name, "--offset", "1048570"], b"abcdefg");
+    assert_fails_naming(&out, &name);
+    assert!(run(&["cat", &name], b"").stdout.ends_with(b"abcdef"));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_shm_object_is_private_by_default_and_mode_is_configurable() {
+    use std::os::unix::fs::PermissionsExt;
+    let name = unique("mode");
+    let path = format!("/dev/shm/shmcast.{name}");
+    let hold = Hold::start(&[&name, "--size", "4096"]);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    drop(hold);
+    let name = unique("mode");
+    let path = format!("/dev/shm/shmcast.{name}");
+    let _hold = Hold::start(&[&name, "--size", "4096", "--mode", "644"]);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+}
+
+#[test]
+fn info_reports_kind_size_creator_and_lock() {
+    let name = unique("info");
+    let hold = Hold::start(&[&name, "--size", "4K"]);
+    let out = run(&["info", &name, "--json"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let hold_pid = hold.child.id();
+    for needle in [
+        "\"kind\":\"region\"".to_owned(),
+        "\"data_len\":4096".to_owned(),
+        format!("\"pid\":{hold_pid}"),
+        "\"alive\":true".to_owned(),
+        "\"writer\":null".to_owned(),
+    ] {
+        assert!(text.contains(&needle), "{needle} not in {text}");
+    }
+    let out = run(&["info", &name], b"");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("kind:    region"), "{text}");
+    assert!(text.contains("lock:    free"), "{text}");
+}
+
+#[test]
+fn a_second_hold_fails_naming_the_owner() {
+    let name = unique("twice");
+    let hold = Hold::start(&[&name, "--size", "4K"]);
+    let out = run(&["hold", &name, "--size", "4K"], b"");
+    let err = assert_fails_naming(&out, &name);
+    assert!(err.contains(&format!("pid {}", hold.child.id())), "{err}");
+}
+
+#[test]
+fn every_failure_is_one_line_naming_the_segment() {
+    let missing = unique("missing");
+    for args in [
+        vec!["cat", &missing],
+        vec!["write", &missing],
+        vec!["info", &missing],
+        vec!["info", &missing, "--json"],
+    ] {
+        let err = assert_fails_naming(&run(&args, b"x"), &missing);
+        assert!(err.contains("no segment named"), "{err}");
+    }
+    let err = assert_fails_naming(&run(&["cat", "bad/name"], b""), "bad/name");
+    assert!(err.contains("A-Z a-z 0-9"), "{err}");
+}
+
+#[test]
+fn a_hold_killed_hard_is_taken_over_by_the_next_hold() {
+    let name = unique("takeover");
+    let mut first = Hold::start(&[&name, "--size", "4K"]);
+    let first_pid = first.child.id();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    // On Windows the section died with the process; on Linux it is left
+    // behind with a dead creator, and the next hold replaces it.
+    let second = Hold::start(&[&name, "--size", "8K"]);
+    let out = run(&["info", &name, "--json"], b"");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains(&format!("\"pid\":{}", second.child.id())),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("\"pid\":{first_pid}")), "{text}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn clean_removes_what_a_killed_hold_left_and_nothing_else() {
+    let dead = unique("dead");
+    let live = unique("live");
+    let mut first = Hold::start(&[&dead, "--size", "4K"]);
+    let _alive = Hold::start(&[&live, "--size", "4K"]);
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let out = run(&["clean"], b"");
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains(&format!("removed {dead} ")), "{text}");
+    assert!(!text.contains(&live), "{text}");
+    assert!(!std::path::Path::new(&format!("/dev/shm/shmcast.{dead}")).exists());
+    assert!(run(&["info", &live], b"").status.success());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_makes_hold_remove_its_segment() {
+    let name = unique("term");
+    let mut hold = Hold::start(&[&name, "--size", "4K"]);
+    let path = format!("/dev/shm/shmcast.{name}");
+    assert!(std::path::Path::new(&path).exists());
+    let status = Command::new("kill")
+        .args(["-TERM", &hold.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(hold.child.wait().unwrap().success());
+    assert!(!std::path::Path::new(&path).exists());
+}

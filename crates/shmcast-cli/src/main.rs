@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
-use shmcast::{CreateOptions, Kind, Name, Namespace, Region, SegmentInfo};
+use shmcast::{
+    ChannelOptions, CreateOptions, FrameMeta, Kind, Name, Namespace, PixelFormat, Publisher,
+    Region, SegmentInfo, Subscriber,
+};
 
 #[derive(Parser)]
 #[command(
@@ -85,6 +88,51 @@ enum Command {
     },
     /// Remove the segments whose creator is dead (Linux).
     Clean,
+    /// Publish raw frames from stdin (exactly one frame's bytes each, as
+    /// `ffmpeg ... -f rawvideo -pix_fmt rgb24 -` writes them) until EOF.
+    Publish {
+        #[command(flatten)]
+        target: Target,
+        /// Frame width in pixels
+        #[arg(long)]
+        width: u32,
+        /// Frame height in pixels
+        #[arg(long)]
+        height: u32,
+        /// Pixel format: rgb24, bgr24, rgba, gray8, yuyv, nv12, i420 (or
+        /// ffmpeg's names gray, yuyv422, yuv420p)
+        #[arg(long)]
+        format: PixelFormat,
+        /// Frames per second to pace at; without it, as fast as stdin
+        /// delivers
+        #[arg(long)]
+        fps: Option<f64>,
+        /// Slots in the channel's ring
+        #[arg(long, default_value_t = shmcast::DEFAULT_SLOTS)]
+        slots: u32,
+        /// Permission bits of the /dev/shm object, in octal (Linux);
+        /// subscribers need read-write access
+        #[arg(long, default_value = "600", value_parser = parse_mode)]
+        mode: u32,
+    },
+    /// Wait for and read new frames from a channel.
+    Read {
+        #[command(flatten)]
+        target: Target,
+        /// How many new frames to read
+        #[arg(long, default_value_t = 1)]
+        count: u64,
+        /// Longest wait, in seconds, for the channel to appear and for each
+        /// next frame
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Print the MD5 of each frame's payload
+        #[arg(long)]
+        md5: bool,
+        /// Append each frame's raw payload to this file
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Remove a segment's name now (Linux); processes that map it keep it.
     Remove {
         #[command(flatten)]
@@ -115,6 +163,34 @@ fn run(command: Command) -> Result<(), String> {
         Command::Cat { target } => cat(&target.name()?),
         Command::Info { target, json } => info(&target.name()?, json),
         Command::Clean => clean(),
+        Command::Publish {
+            target,
+            width,
+            height,
+            format,
+            fps,
+            slots,
+            mode,
+        } => publish(
+            &target.name()?,
+            FrameMeta::new(width, height, format),
+            fps,
+            slots,
+            mode,
+        ),
+        Command::Read {
+            target,
+            count,
+            timeout,
+            md5,
+            out,
+        } => read(
+            &target.name()?,
+            count,
+            seconds(timeout)?,
+            md5,
+            out.as_deref(),
+        ),
         Command::Remove { target } => shmcast::remove(target.name()?).map_err(|e| e.to_string()),
     }
 }
@@ -316,6 +392,153 @@ fn clean() -> Result<(), String> {
             println!("nothing to clean: Windows removes a section with its last handle");
         } else {
             println!("nothing to clean");
+        }
+    }
+    Ok(())
+}
+
+fn seconds(s: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s).map_err(|_| format!("{s} is not a number of seconds"))
+}
+
+/// Reads until `buf` is full or EOF; returns how many bytes it got.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+fn publish(
+    name: &Name,
+    meta: FrameMeta,
+    fps: Option<f64>,
+    slots: u32,
+    mode: u32,
+) -> Result<(), String> {
+    let frame_len = meta
+        .format
+        .frame_len(meta.width, meta.height)
+        .ok_or_else(|| {
+            format!(
+                "channel {name}: {}x{} is not a valid {} frame size",
+                meta.width, meta.height, meta.format
+            )
+        })?;
+    let period = match fps {
+        Some(f) if f > 0.0 && f.is_finite() => Some(Duration::from_secs_f64(1.0 / f)),
+        Some(f) => return Err(format!("--fps {f} is not a positive rate")),
+        None => None,
+    };
+    let options = ChannelOptions::new(frame_len)
+        .slots(slots)
+        .create_options(CreateOptions::new().mode(mode));
+    let mut publisher = Publisher::create_with(name, &options).map_err(|e| one_line(&e))?;
+    if let Some(pid) = publisher.took_over_from() {
+        eprintln!("took channel {name} over from pid {pid}, which died");
+    }
+    let mut stdin = io::stdin().lock();
+    let mut next = std::time::Instant::now();
+    let mut published = 0u64;
+    loop {
+        // Read straight into the slot: the frame crosses memory once.
+        let mut loan = match publisher.loan(frame_len) {
+            Ok(loan) => loan,
+            Err(e) => return Err(one_line(&e)),
+        };
+        let got = read_full(&mut stdin, &mut loan)
+            .map_err(|e| format!("reading stdin for {name}: {e}"))?;
+        if got == 0 {
+            break;
+        }
+        if got < frame_len {
+            return Err(format!(
+                "channel {name}: the last frame is short ({got} of {frame_len} bytes) and was not published;                  check --width, --height and --format against the producer"
+            ));
+        }
+        if let Some(period) = period {
+            next += period;
+            if let Some(wait) = next.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        loan.commit(&meta);
+        published += 1;
+    }
+    eprintln!("published {published} frames to {name}");
+    Ok(())
+}
+
+fn read(
+    name: &Name,
+    count: u64,
+    timeout: Duration,
+    md5: bool,
+    out: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let subscriber = Subscriber::open_wait(name, timeout).map_err(|e| one_line(&e))?;
+    let mut file = match out {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open {} for channel {name}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut buf = vec![0u8; subscriber.max_frame_len()];
+    let mut last = subscriber.latest_number();
+    let mut stdout = io::stdout().lock();
+    for read in 0..count {
+        match subscriber.wait_newer(last, timeout) {
+            Ok(_) => {}
+            Err(shmcast::ReadError::Timeout { .. }) => {
+                return Err(format!(
+                    "channel {name}: got {read} of {count} frames; no new frame within {timeout:?}"
+                ));
+            }
+            Err(e) => return Err(one_line(&e)),
+        }
+        let Some(info) = subscriber.read_latest(&mut buf).map_err(|e| one_line(&e))? else {
+            continue;
+        };
+        last = info.number;
+        let payload = &buf[..info.len];
+        let m = &info.meta;
+        let line = if md5 {
+            use md5::Digest;
+            let digest = md5::Md5::digest(payload);
+            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            format!(
+                "{} {}x{} {} {hex}",
+                info.number, m.width, m.height, m.format
+            )
+        } else {
+            format!(
+                "{} {}x{} {} {} bytes",
+                info.number, m.width, m.height, m.format, info.len
+            )
+        };
+        if writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
+            return Ok(());
+        }
+        if let Some(file) = file.as_mut() {
+            file.write_all(payload).map_err(|e| {
+                format!(
+                    "writing channel {name} frames to {}: {e}",
+                    out.unwrap().display()
+                )
+            })?;
         }
     }
     Ok(())

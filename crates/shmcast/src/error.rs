@@ -261,3 +261,164 @@ pub enum RemoveError {
         source: io::Error,
     },
 }
+
+/// Becoming a channel's publisher failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublisherError {
+    /// The name breaks the naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// The slot count or frame size asked for is impossible.
+    #[error("cannot create channel {name}: {what}")]
+    Geometry {
+        /// The channel.
+        name: String,
+        /// What is wrong with it.
+        what: String,
+    },
+    /// Creating the segment failed.
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    /// Opening the existing channel (to take it over) failed.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// Another live process publishes on this channel.
+    #[error(
+        "channel {name} already has a live publisher, pid {pid}; stop it first or use another name"
+    )]
+    WriterAlive {
+        /// The channel.
+        name: String,
+        /// The publisher's process ID.
+        pid: u32,
+    },
+    /// The existing channel cannot carry the frames asked for.
+    #[error("channel {name} exists with {what}; remove it (`shmcast remove`) or ask for frames that fit")]
+    Incompatible {
+        /// The channel.
+        name: String,
+        /// Its geometry, in words.
+        what: String,
+    },
+}
+
+/// Publishing one frame failed; the channel is unchanged.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The frame is larger than the channel's slots.
+    #[error("channel {name}: a {len}-byte frame does not fit in its {max}-byte slots")]
+    TooLarge {
+        /// The channel.
+        name: String,
+        /// The frame's length.
+        len: usize,
+        /// The largest frame the channel takes.
+        max: usize,
+    },
+    /// Subscribers lease every slot but the latest; the frame is dropped
+    /// rather than waiting for them.
+    #[error("channel {name}: subscribers hold leases on all {slots} slots; frame dropped (create the channel with more slots)")]
+    AllSlotsLeased {
+        /// The channel.
+        name: String,
+        /// Its slot count.
+        slots: u32,
+    },
+    /// Another process took this channel over (it judged this one dead).
+    #[error("channel {name}: pid {pid} has taken over publishing; this publisher must stop")]
+    WriterLost {
+        /// The channel.
+        name: String,
+        /// The new publisher (0 when nobody holds the role).
+        pid: u32,
+    },
+}
+
+/// Subscribing to a channel failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubscriberError {
+    /// The name breaks the naming rule.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// Opening the channel failed.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The channel's own header contradicts itself.
+    #[error("cannot subscribe to channel {name}: its header is corrupt ({what})")]
+    Corrupt {
+        /// The channel.
+        name: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// Every subscriber entry is taken by a live process.
+    #[error("cannot subscribe to channel {name}: all {max} subscriber entries are taken by live processes")]
+    TableFull {
+        /// The channel.
+        name: String,
+        /// The table's size.
+        max: u32,
+    },
+    /// The channel did not appear in time.
+    #[error("channel {name} did not appear within {waited:?}; is its publisher running?")]
+    Timeout {
+        /// The channel.
+        name: String,
+        /// How long we waited.
+        waited: Duration,
+    },
+    /// The OS would not give us a wake-up event.
+    #[error("cannot subscribe to channel {name}: {source}")]
+    Os {
+        /// The channel.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Reading a frame failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The caller's buffer is smaller than the frame.
+    #[error("channel {name}: the frame has {needed} bytes, the buffer only {got}")]
+    BufferTooSmall {
+        /// The channel.
+        name: String,
+        /// The frame's length.
+        needed: usize,
+        /// The buffer's length.
+        got: usize,
+    },
+    /// The writer overwrote the frame faster than it could be copied.
+    #[error("channel {name}: the publisher overwrote every frame before it could be copied; lease frames in place or add slots")]
+    Overrun {
+        /// The channel.
+        name: String,
+    },
+    /// A slot's metadata is impossible (something scribbled on the channel).
+    #[error("channel {name}: corrupt frame ({what})")]
+    Corrupt {
+        /// The channel.
+        name: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// No frame newer than asked for arrived in time.
+    #[error("channel {name}: no frame newer than {than} within {waited:?} (latest is {latest})")]
+    Timeout {
+        /// The channel.
+        name: String,
+        /// The frame number asked to exceed.
+        than: u64,
+        /// The newest frame number at the end.
+        latest: u64,
+        /// How long we waited.
+        waited: Duration,
+    },
+}

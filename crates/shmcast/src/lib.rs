@@ -33,11 +33,14 @@
 //!
 //! # Modules
 //! - [`name`](Name): the portable naming rule;
+//! - [`Publisher`] and [`Subscriber`]: frame channels, one writer, many
+//!   readers, zero-copy both ways, crash-safe;
 //! - [`Region`]: a raw byte region with a crash-safe reader-writer lock;
 //! - [`inspect`], [`remove`], [`clean`]: tools for any segment.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
+mod channel;
 mod copy;
 mod error;
 mod header;
@@ -47,8 +50,18 @@ mod name;
 mod os;
 mod region;
 mod segment;
+mod sync;
 
-pub use error::{CreateError, OpenError, RegionError, RemoveError};
+#[cfg(not(loom))]
+pub use channel::{ChannelOptions, Health, Lease, Loan, Publisher, Subscriber};
+pub use channel::{
+    FrameInfo, FrameMeta, PixelFormat, UnknownFormat, DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS,
+    MIN_SLOTS,
+};
+pub use error::{
+    CreateError, OpenError, PublishError, PublisherError, ReadError, RegionError, RemoveError,
+    SubscriberError,
+};
 pub use header::{Kind, HEADER_LEN, LAYOUT_VERSION};
 pub use identity::{Liveness, ProcessId};
 pub use lock::READER_SLOTS;

@@ -99,6 +99,14 @@ impl CreateOptions {
         self
     }
 
+    pub(crate) fn sddl_str(&self) -> Option<&str> {
+        self.sddl.as_deref()
+    }
+
+    pub(crate) fn persists(&self) -> bool {
+        self.persist
+    }
+
     /// When the name is taken by a segment whose creator is dead, removes it
     /// and creates a new one instead of failing (Linux; on Windows such a
     /// section exists only while someone still holds it open).
@@ -224,6 +232,25 @@ impl Segment {
                 Err(problem) => return Err(problem_error(&name, expected, problem)),
             }
         }
+    }
+
+    /// Makes this process the segment's owner: it is recorded as the
+    /// creator (so `clean` leaves the segment alone while we live) and,
+    /// unless `persist`, removes the name when dropped. For a publisher that
+    /// takes over a channel from a dead one.
+    pub(crate) fn adopt(&mut self, persist: bool) {
+        let me = ProcessId::current();
+        let header = self.map.as_ptr().cast::<CommonHeader>();
+        // SAFETY: the segment is mapped writable (adopters open read-write)
+        // and its header page is valid; the identity fields are plain
+        // integers that openers copy with racy-tolerant loads, so a
+        // concurrent opener sees old or new values, never a fault.
+        unsafe {
+            std::ptr::addr_of_mut!((*header).creator_pid).write_volatile(me.pid);
+            std::ptr::addr_of_mut!((*header).creator_start).write_volatile(me.start_time);
+        }
+        self.layout.creator = me;
+        self.remove_on_drop = !persist;
     }
 
     pub(crate) fn name(&self) -> &Name {

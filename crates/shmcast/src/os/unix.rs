@@ -245,3 +245,64 @@ pub(crate) fn object_age(object: &str) -> Option<std::time::Duration> {
         .ok()?;
     modified.elapsed().ok()
 }
+
+/// A subscriber's way to sleep until the writer publishes: a futex on the
+/// channel's generation word. The mapping is `MAP_SHARED`, and the futex is
+/// not `FUTEX_PRIVATE_FLAG`, so the kernel keys it by the shared page and a
+/// wake in one process reaches sleepers in every other.
+pub(crate) struct Wakeup;
+
+impl Wakeup {
+    pub(crate) fn new(_object: &str, _ns: Namespace, _entry: usize) -> io::Result<Wakeup> {
+        Ok(Wakeup)
+    }
+
+    /// Sleeps while `word` still holds `expected`, at most `timeout`. The
+    /// kernel compares atomically with wakes, so a publish between the
+    /// caller's check and this call is never missed. Spurious returns are
+    /// possible; callers re-check.
+    pub(crate) fn wait(
+        &self,
+        word: &std::sync::atomic::AtomicU32,
+        expected: u32,
+        timeout: std::time::Duration,
+    ) {
+        let ts = rustix::thread::futex::Timespec {
+            tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        let _ = rustix::thread::futex::wait(
+            word,
+            rustix::thread::futex::Flags::empty(),
+            expected,
+            Some(&ts),
+        );
+    }
+}
+
+/// The writer's side of [`Wakeup`].
+pub(crate) struct Wakers;
+
+impl Wakers {
+    pub(crate) fn new(
+        _object: &str,
+        _ns: Namespace,
+        _entries: usize,
+        _sddl: Option<&str>,
+    ) -> Wakers {
+        Wakers
+    }
+
+    /// Wakes every subscriber sleeping on `word`.
+    pub(crate) fn wake(
+        &mut self,
+        word: &std::sync::atomic::AtomicU32,
+        _entries: impl Iterator<Item = usize>,
+    ) {
+        let _ = rustix::thread::futex::wake(
+            word,
+            rustix::thread::futex::Flags::empty(),
+            i32::MAX as u32,
+        );
+    }
+}

@@ -33,7 +33,8 @@ use windows_sys::Win32::System::Memory::{
     PAGE_READWRITE, SEC_COMMIT,
 };
 use windows_sys::Win32::System::Threading::{
-    GetExitCodeProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    CreateEventW, GetExitCodeProcess, GetProcessTimes, OpenEventW, OpenProcess, SetEvent,
+    WaitForSingleObject, EVENT_MODIFY_STATE, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
 use super::OsError;
@@ -311,4 +312,142 @@ pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
 /// Sections have no age to look at; nothing is ever left unfinished.
 pub(crate) fn object_age(_object: &str) -> Option<std::time::Duration> {
     None
+}
+
+/// `SYNCHRONIZE` access: enough to wait on an object.
+const SYNCHRONIZE: u32 = 0x0010_0000;
+
+fn event_name(object: &str, ns: Namespace, entry: usize) -> Vec<u16> {
+    kernel_name(&format!("{object}.wake.{entry}"), ns)
+}
+
+/// A subscriber's way to sleep until the writer publishes.
+///
+/// `WaitOnAddress` does not cross processes, so each reader-table entry has
+/// a named auto-reset event, `NAMESPACE\shmcast.NAME.wake.ENTRY`. The writer
+/// creates all of them when it starts (it may create `Global\` objects,
+/// desktop readers may not) and sets the events of the entries that say they
+/// wait; a reader that finds none (no writer yet) creates its own.
+pub(crate) struct Wakeup {
+    event: HANDLE,
+}
+
+// SAFETY: an event handle is a process-wide kernel handle, usable from any
+// thread.
+unsafe impl Send for Wakeup {}
+// SAFETY: waiting on an event from several threads at once is allowed.
+unsafe impl Sync for Wakeup {}
+
+impl Wakeup {
+    pub(crate) fn new(object: &str, ns: Namespace, entry: usize) -> io::Result<Wakeup> {
+        let name = event_name(object, ns, entry);
+        // SAFETY: `name` is NUL-terminated UTF-16 that outlives both calls;
+        // null security attributes mean the default descriptor.
+        let event = unsafe {
+            let opened = OpenEventW(SYNCHRONIZE, 0, name.as_ptr());
+            if opened.is_null() {
+                CreateEventW(ptr::null(), 0, 0, name.as_ptr())
+            } else {
+                opened
+            }
+        };
+        if event.is_null() {
+            return Err(last_error("CreateEventW").source);
+        }
+        Ok(Wakeup { event })
+    }
+
+    /// Sleeps until the writer sets this entry's event, at most `timeout`.
+    /// Spurious returns are possible (a set left over from an earlier
+    /// wait); callers re-check.
+    pub(crate) fn wait(
+        &self,
+        _word: &std::sync::atomic::AtomicU32,
+        _expected: u32,
+        timeout: std::time::Duration,
+    ) {
+        let ms = timeout.as_millis().clamp(1, u128::from(u32::MAX - 1)) as u32;
+        // SAFETY: `event` is a live event handle owned by `self`.
+        unsafe { WaitForSingleObject(self.event, ms) };
+    }
+}
+
+impl Drop for Wakeup {
+    fn drop(&mut self) {
+        // SAFETY: the handle is owned by `self` and closed once.
+        unsafe { CloseHandle(self.event) };
+    }
+}
+
+/// The writer's side of [`Wakeup`]: one event handle per reader entry.
+pub(crate) struct Wakers {
+    object: String,
+    ns: Namespace,
+    events: Vec<HANDLE>,
+}
+
+// SAFETY: event handles are process-wide kernel handles.
+unsafe impl Send for Wakers {}
+
+impl Wakers {
+    /// Creates (or opens) every entry's event, with `sddl` as its security
+    /// descriptor so that whoever may open the channel may wait on them.
+    pub(crate) fn new(object: &str, ns: Namespace, entries: usize, sddl: Option<&str>) -> Wakers {
+        let sd = sddl.and_then(|s| SecurityDescriptor::from_sddl(s).ok());
+        let attributes = sd.as_ref().map(|sd| SECURITY_ATTRIBUTES {
+            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: sd.0,
+            bInheritHandle: 0,
+        });
+        let attributes_ptr = attributes
+            .as_ref()
+            .map_or(ptr::null(), |a| a as *const SECURITY_ATTRIBUTES);
+        let events = (0..entries)
+            .map(|entry| {
+                let name = event_name(object, ns, entry);
+                // SAFETY: `name` is NUL-terminated; `attributes_ptr` is null
+                // or points at attributes that outlive the call. A null
+                // result is kept and retried in `wake`.
+                unsafe { CreateEventW(attributes_ptr, 0, 0, name.as_ptr()) }
+            })
+            .collect();
+        Wakers {
+            object: object.to_owned(),
+            ns,
+            events,
+        }
+    }
+
+    /// Sets the events of `entries`.
+    pub(crate) fn wake(
+        &mut self,
+        _word: &std::sync::atomic::AtomicU32,
+        entries: impl Iterator<Item = usize>,
+    ) {
+        for entry in entries {
+            let Some(slot) = self.events.get_mut(entry) else {
+                continue;
+            };
+            if slot.is_null() {
+                let name = event_name(&self.object, self.ns, entry);
+                // SAFETY: `name` is NUL-terminated UTF-16 that outlives the call.
+                *slot = unsafe { OpenEventW(EVENT_MODIFY_STATE, 0, name.as_ptr()) };
+            }
+            if !slot.is_null() {
+                // SAFETY: a live event handle owned by `self`.
+                unsafe { SetEvent(*slot) };
+            }
+        }
+    }
+}
+
+impl Drop for Wakers {
+    fn drop(&mut self) {
+        for &event in &self.events {
+            if !event.is_null() {
+                // SAFETY: each handle is owned by `self` and closed once.
+                unsafe { CloseHandle(event) };
+            }
+        }
+    }
 }

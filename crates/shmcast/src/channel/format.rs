@@ -1,0 +1,210 @@
+//! What a frame is: pixel formats and per-frame metadata.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How a frame's bytes encode pixels. The codes are part of the shared
+/// memory layout and never change meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PixelFormat {
+    /// Opaque bytes, no pixel meaning.
+    Raw,
+    /// 8-bit R, G, B per pixel (ffmpeg `rgb24`).
+    Rgb24,
+    /// 8-bit B, G, R per pixel (ffmpeg `bgr24`).
+    Bgr24,
+    /// 8-bit R, G, B, A per pixel (ffmpeg `rgba`).
+    Rgba,
+    /// 8-bit luma (ffmpeg `gray`).
+    Gray8,
+    /// Packed 4:2:2, Y0 U Y1 V (ffmpeg `yuyv422`).
+    Yuyv,
+    /// 4:2:0, a Y plane then interleaved UV (ffmpeg `nv12`).
+    Nv12,
+    /// 4:2:0, Y, U and V planes (ffmpeg `yuv420p`).
+    I420,
+}
+
+const ALL: [PixelFormat; 8] = [
+    PixelFormat::Raw,
+    PixelFormat::Rgb24,
+    PixelFormat::Bgr24,
+    PixelFormat::Rgba,
+    PixelFormat::Gray8,
+    PixelFormat::Yuyv,
+    PixelFormat::Nv12,
+    PixelFormat::I420,
+];
+
+impl PixelFormat {
+    pub(crate) fn code(self) -> u32 {
+        match self {
+            PixelFormat::Raw => 0,
+            PixelFormat::Rgb24 => 1,
+            PixelFormat::Bgr24 => 2,
+            PixelFormat::Rgba => 3,
+            PixelFormat::Gray8 => 4,
+            PixelFormat::Yuyv => 5,
+            PixelFormat::Nv12 => 6,
+            PixelFormat::I420 => 7,
+        }
+    }
+
+    pub(crate) fn from_code(code: u32) -> Option<PixelFormat> {
+        ALL.into_iter().find(|f| f.code() == code)
+    }
+
+    /// The name used here and by `shmcast publish --format`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PixelFormat::Raw => "raw",
+            PixelFormat::Rgb24 => "rgb24",
+            PixelFormat::Bgr24 => "bgr24",
+            PixelFormat::Rgba => "rgba",
+            PixelFormat::Gray8 => "gray8",
+            PixelFormat::Yuyv => "yuyv",
+            PixelFormat::Nv12 => "nv12",
+            PixelFormat::I420 => "i420",
+        }
+    }
+
+    /// ffmpeg's `-pix_fmt` name for the same layout.
+    pub fn ffmpeg_name(self) -> Option<&'static str> {
+        Some(match self {
+            PixelFormat::Raw => return None,
+            PixelFormat::Rgb24 => "rgb24",
+            PixelFormat::Bgr24 => "bgr24",
+            PixelFormat::Rgba => "rgba",
+            PixelFormat::Gray8 => "gray",
+            PixelFormat::Yuyv => "yuyv422",
+            PixelFormat::Nv12 => "nv12",
+            PixelFormat::I420 => "yuv420p",
+        })
+    }
+
+    /// Bytes of one tightly packed `width` x `height` frame, or `None` when
+    /// the size overflows or the format needs even dimensions and gets odd
+    /// ones. `Raw` has no pixel size: `None`.
+    pub fn frame_len(self, width: u32, height: u32) -> Option<usize> {
+        let (w, h) = (width as usize, height as usize);
+        let pixels = w.checked_mul(h)?;
+        match self {
+            PixelFormat::Raw => None,
+            PixelFormat::Gray8 => Some(pixels),
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 => pixels.checked_mul(3),
+            PixelFormat::Rgba => pixels.checked_mul(4),
+            PixelFormat::Yuyv => (w % 2 == 0).then(|| pixels.checked_mul(2))?,
+            PixelFormat::Nv12 | PixelFormat::I420 => {
+                (w % 2 == 0 && h % 2 == 0).then(|| pixels.checked_mul(3).map(|n| n / 2))?
+            }
+        }
+    }
+
+    /// Bytes per row of the first plane, tightly packed.
+    pub fn min_stride(self, width: u32) -> u32 {
+        let per_pixel = match self {
+            PixelFormat::Raw | PixelFormat::Gray8 | PixelFormat::Nv12 | PixelFormat::I420 => 1,
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 => 3,
+            PixelFormat::Rgba => 4,
+            PixelFormat::Yuyv => 2,
+        };
+        width.saturating_mul(per_pixel)
+    }
+}
+
+impl fmt::Display for PixelFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A pixel format name that is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown pixel format {0:?}; use one of raw, rgb24, bgr24, rgba, gray8, yuyv, nv12, i420 (or ffmpeg's names gray, yuyv422, yuv420p)")]
+pub struct UnknownFormat(pub String);
+
+impl FromStr for PixelFormat {
+    type Err = UnknownFormat;
+    fn from_str(s: &str) -> Result<PixelFormat, UnknownFormat> {
+        let lower = s.to_ascii_lowercase();
+        ALL.into_iter()
+            .find(|f| f.name() == lower || f.ffmpeg_name() == Some(lower.as_str()))
+            .ok_or_else(|| UnknownFormat(s.to_owned()))
+    }
+}
+
+/// What the publisher says about a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameMeta {
+    /// Pixels per row.
+    pub width: u32,
+    /// Rows.
+    pub height: u32,
+    /// Pixel layout.
+    pub format: PixelFormat,
+    /// Bytes per row of the first plane.
+    pub stride: u32,
+    /// Capture time, nanoseconds since the Unix epoch (0: use the publish
+    /// time).
+    pub timestamp_ns: u64,
+}
+
+impl FrameMeta {
+    /// Metadata for tightly packed `width` x `height` frames in `format`,
+    /// stamped at publish time.
+    pub fn new(width: u32, height: u32, format: PixelFormat) -> FrameMeta {
+        FrameMeta {
+            width,
+            height,
+            format,
+            stride: format.min_stride(width),
+            timestamp_ns: 0,
+        }
+    }
+
+    /// Metadata for opaque bytes.
+    pub fn raw() -> FrameMeta {
+        FrameMeta::new(0, 0, PixelFormat::Raw)
+    }
+}
+
+/// A frame as a subscriber sees it: its metadata, number and length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameInfo {
+    /// Frame number: 1 for the channel's first frame, then one more per
+    /// frame, across writer take-overs.
+    pub number: u64,
+    /// Payload bytes.
+    pub len: usize,
+    /// The publisher's metadata (timestamp filled in).
+    pub meta: FrameMeta,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_ffmpeg_names_parse() {
+        for f in ALL {
+            assert_eq!(f.name().parse::<PixelFormat>(), Ok(f));
+            assert_eq!(PixelFormat::from_code(f.code()), Some(f));
+            if let Some(ff) = f.ffmpeg_name() {
+                assert_eq!(ff.parse::<PixelFormat>(), Ok(f));
+            }
+        }
+        assert!("yuv444p".parse::<PixelFormat>().is_err());
+        assert_eq!(PixelFormat::from_code(99), None);
+    }
+
+    #[test]
+    fn frame_sizes() {
+        assert_eq!(PixelFormat::Rgb24.frame_len(1920, 1080), Some(6_220_800));
+        assert_eq!(PixelFormat::I420.frame_len(640, 480), Some(460_800));
+        assert_eq!(PixelFormat::Nv12.frame_len(3, 2), None);
+        assert_eq!(PixelFormat::Yuyv.frame_len(4, 3), Some(24));
+        // 2^32 * 2^32 * 4 bytes does not fit in a 64-bit usize.
+        assert_eq!(PixelFormat::Rgba.frame_len(u32::MAX, u32::MAX), None);
+    }
+}

@@ -1,0 +1,265 @@
+//! The channel's shared memory: header, slot headers, reader table, slots.
+//!
+//! ```text
+//! header page   common header (64 B) | ChannelHeader
+//! data + 0      SlotHeader x slots          (64 B each, one cache line)
+//! data + R      ReaderEntry x READERS       (64 B each)
+//! data + P      payload of slot 0, slot 1, ... (each `slot_stride` bytes,
+//!               page-aligned, at least `max_frame_len`)
+//! ```
+//!
+//! `R` and `P` are not free choices: they follow from the slot count and the
+//! maximum frame size, so opening recomputes the whole geometry from those
+//! two numbers and requires every stored field to match. No offset read from
+//! shared memory is ever used unchecked.
+//!
+//! Every field is an atomic, even the ones fixed at creation: the memory is
+//! shared with processes we do not trust, and an atomic load of a scribbled
+//! field is still defined behaviour.
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+/// The most slots a channel can have.
+pub const MAX_SLOTS: u32 = 64;
+/// The fewest: one being written, one holding the latest frame.
+pub const MIN_SLOTS: u32 = 2;
+/// Subscribers (of all processes) one channel can have at once.
+pub const MAX_SUBSCRIBERS: u32 = 64;
+
+const PAGE: usize = 4096;
+const LINE: usize = 64;
+
+/// Channel state in the header page, after the common header.
+#[repr(C)]
+pub(crate) struct ChannelHeader {
+    // Geometry, fixed at creation.
+    pub slot_count: AtomicU32,
+    pub reader_count: AtomicU32,
+    pub max_frame_len: AtomicU64,
+    pub slot_stride: AtomicU64,
+    pub readers_offset: AtomicU64,
+    pub payload_offset: AtomicU64,
+    pub reserved: [AtomicU64; 3],
+    // Writer state: one cache line, written once per frame.
+    /// Token of the publishing process, 0 = none.
+    pub writer: AtomicU64,
+    /// The newest complete frame: its number << 8 | its slot index + 1;
+    /// 0 = none yet. One word, so a reader learns slot and number together.
+    pub latest: AtomicU64,
+    pub reserved3: AtomicU64,
+    /// When the writer last published, ns since the Unix epoch.
+    pub last_publish_ns: AtomicU64,
+    /// Bumped on every publish; the futex word waiters sleep on.
+    pub generation: AtomicU32,
+    /// How many subscribers are blocked waiting (or about to be).
+    pub waiters: AtomicU32,
+    /// Highest reader-table index in use + 1: the writer scans no further.
+    pub readers_hint: AtomicU32,
+    pub reserved2: [AtomicU32; 5],
+}
+
+/// One slot's header. `seq` is odd while the slot is being written.
+#[repr(C)]
+pub(crate) struct SlotHeader {
+    pub seq: AtomicU64,
+    pub number: AtomicU64,
+    pub timestamp_ns: AtomicU64,
+    pub len: AtomicU64,
+    pub width: AtomicU32,
+    pub height: AtomicU32,
+    pub format: AtomicU32,
+    pub stride: AtomicU32,
+    pub reserved: [AtomicU64; 2],
+}
+
+/// One subscriber's entry in the reader table.
+#[repr(C)]
+pub(crate) struct ReaderEntry {
+    /// Token of the subscriber's process; 0 = free, [`RECLAIMING`] while a
+    /// dead subscriber's entry is being cleared.
+    pub token: AtomicU64,
+    /// Slot index + 1 this subscriber leases, 0 = none.
+    pub lease: AtomicU64,
+    /// 1 while the subscriber is blocked waiting for a frame.
+    pub waiting: AtomicU32,
+    pub reserved: [AtomicU32; 11],
+}
+
+/// Marks an entry whose dead owner's lease is being cleared.
+pub(crate) const RECLAIMING: u64 = u64::MAX;
+
+#[cfg(not(loom))]
+const _: () = {
+    assert!(size_of::<ChannelHeader>() == 2 * LINE);
+    assert!(size_of::<SlotHeader>() == LINE);
+    assert!(size_of::<ReaderEntry>() == LINE);
+};
+
+/// A frame's metadata as a slot stores it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SlotMeta {
+    /// 0 marks a slot that holds no complete frame.
+    pub number: u64,
+    pub timestamp_ns: u64,
+    pub len: u64,
+    pub width: u32,
+    pub height: u32,
+    pub format: u32,
+    pub stride: u32,
+}
+
+impl SlotHeader {
+    pub(crate) fn load_meta(&self) -> SlotMeta {
+        SlotMeta {
+            number: self.number.load(Relaxed),
+            timestamp_ns: self.timestamp_ns.load(Relaxed),
+            len: self.len.load(Relaxed),
+            width: self.width.load(Relaxed),
+            height: self.height.load(Relaxed),
+            format: self.format.load(Relaxed),
+            stride: self.stride.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn store_meta(&self, m: &SlotMeta) {
+        self.number.store(m.number, Relaxed);
+        self.timestamp_ns.store(m.timestamp_ns, Relaxed);
+        self.len.store(m.len, Relaxed);
+        self.width.store(m.width, Relaxed);
+        self.height.store(m.height, Relaxed);
+        self.format.store(m.format, Relaxed);
+        self.stride.store(m.stride, Relaxed);
+    }
+}
+
+/// Where everything lies, derived from the slot count and frame size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub slots: u32,
+    pub readers: u32,
+    pub max_frame_len: usize,
+    pub slot_stride: usize,
+    pub readers_offset: usize,
+    pub payload_offset: usize,
+    /// Bytes after the header page.
+    pub data_len: usize,
+}
+
+fn round_up(n: usize, to: usize) -> Option<usize> {
+    n.checked_add(to - 1).map(|n| n / to * to)
+}
+
+impl Geometry {
+    /// The layout for `slots` slots of `max_frame_len` bytes, or why not.
+    pub(crate) fn new(slots: u32, max_frame_len: usize) -> Result<Geometry, String> {
+        if !(MIN_SLOTS..=MAX_SLOTS).contains(&slots) {
+            return Err(format!(
+                "{slots} slots; a channel has {MIN_SLOTS} to {MAX_SLOTS}"
+            ));
+        }
+        if max_frame_len == 0 {
+            return Err("a maximum frame size of 0 bytes".to_owned());
+        }
+        let too_big = || format!("{slots} slots of {max_frame_len} bytes do not fit in memory");
+        let slot_stride = round_up(max_frame_len, PAGE).ok_or_else(too_big)?;
+        let readers_offset = slots as usize * LINE;
+        let payload_offset =
+            round_up(readers_offset + MAX_SUBSCRIBERS as usize * LINE, PAGE).ok_or_else(too_big)?;
+        let data_len = slot_stride
+            .checked_mul(slots as usize)
+            .and_then(|p| p.checked_add(payload_offset))
+            .filter(|&d| d <= isize::MAX as usize - crate::HEADER_LEN)
+            .ok_or_else(too_big)?;
+        Ok(Geometry {
+            slots,
+            readers: MAX_SUBSCRIBERS,
+            max_frame_len,
+            slot_stride,
+            readers_offset,
+            payload_offset,
+            data_len,
+        })
+    }
+
+    /// Writes the geometry into a new channel's header.
+    pub(crate) fn store(&self, h: &ChannelHeader) {
+        h.slot_count.store(self.slots, Relaxed);
+        h.reader_count.store(self.readers, Relaxed);
+        h.max_frame_len.store(self.max_frame_len as u64, Relaxed);
+        h.slot_stride.store(self.slot_stride as u64, Relaxed);
+        h.readers_offset.store(self.readers_offset as u64, Relaxed);
+        h.payload_offset.store(self.payload_offset as u64, Relaxed);
+    }
+
+    /// Reads an existing channel's geometry and checks every field against
+    /// the one recomputed from its slot count and frame size, and against
+    /// the data length the segment header promises.
+    pub(crate) fn load(h: &ChannelHeader, data_len: usize) -> Result<Geometry, String> {
+        let slots = h.slot_count.load(Relaxed);
+        let max = usize::try_from(h.max_frame_len.load(Relaxed))
+            .map_err(|_| "maximum frame size too large".to_owned())?;
+        let g = Geometry::new(slots, max)?;
+        let stored = (
+            h.reader_count.load(Relaxed),
+            h.slot_stride.load(Relaxed),
+            h.readers_offset.load(Relaxed),
+            h.payload_offset.load(Relaxed),
+        );
+        let expected = (
+            g.readers,
+            g.slot_stride as u64,
+            g.readers_offset as u64,
+            g.payload_offset as u64,
+        );
+        if stored != expected {
+            return Err(format!(
+                "channel geometry (readers, stride, offsets) {stored:?} should be {expected:?}"
+            ));
+        }
+        if g.data_len != data_len {
+            return Err(format!(
+                "channel needs {} data bytes, the segment has {data_len}",
+                g.data_len
+            ));
+        }
+        Ok(g)
+    }
+}
+
+#[cfg(test)]
+#[cfg(not(loom))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_of_a_full_hd_channel() {
+        let g = Geometry::new(4, 6_220_800).unwrap();
+        assert_eq!(g.slot_stride, 6_221_824); // whole pages
+        assert_eq!(g.payload_offset, 8192);
+        assert_eq!(g.data_len, 8192 + 4 * 6_221_824);
+        assert_eq!(g.payload_offset % PAGE, 0);
+    }
+
+    #[test]
+    fn impossible_geometries_are_refused() {
+        assert!(Geometry::new(1, 100).is_err());
+        assert!(Geometry::new(MAX_SLOTS + 1, 100).is_err());
+        assert!(Geometry::new(4, 0).is_err());
+        assert!(Geometry::new(64, usize::MAX / 2).is_err());
+    }
+
+    #[test]
+    fn a_tampered_geometry_is_caught() {
+        // SAFETY: the header is atomics only; all-zero is a valid value.
+        let h: ChannelHeader = unsafe { std::mem::zeroed() };
+        let g = Geometry::new(4, 1000).unwrap();
+        g.store(&h);
+        assert_eq!(Geometry::load(&h, g.data_len), Ok(g));
+        assert!(Geometry::load(&h, g.data_len - 1).is_err());
+        h.payload_offset.store(0, Relaxed);
+        assert!(Geometry::load(&h, g.data_len).is_err());
+        g.store(&h);
+        h.slot_count.store(1000, Relaxed);
+        assert!(Geometry::load(&h, g.data_len).is_err());
+    }
+}

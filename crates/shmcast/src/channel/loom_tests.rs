@@ -1,0 +1,276 @@
+//! Model checks of the channel protocol with `loom`, on an in-process copy
+//! of the shared words. Run with
+//! `RUSTFLAGS="--cfg loom" cargo test -p shmcast --release --lib channel::loom_tests`.
+//!
+//! The payload of each slot is two words. The writer stores the frame
+//! number into both; a reader that ever accepts a frame whose two words
+//! differ, or differ from its frame number, has seen a torn frame.
+
+use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use loom::sync::Arc;
+use loom::thread;
+
+use super::layout::{ChannelHeader, ReaderEntry, SlotHeader, SlotMeta};
+use super::protocol::{ReadFail, Words};
+use crate::sync::Ordering::{Relaxed, SeqCst};
+
+struct Model {
+    header: ChannelHeader,
+    slots: Vec<SlotHeader>,
+    readers: Vec<ReaderEntry>,
+    payload: Vec<[AtomicU64; 2]>,
+}
+
+fn a64() -> AtomicU64 {
+    AtomicU64::new(0)
+}
+
+fn a32() -> AtomicU32 {
+    AtomicU32::new(0)
+}
+
+impl Model {
+    fn new(slots: usize, readers: usize) -> Arc<Model> {
+        Arc::new(Model {
+            header: ChannelHeader {
+                slot_count: a32(),
+                reader_count: a32(),
+                max_frame_len: a64(),
+                slot_stride: a64(),
+                readers_offset: a64(),
+                payload_offset: a64(),
+                reserved: std::array::from_fn(|_| a64()),
+                writer: a64(),
+                latest: a64(),
+                reserved3: a64(),
+                last_publish_ns: a64(),
+                generation: a32(),
+                waiters: a32(),
+                readers_hint: a32(),
+                reserved2: std::array::from_fn(|_| a32()),
+            },
+            slots: (0..slots)
+                .map(|_| SlotHeader {
+                    seq: a64(),
+                    number: a64(),
+                    timestamp_ns: a64(),
+                    len: a64(),
+                    width: a32(),
+                    height: a32(),
+                    format: a32(),
+                    stride: a32(),
+                    reserved: std::array::from_fn(|_| a64()),
+                })
+                .collect(),
+            readers: (0..readers)
+                .map(|_| ReaderEntry {
+                    token: a64(),
+                    lease: a64(),
+                    waiting: a32(),
+                    reserved: std::array::from_fn(|_| a32()),
+                })
+                .collect(),
+            payload: (0..slots).map(|_| [a64(), a64()]).collect(),
+        })
+    }
+
+    fn words(&self) -> Words<'_> {
+        Words {
+            header: &self.header,
+            slots: &self.slots,
+            readers: &self.readers,
+        }
+    }
+
+    /// One whole publish, the way `Publisher::publish` does it.
+    fn publish(&self) -> Option<u64> {
+        let w = self.words();
+        let s = w.begin_write().ok()?;
+        let next = (self.header.latest.load(Relaxed) >> 8) + 1;
+        self.payload[s][0].store(next, Relaxed);
+        self.payload[s][1].store(next, Relaxed);
+        Some(w.commit(s, &SlotMeta::default()))
+    }
+
+    /// A seqlock copy of the latest frame: (number, word 0, word 1).
+    fn copy_latest(&self) -> Option<(u64, u64, u64)> {
+        let mut seen = (0, 0);
+        let got = self.words().read_latest(3, |s, _| {
+            seen = (
+                self.payload[s][0].load(Relaxed),
+                self.payload[s][1].load(Relaxed),
+            );
+            Ok::<(), ()>(())
+        });
+        match got {
+            Ok(Some(meta)) => Some((meta.number, seen.0, seen.1)),
+            Ok(None) | Err(ReadFail::Overrun) => None,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+}
+
+fn builder(preemptions: usize) -> loom::model::Builder {
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = Some(preemptions);
+    b
+}
+
+#[test]
+fn a_copy_never_returns_a_torn_frame() {
+    builder(3).check(|| {
+        let m = Model::new(2, 1);
+        m.header.writer.store(1, SeqCst);
+        let writer = {
+            let m = m.clone();
+            thread::spawn(move || {
+                // Three frames in two slots: the third reuses slot 0.
+                for _ in 0..3 {
+                    m.publish().expect("no leases, so a slot is free");
+                }
+            })
+        };
+        let mut last = 0;
+        for _ in 0..2 {
+            if let Some((number, a, b)) = m.copy_latest() {
+                assert_eq!((a, b), (number, number), "torn frame");
+                assert!(number >= last, "went back from {last} to {number}");
+                last = number;
+            }
+        }
+        writer.join().unwrap();
+    });
+}
+
+#[test]
+fn a_leased_frame_does_not_change_under_the_reader() {
+    builder(3).check(|| {
+        let m = Model::new(2, 1);
+        m.header.writer.store(1, SeqCst);
+        let entry = m.words().register(7, |_| false).unwrap();
+        m.publish().unwrap();
+        let writer = {
+            let m = m.clone();
+            thread::spawn(move || {
+                // Leases may make the writer skip frames, never wait.
+                for _ in 0..2 {
+                    let _ = m.publish();
+                }
+            })
+        };
+        let w = m.words();
+        if let Ok(Some((s, meta))) = w.lease_latest(entry, 3) {
+            let first = (m.payload[s][0].load(Relaxed), m.payload[s][1].load(Relaxed));
+            thread::yield_now();
+            let second = (m.payload[s][0].load(Relaxed), m.payload[s][1].load(Relaxed));
+            assert_eq!(first, (meta.number, meta.number), "torn lease");
+            assert_eq!(second, first, "the slot changed while leased");
+            w.release_lease(entry);
+        }
+        writer.join().unwrap();
+    });
+}
+
+/// Where the first writer dies.
+#[derive(Clone, Copy, Debug)]
+enum Death {
+    AfterClaimingSlot,
+    MidPayload,
+    BeforeCommit,
+    AfterCommit,
+}
+
+fn takeover_case(death: Death) {
+    // Three threads: two preemptions keep this to seconds, not minutes.
+    builder(2).check(move || {
+        let m = Model::new(2, 1);
+        m.header.writer.store(1, SeqCst);
+        m.publish().unwrap(); // frame 1, complete
+        let dead = Arc::new(AtomicBool::new(false));
+        let first = {
+            let (m, dead) = (m.clone(), dead.clone());
+            thread::spawn(move || {
+                let w = m.words();
+                let s = w.begin_write().unwrap();
+                if !matches!(death, Death::AfterClaimingSlot) {
+                    m.payload[s][0].store(2, Relaxed);
+                    if !matches!(death, Death::MidPayload) {
+                        m.payload[s][1].store(2, Relaxed);
+                        if matches!(death, Death::AfterCommit) {
+                            w.commit(s, &SlotMeta::default());
+                        }
+                    }
+                }
+                // The process dies here: it never runs again.
+                dead.store(true, SeqCst);
+            })
+        };
+        let second = {
+            let (m, dead) = (m.clone(), dead.clone());
+            thread::spawn(move || {
+                while !dead.load(SeqCst) {
+                    thread::yield_now();
+                }
+                let w = m.words();
+                assert_eq!(w.claim_writer(2, |t| t == 1), Ok(Some(1)));
+                w.repair();
+                let expected = match death {
+                    Death::AfterCommit => 3,
+                    _ => 2,
+                };
+                assert_eq!(m.publish(), Some(expected), "frame numbers go on");
+            })
+        };
+        let mut last = 0;
+        for _ in 0..2 {
+            if let Some((number, a, b)) = m.copy_latest() {
+                assert_eq!((a, b), (number, number), "torn frame after {death:?}");
+                assert!(number >= last);
+                last = number;
+            }
+        }
+        first.join().unwrap();
+        second.join().unwrap();
+        // The newest frame is whole and the channel points at it.
+        let (number, a, b) = m.copy_latest().unwrap();
+        assert_eq!((a, b), (number, number));
+    });
+}
+
+#[test]
+fn takeover_after_death_having_claimed_a_slot() {
+    takeover_case(Death::AfterClaimingSlot);
+}
+
+#[test]
+fn takeover_after_death_mid_payload() {
+    takeover_case(Death::MidPayload);
+}
+
+#[test]
+fn takeover_after_death_before_commit() {
+    takeover_case(Death::BeforeCommit);
+}
+
+#[test]
+fn takeover_after_death_after_commit() {
+    takeover_case(Death::AfterCommit);
+}
+
+#[test]
+fn a_live_writer_is_never_displaced() {
+    loom::model(|| {
+        let m = Model::new(2, 1);
+        let a = {
+            let m = m.clone();
+            thread::spawn(move || m.words().claim_writer(1, |_| false))
+        };
+        let b = m.words().claim_writer(2, |_| false);
+        let a = a.join().unwrap();
+        // Exactly one wins; the loser is told who holds it.
+        match (a, b) {
+            (Ok(None), Err(1)) | (Err(2), Ok(None)) => {}
+            other => panic!("{other:?}"),
+        }
+    });
+}

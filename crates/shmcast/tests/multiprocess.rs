@@ -6,122 +6,13 @@
 //! start with `@`, and kills it for real (SIGKILL / TerminateProcess) where
 //! the test is about crashes.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, ExitStatus, Stdio};
+mod common;
+
+use std::process::ExitStatus;
 use std::time::Duration;
 
+use common::{pattern, role, run, say, unique, Proc};
 use shmcast::{OpenError, Region, HEADER_LEN};
-
-const ROLE_VAR: &str = "SHMCAST_TEST_ROLE";
-
-fn unique(tag: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "mp-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Deterministic bytes for `seed`, so parent and child agree without
-/// sending the data.
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A child process running one role; killed when dropped, so that a failed
-/// assertion never leaves a child behind.
-struct Proc {
-    child: Child,
-    out: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The child's message in a line of its stdout. The test harness prints
-/// `test child_entry_point ... ` before it, without a line break.
-fn message(line: &str) -> Option<&str> {
-    line.split_once('@').map(|(_, m)| m.trim_end())
-}
-
-impl Proc {
-    /// Starts this test binary as a child running `role` with `args`.
-    fn spawn(role: &str, args: &[&str]) -> Proc {
-        let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .args([
-                "child_entry_point",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ROLE_VAR, format!("{role}\u{1f}{}", args.join("\u{1f}")))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn child");
-        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Proc { child, out }
-    }
-
-    fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Reads the child's messages until one starts with `prefix`.
-    fn expect(&mut self, prefix: &str) -> String {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.out.read_line(&mut line).expect("read child stdout");
-            assert!(n > 0, "child ended before saying {prefix:?}");
-            if let Some(m) = message(&line) {
-                assert!(
-                    m.starts_with(prefix),
-                    "child said {m:?}, expected {prefix:?}"
-                );
-                return m.to_owned();
-            }
-        }
-    }
-
-    /// Kills the child for real (SIGKILL / TerminateProcess) and reaps it.
-    fn kill(&mut self) {
-        self.child.kill().expect("kill child");
-        self.child.wait().expect("reap child");
-    }
-
-    /// Waits for the child to end; its remaining messages and exit status.
-    fn finish(mut self) -> (Vec<String>, ExitStatus) {
-        let mut rest = String::new();
-        let _ = self.out.read_to_string(&mut rest);
-        let status = self.child.wait().expect("wait child");
-        let lines = rest
-            .lines()
-            .filter_map(message)
-            .map(str::to_owned)
-            .collect();
-        (lines, status)
-    }
-}
-
-/// Runs a role to completion.
-fn run(role: &str, args: &[&str]) -> (Vec<String>, ExitStatus) {
-    Proc::spawn(role, args).finish()
-}
 
 #[test]
 fn child_reads_what_the_parent_wrote_and_the_other_way_round() {
@@ -274,13 +165,6 @@ fn a_truncated_object_is_reported_not_mapped_past_its_end() {
 
 // ---- the child side -------------------------------------------------------
 
-fn say(line: impl AsRef<str>) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "@{}", line.as_ref());
-    let _ = out.flush();
-}
-
 fn error_variant(e: &OpenError) -> String {
     match e {
         OpenError::NotFound { .. } => "NotFound".into(),
@@ -297,14 +181,12 @@ fn error_variant(e: &OpenError) -> String {
 /// Without the role variable it does nothing.
 #[test]
 fn child_entry_point() {
-    let Ok(spec) = std::env::var(ROLE_VAR) else {
+    let Some((role, args)) = role() else {
         return;
     };
-    let parts: Vec<&str> = spec.split('\u{1f}').collect();
-    let (role, args) = (parts[0], &parts[1..]);
-    let code = match role {
+    let code = match role.as_str() {
         "read-expect" => {
-            let r = Region::open_read_only(args[0]).unwrap();
+            let r = Region::open_read_only(&args[0]).unwrap();
             let seed = args[1].parse().unwrap();
             if r.read_to_vec().unwrap() == pattern(seed, r.len()) {
                 say("same");
@@ -315,13 +197,13 @@ fn child_entry_point() {
             }
         }
         "write-pattern" => {
-            let r = Region::open(args[0]).unwrap();
+            let r = Region::open(&args[0]).unwrap();
             r.write(0, &pattern(args[1].parse().unwrap(), r.len()))
                 .unwrap();
             0
         }
         "write-through-read-only" => {
-            let r = Region::open_read_only(args[0]).unwrap();
+            let r = Region::open_read_only(&args[0]).unwrap();
             say("mapped read-only");
             // SAFETY: deliberately unsound: this proves that the OS, not
             // just the API, refuses writes to a read-only open. The process
@@ -331,7 +213,7 @@ fn child_entry_point() {
             0
         }
         "hold-write-lock" => {
-            let r = Region::open(args[0]).unwrap();
+            let r = Region::open(&args[0]).unwrap();
             let mut guard = r.write_lock(Duration::from_secs(5)).unwrap();
             guard[..4].copy_from_slice(b"half");
             say("locked");
@@ -339,14 +221,14 @@ fn child_entry_point() {
             0
         }
         "hold-read-lock" => {
-            let r = Region::open(args[0]).unwrap();
+            let r = Region::open(&args[0]).unwrap();
             let _guard = r.read_lock(Duration::from_secs(5)).unwrap();
             say("locked");
             std::thread::sleep(Duration::from_secs(120));
             0
         }
         "take-write-lock" => {
-            let r = Region::open(args[0]).unwrap();
+            let r = Region::open(&args[0]).unwrap();
             let timeout = Duration::from_millis(args[1].parse().unwrap());
             let code = match r.write_lock(timeout) {
                 Ok(g) => {
@@ -361,7 +243,7 @@ fn child_entry_point() {
             };
             code
         }
-        "open" => match Region::open_read_only(args[0]) {
+        "open" => match Region::open_read_only(&args[0]) {
             Ok(_) => {
                 say("opened");
                 0

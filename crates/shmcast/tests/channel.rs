@@ -1,0 +1,464 @@
+//! Frame channels between real processes, on Linux and (built for
+//! x86_64-pc-windows-gnu) under Wine: the same file runs on both.
+//!
+//! Every frame's bytes are derived from its frame number, so any reader can
+//! check any frame it gets, whole: a torn frame (bytes of two frames) or a
+//! frame whose bytes do not match its number fails the test.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{role, say, unique, Proc};
+use shmcast::{
+    ChannelOptions, FrameMeta, Health, PixelFormat, PublishError, Publisher, PublisherError,
+    Subscriber,
+};
+
+const FRAME_LEN: usize = 64 * 1024;
+
+fn word(number: u64, i: usize) -> u64 {
+    number.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
+}
+
+/// Fills `buf` with frame `number`'s bytes.
+fn fill(number: u64, buf: &mut [u8]) {
+    for (i, chunk) in buf.chunks_mut(8).enumerate() {
+        chunk.copy_from_slice(&word(number, i).to_ne_bytes()[..chunk.len()]);
+    }
+}
+
+/// Whether `bytes` are exactly frame `number`.
+fn is_frame(number: u64, bytes: &[u8]) -> bool {
+    bytes
+        .chunks(8)
+        .enumerate()
+        .all(|(i, chunk)| chunk == &word(number, i).to_ne_bytes()[..chunk.len()])
+}
+
+fn meta() -> FrameMeta {
+    FrameMeta::raw()
+}
+
+/// Publishes frames (at most one per `gap`) until every child has ended;
+/// gives up after `limit`. Returns the children's messages.
+fn publish_until_done(
+    publisher: &mut Publisher,
+    children: Vec<Proc>,
+    gap: Duration,
+    limit: Duration,
+) -> Vec<Vec<String>> {
+    let started = Instant::now();
+    let mut children: Vec<Option<Proc>> = children.into_iter().map(Some).collect();
+    let mut results = vec![Vec::new(); children.len()];
+    let mut buf = vec![0u8; FRAME_LEN];
+    while children.iter().any(Option::is_some) {
+        assert!(
+            started.elapsed() < limit,
+            "children still reading after {limit:?}"
+        );
+        let number = publisher.last_frame_number() + 1;
+        fill(number, &mut buf);
+        assert_eq!(publisher.publish(&meta(), &buf).unwrap(), number);
+        std::thread::sleep(gap);
+        for (i, slot) in children.iter_mut().enumerate() {
+            if slot
+                .as_mut()
+                .is_some_and(|p| p.child.try_wait().unwrap().is_some())
+            {
+                let (lines, status) = slot.take().unwrap().finish();
+                assert!(status.success(), "child {i}: {lines:?} {status:?}");
+                results[i] = lines;
+            }
+        }
+    }
+    results
+}
+
+fn assert_read_ok(lines: &[String], count: u64) {
+    let ok = lines
+        .iter()
+        .find(|l| l.starts_with("ok"))
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    let parts: Vec<u64> = ok
+        .split_whitespace()
+        .skip(1)
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!(parts[2], count, "{ok}");
+}
+
+#[test]
+fn frames_reach_readers_started_before_and_after_the_publisher_in_order_and_whole() {
+    let name = unique("order");
+    let mut early = Proc::spawn("subscribe", &[&name, "40", "copy"]);
+    early.expect("started");
+    let mut publisher = Publisher::create(&name, FRAME_LEN).unwrap();
+    let mut late = Proc::spawn("subscribe", &[&name, "40", "lease"]);
+    late.expect("started");
+    let results = publish_until_done(
+        &mut publisher,
+        vec![early, late],
+        Duration::from_millis(2),
+        Duration::from_secs(60),
+    );
+    for lines in results {
+        assert_read_ok(&lines, 40);
+    }
+}
+
+#[test]
+fn eight_reader_processes_at_once() {
+    let name = unique("eight");
+    let mut publisher = Publisher::create(&name, FRAME_LEN).unwrap();
+    let readers: Vec<Proc> = (0..8)
+        .map(|i| {
+            let mode = if i % 2 == 0 { "copy" } else { "lease" };
+            let mut p = Proc::spawn("subscribe", &[&name, "25", mode]);
+            p.expect("started");
+            p
+        })
+        .collect();
+    let results = publish_until_done(
+        &mut publisher,
+        readers,
+        Duration::from_millis(2),
+        Duration::from_secs(90),
+    );
+    for lines in results {
+        assert_read_ok(&lines, 25);
+    }
+}
+
+#[test]
+fn a_reader_killed_holding_a_lease_never_stops_the_writer_and_is_reclaimed() {
+    let name = unique("lease");
+    // Two slots: with one lease held, every other frame has nowhere to go.
+    let mut publisher =
+        Publisher::create_with(&name, &ChannelOptions::new(FRAME_LEN).slots(2)).unwrap();
+    let mut buf = vec![0u8; FRAME_LEN];
+    fill(1, &mut buf);
+    publisher.publish(&meta(), &buf).unwrap();
+    let mut leaser = Proc::spawn("hold-lease", &[&name]);
+    leaser.expect("leased 1");
+    assert_eq!(publisher.subscriber_count(), 1);
+
+    // While the lease is held the writer is refused a slot at once, never
+    // made to wait.
+    fill(2, &mut buf);
+    assert_eq!(publisher.publish(&meta(), &buf).unwrap(), 2);
+    let refused = publisher.publish(&meta(), &buf).unwrap_err();
+    assert!(
+        matches!(refused, PublishError::AllSlotsLeased { slots: 2, .. }),
+        "{refused}"
+    );
+
+    leaser.kill();
+    // The dead reader's lease is reclaimed by the very next publish.
+    fill(3, &mut buf);
+    assert_eq!(publisher.publish(&meta(), &buf).unwrap(), 3);
+    assert_eq!(publisher.subscriber_count(), 0);
+    for n in 4..10 {
+        fill(n, &mut buf);
+        assert_eq!(publisher.publish(&meta(), &buf).unwrap(), n);
+    }
+}
+
+#[test]
+fn with_default_slots_a_held_lease_costs_the_writer_nothing() {
+    let name = unique("lease4");
+    let mut publisher = Publisher::create(&name, FRAME_LEN).unwrap();
+    let buf = vec![7u8; FRAME_LEN];
+    publisher.publish(&meta(), &buf).unwrap();
+    let mut leaser = Proc::spawn("hold-lease", &[&name]);
+    leaser.expect("leased");
+    for _ in 0..100 {
+        publisher.publish(&meta(), &buf).unwrap();
+    }
+    leaser.kill();
+}
+
+#[test]
+fn a_writer_killed_mid_publish_never_shows_a_torn_frame_and_is_taken_over() {
+    let name = unique("chaos");
+    let rounds = if cfg!(windows) { 6 } else { 25 };
+    let mut readers: Vec<Proc> = ["copy", "lease"]
+        .iter()
+        .map(|mode| {
+            let mut p = Proc::spawn("subscribe-until-stdin-closes", &[&name, mode]);
+            p.expect("started");
+            p
+        })
+        .collect();
+    let mut last_pid = 0;
+    for round in 0..rounds {
+        let mut writer = Proc::spawn("publish-forever", &[&name]);
+        writer.expect("publishing");
+        if round == 0 {
+            // A second publisher on a live channel is refused, by name.
+            match Publisher::create(&name, FRAME_LEN) {
+                Err(PublisherError::WriterAlive { pid, .. }) => assert_eq!(pid, writer.id()),
+                other => panic!("expected WriterAlive, got {other:?}"),
+            }
+        }
+        // Kill at a varying point: somewhere inside a frame, most likely.
+        std::thread::sleep(Duration::from_micros(500 + (round as u64 * 7919) % 20_000));
+        last_pid = writer.id();
+        writer.kill();
+    }
+    let mut publisher = Publisher::create(&name, FRAME_LEN).unwrap();
+    assert_eq!(publisher.took_over_from(), Some(last_pid));
+    let before = publisher.last_frame_number();
+    assert!(before > 0, "the killed writers published nothing");
+    let mut buf = vec![0u8; FRAME_LEN];
+    for i in 1..=20 {
+        fill(before + i, &mut buf);
+        assert_eq!(
+            publisher.publish(&meta(), &buf).unwrap(),
+            before + i,
+            "frame numbers go on"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for mut reader in readers.drain(..) {
+        reader.close_stdin();
+        let (lines, status) = reader.finish();
+        assert!(status.success(), "{lines:?}");
+        let ok = lines
+            .iter()
+            .find(|l| l.starts_with("ok"))
+            .unwrap_or_else(|| panic!("{lines:?}"));
+        let parts: Vec<u64> = ok
+            .split_whitespace()
+            .skip(1)
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert!(parts[1] >= before + 20, "reader stopped early: {ok}");
+    }
+}
+
+#[test]
+fn a_reader_blocked_in_wait_uses_no_cpu() {
+    let name = unique("cpu");
+    let mut publisher = Publisher::create(&name, FRAME_LEN).unwrap();
+    publisher.publish(&meta(), &[1]).unwrap();
+    let (lines, status) = common::run("wait-cpu", &[&name, "2000"]);
+    assert!(status.success(), "{lines:?}");
+    let cpu_us: u64 = lines[0].strip_prefix("cpu ").unwrap().parse().unwrap();
+    // A spinning waiter burns the whole 2 s; a blocked one, next to nothing.
+    assert!(cpu_us < 200_000, "{cpu_us} us of CPU in a 2 s wait");
+}
+
+#[test]
+fn a_waiting_reader_is_woken_by_a_publish() {
+    let name = unique("wake");
+    let mut publisher = Publisher::create(&name, FRAME_LEN).unwrap();
+    let mut waiter = Proc::spawn("wait-one", &[&name, "30000"]);
+    waiter.expect("waiting");
+    publisher.publish(&meta(), &[9; 16]).unwrap();
+    let (lines, status) = waiter.finish();
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(lines, ["got 1"]);
+}
+
+#[test]
+fn health_tells_live_stalled_and_gone_apart() {
+    let name = unique("health");
+    let mut writer = Proc::spawn("publish-forever", &[&name]);
+    writer.expect("publishing");
+    let sub = Subscriber::open(&name).unwrap();
+    assert_eq!(sub.health(Duration::from_secs(5)), Health::Live);
+    assert_eq!(sub.publisher_pid(), Some(writer.id()));
+    writer.kill();
+    assert_eq!(sub.health(Duration::from_secs(5)), Health::Gone);
+
+    let in_process = unique("health2");
+    let publisher = Publisher::create(&in_process, 16).unwrap();
+    let sub = Subscriber::open(&in_process).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    assert!(matches!(
+        sub.health(Duration::from_millis(10)),
+        Health::Stalled { .. }
+    ));
+    drop(publisher);
+    assert_eq!(sub.health(Duration::from_secs(5)), Health::Gone);
+}
+
+#[test]
+fn metadata_and_loans_round_trip() {
+    let name = unique("meta");
+    let mut publisher = Publisher::create(&name, 640 * 480 * 3).unwrap();
+    let mut sub = Subscriber::open(&name).unwrap();
+    assert!(sub.read_latest_vec().unwrap().is_none());
+    let mut meta = FrameMeta::new(640, 480, PixelFormat::Rgb24);
+    meta.timestamp_ns = 123;
+    let mut loan = publisher.loan(640 * 480 * 3).unwrap();
+    fill(1, &mut loan);
+    assert_eq!(loan.commit(&meta), 1);
+    // A dropped loan publishes nothing.
+    let mut loan = publisher.loan(10).unwrap();
+    loan.fill(0xEE);
+    drop(loan);
+    let (info, bytes) = sub.read_latest_vec().unwrap().unwrap();
+    assert_eq!((info.number, info.len, info.meta), (1, 640 * 480 * 3, meta));
+    assert!(is_frame(1, &bytes));
+    let lease = sub.lease_latest().unwrap().unwrap();
+    assert!(is_frame(1, &lease));
+    drop(lease);
+    let mut small = [0u8; 10];
+    assert!(matches!(
+        sub.read_latest(&mut small),
+        Err(shmcast::ReadError::BufferTooSmall { .. })
+    ));
+    assert!(matches!(
+        publisher.publish(&meta, &vec![0; 640 * 480 * 3 + 1]),
+        Err(PublishError::TooLarge { .. })
+    ));
+}
+
+// ---- the child side -------------------------------------------------------
+
+#[cfg(unix)]
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    // utime + stime, in clock ticks of 1/100 s on Linux.
+    Duration::from_millis((fields[0] + fields[1]) * 10)
+}
+
+#[cfg(windows)]
+fn cpu_time() -> Duration {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut a, mut b, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: the pseudo-handle of the current process and four writable
+    // FILETIMEs.
+    unsafe { GetProcessTimes(GetCurrentProcess(), &mut a, &mut b, &mut kernel, &mut user) };
+    let t = |f: FILETIME| (u64::from(f.dwHighDateTime) << 32) | u64::from(f.dwLowDateTime);
+    Duration::from_nanos((t(kernel) + t(user)) * 100)
+}
+
+fn stdin_closed_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    flag
+}
+
+/// Reads frames until `count` new ones were checked or `stop()`; prints
+/// "ok FIRST LAST COUNT" or "torn N" and returns the exit code.
+fn subscribe(name: &str, mode: &str, count: u64, stop: impl Fn() -> bool) -> i32 {
+    let mut sub = Subscriber::open_wait(name, Duration::from_secs(30)).unwrap();
+    let mut buf = vec![0u8; sub.max_frame_len()];
+    let (mut first, mut last, mut seen) = (0, sub.latest_number(), 0);
+    while seen < count && !stop() {
+        if sub.wait_newer(last, Duration::from_millis(100)).is_err() {
+            continue;
+        }
+        let (number, whole) = if mode == "lease" {
+            match sub.lease_latest().unwrap() {
+                Some(lease) => (lease.info().number, is_frame(lease.info().number, &lease)),
+                None => continue,
+            }
+        } else {
+            match sub.read_latest(&mut buf).unwrap() {
+                Some(info) => (info.number, is_frame(info.number, &buf[..info.len])),
+                None => continue,
+            }
+        };
+        if !whole {
+            say(format!("torn {number}"));
+            return 3;
+        }
+        if number <= last {
+            say(format!("went back from {last} to {number}"));
+            return 4;
+        }
+        if first == 0 {
+            first = number;
+        }
+        last = number;
+        seen += 1;
+    }
+    say(format!("ok {first} {last} {seen}"));
+    0
+}
+
+/// Not a test: the entry point of the child processes the tests spawn.
+/// Without the role variable it does nothing.
+#[test]
+fn child_entry_point() {
+    let Some((role, args)) = role() else {
+        return;
+    };
+    let name = args[0].as_str();
+    let code = match role.as_str() {
+        "subscribe" => {
+            say("started");
+            subscribe(name, &args[2], args[1].parse().unwrap(), || false)
+        }
+        "subscribe-until-stdin-closes" => {
+            let closed = stdin_closed_flag();
+            say("started");
+            subscribe(name, &args[1], u64::MAX, || {
+                closed.load(std::sync::atomic::Ordering::SeqCst)
+            })
+        }
+        "hold-lease" => {
+            let mut sub = Subscriber::open(name).unwrap();
+            let lease = sub.lease_latest().unwrap().expect("a frame to lease");
+            say(format!("leased {}", lease.info().number));
+            std::thread::sleep(Duration::from_secs(120));
+            0
+        }
+        "publish-forever" => {
+            let mut publisher = Publisher::create(name, FRAME_LEN).unwrap();
+            say("publishing");
+            loop {
+                let number = publisher.last_frame_number() + 1;
+                let mut loan = publisher.loan(FRAME_LEN).unwrap();
+                // Word by word, so that a kill lands inside the payload.
+                fill(number, &mut loan);
+                loan.commit(&meta());
+            }
+        }
+        "wait-cpu" => {
+            let sub = Subscriber::open(name).unwrap();
+            let latest = sub.latest_number();
+            let before = cpu_time();
+            let waited = sub.wait_newer(latest, Duration::from_millis(args[1].parse().unwrap()));
+            assert!(waited.is_err(), "no frame was published, yet: {waited:?}");
+            say(format!("cpu {}", (cpu_time() - before).as_micros()));
+            0
+        }
+        "wait-one" => {
+            let sub = Subscriber::open(name).unwrap();
+            say("waiting");
+            match sub.wait_newer(0, Duration::from_millis(args[1].parse().unwrap())) {
+                Ok(n) => {
+                    say(format!("got {n}"));
+                    0
+                }
+                Err(e) => {
+                    say(e.to_string());
+                    5
+                }
+            }
+        }
+        other => panic!("unknown child role {other}"),
+    };
+    std::process::exit(code);
+}

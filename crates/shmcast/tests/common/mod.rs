@@ -1,0 +1,144 @@
+//! What the multi-process tests share: spawning this very test binary
+//! again as a child in one role, talking to it through `@` lines on its
+//! stdout, and killing it for real.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+
+pub const ROLE_VAR: &str = "SHMCAST_TEST_ROLE";
+
+pub fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "mp-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Deterministic bytes for `seed`, so parent and child agree without
+/// sending the data.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A child process running one role; killed when dropped, so that a failed
+/// assertion never leaves a child behind.
+pub struct Proc {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    out: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child's message in a line of its stdout. The test harness prints
+/// `test child_entry_point ... ` before it, without a line break.
+pub fn message(line: &str) -> Option<&str> {
+    line.split_once('@').map(|(_, m)| m.trim_end())
+}
+
+impl Proc {
+    /// Starts this test binary as a child running `role` with `args`.
+    pub fn spawn(role: &str, args: &[&str]) -> Proc {
+        let mut child = Command::new(std::env::current_exe().expect("own path"))
+            .args([
+                "child_entry_point",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ROLE_VAR, format!("{role}\u{1f}{}", args.join("\u{1f}")))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn child");
+        let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let stdin = child.stdin.take();
+        Proc { child, stdin, out }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads the child's messages until one starts with `prefix`.
+    pub fn expect(&mut self, prefix: &str) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.out.read_line(&mut line).expect("read child stdout");
+            assert!(n > 0, "child ended before saying {prefix:?}");
+            if let Some(m) = message(&line) {
+                assert!(
+                    m.starts_with(prefix),
+                    "child said {m:?}, expected {prefix:?}"
+                );
+                return m.to_owned();
+            }
+        }
+    }
+
+    /// Kills the child for real (SIGKILL / TerminateProcess) and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill child");
+        self.child.wait().expect("reap child");
+    }
+
+    /// Closes the child's stdin: the signal to stop for roles that run
+    /// until told.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Waits for the child to end; its remaining messages and exit status.
+    pub fn finish(mut self) -> (Vec<String>, ExitStatus) {
+        let mut rest = String::new();
+        let _ = self.out.read_to_string(&mut rest);
+        let status = self.child.wait().expect("wait child");
+        let lines = rest
+            .lines()
+            .filter_map(message)
+            .map(str::to_owned)
+            .collect();
+        (lines, status)
+    }
+}
+
+/// Runs a role to completion.
+pub fn run(role: &str, args: &[&str]) -> (Vec<String>, ExitStatus) {
+    Proc::spawn(role, args).finish()
+}
+
+/// Writes a message line for the parent.
+pub fn say(line: impl AsRef<str>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "@{}", line.as_ref());
+    let _ = out.flush();
+}
+
+/// The role and arguments this process was started with, if it is a child.
+pub fn role() -> Option<(String, Vec<String>)> {
+    let spec = std::env::var(ROLE_VAR).ok()?;
+    let mut parts = spec.split('\u{1f}').map(str::to_owned);
+    let role = parts.next()?;
+    Some((role, parts.filter(|a| !a.is_empty()).collect()))
+}

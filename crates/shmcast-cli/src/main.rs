@@ -283,10 +283,14 @@ fn info(name: &Name, json: bool) -> Result<(), String> {
         ),
         Kind::Channel => None,
     };
+    let channel = match info.kind {
+        Kind::Channel => Some(shmcast::inspect_channel(name).map_err(|e| one_line(&e))?),
+        Kind::Region => None,
+    };
     if json {
-        print_info_json(&info, lock.as_ref());
+        print_info_json(&info, lock.as_ref(), channel.as_ref());
     } else {
-        print_info_text(&info, lock.as_ref());
+        print_info_text(&info, lock.as_ref(), channel.as_ref());
     }
     Ok(())
 }
@@ -322,7 +326,11 @@ fn lock_words(lock: &shmcast::LockState) -> String {
     s
 }
 
-fn print_info_text(info: &SegmentInfo, lock: Option<&shmcast::LockState>) {
+fn print_info_text(
+    info: &SegmentInfo,
+    lock: Option<&shmcast::LockState>,
+    channel: Option<&shmcast::ChannelStatus>,
+) {
     let age = SystemTime::now()
         .duration_since(info.created_at)
         .unwrap_or(Duration::ZERO);
@@ -346,9 +354,22 @@ fn print_info_text(info: &SegmentInfo, lock: Option<&shmcast::LockState>) {
     if let Some(lock) = lock {
         println!("lock:    {}", lock_words(lock));
     }
+    if let Some(c) = channel {
+        println!("slots:   {} of {} bytes", c.slots, c.max_frame_len);
+        match &c.publisher {
+            Some(p) => println!("writer:  pid {} ({})", p.pid, alive(p.alive)),
+            None => println!("writer:  none"),
+        }
+        println!("readers: {}", c.subscribers);
+        println!("latest:  frame {}", c.latest_frame);
+    }
 }
 
-fn print_info_json(info: &SegmentInfo, lock: Option<&shmcast::LockState>) {
+fn print_info_json(
+    info: &SegmentInfo,
+    lock: Option<&shmcast::LockState>,
+    channel: Option<&shmcast::ChannelStatus>,
+) {
     let holder = |h: &shmcast::Holder| serde_json::json!({"pid": h.pid, "alive": h.alive});
     let mut v = serde_json::json!({
         "name": info.name.to_string(),
@@ -368,6 +389,16 @@ fn print_info_json(info: &SegmentInfo, lock: Option<&shmcast::LockState>) {
             "writer": lock.writer.as_ref().map(holder),
             "readers": lock.readers.iter().map(holder).collect::<Vec<_>>(),
             "torn": lock.torn,
+        });
+    }
+    if let Some(c) = channel {
+        v["channel"] = serde_json::json!({
+            "slots": c.slots,
+            "max_frame_len": c.max_frame_len,
+            "publisher": c.publisher.as_ref().map(holder),
+            "subscribers": c.subscribers,
+            "latest_frame": c.latest_frame,
+            "last_publish_unix_ns": c.last_publish_ns,
         });
     }
     println!("{v}");

@@ -53,7 +53,9 @@ mod segment;
 mod sync;
 
 #[cfg(not(loom))]
-pub use channel::{ChannelOptions, Health, Lease, Loan, Publisher, Subscriber};
+pub use channel::{
+    inspect_channel, ChannelOptions, ChannelStatus, Health, Lease, Loan, Publisher, Subscriber,
+};
 pub use channel::{
     FrameInfo, FrameMeta, PixelFormat, UnknownFormat, DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS,
     MIN_SLOTS,

@@ -107,6 +107,56 @@ impl Channel {
     }
 }
 
+/// A channel's state, as `shmcast info` shows it.
+#[cfg(not(loom))]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelStatus {
+    /// Slots in the ring.
+    pub slots: u32,
+    /// The largest frame, in bytes.
+    pub max_frame_len: usize,
+    /// The publisher's PID and whether it runs; `None`: no publisher.
+    pub publisher: Option<crate::Holder>,
+    /// Subscribers registered (including dead ones not yet reclaimed).
+    pub subscribers: usize,
+    /// The newest frame's number (0: none yet).
+    pub latest_frame: u64,
+    /// When the publisher last published (or started), ns since the epoch.
+    pub last_publish_ns: u64,
+}
+
+/// Reads channel `name`'s state without subscribing (a read-only open).
+///
+/// # Errors
+/// [`SubscriberError::Open`](crate::SubscriberError) when it cannot be
+/// opened as a channel; `Corrupt` when its geometry is inconsistent.
+#[cfg(not(loom))]
+pub fn inspect_channel<N: crate::IntoName>(
+    name: N,
+) -> Result<ChannelStatus, crate::SubscriberError> {
+    use crate::identity::{token_liveness, token_pid, Liveness};
+    use crate::sync::Ordering::Relaxed;
+    let name = name.into_name()?;
+    let seg = Segment::open(name.clone(), Some(crate::Kind::Channel), false)?;
+    let channel = Channel::new(seg).map_err(|what| crate::SubscriberError::Corrupt {
+        name: name.to_string(),
+        what,
+    })?;
+    let words = channel.words();
+    let writer = words.header.writer.load(Relaxed);
+    Ok(ChannelStatus {
+        slots: channel.geometry.slots,
+        max_frame_len: channel.geometry.max_frame_len,
+        publisher: (writer != 0).then(|| crate::Holder {
+            pid: token_pid(writer),
+            alive: token_liveness(writer) == Liveness::Alive,
+        }),
+        subscribers: words.subscriber_count(),
+        latest_frame: words.latest_number(),
+        last_publish_ns: words.header.last_publish_ns.load(Relaxed),
+    })
+}
+
 /// Converts stored metadata to what callers see.
 #[cfg(not(loom))]
 fn frame_info(meta: &SlotMeta) -> FrameInfo {

@@ -1,0 +1,219 @@
+//! `shmcast publish` and `shmcast read` as a user pipes them together.
+//! The generated-frames test runs on Linux and under Wine; the ffmpeg one
+//! needs Debian's ffmpeg (scripts/test installs it) and runs on Linux.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use md5::{Digest, Md5};
+
+fn shmcast() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shmcast"))
+}
+
+fn unique(tag: &str) -> String {
+    format!("cli-{tag}-{}", std::process::id())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Frame `i` of a small rgb24 test stream.
+fn frame(i: usize, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|j| (j * 31 + i * 7 + (j >> 8)) as u8)
+        .collect()
+}
+
+/// Starts `shmcast read` (before the publisher, which it waits for).
+fn start_read(name: &str, args: &[&str]) -> std::process::Child {
+    shmcast()
+        .args(["read", name])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn publish(name: &str, args: &[&str], input: &[u8]) -> Output {
+    let mut child = shmcast()
+        .args(["publish", name])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// Parses `read --md5` lines: (frame number, "WxH", format, md5).
+fn md5_lines(out: &[u8]) -> Vec<(usize, String, String, String)> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert_eq!(f.len(), 4, "{l:?}");
+            (f[0].parse().unwrap(), f[1].into(), f[2].into(), f[3].into())
+        })
+        .collect()
+}
+
+#[test]
+fn a_reader_gets_the_published_frames_exactly_in_order() {
+    let name = unique("gen");
+    let (w, h) = (64, 48);
+    let len = w * h * 3;
+    let frames: Vec<Vec<u8>> = (0..120).map(|i| frame(i, len)).collect();
+    let reader = start_read(&name, &["--count", "20", "--md5", "--timeout", "30"]);
+    let out = publish(
+        &name,
+        &[
+            "--width", "64", "--height", "48", "--format", "rgb24", "--fps", "60",
+        ],
+        &frames.concat(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let read = reader.wait_with_output().unwrap();
+    assert!(read.status.success(), "{read:?}");
+    let lines = md5_lines(&read.stdout);
+    assert_eq!(lines.len(), 20);
+    let mut last = 0;
+    for (number, size, format, md5) in lines {
+        assert!(number > last, "frame {number} after {last}");
+        last = number;
+        assert_eq!((size.as_str(), format.as_str()), ("64x48", "rgb24"));
+        assert_eq!(md5, hex(&frames[number - 1]), "frame {number}");
+    }
+}
+
+#[test]
+fn read_out_appends_the_raw_payloads() {
+    let name = unique("out");
+    let len = 16 * 16;
+    let frames: Vec<Vec<u8>> = (0..30).map(|i| frame(i, len)).collect();
+    let path = std::env::temp_dir().join(format!("{name}.raw"));
+    let _ = std::fs::remove_file(&path);
+    let reader = start_read(&name, &["--count", "5", "--out", path.to_str().unwrap()]);
+    let out = publish(
+        &name,
+        &[
+            "--width", "16", "--height", "16", "--format", "gray", "--fps", "30",
+        ],
+        &frames.concat(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let read = reader.wait_with_output().unwrap();
+    assert!(read.status.success(), "{read:?}");
+    let numbers: Vec<usize> = String::from_utf8_lossy(&read.stdout)
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    let written = std::fs::read(&path).unwrap();
+    let expected: Vec<u8> = numbers
+        .iter()
+        .flat_map(|&n| frames[n - 1].clone())
+        .collect();
+    assert_eq!(written, expected);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_short_last_frame_is_an_error_not_a_frame() {
+    let name = unique("short");
+    let out = publish(
+        &name,
+        &["--width", "8", "--height", "8", "--format", "rgba"],
+        &vec![1u8; 256 + 100],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("short") && err.contains(&name), "{err}");
+}
+
+#[test]
+fn read_without_a_channel_times_out_naming_it() {
+    let name = unique("absent");
+    let out = start_read(&name, &["--timeout", "0.3"])
+        .wait_with_output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains(&name), "{err}");
+}
+
+#[test]
+fn bad_frame_geometry_is_refused_before_anything_is_created() {
+    let out = publish(
+        &unique("odd"),
+        &["--width", "3", "--height", "3", "--format", "nv12"],
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a valid nv12 frame size"));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ffmpeg_testsrc_through_shmcast_matches_ffmpegs_own_framemd5() {
+    let ffmpeg_args = [
+        "-v",
+        "error",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=640x480:rate=30",
+        "-frames:v",
+        "90",
+    ];
+    let reference = Command::new("ffmpeg")
+        .args(ffmpeg_args)
+        .args(["-pix_fmt", "rgb24", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg is needed for this test; scripts/test installs it");
+    assert!(reference.status.success(), "{reference:?}");
+    let reference: Vec<String> = String::from_utf8_lossy(&reference.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect();
+    assert_eq!(reference.len(), 90);
+
+    let name = unique("cam");
+    let reader = start_read(&name, &["--count", "60", "--md5", "--timeout", "30"]);
+    let producer = format!(
+        "ffmpeg {} -f rawvideo -pix_fmt rgb24 - | '{}' publish {name} --width 640 --height 480 --format rgb24 --fps 30",
+        ffmpeg_args.map(|a| if a.contains('=') { format!("'{a}'") } else { a.to_owned() }).join(" "),
+        env!("CARGO_BIN_EXE_shmcast"),
+    );
+    let status = Command::new("sh").args(["-c", &producer]).status().unwrap();
+    assert!(status.success());
+    let read = reader.wait_with_output().unwrap();
+    assert!(read.status.success(), "{read:?}");
+    let lines = md5_lines(&read.stdout);
+    assert_eq!(lines.len(), 60);
+    let mut last_index = None;
+    for (number, size, format, md5) in lines {
+        let index = reference
+            .iter()
+            .position(|r| *r == md5)
+            .unwrap_or_else(|| panic!("frame {number}: {md5} is none of ffmpeg's checksums"));
+        assert!(last_index < Some(index), "out of order at frame {number}");
+        last_index = Some(index);
+        assert_eq!(
+            index,
+            number - 1,
+            "frame number {number} carries ffmpeg frame {index}"
+        );
+        assert_eq!((size.as_str(), format.as_str()), ("640x480", "rgb24"));
+    }
+}

@@ -1,0 +1,667 @@
+//! shmcast's benchmark: shmcast against Unix sockets, TCP loopback,
+//! iceoryx2 and the memcpy limit, each writer and reader its own process,
+//! in interleaved rounds. `scripts/bench` builds and runs it; `--help` says
+//! what it takes. Figures are printed, never asserted.
+
+mod ice;
+mod plot;
+mod proc;
+mod roles;
+mod util;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use serde_json::{json, Value};
+
+use proc::Proc;
+use util::{median, quantile};
+
+/// 1920 x 1080 rgb24.
+const FRAME: usize = 6_220_800;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks shmcast against sockets, iceoryx2 and memcpy")]
+struct Opts {
+    /// Rounds; every case runs once per round and medians are reported
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds each throughput case runs
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// One tiny round of every case (CI's smoke test): checks it all runs
+    #[arg(long)]
+    smoke: bool,
+    /// Skip the growth curves (frame size and reader count sweeps)
+    #[arg(long)]
+    no_growth: bool,
+    /// Write every sample and summary as JSON here
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the growth curves as an SVG plot here
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Run only the cases whose name contains this (for profiling one case)
+    #[arg(long)]
+    only: Option<String>,
+    #[command(subcommand)]
+    role: Option<Role>,
+}
+
+#[derive(clap::Subcommand)]
+enum Role {
+    /// (internal) run as one process of a case
+    #[command(hide = true)]
+    Role { name: String, args: Vec<String> },
+}
+
+/// A case of the main table: its name and how to run it once.
+type Case = (&'static str, Box<dyn Fn() -> Sample>);
+/// The same for the growth sweeps, whose names are made up.
+type GrowthCase = (String, Box<dyn Fn() -> Sample>);
+/// Builds a reader's arguments from what the writer said when ready.
+type ReaderArgs<'a> = &'a dyn Fn(&str) -> Vec<String>;
+
+/// One run of one case.
+#[derive(Clone, Debug, Default)]
+struct Sample {
+    writer_fps: f64,
+    reader_fps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu_s: f64,
+    shm_bytes: f64,
+    dropped: f64,
+    /// The writer's CPU time over its run time: its share of one core.
+    writer_core: f64,
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "bench-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn f(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(0.0)
+}
+
+fn rate(v: &Value) -> f64 {
+    let secs = f(v, "secs");
+    if secs > 0.0 {
+        f(v, "frames") / secs
+    } else {
+        0.0
+    }
+}
+
+/// Latency quantiles (µs) over every reader's samples.
+fn latencies(results: &[Value]) -> (f64, f64) {
+    let mut all: Vec<f64> = results
+        .iter()
+        .flat_map(|r| r["lat"].as_array().cloned().unwrap_or_default())
+        .filter_map(|v| v.as_f64())
+        .map(|ns| ns / 1000.0)
+        .collect();
+    (quantile(&mut all, 0.5), quantile(&mut all, 0.99))
+}
+
+/// A writer and `readers` readers, each a process: readers attach after the
+/// writer is ready, the writer starts its clock on `go`, readers stop when
+/// told after it ends.
+fn pubsub(writer: (&str, Vec<String>), reader: (&str, ReaderArgs<'_>), readers: usize) -> Sample {
+    let mut w = Proc::spawn(writer.0, &writer.1);
+    let info = w.ready();
+    let mut rs: Vec<Proc> = (0..readers)
+        .map(|_| {
+            let mut r = Proc::spawn(reader.0, &reader.1(&info));
+            r.ready();
+            r
+        })
+        .collect();
+    w.go();
+    let wres = w.result();
+    for r in &mut rs {
+        r.stop();
+    }
+    let rres: Vec<Value> = rs.into_iter().map(Proc::result).collect();
+    let (p50_us, p99_us) = latencies(&rres);
+    Sample {
+        writer_fps: rate(&wres),
+        reader_fps: median(rres.iter().map(rate).collect()),
+        p50_us,
+        p99_us,
+        cpu_s: f(&wres, "cpu") + rres.iter().map(|r| f(r, "cpu")).sum::<f64>(),
+        shm_bytes: f(&wres, "shm"),
+        dropped: f(&wres, "dropped"),
+        writer_core: f(&wres, "run_cpu") / f(&wres, "secs").max(1e-9),
+    }
+}
+
+fn s(v: impl ToString) -> String {
+    v.to_string()
+}
+
+fn shmcast_case(
+    size: usize,
+    writer_mode: &str,
+    reader_mode: &'static str,
+    readers: usize,
+    secs: f64,
+) -> Sample {
+    let name = unique();
+    let reader_args = move |_: &str| vec![name.clone(), s(reader_mode)];
+    pubsub(
+        (
+            "shm-writer",
+            vec![
+                unique_for(&reader_args),
+                s(size),
+                s(writer_mode),
+                s(secs),
+                s(0),
+            ],
+        ),
+        ("shm-reader", &reader_args),
+        readers,
+    )
+}
+
+/// The channel name a reader-args closure was built with.
+fn unique_for(reader_args: ReaderArgs<'_>) -> String {
+    reader_args("")[0].clone()
+}
+
+fn socket_case(kind: &'static str, size: usize, readers: usize, secs: f64) -> Sample {
+    let reader_args = move |addr: &str| vec![s(kind), s(addr), s(size)];
+    pubsub(
+        ("sock-writer", vec![s(kind), s(size), s(readers), s(secs)]),
+        ("sock-reader", &reader_args),
+        readers,
+    )
+}
+
+fn shmcast_wake(count: u32) -> Sample {
+    let name = unique();
+    let reader_args = {
+        let name = name.clone();
+        move |_: &str| vec![name.clone(), s("copy")]
+    };
+    // ~1 ms between frames: the reader is asleep in wait_newer each time.
+    let secs = f64::from(count) * 0.0011;
+    pubsub(
+        ("shm-writer", vec![name, s(64), s("copy"), s(secs), s(1000)]),
+        ("shm-reader", &reader_args),
+        1,
+    )
+}
+
+/// Two processes; A starts on `go`; A's result is the sample.
+fn pair(a: (&str, Vec<String>), b: (&str, Vec<String>), a_first: bool) -> Sample {
+    let (mut pa, mut pb);
+    if a_first {
+        pa = Proc::spawn(a.0, &a.1);
+        pa.ready();
+        pb = Proc::spawn(b.0, &b.1);
+        pb.ready();
+    } else {
+        pb = Proc::spawn(b.0, &b.1);
+        pb.ready();
+        pa = Proc::spawn(a.0, &a.1);
+        pa.ready();
+    }
+    pa.go();
+    pb.go();
+    let ares = pa.result();
+    pb.stop();
+    let bres = pb.result();
+    let (p50_us, p99_us) = latencies(std::slice::from_ref(&ares));
+    Sample {
+        writer_fps: rate(&ares),
+        reader_fps: rate(&ares),
+        p50_us,
+        p99_us,
+        cpu_s: f(&ares, "cpu") + f(&bres, "cpu"),
+        ..Sample::default()
+    }
+}
+
+fn pingpong(secs: f64) -> Sample {
+    let name = unique();
+    pair(
+        ("pingpong-a", vec![name.clone(), s(secs)]),
+        ("pingpong-b", vec![name]),
+        true,
+    )
+}
+
+fn futex_wake(count: u32) -> Sample {
+    let name = unique();
+    // The waiter measures; it is "a" here only for its result.
+    let mut waiter = Proc::spawn("futex-waiter", &[name.clone(), s(count)]);
+    waiter.ready();
+    let mut waker = Proc::spawn("futex-waker", &[name, s(count)]);
+    waker.ready();
+    waker.go();
+    let wres = waker.result();
+    let res = waiter.result();
+    let (p50_us, p99_us) = latencies(std::slice::from_ref(&res));
+    Sample {
+        reader_fps: rate(&res),
+        p50_us,
+        p99_us,
+        cpu_s: f(&res, "cpu") + f(&wres, "cpu"),
+        ..Sample::default()
+    }
+}
+
+fn shmcast_rtt(secs: f64) -> Sample {
+    let name = unique();
+    pair(
+        ("shm-rtt-a", vec![name.clone(), s(secs)]),
+        ("shm-rtt-b", vec![name]),
+        true,
+    )
+}
+
+/// memcpy of one frame, single thread: from one hot buffer (in cache as far
+/// as the cache holds it) or across buffers far larger than any cache.
+fn memcpy_case(size: usize, in_cache: bool, secs: f64) -> Sample {
+    let sources: Vec<Vec<u8>> = (0..if in_cache { 1 } else { (512 << 20) / size + 1 })
+        .map(|i| vec![i as u8; size])
+        .collect();
+    let mut dst = vec![0u8; size];
+    let started = Instant::now();
+    let mut frames = 0usize;
+    while started.elapsed().as_secs_f64() < secs {
+        let src = &sources[frames % sources.len()];
+        dst.copy_from_slice(src);
+        std::hint::black_box(&mut dst);
+        frames += 1;
+    }
+    let fps = frames as f64 / started.elapsed().as_secs_f64();
+    Sample {
+        writer_fps: fps,
+        reader_fps: fps,
+        p50_us: 1e6 / fps,
+        p99_us: 1e6 / fps,
+        ..Sample::default()
+    }
+}
+
+/// The cases of the main table, in the order they run within a round.
+fn cases(secs: f64, smoke: bool) -> Vec<Case> {
+    let n = if smoke { 20 } else { 300 };
+    let mut v: Vec<Case> = vec![
+        (
+            "memcpy 6.2 MB, in cache",
+            Box::new(move || memcpy_case(FRAME, true, secs)),
+        ),
+        (
+            "memcpy 6.2 MB, from memory",
+            Box::new(move || memcpy_case(FRAME, false, secs)),
+        ),
+        ("futex wake-up, raw", Box::new(move || futex_wake(n))),
+        (
+            "unix socket, 1 reader",
+            Box::new(move || socket_case("unix", FRAME, 1, secs)),
+        ),
+        (
+            "unix socket, 4 readers",
+            Box::new(move || socket_case("unix", FRAME, 4, secs)),
+        ),
+        (
+            "tcp loopback, 1 reader",
+            Box::new(move || socket_case("tcp", FRAME, 1, secs)),
+        ),
+        (
+            "tcp loopback, 4 readers",
+            Box::new(move || socket_case("tcp", FRAME, 4, secs)),
+        ),
+        (
+            "shmcast writer alone",
+            Box::new(move || shmcast_case(FRAME, "loan", "lease", 0, secs)),
+        ),
+        (
+            "shmcast loan+lease, 1 reader",
+            Box::new(move || shmcast_case(FRAME, "loan", "lease", 1, secs)),
+        ),
+        (
+            "shmcast loan+lease, 4 readers",
+            Box::new(move || shmcast_case(FRAME, "loan", "lease", 4, secs)),
+        ),
+        (
+            "shmcast loan+lease, 8 readers",
+            Box::new(move || shmcast_case(FRAME, "loan", "lease", 8, secs)),
+        ),
+        (
+            "shmcast copy, 1 reader",
+            Box::new(move || shmcast_case(FRAME, "copy", "copy", 1, secs)),
+        ),
+        (
+            "shmcast copy, 4 readers",
+            Box::new(move || shmcast_case(FRAME, "copy", "copy", 4, secs)),
+        ),
+        (
+            "shmcast loan, copy out, 1 reader",
+            Box::new(move || shmcast_case(FRAME, "loan", "copy", 1, secs)),
+        ),
+        (
+            "shmcast loan, copy out, 4 readers",
+            Box::new(move || shmcast_case(FRAME, "loan", "copy", 4, secs)),
+        ),
+        (
+            "shmcast wake-up (blocked reader)",
+            Box::new(move || shmcast_wake(n)),
+        ),
+        (
+            "shmcast 64 B round trip",
+            Box::new(move || shmcast_rtt(secs)),
+        ),
+    ];
+    v.extend(ice::cases(secs));
+    v
+}
+
+const SIZES: [usize; 7] = [64, 4096, 65_536, 1 << 20, FRAME, 16 << 20, 64 << 20];
+const READERS: [usize; 5] = [1, 2, 4, 8, 16];
+
+fn growth_cases(secs: f64) -> Vec<GrowthCase> {
+    let mut v: Vec<GrowthCase> = Vec::new();
+    for size in SIZES {
+        v.push((
+            format!("size {size}: shmcast"),
+            Box::new(move || shmcast_case(size, "loan", "lease", 1, secs)),
+        ));
+        v.push((
+            format!("size {size}: unix socket"),
+            Box::new(move || socket_case("unix", size, 1, secs)),
+        ));
+    }
+    for readers in READERS {
+        v.push((
+            format!("readers {readers}: shmcast"),
+            Box::new(move || shmcast_case(FRAME, "loan", "lease", readers, secs)),
+        ));
+        v.push((
+            format!("readers {readers}: unix socket"),
+            Box::new(move || socket_case("unix", FRAME, readers, secs)),
+        ));
+    }
+    v
+}
+
+fn main() {
+    let opts = Opts::parse();
+    if let Some(Role::Role { name, args }) = &opts.role {
+        roles::run(name, args);
+        return;
+    }
+    let (rounds, secs) = if opts.smoke {
+        (1, 0.05)
+    } else {
+        (opts.rounds.max(1), opts.seconds)
+    };
+    let wanted = |name: &str| opts.only.as_ref().is_none_or(|o| name.contains(o.as_str()));
+    let main_cases: Vec<_> = cases(secs, opts.smoke)
+        .into_iter()
+        .filter(|(n, _)| wanted(n))
+        .collect();
+    let growth: Vec<_> = if opts.no_growth {
+        Vec::new()
+    } else {
+        growth_cases(if opts.smoke { 0.05 } else { secs / 2.0 })
+    }
+    .into_iter()
+    .filter(|(n, _)| wanted(n))
+    .collect();
+    let total = rounds * (main_cases.len() + growth.len() + 2);
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} [{elapsed}]").unwrap(),
+    );
+    let mut samples: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
+    let mut placement = Vec::new();
+    let mut round_ratios: Vec<BTreeMap<&'static str, f64>> = Vec::new();
+    for round in 0..rounds {
+        bar.set_message(format!("round {}: core placement", round + 1));
+        let before = pingpong(0.2).p50_us * 1000.0;
+        bar.inc(1);
+        let mut this_round: BTreeMap<String, Sample> = BTreeMap::new();
+        for (name, case) in main_cases.iter() {
+            bar.set_message(format!("round {}: {name}", round + 1));
+            let sample = case();
+            this_round.insert(s(name), sample.clone());
+            samples.entry(s(name)).or_default().push(sample);
+            bar.inc(1);
+        }
+        for (name, case) in growth.iter() {
+            bar.set_message(format!("round {}: {name}", round + 1));
+            samples.entry(name.clone()).or_default().push(case());
+            bar.inc(1);
+        }
+        let after = pingpong(0.2).p50_us * 1000.0;
+        bar.inc(1);
+        placement.push((before, after));
+        round_ratios.push(ratios(&this_round));
+    }
+    bar.finish_and_clear();
+    let summary = report(
+        &samples,
+        &main_cases.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        &placement,
+        &round_ratios,
+    );
+    if let Some(path) = &opts.plot {
+        if !growth.is_empty() {
+            plot::write(path, &samples, &SIZES, &READERS).expect("write the plot");
+            println!("plot: {}", path.display());
+        }
+    }
+    if let Some(path) = &opts.json {
+        let all: BTreeMap<&String, Vec<Value>> = samples
+            .iter()
+            .map(|(k, v)| (k, v.iter().map(sample_json).collect()))
+            .collect();
+        let doc = json!({"summary": summary, "samples": all, "placement_ns": placement});
+        std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).expect("write the JSON");
+        println!("json: {}", path.display());
+    }
+}
+
+fn sample_json(s: &Sample) -> Value {
+    json!({
+        "writer_fps": s.writer_fps, "reader_fps": s.reader_fps,
+        "p50_us": s.p50_us, "p99_us": s.p99_us, "cpu_s": s.cpu_s,
+        "shm_bytes": s.shm_bytes, "dropped": s.dropped, "writer_core": s.writer_core,
+    })
+}
+
+fn get<'a>(round: &'a BTreeMap<String, Sample>, name: &str) -> Option<&'a Sample> {
+    round.get(name)
+}
+
+/// The target ratios, from one round's samples.
+fn ratios(round: &BTreeMap<String, Sample>) -> BTreeMap<&'static str, f64> {
+    let mut r = BTreeMap::new();
+    let mut put = |key: &'static str, num: Option<f64>, den: Option<f64>| {
+        if let (Some(n), Some(d)) = (num, den) {
+            if d > 0.0 {
+                r.insert(key, n / d);
+            }
+        }
+    };
+    let fps = |n: &str| get(round, n).map(|s| s.reader_fps);
+    let wfps = |n: &str| get(round, n).map(|s| s.writer_fps);
+    let p50 = |n: &str| get(round, n).map(|s| s.p50_us);
+    put(
+        "loan+lease 1r / iceoryx2 in place 1r",
+        fps("shmcast loan+lease, 1 reader"),
+        fps("iceoryx2 in place, 1 reader"),
+    );
+    put(
+        "loan+lease 1r / memcpy in cache",
+        fps("shmcast loan+lease, 1 reader"),
+        fps("memcpy 6.2 MB, in cache"),
+    );
+    put(
+        "loan+lease 4r / iceoryx2 in place 4r",
+        fps("shmcast loan+lease, 4 readers"),
+        fps("iceoryx2 in place, 4 readers"),
+    );
+    put(
+        "loan+lease 4r / unix socket 4r",
+        fps("shmcast loan+lease, 4 readers"),
+        fps("unix socket, 4 readers"),
+    );
+    put(
+        "copy out 4r / iceoryx2 copy out 4r",
+        fps("shmcast loan, copy out, 4 readers"),
+        fps("iceoryx2 copy out, 4 readers"),
+    );
+    put(
+        "publish by copy 4r / iceoryx2 copy out 4r",
+        fps("shmcast copy, 4 readers"),
+        fps("iceoryx2 copy out, 4 readers"),
+    );
+    put(
+        "iceoryx2 64 B rtt / shmcast 64 B rtt (p50)",
+        p50("iceoryx2 64 B round trip"),
+        p50("shmcast 64 B round trip"),
+    );
+    put(
+        "shmcast wake-up / raw futex wake-up (p50)",
+        p50("shmcast wake-up (blocked reader)"),
+        p50("futex wake-up, raw"),
+    );
+    put(
+        "writer with 8 readers / writer alone",
+        wfps("shmcast loan+lease, 8 readers"),
+        wfps("shmcast writer alone"),
+    );
+    r
+}
+
+/// (target key, bound, true if the ratio must be at least the bound)
+const TARGETS: [(&str, f64, bool); 9] = [
+    ("loan+lease 1r / iceoryx2 in place 1r", 1.2, true),
+    ("loan+lease 1r / memcpy in cache", 0.9, true),
+    ("loan+lease 4r / iceoryx2 in place 4r", 1.2, true),
+    ("loan+lease 4r / unix socket 4r", 15.0, true),
+    ("copy out 4r / iceoryx2 copy out 4r", 1.0, true),
+    ("publish by copy 4r / iceoryx2 copy out 4r", 1.0, true),
+    ("iceoryx2 64 B rtt / shmcast 64 B rtt (p50)", 1.0, true),
+    ("shmcast wake-up / raw futex wake-up (p50)", 2.0, false),
+    ("writer with 8 readers / writer alone", 0.95, true),
+];
+
+fn report(
+    samples: &BTreeMap<String, Vec<Sample>>,
+    order: &[&str],
+    placement: &[(f64, f64)],
+    round_ratios: &[BTreeMap<&'static str, f64>],
+) -> Value {
+    let med = |name: &str, pick: fn(&Sample) -> f64| -> f64 {
+        median(
+            samples
+                .get(name)
+                .map(|v| v.iter().map(pick).collect())
+                .unwrap_or_default(),
+        )
+    };
+    println!(
+        "{:<36} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9} {:>7} {:>7}",
+        "case (medians)",
+        "writer f/s",
+        "reader f/s",
+        "p50 us",
+        "p99 us",
+        "cpu s",
+        "shm MB",
+        "dropped",
+        "w core"
+    );
+    let mut table = Vec::new();
+    for name in order.iter().map(|s| s.to_string()).chain(
+        samples
+            .keys()
+            .filter(|k| !order.contains(&k.as_str()))
+            .cloned(),
+    ) {
+        let row = (
+            med(&name, |s| s.writer_fps),
+            med(&name, |s| s.reader_fps),
+            med(&name, |s| s.p50_us),
+            med(&name, |s| s.p99_us),
+            med(&name, |s| s.cpu_s),
+            med(&name, |s| s.shm_bytes) / 1e6,
+            med(&name, |s| s.dropped),
+            med(&name, |s| s.writer_core),
+        );
+        println!(
+            "{:<36} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>7.2} {:>9.1} {:>7.0} {:>7.2}",
+            name, row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7
+        );
+        table.push(json!({"case": name, "writer_fps": row.0, "reader_fps": row.1, "p50_us": row.2,
+            "p99_us": row.3, "cpu_s": row.4, "shm_mb": row.5, "dropped": row.6, "writer_core": row.7}));
+    }
+    println!();
+    for (i, (b, a)) in placement.iter().enumerate() {
+        println!(
+            "round {}: cache-line one-way transfer {b:.0} ns before, {a:.0} ns after",
+            i + 1
+        );
+    }
+    println!();
+    println!(
+        "{:<46} {:>8}  {:<8} per round",
+        "target (ratio from the same round)", "median", ""
+    );
+    let mut targets = Vec::new();
+    for (key, bound, at_least) in TARGETS {
+        let per_round: Vec<f64> = round_ratios
+            .iter()
+            .filter_map(|r| r.get(key).copied())
+            .collect();
+        let m = median(per_round.clone());
+        let met = if per_round.is_empty() {
+            "n/a"
+        } else if (at_least && m >= bound) || (!at_least && m <= bound) {
+            "met"
+        } else {
+            "MISSED"
+        };
+        let want = if at_least {
+            format!(">= {bound}")
+        } else {
+            format!("<= {bound}")
+        };
+        println!(
+            "{:<46} {:>8.2}  {:<8} {} (want {want})",
+            key,
+            m,
+            met,
+            per_round
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        targets.push(json!({"target": key, "median": m, "bound": bound, "at_least": at_least, "verdict": met, "per_round": per_round}));
+    }
+    let shm = med("shmcast loan+lease, 4 readers", |s| s.shm_bytes);
+    let ice = med("iceoryx2 in place, 4 readers", |s| s.shm_bytes);
+    println!();
+    println!(
+        "shared memory, 6.2 MB frames: shmcast {:.1} MB with 1, 4 or 8 readers (4 slots + header pages); iceoryx2 {:.1} MB with 4 subscribers",
+        shm / 1e6,
+        ice / 1e6
+    );
+    json!({"table": table, "targets": targets})
+}

@@ -93,8 +93,8 @@ unsafe fn copy_atomic(src: *const u8, dst: &mut [u8]) {
         let offset = head + w * 8;
         // SAFETY: `src + head` is 8-aligned (align_offset), so every
         // `src + offset` is too, and offset + 8 <= len keeps it in range.
-        let word = unsafe { AtomicU64::from_ptr(src.add(offset).cast::<u64>().cast_mut()) }
-            .load(Relaxed);
+        let word =
+            unsafe { AtomicU64::from_ptr(src.add(offset).cast::<u64>().cast_mut()) }.load(Relaxed);
         dst[offset..offset + 8].copy_from_slice(&word.to_ne_bytes());
     }
     let tail = head + words * 8;
@@ -112,7 +112,23 @@ mod tests {
     fn copies_every_length_and_alignment_exactly() {
         let src: Vec<u8> = (0..700u32).map(|i| (i * 7 + 3 + i / 256) as u8).collect();
         for start in 0..70 {
-            for len in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 100, 128, 200, 629 - start] {
+            for len in [
+                0,
+                1,
+                7,
+                8,
+                9,
+                15,
+                16,
+                17,
+                63,
+                64,
+                65,
+                100,
+                128,
+                200,
+                629 - start,
+            ] {
                 let mut dst = vec![0u8; len];
                 // SAFETY: start + len <= src.len(), and nothing writes `src`.
                 unsafe { copy_from_shared(src.as_ptr().add(start), &mut dst) };
@@ -120,7 +136,11 @@ mod tests {
                 let mut dst = vec![0u8; len];
                 // SAFETY: as above.
                 unsafe { copy_atomic(src.as_ptr().add(start), &mut dst) };
-                assert_eq!(dst, &src[start..start + len], "atomic: start {start} len {len}");
+                assert_eq!(
+                    dst,
+                    &src[start..start + len],
+                    "atomic: start {start} len {len}"
+                );
             }
         }
     }

@@ -316,6 +316,40 @@ fn metadata_and_loans_round_trip() {
     ));
 }
 
+#[test]
+fn copies_always_make_progress_against_a_writer_faster_than_a_copy() {
+    let name = unique("starve");
+    let len = 4 << 20;
+    let mut publisher = Publisher::create(&name, len).unwrap();
+    let sub = Subscriber::open(&name).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let mut loan = publisher.loan(len).unwrap();
+                fill(n, &mut loan);
+                loan.commit(&meta());
+            }
+        });
+        let mut buf = vec![0u8; len];
+        for _ in 0..100 {
+            let info = loop {
+                if let Some(info) = sub.read_latest(&mut buf).expect("never an overrun") {
+                    break info;
+                }
+            };
+            assert!(
+                is_frame(info.number, &buf[..info.len]),
+                "torn frame {}",
+                info.number
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
+
 // ---- the child side -------------------------------------------------------
 
 #[cfg(unix)]

@@ -14,9 +14,9 @@ use crate::os::Wakeup;
 use crate::segment::Segment;
 use crate::sync::Ordering::Relaxed;
 
-/// How many times a copy is retried when the publisher keeps overwriting
-/// the frame being copied.
-const COPY_TRIES: usize = 64;
+/// How many seqlock copies are tried before falling back to copying from a
+/// lease (which the publisher cannot overwrite).
+const COPY_TRIES: usize = 4;
 /// The same for a lease, which is cheap to retry.
 const LEASE_TRIES: usize = 10_000;
 /// The longest single sleep in `wait_newer`; it re-checks after each.
@@ -133,40 +133,68 @@ impl Subscriber {
         self.channel.words().latest_number()
     }
 
-    /// Copies the latest frame into `buf` (seqlock: a copy that overlapped
-    /// a write is retried, so the bytes are always one whole frame).
-    /// `Ok(None)` when nothing has been published yet.
+    /// Copies the latest frame into `buf`; the bytes are always one whole
+    /// frame. `Ok(None)` when nothing has been published yet.
+    ///
+    /// The copy is a seqlock read: it writes nothing to shared memory and
+    /// is retried when it overlapped a write. A publisher fast enough to
+    /// overwrite the frame during every try (frames much faster than one
+    /// copy takes) would starve it, so after a few tries the frame is
+    /// leased instead, copied, and the lease released: progress is
+    /// guaranteed and the publisher still never waits.
     ///
     /// # Errors
-    /// [`ReadError::BufferTooSmall`], [`ReadError::Overrun`],
-    /// [`ReadError::Corrupt`].
+    /// [`ReadError::BufferTooSmall`], [`ReadError::Corrupt`],
+    /// [`ReadError::Overrun`] (only if even leasing kept failing).
     pub fn read_latest(&self, buf: &mut [u8]) -> Result<Option<FrameInfo>, ReadError> {
-        let max = self.max_frame_len();
-        let result = self.channel.words().read_latest(COPY_TRIES, |slot, meta| {
-            let len = usize::try_from(meta.len).unwrap_or(usize::MAX);
-            if len > max {
-                return Err(ReadError::Corrupt {
-                    name: self.channel.name(),
-                    what: format!("frame length {len} exceeds the slot size {max}"),
-                });
+        let words = self.channel.words();
+        let copied = words.read_latest(COPY_TRIES, |slot, meta| self.copy_out(slot, meta.len, buf));
+        match copied {
+            Err(ReadFail::Overrun) => {}
+            other => {
+                return other
+                    .map(|m| m.as_ref().map(frame_info))
+                    .map_err(|e| self.read_fail(e))
             }
-            let Some(dst) = buf.get_mut(..len) else {
-                return Err(ReadError::BufferTooSmall {
-                    name: self.channel.name(),
-                    needed: len,
-                    got: buf.len(),
-                });
-            };
-            // SAFETY: `slot` is a valid slot index and `len <= max`, so the
-            // source lies inside that slot's payload; the writer may be
-            // overwriting it, which the racy-tolerant copy allows and the
-            // seqlock check after it detects.
-            unsafe { copy_from_shared(self.channel.payload(slot), dst) };
-            Ok(())
-        });
-        result
-            .map(|m| m.as_ref().map(frame_info))
-            .map_err(|e| self.read_fail(e))
+        }
+        // `&self` proves no `Lease` of ours is alive (it borrows `&mut
+        // self`), so our reader entry's lease is free to use here.
+        let leased = words.lease_latest(self.entry, LEASE_TRIES);
+        let (slot, meta) = match leased {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(None),
+            Err(ReadFail::Corrupt) => return Err(self.read_fail(ReadFail::Corrupt)),
+            Err(_) => return Err(self.read_fail(ReadFail::Overrun)),
+        };
+        let copied = self.copy_out(slot, meta.len, buf);
+        words.release_lease(self.entry);
+        copied.map(|()| Some(frame_info(&meta)))
+    }
+
+    /// Copies `len` bytes of slot `slot`'s payload into `buf`, after
+    /// checking `len` (untrusted) against the slot size and the buffer.
+    fn copy_out(&self, slot: usize, len: u64, buf: &mut [u8]) -> Result<(), ReadError> {
+        let max = self.max_frame_len();
+        let len = usize::try_from(len).unwrap_or(usize::MAX);
+        if len > max {
+            return Err(ReadError::Corrupt {
+                name: self.channel.name(),
+                what: format!("frame length {len} exceeds the slot size {max}"),
+            });
+        }
+        let Some(dst) = buf.get_mut(..len) else {
+            return Err(ReadError::BufferTooSmall {
+                name: self.channel.name(),
+                needed: len,
+                got: buf.len(),
+            });
+        };
+        // SAFETY: `slot` is a valid slot index and `len <= max`, so the
+        // source lies inside that slot's payload; the writer may be
+        // overwriting it (seqlock path), which the racy-tolerant copy allows
+        // and the caller's check detects.
+        unsafe { copy_from_shared(self.channel.payload(slot), dst) };
+        Ok(())
     }
 
     /// The latest frame, copied into a new `Vec`.

@@ -85,7 +85,7 @@ impl Model {
     /// One whole publish, the way `Publisher::publish` does it.
     fn publish(&self) -> Option<u64> {
         let w = self.words();
-        let s = w.begin_write().ok()?;
+        let s = w.begin_write(None).ok()?;
         let next = (self.header.latest.load(Relaxed) >> 8) + 1;
         self.payload[s][0].store(next, Relaxed);
         self.payload[s][1].store(next, Relaxed);
@@ -191,7 +191,7 @@ fn takeover_case(death: Death) {
             let (m, dead) = (m.clone(), dead.clone());
             thread::spawn(move || {
                 let w = m.words();
-                let s = w.begin_write().unwrap();
+                let s = w.begin_write(None).unwrap();
                 if !matches!(death, Death::AfterClaimingSlot) {
                     m.payload[s][0].store(2, Relaxed);
                     if !matches!(death, Death::MidPayload) {

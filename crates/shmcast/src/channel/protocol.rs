@@ -15,8 +15,9 @@
 //! return frame 3, then frame 2 (loom found that one).
 //!
 //! # Writing
-//! [`begin_write`](Words::begin_write) walks the slots after `latest`,
-//! marks a candidate odd, and then checks the reader table for a lease on
+//! [`begin_write`](Words::begin_write) tries the slot that was latest
+//! before the current one, then the others round the ring, and marks a
+//! candidate odd, and then checks the reader table for a lease on
 //! it. A leased slot is given back (seq moves on to the next even value,
 //! data untouched) and the next one tried; if every slot is leased the
 //! writer gets an error at once instead of waiting. [`commit`](Words::commit)
@@ -141,12 +142,22 @@ impl Words<'_> {
     }
 
     /// Picks a slot for the next frame and marks it odd (being written).
-    pub(crate) fn begin_write(&self) -> Result<usize, AllLeased> {
+    ///
+    /// `prefer` is tried first: the slot that was latest just before the
+    /// current one is the warmest in the caches and the likeliest to have
+    /// been released by readers, so reusing it keeps the writer's working
+    /// set to two or three slots instead of cycling through all of them.
+    pub(crate) fn begin_write(&self, prefer: Option<usize>) -> Result<usize, AllLeased> {
         let n = self.slots.len();
         let latest = latest_slot_plus_one(self.header.latest.load(Relaxed));
-        for k in 0..n {
-            // Start right after the latest slot (latest is index + 1).
-            let s = (latest + k) % n;
+        let prefer = prefer.filter(|&p| p < n);
+        let order = prefer.into_iter().chain(
+            // Then round the ring from just after the latest (index + 1).
+            (0..n)
+                .map(|k| (latest + k) % n)
+                .filter(|&s| Some(s) != prefer),
+        );
+        for s in order {
             if latest != 0 && s == latest - 1 {
                 continue;
             }
@@ -188,6 +199,11 @@ impl Words<'_> {
         // generation, or we see its announcement (`has_waiters`).
         fence(SeqCst);
         number
+    }
+
+    /// The slot holding the newest frame, if any (writer side).
+    pub(crate) fn latest_slot_index(&self) -> Option<usize> {
+        latest_slot_plus_one(self.header.latest.load(Relaxed)).checked_sub(1)
     }
 
     /// Abandons slot `s`: no frame is published, the slot is empty.

@@ -65,6 +65,8 @@ pub struct Publisher {
     wakers: Wakers,
     last_sweep: Instant,
     took_over_from: Option<u32>,
+    /// The slot that was latest before our last commit: reused first.
+    previous: Option<usize>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -137,6 +139,7 @@ impl Publisher {
             wakers,
             last_sweep: Instant::now(),
             took_over_from,
+            previous: None,
         })
     }
 
@@ -224,11 +227,11 @@ impl Publisher {
             words.reclaim_dead_readers(is_dead);
         }
         words
-            .begin_write()
+            .begin_write(self.previous)
             .or_else(|_| {
                 // Every free slot is leased: perhaps by the dead.
                 if words.reclaim_dead_readers(is_dead) > 0 {
-                    words.begin_write()
+                    words.begin_write(self.previous)
                 } else {
                     Err(super::protocol::AllLeased)
                 }
@@ -255,6 +258,7 @@ impl Publisher {
             stride: meta.stride,
         };
         let words = self.channel.words();
+        self.previous = words.latest_slot_index();
         let number = words.commit(slot, &stored);
         words.header.last_publish_ns.store(now, Relaxed);
         if words.has_waiters() {

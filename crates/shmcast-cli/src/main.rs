@@ -7,10 +7,11 @@ use std::io::{self, Read, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+mod serve;
+
 use clap::{Parser, Subcommand};
 use shmcast::{
-    ChannelOptions, CreateOptions, FrameMeta, Kind, Name, Namespace, PixelFormat, Publisher,
-    Region, SegmentInfo, Subscriber,
+    CreateOptions, FrameMeta, Kind, Name, Namespace, PixelFormat, Region, SegmentInfo, Subscriber,
 };
 
 #[derive(Parser)]
@@ -88,6 +89,39 @@ enum Command {
     },
     /// Remove the segments whose creator is dead (Linux).
     Clean,
+    /// Own a channel and fill it: the built-in moving test pattern (the
+    /// default), or raw frames from stdin. A second serve of a live channel
+    /// fails naming its pid; a dead one's channel is taken over.
+    Serve {
+        #[command(flatten)]
+        target: Target,
+        /// Where frames come from
+        #[arg(long, value_enum, default_value = "pattern")]
+        source: serve::Source,
+        /// Frame width in pixels
+        #[arg(long, default_value_t = 1280)]
+        width: u32,
+        /// Frame height in pixels
+        #[arg(long, default_value_t = 720)]
+        height: u32,
+        /// Pixel format: rgb24, bgr24, rgba, gray8, yuyv, nv12, i420
+        #[arg(long, default_value = "rgb24")]
+        format: PixelFormat,
+        /// Frames per second (the pattern's pace; for stdin, 0 means as
+        /// fast as it delivers)
+        #[arg(long, default_value_t = 30.0)]
+        fps: f64,
+        /// Stop after this many frames
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Slots in the channel's ring
+        #[arg(long, default_value_t = shmcast::DEFAULT_SLOTS)]
+        slots: u32,
+        /// Permission bits of the /dev/shm object, in octal (Linux);
+        /// subscribers need read-write access
+        #[arg(long, default_value = "600", value_parser = parse_mode)]
+        mode: u32,
+    },
     /// Publish raw frames from stdin (exactly one frame's bytes each, as
     /// `ffmpeg ... -f rawvideo -pix_fmt rgb24 -` writes them) until EOF.
     Publish {
@@ -171,12 +205,37 @@ fn run(command: Command) -> Result<(), String> {
             fps,
             slots,
             mode,
-        } => publish(
+        } => serve::run(
             &target.name()?,
-            FrameMeta::new(width, height, format),
+            &serve::Job {
+                meta: FrameMeta::new(width, height, format),
+                fps,
+                slots,
+                mode,
+                source: serve::Source::Stdin,
+                frames: None,
+            },
+        ),
+        Command::Serve {
+            target,
+            source,
+            width,
+            height,
+            format,
             fps,
+            frames,
             slots,
             mode,
+        } => serve::run(
+            &target.name()?,
+            &serve::Job {
+                meta: FrameMeta::new(width, height, format),
+                fps: (fps > 0.0).then_some(fps),
+                slots,
+                mode,
+                source,
+                frames,
+            },
         ),
         Command::Read {
             target,
@@ -430,80 +489,6 @@ fn clean() -> Result<(), String> {
 
 fn seconds(s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s).map_err(|_| format!("{s} is not a number of seconds"))
-}
-
-/// Reads until `buf` is full or EOF; returns how many bytes it got.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match input.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-fn publish(
-    name: &Name,
-    meta: FrameMeta,
-    fps: Option<f64>,
-    slots: u32,
-    mode: u32,
-) -> Result<(), String> {
-    let frame_len = meta
-        .format
-        .frame_len(meta.width, meta.height)
-        .ok_or_else(|| {
-            format!(
-                "channel {name}: {}x{} is not a valid {} frame size",
-                meta.width, meta.height, meta.format
-            )
-        })?;
-    let period = match fps {
-        Some(f) if f > 0.0 && f.is_finite() => Some(Duration::from_secs_f64(1.0 / f)),
-        Some(f) => return Err(format!("--fps {f} is not a positive rate")),
-        None => None,
-    };
-    let options = ChannelOptions::new(frame_len)
-        .slots(slots)
-        .create_options(CreateOptions::new().mode(mode));
-    let mut publisher = Publisher::create_with(name, &options).map_err(|e| one_line(&e))?;
-    if let Some(pid) = publisher.took_over_from() {
-        eprintln!("took channel {name} over from pid {pid}, which died");
-    }
-    let mut stdin = io::stdin().lock();
-    let mut next = std::time::Instant::now();
-    let mut published = 0u64;
-    loop {
-        // Read straight into the slot: the frame crosses memory once.
-        let mut loan = match publisher.loan(frame_len) {
-            Ok(loan) => loan,
-            Err(e) => return Err(one_line(&e)),
-        };
-        let got = read_full(&mut stdin, &mut loan)
-            .map_err(|e| format!("reading stdin for {name}: {e}"))?;
-        if got == 0 {
-            break;
-        }
-        if got < frame_len {
-            return Err(format!(
-                "channel {name}: the last frame is short ({got} of {frame_len} bytes) and was not published;                  check --width, --height and --format against the producer"
-            ));
-        }
-        if let Some(period) = period {
-            next += period;
-            if let Some(wait) = next.checked_duration_since(std::time::Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-        loan.commit(&meta);
-        published += 1;
-    }
-    eprintln!("published {published} frames to {name}");
-    Ok(())
 }
 
 fn read(

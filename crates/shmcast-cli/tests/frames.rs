@@ -217,3 +217,93 @@ fn ffmpeg_testsrc_through_shmcast_matches_ffmpegs_own_framemd5() {
         assert_eq!((size.as_str(), format.as_str()), ("640x480", "rgb24"));
     }
 }
+
+/// `shmcast serve` on its test pattern, killed when dropped.
+struct Serve(std::process::Child);
+
+impl Serve {
+    fn start(name: &str, args: &[&str]) -> Serve {
+        let mut child = shmcast()
+            .args(["serve", name])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        assert!(line.starts_with("serving "), "serve said {line:?}");
+        Serve(child)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn serve_publishes_its_test_pattern_and_a_second_serve_is_refused() {
+    let name = unique("serve");
+    let server = Serve::start(&name, &["--width", "64", "--height", "48", "--fps", "100"]);
+    let read = start_read(&name, &["--count", "3", "--md5"])
+        .wait_with_output()
+        .unwrap();
+    assert!(read.status.success(), "{read:?}");
+    let lines = md5_lines(&read.stdout);
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines.iter().all(|l| l.1 == "64x48" && l.2 == "rgb24"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.windows(2).all(|w| w[0].3 != w[1].3),
+        "the pattern does not move"
+    );
+
+    let second = shmcast().args(["serve", &name]).output().unwrap();
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains(&format!("pid {}", server.0.id())), "{err}");
+    assert!(err.contains(&name), "{err}");
+    // The refusal did not disturb the running channel.
+    let again = start_read(&name, &["--count", "2"])
+        .wait_with_output()
+        .unwrap();
+    assert!(again.status.success(), "{again:?}");
+}
+
+#[test]
+fn serve_with_a_frame_count_ends_by_itself() {
+    let name = unique("count");
+    let out = shmcast()
+        .args([
+            "serve", &name, "--frames", "5", "--fps", "0", "--format", "nv12",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("published 5 frames"));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_stops_serve_cleanly_and_removes_the_channel() {
+    let name = unique("sigterm");
+    let mut server = Serve::start(&name, &["--width", "32", "--height", "32"]);
+    let path = format!("/dev/shm/shmcast.{name}");
+    assert!(std::path::Path::new(&path).exists());
+    let kill = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    assert!(server.0.wait().unwrap().success());
+    assert!(!std::path::Path::new(&path).exists());
+}

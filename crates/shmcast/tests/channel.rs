@@ -200,6 +200,12 @@ fn a_writer_killed_mid_publish_never_shows_a_torn_frame_and_is_taken_over() {
                 Err(PublisherError::WriterAlive { pid, .. }) => assert_eq!(pid, writer.id()),
                 other => panic!("expected WriterAlive, got {other:?}"),
             }
+            // ...and the refusal left the live channel as it was.
+            let sub = Subscriber::open(&name).expect("the channel survives a refused publisher");
+            let seen = sub.latest_number();
+            sub.wait_newer(seen, Duration::from_secs(10))
+                .expect("the writer goes on");
+            assert_eq!(sub.publisher_pid(), Some(writer.id()));
         }
         // Kill at a varying point: somewhere inside a frame, most likely.
         std::thread::sleep(Duration::from_micros(500 + (round as u64 * 7919) % 20_000));
@@ -233,8 +239,29 @@ fn a_writer_killed_mid_publish_never_shows_a_torn_frame_and_is_taken_over() {
             .skip(1)
             .map(|p| p.parse().unwrap())
             .collect();
-        assert!(parts[1] >= before + 20, "reader stopped early: {ok}");
+        // The readers subscribed before the first writer and stayed on the
+        // same channel through every take-over: they saw the last one's frames.
+        assert!(
+            parts[1] > before && parts[1] <= before + 20,
+            "{ok}, final publisher's frames {}..={}",
+            before + 1,
+            before + 20
+        );
     }
+}
+
+#[test]
+fn a_second_publisher_is_refused_and_the_channel_lives_on() {
+    let name = unique("second");
+    let mut first = Publisher::create(&name, 64).unwrap();
+    match Publisher::create(&name, 64) {
+        Err(PublisherError::WriterAlive { pid, .. }) => assert_eq!(pid, std::process::id()),
+        other => panic!("expected WriterAlive, got {other:?}"),
+    }
+    let sub = Subscriber::open(&name).expect("still there");
+    first.publish(&meta(), &[5; 64]).unwrap();
+    let (info, bytes) = sub.read_latest_vec().unwrap().unwrap();
+    assert_eq!((info.number, bytes), (1, vec![5; 64]));
 }
 
 #[test]

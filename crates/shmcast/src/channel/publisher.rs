@@ -291,10 +291,18 @@ fn take_over(
     options: &ChannelOptions,
     me: u64,
 ) -> Result<(Channel, Option<u32>), PublisherError> {
-    let mut seg = Segment::open(name.clone(), Some(Kind::Channel), true)?;
-    seg.adopt(options.create.persists());
-    let channel = channel_of(seg)?;
+    // Only a successful claim makes the segment ours: until then, dropping
+    // it (on any error below) must leave the live channel's name alone.
+    let mut channel = channel_of(Segment::open(name.clone(), Some(Kind::Channel), true)?)?;
     let g = channel.geometry;
+    // A live publisher is the first thing to report, whatever the geometry.
+    let current = channel.words().header.writer.load(Relaxed);
+    if current != 0 && current != me && !is_dead(current) {
+        return Err(PublisherError::WriterAlive {
+            name: name.to_string(),
+            pid: token_pid(current),
+        });
+    }
     if g.max_frame_len < options.max_frame_len {
         return Err(PublisherError::Incompatible {
             name: name.to_string(),
@@ -314,6 +322,7 @@ fn take_over(
     words.repair();
     words.reclaim_dead_readers(is_dead);
     words.header.last_publish_ns.store(now_ns(), Relaxed);
+    channel.seg.adopt(options.create.persists());
     Ok((channel, previous.map(token_pid)))
 }
 

@@ -1,0 +1,233 @@
+//! `shmcast serve` and `shmcast publish`: the process that owns a channel
+//! and fills it, from the built-in moving test pattern or from raw frames
+//! on stdin. Frames are produced straight into a loaned slot, so each one
+//! crosses memory once.
+
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shmcast::{ChannelOptions, CreateOptions, FrameMeta, Name, PixelFormat, Publisher};
+
+use crate::one_line;
+
+/// Where frames come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Source {
+    /// A moving gradient with a bouncing square: runs anywhere, no device.
+    Pattern,
+    /// Raw frames on stdin, exactly one frame's bytes each (ffmpeg
+    /// `-f rawvideo`); stops at EOF.
+    Stdin,
+}
+
+/// What to serve, and how.
+pub struct Job {
+    pub meta: FrameMeta,
+    pub fps: Option<f64>,
+    pub slots: u32,
+    pub mode: u32,
+    pub source: Source,
+    /// Stop after this many frames (the pattern runs until interrupted).
+    pub frames: Option<u64>,
+}
+
+/// Creates (or takes over) channel `name` and fills it until the source
+/// ends, `frames` are out, or Ctrl-C / SIGTERM.
+pub fn run(name: &Name, job: &Job) -> Result<(), String> {
+    let meta = job.meta;
+    let frame_len = meta
+        .format
+        .frame_len(meta.width, meta.height)
+        .ok_or_else(|| {
+            format!(
+                "channel {name}: {}x{} is not a valid {} frame size",
+                meta.width, meta.height, meta.format
+            )
+        })?;
+    let period = match job.fps {
+        Some(f) if f > 0.0 && f.is_finite() => Some(Duration::from_secs_f64(1.0 / f)),
+        Some(f) => return Err(format!("--fps {f} is not a positive rate")),
+        None => None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    if job.source == Source::Pattern {
+        // Stdin sources stop at EOF; a blocked read would not see a flag.
+        let flag = stop.clone();
+        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    }
+    let options = ChannelOptions::new(frame_len)
+        .slots(job.slots)
+        .create_options(CreateOptions::new().mode(job.mode));
+    let mut publisher = Publisher::create_with(name, &options).map_err(|e| one_line(&e))?;
+    if let Some(pid) = publisher.took_over_from() {
+        eprintln!("took channel {name} over from pid {pid}, which died");
+    }
+    if job.source == Source::Pattern {
+        println!(
+            "serving {name}: {}x{} {} test pattern{}; Ctrl-C stops",
+            meta.width,
+            meta.height,
+            meta.format,
+            period.map_or(String::new(), |p| format!(
+                " at {:.3} fps",
+                1.0 / p.as_secs_f64()
+            ))
+        );
+    }
+    let mut stdin = io::stdin().lock();
+    let mut next = Instant::now();
+    let mut published = 0u64;
+    while !stop.load(Ordering::SeqCst) && job.frames.is_none_or(|n| published < n) {
+        let mut loan = publisher.loan(frame_len).map_err(|e| one_line(&e))?;
+        match job.source {
+            Source::Pattern => draw(&mut loan, &meta, published),
+            Source::Stdin => {
+                let got = read_full(&mut stdin, &mut loan)
+                    .map_err(|e| format!("reading stdin for {name}: {e}"))?;
+                if got == 0 {
+                    break;
+                }
+                if got < frame_len {
+                    return Err(format!(
+                        "channel {name}: the last frame is short ({got} of {frame_len} bytes) and \
+                         was not published; check --width, --height and --format against the producer"
+                    ));
+                }
+            }
+        }
+        if let Some(period) = period {
+            next += period;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        loan.commit(&meta);
+        published += 1;
+    }
+    eprintln!("published {published} frames to {name}");
+    Ok(())
+}
+
+/// Reads until `buf` is full or EOF; returns how many bytes it got.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// Frame `t` of the test pattern: a diagonal gradient that scrolls, with a
+/// white square bouncing across it, in any of the supported formats.
+pub fn draw(frame: &mut [u8], meta: &FrameMeta, t: u64) {
+    let (w, h) = (meta.width as usize, meta.height as usize);
+    let side = (w.min(h) / 6).max(1);
+    let (bx, by) = (
+        bounce(t * 7, w - side.min(w)),
+        bounce(t * 5, h - side.min(h)),
+    );
+    let in_box = |x: usize, y: usize| x >= bx && x < bx + side && y >= by && y < by + side;
+    let t = t as usize;
+    let rgb = |x: usize, y: usize| -> [u8; 3] {
+        if in_box(x, y) {
+            [255, 255, 255]
+        } else {
+            [(x + t) as u8, (y + 2 * t) as u8, ((x + y) / 2) as u8]
+        }
+    };
+    let luma = |x: usize, y: usize| -> u8 {
+        let [r, g, b] = rgb(x, y);
+        ((u32::from(r) * 77 + u32::from(g) * 150 + u32::from(b) * 29) >> 8) as u8
+    };
+    match meta.format {
+        PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Rgba => {
+            let bpp = if meta.format == PixelFormat::Rgba {
+                4
+            } else {
+                3
+            };
+            for (i, px) in frame.chunks_exact_mut(bpp).enumerate() {
+                let [r, g, b] = rgb(i % w, i / w);
+                let (first, third) = if meta.format == PixelFormat::Bgr24 {
+                    (b, r)
+                } else {
+                    (r, b)
+                };
+                px[0] = first;
+                px[1] = g;
+                px[2] = third;
+                if bpp == 4 {
+                    px[3] = 255;
+                }
+            }
+        }
+        PixelFormat::Gray8 => {
+            for (i, px) in frame.iter_mut().enumerate() {
+                *px = luma(i % w, i / w);
+            }
+        }
+        PixelFormat::Yuyv => {
+            for (i, pair) in frame.chunks_exact_mut(4).enumerate() {
+                let (x, y) = ((2 * i) % w, (2 * i) / w);
+                pair.copy_from_slice(&[luma(x, y), 128, luma(x + 1, y), 128]);
+            }
+        }
+        // Nv12, I420: a luma plane, then neutral chroma.
+        _ => {
+            let (y_plane, chroma) = frame.split_at_mut((w * h).min(frame.len()));
+            for (i, px) in y_plane.iter_mut().enumerate() {
+                *px = luma(i % w, i / w);
+            }
+            chroma.fill(128);
+        }
+    }
+}
+
+/// Position `t` of something bouncing between 0 and `span`.
+fn bounce(t: u64, span: usize) -> usize {
+    if span == 0 {
+        return 0;
+    }
+    let period = 2 * span as u64;
+    let p = (t % period) as usize;
+    if p <= span {
+        p
+    } else {
+        2 * span - p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pattern_fills_every_format_and_moves() {
+        for format in ["rgb24", "bgr24", "rgba", "gray8", "yuyv", "nv12", "i420"] {
+            let format: PixelFormat = format.parse().unwrap();
+            let meta = FrameMeta::new(64, 48, format);
+            let len = format.frame_len(64, 48).unwrap();
+            let (mut a, mut b) = (vec![0u8; len], vec![0u8; len]);
+            draw(&mut a, &meta, 0);
+            draw(&mut b, &meta, 1);
+            assert_ne!(a, b, "{format} does not move");
+            assert!(a.iter().any(|&v| v != 0), "{format} is blank");
+        }
+    }
+
+    #[test]
+    fn bounce_stays_in_range() {
+        for t in 0..1000 {
+            assert!(bounce(t, 37) <= 37);
+        }
+        assert_eq!(bounce(5, 0), 0);
+    }
+}

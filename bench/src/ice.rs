@@ -35,10 +35,13 @@ fn iceoryx2_shm() -> u64 {
         .unwrap_or(0)
 }
 
-fn frames_service(
+/// A publish-subscribe service of byte slices: one publisher, safe
+/// overflow (the writer never waits), no history.
+fn service(
     node: &Node<ipc::Service>,
     name: &str,
     subscribers: usize,
+    buffer: usize,
 ) -> Result<
     iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, [u8], ()>,
     Error,
@@ -48,7 +51,7 @@ fn frames_service(
         .publish_subscribe::<[u8]>()
         .max_publishers(1)
         .max_subscribers(subscribers.max(1))
-        .subscriber_max_buffer_size(2)
+        .subscriber_max_buffer_size(buffer)
         .history_size(0)
         .subscriber_max_borrowed_samples(2)
         .enable_safe_overflow(true)
@@ -57,7 +60,7 @@ fn frames_service(
 
 fn writer(name: &str, size: usize, secs: f64, subscribers: usize) -> Result<(), Error> {
     let node = NodeBuilder::new().create::<ipc::Service>()?;
-    let service = frames_service(&node, name, subscribers)?;
+    let service = service(&node, name, subscribers, 2)?;
     let events = node
         .service_builder(&name.try_into()?)
         .event()
@@ -102,7 +105,7 @@ fn writer(name: &str, size: usize, secs: f64, subscribers: usize) -> Result<(), 
 
 fn reader(name: &str, mode: &str, subscribers: usize) -> Result<(), Error> {
     let node = NodeBuilder::new().create::<ipc::Service>()?;
-    let service = frames_service(&node, name, subscribers)?;
+    let service = service(&node, name, subscribers, 2)?;
     let events = node
         .service_builder(&name.try_into()?)
         .event()
@@ -142,26 +145,10 @@ fn reader(name: &str, mode: &str, subscribers: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn small_service(
-    node: &Node<ipc::Service>,
-    name: &str,
-) -> Result<
-    iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, [u8], ()>,
-    Error,
-> {
-    Ok(node
-        .service_builder(&name.try_into()?)
-        .publish_subscribe::<[u8]>()
-        .max_publishers(1)
-        .max_subscribers(1)
-        .subscriber_max_buffer_size(1)
-        .open_or_create()?)
-}
-
 fn rtt_a(name: &str, secs: f64) -> Result<(), Error> {
     let node = NodeBuilder::new().create::<ipc::Service>()?;
-    let ping = small_service(&node, &format!("{name}/ping"))?;
-    let pong = small_service(&node, &format!("{name}/pong"))?;
+    let ping = service(&node, &format!("{name}/ping"), 1, 1)?;
+    let pong = service(&node, &format!("{name}/pong"), 1, 1)?;
     let tx = ping
         .publisher_builder()
         .initial_max_slice_len(64)
@@ -193,8 +180,8 @@ fn rtt_a(name: &str, secs: f64) -> Result<(), Error> {
 
 fn rtt_b(name: &str) -> Result<(), Error> {
     let node = NodeBuilder::new().create::<ipc::Service>()?;
-    let ping = small_service(&node, &format!("{name}/ping"))?;
-    let pong = small_service(&node, &format!("{name}/pong"))?;
+    let ping = service(&node, &format!("{name}/ping"), 1, 1)?;
+    let pong = service(&node, &format!("{name}/pong"), 1, 1)?;
     let rx = ping.subscriber_builder().create()?;
     let tx = pong
         .publisher_builder()

@@ -108,6 +108,15 @@ impl SecurityDescriptor {
         }
         Ok(SecurityDescriptor(sd))
     }
+
+    /// Attributes that apply this descriptor; valid while `self` lives.
+    fn attributes(&self) -> SECURITY_ATTRIBUTES {
+        SECURITY_ATTRIBUTES {
+            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: self.0,
+            bInheritHandle: 0,
+        }
+    }
 }
 
 impl Drop for SecurityDescriptor {
@@ -127,11 +136,7 @@ impl Mapping {
     pub(crate) fn create(object: &str, size: usize, spec: &CreateSpec) -> Result<Mapping, OsError> {
         let name = kernel_name(object, spec.namespace);
         let sd = spec.sddl.map(SecurityDescriptor::from_sddl).transpose()?;
-        let attributes = sd.as_ref().map(|sd| SECURITY_ATTRIBUTES {
-            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
-            lpSecurityDescriptor: sd.0,
-            bInheritHandle: 0,
-        });
+        let attributes = sd.as_ref().map(SecurityDescriptor::attributes);
         let attributes_ptr = attributes
             .as_ref()
             .map_or(ptr::null(), |a| a as *const SECURITY_ATTRIBUTES);
@@ -394,11 +399,7 @@ impl Wakers {
     /// descriptor so that whoever may open the channel may wait on them.
     pub(crate) fn new(object: &str, ns: Namespace, entries: usize, sddl: Option<&str>) -> Wakers {
         let sd = sddl.and_then(|s| SecurityDescriptor::from_sddl(s).ok());
-        let attributes = sd.as_ref().map(|sd| SECURITY_ATTRIBUTES {
-            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
-            lpSecurityDescriptor: sd.0,
-            bInheritHandle: 0,
-        });
+        let attributes = sd.as_ref().map(SecurityDescriptor::attributes);
         let attributes_ptr = attributes
             .as_ref()
             .map_or(ptr::null(), |a| a as *const SECURITY_ATTRIBUTES);

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shmcast::{ChannelOptions, CreateOptions, FrameMeta, Name, PixelFormat, Publisher};
+use shmcast::{
+    ChannelOptions, CreateOptions, FrameMeta, Name, PixelFormat, PublishError, Publisher,
+};
 
 use crate::one_line;
 
@@ -79,13 +81,30 @@ pub fn run(name: &Name, job: &Job) -> Result<(), String> {
     }
     let mut stdin = io::stdin().lock();
     let mut next = Instant::now();
-    let mut published = 0u64;
-    while !stop.load(Ordering::SeqCst) && job.frames.is_none_or(|n| published < n) {
-        let mut loan = publisher.loan(frame_len).map_err(|e| one_line(&e))?;
+    let (mut published, mut dropped) = (0u64, 0u64);
+    let mut scratch = Vec::new();
+    while !stop.load(Ordering::SeqCst) && job.frames.is_none_or(|n| published + dropped < n) {
+        let mut loan = match publisher.loan(frame_len) {
+            Ok(loan) => Some(loan),
+            // Subscribers lease every free slot: drop this frame, never wait.
+            Err(PublishError::AllSlotsLeased { .. }) => None,
+            Err(e) => return Err(one_line(&e)),
+        };
         match job.source {
-            Source::Pattern => draw(&mut loan, &meta, published),
+            Source::Pattern => {
+                if let Some(loan) = loan.as_mut() {
+                    draw(loan, &meta, published + dropped);
+                }
+            }
             Source::Stdin => {
-                let got = read_full(&mut stdin, &mut loan)
+                // With no slot, the frame's bytes are still read (and
+                // discarded) so the stream stays aligned on frames.
+                scratch.resize(if loan.is_some() { 0 } else { frame_len }, 0);
+                let buf: &mut [u8] = match loan.as_mut() {
+                    Some(loan) => loan,
+                    None => &mut scratch,
+                };
+                let got = read_full(&mut stdin, buf)
                     .map_err(|e| format!("reading stdin for {name}: {e}"))?;
                 if got == 0 {
                     break;
@@ -104,8 +123,18 @@ pub fn run(name: &Name, job: &Job) -> Result<(), String> {
                 std::thread::sleep(wait);
             }
         }
-        loan.commit(&meta);
-        published += 1;
+        match loan {
+            Some(loan) => {
+                loan.commit(&meta);
+                published += 1;
+            }
+            None => dropped += 1,
+        }
+    }
+    if dropped > 0 {
+        eprintln!(
+            "dropped {dropped} frames: subscribers leased every free slot (try more --slots)"
+        );
     }
     eprintln!("published {published} frames to {name}");
     Ok(())

@@ -148,9 +148,14 @@ impl LockWords {
 
     /// Releases a write lock taken by [`lock_write`](Self::lock_write): the
     /// write is complete, `seq` goes even.
-    pub(crate) fn unlock_write(&self) {
-        self.seq.fetch_add(1, Release);
-        self.writer.store(0, SeqCst);
+    ///
+    /// Only if `me` still holds it: a holder wrongly judged dead and taken
+    /// over must not release its successor's lock (nor complete its write).
+    pub(crate) fn unlock_write(&self, me: u64) {
+        if self.writer.load(SeqCst) == me {
+            self.seq.fetch_add(1, Release);
+            let _ = self.writer.compare_exchange(me, 0, SeqCst, SeqCst);
+        }
     }
 
     /// Takes a read lock for `me`, waiting until `deadline` at the latest.
@@ -203,8 +208,8 @@ impl LockWords {
     }
 
     /// Releases the read lock in `slot`.
-    pub(crate) fn unlock_read(&self, slot: usize) {
-        self.readers[slot].store(0, Release);
+    pub(crate) fn unlock_read(&self, slot: usize, me: u64) {
+        let _ = self.readers[slot].compare_exchange(me, 0, Release, Relaxed);
     }
 
     /// Seqlock read for processes that may not write the lock words: runs
@@ -347,7 +352,7 @@ mod tests {
             Blocker::Writer(token_pid(me))
         );
         assert!(l.lock_write(me, now()).is_err());
-        l.unlock_write();
+        l.unlock_write(me);
         let r = l.lock_read(me, now()).unwrap();
         assert_eq!(
             l.lock_write(me, now()).unwrap_err(),
@@ -358,9 +363,23 @@ mod tests {
         assert!(!l.holders().torn);
         let r2 = l.lock_read(me, now()).unwrap();
         assert_ne!(r.slot, r2.slot);
-        l.unlock_read(r.slot);
-        l.unlock_read(r2.slot);
+        l.unlock_read(r.slot, me);
+        l.unlock_read(r2.slot, me);
         assert!(l.lock_write(me, now()).is_ok());
+    }
+
+    #[test]
+    fn a_holder_that_lost_its_lock_cannot_release_the_successors() {
+        let l = words();
+        let me = ProcessId::current().token();
+        l.lock_write(me, now()).unwrap();
+        // Someone judged us dead and took over.
+        l.writer.store(DEAD, SeqCst);
+        l.unlock_write(me);
+        assert_eq!(l.holders().writer, Some(DEAD));
+        l.readers[0].store(DEAD, SeqCst);
+        l.unlock_read(0, me);
+        assert_eq!(l.holders().readers, vec![DEAD]);
     }
 
     #[test]
@@ -377,7 +396,7 @@ mod tests {
             5,
             "a rewrite moves seq even when it was odd"
         );
-        l.unlock_write();
+        l.unlock_write(me);
         assert!(!l.holders().torn);
     }
 
@@ -399,7 +418,7 @@ mod tests {
         }
         let me = ProcessId::current().token();
         let r = l.lock_read(me, now() + Duration::from_secs(5)).unwrap();
-        l.unlock_read(r.slot);
+        l.unlock_read(r.slot, me);
         assert!(l.lock_write(me, now()).is_ok());
         assert!(l.holders().readers.is_empty());
     }
@@ -425,7 +444,7 @@ mod tests {
         let me = ProcessId::current().token();
         l.lock_write(me, now()).unwrap();
         assert!(l.read_consistent(now(), || {}).is_err());
-        l.unlock_write();
+        l.unlock_write(me);
         assert_eq!(l.read_consistent(now(), || {}), Ok(false));
         l.writer.store(DEAD, SeqCst);
         l.seq.fetch_add(1, SeqCst);
@@ -443,7 +462,7 @@ mod tests {
                 if runs == 1 {
                     // A whole write happens during the first copy.
                     l.lock_write(me, now()).unwrap();
-                    l.unlock_write();
+                    l.unlock_write(me);
                 }
             })
             .unwrap();

@@ -249,7 +249,7 @@ impl Region {
         let started = Instant::now();
         let held = self
             .lock_words()
-            .lock_write(ProcessId::current().token(), started + timeout)
+            .lock_write(ProcessId::current().token(), deadline(started, timeout))
             .map_err(|b| self.timeout("write", b, started.elapsed()))?;
         Ok(WriteGuard {
             region: self,
@@ -277,7 +277,7 @@ impl Region {
         let started = Instant::now();
         let held = self
             .lock_words()
-            .lock_read(ProcessId::current().token(), started + timeout)
+            .lock_read(ProcessId::current().token(), deadline(started, timeout))
             .map_err(|b| self.timeout("read", b, started.elapsed()))?;
         Ok(ReadGuard {
             region: self,
@@ -307,6 +307,13 @@ impl Region {
             torn: holders.torn,
         }
     }
+}
+
+/// `started + timeout`, or a day from now for timeouts too large to add.
+fn deadline(started: Instant, timeout: Duration) -> Instant {
+    started
+        .checked_add(timeout)
+        .unwrap_or_else(|| started + Duration::from_secs(86_400))
 }
 
 /// A snapshot of a region's lock.
@@ -381,7 +388,9 @@ impl DerefMut for WriteGuard<'_> {
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        self.region.lock_words().unlock_write();
+        self.region
+            .lock_words()
+            .unlock_write(ProcessId::current().token());
     }
 }
 
@@ -420,7 +429,9 @@ impl Deref for ReadGuard<'_> {
 
 impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
-        self.region.lock_words().unlock_read(self.slot);
+        self.region
+            .lock_words()
+            .unlock_read(self.slot, ProcessId::current().token());
     }
 }
 

@@ -159,7 +159,7 @@ impl Segment {
             Ok(map) => map,
             Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => {
                 let (owner, owner_alive) = existing_owner(&name);
-                let stale = owner.is_some() && !owner_alive;
+                let stale = (owner.is_some() && !owner_alive) || is_unfinished(&name);
                 if !(stale && opts.replace_stale && os::unlink(&object).is_ok()) {
                     return Err(CreateError::AlreadyExists {
                         name: name.to_string(),
@@ -253,6 +253,16 @@ impl Segment {
         self.remove_on_drop = !persist;
     }
 
+    /// Removes the name now rather than on drop (if this segment would have
+    /// removed it at all). For owners that must let the name go before they
+    /// give up ownership, so a successor cannot adopt a name about to vanish.
+    pub(crate) fn remove_name_now(&mut self) {
+        if self.remove_on_drop {
+            self.map.unlink_if_same(&self.name.object_name());
+            self.remove_on_drop = false;
+        }
+    }
+
     pub(crate) fn name(&self) -> &Name {
         &self.name
     }
@@ -306,6 +316,21 @@ fn read_layout(map: &Mapping, expected: Option<Kind>) -> Result<Layout, Problem>
     // copy allows. Validation then works on our private copy only.
     unsafe { copy_from_shared(map.as_ptr(), &mut bytes[..n]) };
     header::validate(&bytes[..n], map.len(), expected)
+}
+
+/// Whether `name` is an object whose creator never finished writing its
+/// header and that is old enough for that creator to be gone.
+fn is_unfinished(name: &Name) -> bool {
+    matches!(
+        Segment::open(name.clone(), None, false),
+        Err(OpenError::Uninitialized { .. })
+    ) && os::object_age(&name.object_name()).is_some_and(|age| age > STALE_INIT_AGE)
+}
+
+/// Removes `name` if it is an unfinished object (see [`is_unfinished`]);
+/// returns whether it did. For creators that find the name taken by one.
+pub(crate) fn remove_if_unfinished(name: &Name) -> bool {
+    is_unfinished(name) && os::unlink(&name.object_name()).is_ok()
 }
 
 fn existing_owner(name: &Name) -> (Option<ProcessId>, bool) {

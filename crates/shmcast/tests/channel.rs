@@ -377,6 +377,21 @@ fn copies_always_make_progress_against_a_writer_faster_than_a_copy() {
     });
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn a_name_left_unfinished_by_a_dead_creator_does_not_block_a_new_publisher() {
+    let name = unique("unfinished");
+    let path = format!("/dev/shm/shmcast.{name}");
+    // What a creator killed between shm_open and writing the header leaves.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+    drop(file);
+    let mut publisher = Publisher::create(&name, 64).expect("replaces the unfinished object");
+    publisher.publish(&meta(), &[1; 8]).unwrap();
+    assert_eq!(Subscriber::open(&name).unwrap().latest_number(), 1);
+}
+
 // ---- the child side -------------------------------------------------------
 
 #[cfg(unix)]

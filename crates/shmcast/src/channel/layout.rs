@@ -75,8 +75,8 @@ pub(crate) struct SlotHeader {
 /// One subscriber's entry in the reader table.
 #[repr(C)]
 pub(crate) struct ReaderEntry {
-    /// Token of the subscriber's process; 0 = free, [`RECLAIMING`] while a
-    /// dead subscriber's entry is being cleared.
+    /// Token of the subscriber's process; 0 = free; [`RECLAIMING`] | the
+    /// reclaimer's token while a dead subscriber's entry is being cleared.
     pub token: AtomicU64,
     /// Slot index + 1 this subscriber leases, 0 = none.
     pub lease: AtomicU64,
@@ -85,8 +85,10 @@ pub(crate) struct ReaderEntry {
     pub reserved: [AtomicU32; 11],
 }
 
-/// Marks an entry whose dead owner's lease is being cleared.
-pub(crate) const RECLAIMING: u64 = u64::MAX;
+/// The bit that marks an entry whose dead owner's lease is being cleared;
+/// the other bits name the process clearing it. Tokens never have it set
+/// (they start with a PID below 2^31).
+pub(crate) const RECLAIMING: u64 = 1 << 63;
 
 #[cfg(not(loom))]
 const _: () = {

@@ -326,7 +326,7 @@ impl Words<'_> {
                 }
             }
             if pass == 0 {
-                self.reclaim_dead_readers(&is_dead);
+                self.reclaim_dead_readers(me, &is_dead);
             }
         }
         None
@@ -341,15 +341,21 @@ impl Words<'_> {
     }
 
     /// Clears the entries (and leases) of dead processes; returns how many.
-    pub(crate) fn reclaim_dead_readers(&self, is_dead: impl Fn(u64) -> bool) -> usize {
+    ///
+    /// An entry is first swapped to a marker naming the reclaimer, so two
+    /// reclaimers never both clear it (a late clear could wipe a new
+    /// owner's lease), and one that dies mid-reclaim leaves a marker whose
+    /// owner is dead: it is reclaimed again, never wedged.
+    pub(crate) fn reclaim_dead_readers(&self, me: u64, is_dead: impl Fn(u64) -> bool) -> usize {
         let mut cleared = 0;
         for r in self.readers {
             let token = r.token.load(Acquire);
-            if token == 0 || token == RECLAIMING || !is_dead(token) {
+            let owner = token & !RECLAIMING;
+            if token == 0 || owner == me || !is_dead(owner) {
                 continue;
             }
             if r.token
-                .compare_exchange(token, RECLAIMING, SeqCst, SeqCst)
+                .compare_exchange(token, RECLAIMING | me, SeqCst, SeqCst)
                 .is_ok()
             {
                 r.lease.store(0, Release);
@@ -374,8 +380,11 @@ impl Words<'_> {
     /// Entry `entry` is about to block until a frame newer than what it saw.
     /// Re-check the frame counter after this, before sleeping.
     pub(crate) fn announce_waiting(&self, entry: usize) {
-        self.readers[entry].waiting.store(1, Relaxed);
+        // Count first: a crash between the two leaves an over-count (only
+        // spurious wakes), never a flag without its count, which a reclaim
+        // would then subtract below zero.
         self.header.waiters.fetch_add(1, Relaxed);
+        self.readers[entry].waiting.store(1, Relaxed);
         // Dekker with `commit`.
         fence(SeqCst);
     }
@@ -411,4 +420,75 @@ fn spin() {
     loom::thread::yield_now();
     #[cfg(not(loom))]
     std::hint::spin_loop();
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const ME: u64 = 5 << 32;
+    const DEAD: u64 = 9 << 32;
+
+    /// A channel's words on the heap: header, `slots` slots, 4 readers.
+    fn words(slots: usize) -> (Box<ChannelHeader>, Vec<SlotHeader>, Vec<ReaderEntry>) {
+        // SAFETY: all three are atomics only, for which all-zero is valid.
+        unsafe {
+            (
+                Box::new(std::mem::zeroed()),
+                (0..slots).map(|_| std::mem::zeroed()).collect(),
+                (0..4).map(|_| std::mem::zeroed()).collect(),
+            )
+        }
+    }
+
+    #[test]
+    fn a_reclaimer_that_died_mid_reclaim_does_not_wedge_the_entry() {
+        let (header, slots, readers) = words(3);
+        let w = Words {
+            header: &header,
+            slots: &slots,
+            readers: &readers,
+        };
+        header.readers_hint.store(1, Relaxed);
+        // A dead subscriber's entry, half reclaimed by a process that died.
+        readers[0].token.store(RECLAIMING | DEAD, Relaxed);
+        readers[0].lease.store(1, Relaxed);
+        assert_eq!(w.reclaim_dead_readers(ME, |t| t == DEAD), 1);
+        assert_eq!(readers[0].token.load(Relaxed), 0);
+        assert_eq!(readers[0].lease.load(Relaxed), 0);
+        assert_eq!(w.register(ME, |_| false), Some(0));
+    }
+
+    #[test]
+    fn a_live_reclaimers_marker_is_left_alone() {
+        let (header, slots, readers) = words(3);
+        let w = Words {
+            header: &header,
+            slots: &slots,
+            readers: &readers,
+        };
+        readers[0].token.store(RECLAIMING | ME, Relaxed);
+        assert_eq!(w.reclaim_dead_readers(7 << 32, |t| t == DEAD), 0);
+        assert_eq!(readers[0].token.load(Relaxed), RECLAIMING | ME);
+    }
+
+    #[test]
+    fn the_writer_prefers_the_previous_slot_and_never_the_latest() {
+        let (header, slots, readers) = words(4);
+        let w = Words {
+            header: &header,
+            slots: &slots,
+            readers: &readers,
+        };
+        let s = w.begin_write(None).unwrap();
+        w.commit(s, &SlotMeta::default());
+        let t = w.begin_write(Some(s)).unwrap();
+        assert_ne!(t, s, "the latest slot is never rewritten");
+        w.commit(t, &SlotMeta::default());
+        assert_eq!(
+            w.begin_write(Some(s)).unwrap(),
+            s,
+            "the previous slot comes first"
+        );
+    }
 }

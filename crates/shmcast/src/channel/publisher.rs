@@ -113,18 +113,27 @@ impl Publisher {
             Kind::Channel,
             geometry.data_len,
             &options.create.clone().replace_stale(false),
-            |base| {
-                // SAFETY: `base` is the zeroed, writable header page of the
-                // new segment, which nobody else can open yet.
-                let header = unsafe { &*base.add(COMMON_LEN).cast::<ChannelHeader>() };
-                geometry.store(header);
-                header.writer.store(me, Relaxed);
-                header.last_publish_ns.store(now_ns(), Relaxed);
-            },
+            |base| init_header(base, &geometry, me),
         );
         let (channel, took_over_from) = match created {
             Ok(seg) => (channel_of(seg)?, None),
-            Err(CreateError::AlreadyExists { .. }) => take_over(name.clone(), options, me)?,
+            Err(CreateError::AlreadyExists { .. }) => match take_over(name.clone(), options, me) {
+                // A creator died before finishing the header: clear it away
+                // and start afresh, once.
+                Err(PublisherError::Open(OpenError::Uninitialized { .. }))
+                    if crate::segment::remove_if_unfinished(&name) =>
+                {
+                    let seg = Segment::create(
+                        name.clone(),
+                        Kind::Channel,
+                        geometry.data_len,
+                        &options.create.clone().replace_stale(false),
+                        |base| init_header(base, &geometry, me),
+                    )?;
+                    (channel_of(seg)?, None)
+                }
+                other => other?,
+            },
             Err(e) => return Err(e.into()),
         };
         let wakers = Wakers::new(
@@ -224,13 +233,13 @@ impl Publisher {
         }
         if self.last_sweep.elapsed() >= SWEEP_EVERY {
             self.last_sweep = Instant::now();
-            words.reclaim_dead_readers(is_dead);
+            words.reclaim_dead_readers(self.me, is_dead);
         }
         words
             .begin_write(self.previous)
             .or_else(|_| {
                 // Every free slot is leased: perhaps by the dead.
-                if words.reclaim_dead_readers(is_dead) > 0 {
+                if words.reclaim_dead_readers(self.me, is_dead) > 0 {
                     words.begin_write(self.previous)
                 } else {
                     Err(super::protocol::AllLeased)
@@ -271,8 +280,22 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        // Name first, role second: a publisher starting now either finds no
+        // name (and creates a fresh channel) or finds us still writing.
+        self.channel.seg.remove_name_now();
         self.channel.words().release_writer(self.me);
     }
+}
+
+/// Fills in a new channel's header: geometry, and `me` as its writer.
+fn init_header(base: *mut u8, geometry: &Geometry, me: u64) {
+    // SAFETY: `base` is the zeroed, writable header page of a new segment
+    // that nobody else can open yet; the channel header fits in it after the
+    // common header and is atomics only.
+    let header = unsafe { &*base.add(COMMON_LEN).cast::<ChannelHeader>() };
+    geometry.store(header);
+    header.writer.store(me, Relaxed);
+    header.last_publish_ns.store(now_ns(), Relaxed);
 }
 
 fn is_dead(token: u64) -> bool {
@@ -320,7 +343,7 @@ fn take_over(
             pid: token_pid(live),
         })?;
     words.repair();
-    words.reclaim_dead_readers(is_dead);
+    words.reclaim_dead_readers(me, is_dead);
     words.header.last_publish_ns.store(now_ns(), Relaxed);
     channel.seg.adopt(options.create.persists());
     Ok((channel, previous.map(token_pid)))

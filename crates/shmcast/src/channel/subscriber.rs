@@ -43,10 +43,16 @@ pub enum Health {
 
 /// One process's view of a channel: reads the latest frame by copy or in
 /// place, and waits for new ones without burning CPU.
+///
+/// A `Subscriber` can move between threads but not be shared by them (it is
+/// `Send`, not `Sync`): its one reader-table entry holds one lease at a
+/// time, and two threads leasing through it would release each other's.
+/// Open one subscriber per thread.
 pub struct Subscriber {
     channel: Channel,
     entry: usize,
     wakeup: Wakeup,
+    not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -89,6 +95,7 @@ impl Subscriber {
                 channel,
                 entry,
                 wakeup,
+                not_sync: std::marker::PhantomData,
             }),
             Err(source) => {
                 channel.words().unregister(entry);
@@ -167,7 +174,8 @@ impl Subscriber {
             }
         }
         // `&self` proves no `Lease` of ours is alive (it borrows `&mut
-        // self`), so our reader entry's lease is free to use here.
+        // self`), and `Subscriber` is not `Sync`, so no other thread is in
+        // here either: our reader entry's lease is free to use.
         let leased = words.lease_latest(self.entry, LEASE_TRIES);
         let (slot, meta) = match leased {
             Ok(Some(found)) => found,

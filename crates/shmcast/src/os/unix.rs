@@ -203,11 +203,28 @@ pub(crate) fn shm_space() -> Option<(String, u64)> {
 }
 
 /// The start time of process `pid`: `Ok(None)` when there is no such live
-/// process (a zombie, killed but not yet reaped, counts as dead).
+/// process (a zombie, killed but not yet reaped, counts as dead); `Err` when
+/// it exists but cannot be inspected, which callers treat as alive.
+///
+/// PIDs are those of our PID namespace: processes in other containers that
+/// share `/dev/shm` are not told apart from dead ones (do not share segments
+/// across PID namespaces).
 pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
     let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => s,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // /proc may hide other users' processes (hidepid=2): only the
+        // kernel's "no such process" from kill(pid, 0) means dead.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let exists = i32::try_from(pid)
+                .ok()
+                .and_then(rustix::process::Pid::from_raw)
+                .map(rustix::process::test_kill_process);
+            return match exists {
+                None | Some(Err(Errno::SRCH)) => Ok(None),
+                // Alive (or not ours to signal): its start time is unknown.
+                Some(_) => Err(io::Error::other("process not visible in /proc")),
+            };
+        }
         Err(e) => return Err(e),
     };
     // The command name (field 2) is in parentheses and may hold anything,

@@ -13,7 +13,9 @@
 //!   creating there needs `SeCreateGlobalPrivilege`).
 //! - An optional SDDL security descriptor controls who may open the section,
 //!   e.g. `D:(A;;GA;;;SY)(A;;GR;;;IU)` lets a service (SYSTEM) own it and any
-//!   interactive user map it read-only.
+//!   interactive user map it read-only. A channel's subscribers write their
+//!   leases and wait on the channel's events, so they need `GRGWGX`
+//!   (execute maps to SYNCHRONIZE for events): `D:(A;;GA;;;SY)(A;;GRGWGX;;;IU)`.
 
 use std::ffi::c_void;
 use std::io;
@@ -21,7 +23,8 @@ use std::ptr::{self, NonNull};
 
 use windows_sys::Win32::Foundation::{
     CloseHandle, GetLastError, LocalFree, ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT,
-    ERROR_INVALID_PARAMETER, FILETIME, HANDLE, INVALID_HANDLE_VALUE, STILL_ACTIVE,
+    ERROR_FILE_NOT_FOUND, ERROR_INVALID_PARAMETER, FILETIME, HANDLE, INVALID_HANDLE_VALUE,
+    STILL_ACTIVE,
 };
 use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
@@ -251,9 +254,13 @@ impl Drop for Mapping {
     }
 }
 
-/// Sections have no name to remove: they go with their last handle.
+/// Sections have no name to remove: they go with their last handle. Says
+/// so, so that nobody believes a name was freed.
 pub(crate) fn unlink(_object: &str) -> io::Result<()> {
-    Ok(())
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "Windows removes a section with its last handle; it has no name to remove",
+    ))
 }
 
 /// Windows keeps no section that no process holds, so there is never
@@ -298,20 +305,27 @@ pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
     let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
     // SAFETY: `handle` is a live process handle with query rights; every
     // out-pointer is a valid, writable local.
-    let result = unsafe {
-        let running =
-            GetExitCodeProcess(handle, &mut exit_code) != 0 && exit_code == STILL_ACTIVE as u32;
+    let (got_code, timed) = unsafe {
+        let got_code = GetExitCodeProcess(handle, &mut exit_code) != 0;
         let timed = GetProcessTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) != 0;
         CloseHandle(handle);
-        (running, timed)
+        (got_code, timed)
     };
-    match result {
-        (false, _) => Ok(None),
-        (true, true) => Ok(Some(
-            (u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime),
-        )),
-        (true, false) => Err(io::Error::other("GetProcessTimes failed")),
+    if !got_code || !timed {
+        // Cannot tell: callers treat that as alive.
+        return Err(io::Error::other(
+            "GetExitCodeProcess or GetProcessTimes failed",
+        ));
     }
+    // A process that has exited has an exit time; STILL_ACTIVE alone would
+    // mistake one that exited with code 259 for a live one.
+    let has_exited = exited.dwLowDateTime != 0 || exited.dwHighDateTime != 0;
+    if exit_code != STILL_ACTIVE as u32 || has_exited {
+        return Ok(None);
+    }
+    Ok(Some(
+        (u64::from(created.dwHighDateTime) << 32) | u64::from(created.dwLowDateTime),
+    ))
 }
 
 /// Sections have no age to look at; nothing is ever left unfinished.
@@ -350,7 +364,9 @@ impl Wakeup {
         // null security attributes mean the default descriptor.
         let event = unsafe {
             let opened = OpenEventW(SYNCHRONIZE, 0, name.as_ptr());
-            if opened.is_null() {
+            // Only a missing event (no publisher yet) is ours to create; an
+            // access-denied one must be reported, not shadowed.
+            if opened.is_null() && GetLastError() == ERROR_FILE_NOT_FOUND {
                 CreateEventW(ptr::null(), 0, 0, name.as_ptr())
             } else {
                 opened

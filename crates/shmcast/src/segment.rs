@@ -158,9 +158,12 @@ impl Segment {
         let map = match Mapping::create(&object, total, &spec) {
             Ok(map) => map,
             Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => {
-                let (owner, owner_alive) = existing_owner(&name);
-                let stale = (owner.is_some() && !owner_alive) || is_unfinished(&name);
-                if !(stale && opts.replace_stale && os::unlink(&object).is_ok()) {
+                let replaced =
+                    opts.replace_stale && (remove_if_stale(&name) || remove_if_unfinished(&name));
+                if !replaced {
+                    // Judged after any replacement attempt, so the error
+                    // names whoever holds the name now.
+                    let (owner, owner_alive) = existing_owner(&name);
                     return Err(CreateError::AlreadyExists {
                         name: name.to_string(),
                         owner,
@@ -263,6 +266,36 @@ impl Segment {
         }
     }
 
+    /// See `Mapping::lock_name`.
+    pub(crate) fn lock_name(&self) {
+        self.map.lock_name();
+    }
+
+    pub(crate) fn unlock_name(&self) {
+        self.map.unlock_name();
+    }
+
+    /// Whether our name still names this segment.
+    pub(crate) fn is_still_named(&self) -> bool {
+        self.map.is_named(&self.name.object_name())
+    }
+
+    /// The creator as the header says now: a publisher that takes a channel
+    /// over records itself there (see [`Segment::adopt`]).
+    pub(crate) fn current_creator(&self) -> ProcessId {
+        let header = self.map.as_ptr().cast::<CommonHeader>();
+        // SAFETY: the header page is mapped and readable while `self` lives;
+        // these are plain integers that `adopt` may be rewriting, so they are
+        // read with volatile loads (a mix is harmless: it names no live
+        // process, and the caller judges under the name lock anyway).
+        unsafe {
+            ProcessId {
+                pid: std::ptr::addr_of!((*header).creator_pid).read_volatile(),
+                start_time: std::ptr::addr_of!((*header).creator_start).read_volatile(),
+            }
+        }
+    }
+
     pub(crate) fn name(&self) -> &Name {
         &self.name
     }
@@ -327,6 +360,21 @@ fn is_unfinished(name: &Name) -> bool {
     ) && os::object_age(&name.object_name()).is_some_and(|age| age > STALE_INIT_AGE)
 }
 
+/// Removes `name` if its segment's creator is dead, judging and removing
+/// under the name lock (see `Mapping::lock_name`): of two processes racing
+/// to replace the same stale segment, the second finds the name taken by
+/// the first's new one and leaves it.
+fn remove_if_stale(name: &Name) -> bool {
+    let Ok(seg) = Segment::open(name.clone(), None, false) else {
+        return false;
+    };
+    seg.lock_name();
+    let stale = !seg.current_creator().is_alive() && seg.is_still_named();
+    let removed = stale && os::unlink(&name.object_name()).is_ok();
+    seg.unlock_name();
+    removed
+}
+
 /// Removes `name` if it is an unfinished object (see [`is_unfinished`]);
 /// returns whether it did. For creators that find the name taken by one.
 pub(crate) fn remove_if_unfinished(name: &Name) -> bool {
@@ -345,6 +393,15 @@ fn existing_owner(name: &Name) -> (Option<ProcessId>, bool) {
 
 fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> CreateError {
     let name_s = name.to_string();
+    if e.source.kind() == io::ErrorKind::AlreadyExists {
+        // Someone else created it after we cleared the way.
+        let (owner, owner_alive) = existing_owner(name);
+        return CreateError::AlreadyExists {
+            name: name_s,
+            owner,
+            owner_alive,
+        };
+    }
     if e.op.starts_with("ConvertString") {
         return CreateError::InvalidSecurityDescriptor {
             name: name_s,
@@ -525,10 +582,19 @@ pub fn clean() -> io::Result<CleanReport> {
         };
         match Segment::open(name.clone(), None, false) {
             Ok(seg) => {
-                let info = SegmentInfo::of(&seg);
-                drop(seg);
-                if !info.creator_alive && os::unlink(&object).is_ok() {
-                    report.removed.push(info);
+                // Judge and remove under the name lock, from the header as
+                // it is now: a publisher may have adopted the channel since.
+                seg.lock_name();
+                let creator = seg.current_creator();
+                let stale = !creator.is_alive() && seg.is_still_named();
+                let removed = stale && os::unlink(&object).is_ok();
+                seg.unlock_name();
+                if removed {
+                    report.removed.push(SegmentInfo {
+                        creator,
+                        creator_alive: false,
+                        ..SegmentInfo::of(&seg)
+                    });
                 }
             }
             Err(OpenError::Uninitialized { .. })

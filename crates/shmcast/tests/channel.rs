@@ -214,6 +214,13 @@ fn a_writer_killed_mid_publish_never_shows_a_torn_frame_and_is_taken_over() {
     }
     let mut publisher = Publisher::create(&name, FRAME_LEN).unwrap();
     assert_eq!(publisher.took_over_from(), Some(last_pid));
+    // The channel's creator is long dead, but it has a live owner again:
+    // `clean` must leave it alone.
+    shmcast::clean().unwrap();
+    assert!(
+        Subscriber::open(&name).is_ok(),
+        "clean removed a live channel"
+    );
     let before = publisher.last_frame_number();
     assert!(before > 0, "the killed writers published nothing");
     let mut buf = vec![0u8; FRAME_LEN];

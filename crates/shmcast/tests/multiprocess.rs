@@ -163,6 +163,37 @@ fn a_truncated_object_is_reported_not_mapped_past_its_end() {
     std::fs::remove_file(&path).unwrap();
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn of_two_processes_replacing_one_stale_segment_exactly_one_wins() {
+    use shmcast::{CreateError, CreateOptions};
+    let replace = CreateOptions::new().replace_stale(true);
+    for round in 0..20 {
+        let name = unique(&format!("stale{round}"));
+        let left = Region::create_with(&name, 4096, &CreateOptions::new().persist(true)).unwrap();
+        // Its creator "died": a pid no process has.
+        scribble_header(&left, 40, &0x7FFF_FFF1u32.to_ne_bytes());
+        drop(left);
+        let results: Vec<_> = std::thread::scope(|s| {
+            let a = s.spawn(|| Region::create_with(&name, 4096, &replace));
+            let b = s.spawn(|| Region::create_with(&name, 4096, &replace));
+            vec![a.join().unwrap(), b.join().unwrap()]
+        });
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(winners, 1, "round {round}: {results:?}");
+        assert!(
+            results.iter().any(|r| matches!(
+                r,
+                Err(CreateError::AlreadyExists {
+                    owner_alive: true,
+                    ..
+                })
+            )),
+            "round {round}: {results:?}"
+        );
+    }
+}
+
 // ---- the child side -------------------------------------------------------
 
 fn error_variant(e: &OpenError) -> String {

@@ -108,34 +108,7 @@ impl Publisher {
             }
         })?;
         let me = ProcessId::current().token();
-        let created = Segment::create(
-            name.clone(),
-            Kind::Channel,
-            geometry.data_len,
-            &options.create.clone().replace_stale(false),
-            |base| init_header(base, &geometry, me),
-        );
-        let (channel, took_over_from) = match created {
-            Ok(seg) => (channel_of(seg)?, None),
-            Err(CreateError::AlreadyExists { .. }) => match take_over(name.clone(), options, me) {
-                // A creator died before finishing the header: clear it away
-                // and start afresh, once.
-                Err(PublisherError::Open(OpenError::Uninitialized { .. }))
-                    if crate::segment::remove_if_unfinished(&name) =>
-                {
-                    let seg = Segment::create(
-                        name.clone(),
-                        Kind::Channel,
-                        geometry.data_len,
-                        &options.create.clone().replace_stale(false),
-                        |base| init_header(base, &geometry, me),
-                    )?;
-                    (channel_of(seg)?, None)
-                }
-                other => other?,
-            },
-            Err(e) => return Err(e.into()),
-        };
+        let (channel, took_over_from) = create_or_take_over(&name, options, &geometry, me)?;
         let wakers = Wakers::new(
             &name.object_name(),
             name.namespace(),
@@ -280,10 +253,13 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        // Name first, role second: a publisher starting now either finds no
-        // name (and creates a fresh channel) or finds us still writing.
+        // Under the name lock, name first, role second: a publisher taking
+        // over now either finds no name (and creates a fresh channel) or
+        // finds us still writing; never a free role on a vanishing name.
+        self.channel.seg.lock_name();
         self.channel.seg.remove_name_now();
         self.channel.words().release_writer(self.me);
+        self.channel.seg.unlock_name();
     }
 }
 
@@ -307,16 +283,69 @@ fn channel_of(seg: Segment) -> Result<Channel, PublisherError> {
     Channel::new(seg).map_err(|what| PublisherError::Open(OpenError::Corrupt { name, what }))
 }
 
+/// Creates channel `name`, or takes it over from a dead publisher. The name
+/// can change under us (a publisher exiting removes it; a creator may have
+/// died before finishing its header), so this looks again a few times.
+fn create_or_take_over(
+    name: &crate::Name,
+    options: &ChannelOptions,
+    geometry: &Geometry,
+    me: u64,
+) -> Result<(Channel, Option<u32>), PublisherError> {
+    let mut attempts = 3;
+    loop {
+        attempts -= 1;
+        let created = Segment::create(
+            name.clone(),
+            Kind::Channel,
+            geometry.data_len,
+            &options.create.clone().replace_stale(false),
+            |base| init_header(base, geometry, me),
+        );
+        let outcome = match created {
+            Ok(seg) => return Ok((channel_of(seg)?, None)),
+            Err(CreateError::AlreadyExists { .. }) => take_over(name.clone(), options, me),
+            Err(e) => return Err(e.into()),
+        };
+        match outcome {
+            // Gone between our create and our open: create it.
+            Err(PublisherError::Open(OpenError::NotFound { .. })) if attempts > 0 => {}
+            // Left without a header by a creator that died: clear it away.
+            Err(PublisherError::Open(OpenError::Uninitialized { .. }))
+                if attempts > 0 && crate::segment::remove_if_unfinished(name) => {}
+            other => return other,
+        }
+    }
+}
+
 /// Opens the existing channel `name` and takes the writer role from a dead
-/// publisher (or from none).
+/// publisher (or from none). Judging the old publisher, claiming and
+/// adopting all happen under the name lock, so `clean` or an exiting
+/// publisher cannot remove the name in between; a name that no longer
+/// names the segment we opened is reported as `NotFound`.
 fn take_over(
     name: crate::Name,
     options: &ChannelOptions,
     me: u64,
 ) -> Result<(Channel, Option<u32>), PublisherError> {
-    // Only a successful claim makes the segment ours: until then, dropping
-    // it (on any error below) must leave the live channel's name alone.
     let mut channel = channel_of(Segment::open(name.clone(), Some(Kind::Channel), true)?)?;
+    channel.seg.lock_name();
+    let claimed = claim(&mut channel, &name, options, me);
+    channel.seg.unlock_name();
+    claimed.map(|previous| (channel, previous))
+}
+
+fn claim(
+    channel: &mut Channel,
+    name: &crate::Name,
+    options: &ChannelOptions,
+    me: u64,
+) -> Result<Option<u32>, PublisherError> {
+    if !channel.seg.is_still_named() {
+        return Err(PublisherError::Open(OpenError::NotFound {
+            name: name.to_string(),
+        }));
+    }
     let g = channel.geometry;
     // A live publisher is the first thing to report, whatever the geometry.
     let current = channel.words().header.writer.load(Relaxed);
@@ -345,8 +374,10 @@ fn take_over(
     words.repair();
     words.reclaim_dead_readers(me, is_dead);
     words.header.last_publish_ns.store(now_ns(), Relaxed);
+    // Only a successful claim makes the segment ours: until then, dropping
+    // it (on any error above) leaves the live channel's name alone.
     channel.seg.adopt(options.create.persists());
-    Ok((channel, previous.map(token_pid)))
+    Ok(previous.map(token_pid))
 }
 
 /// A slot lent to the caller to fill in place. Dereferences to its `len`

@@ -108,18 +108,37 @@ impl Mapping {
         self.len
     }
 
+    /// Whether `object` still names this very mapping's object (it may have
+    /// been removed, or removed and created anew, since we opened it).
+    pub(crate) fn is_named(&self, object: &str) -> bool {
+        match (
+            rustix::fs::fstat(&self.fd),
+            rustix::fs::stat(format!("{SHM_DIR}/{object}")),
+        ) {
+            (Ok(ours), Ok(theirs)) => ours.st_dev == theirs.st_dev && ours.st_ino == theirs.st_ino,
+            _ => false,
+        }
+    }
+
     /// Removes the name, but only if it still names this very object (the
     /// name may have been taken over since, and that segment is not ours).
     pub(crate) fn unlink_if_same(&self, object: &str) {
-        let Ok(ours) = rustix::fs::fstat(&self.fd) else {
-            return;
-        };
-        let Ok(theirs) = rustix::fs::stat(format!("{SHM_DIR}/{object}")) else {
-            return;
-        };
-        if ours.st_dev == theirs.st_dev && ours.st_ino == theirs.st_ino {
+        if self.is_named(object) {
             let _ = shm::unlink(shm_path(object));
         }
+    }
+
+    /// Takes an exclusive `flock` on the object: processes that judge a
+    /// segment and then act on its name (remove a stale one, adopt a dead
+    /// publisher's channel, give one up) hold it across both steps, so no
+    /// one acts on a judgement another has made stale in between. Held for
+    /// a few system calls at a time; the kernel drops it if the holder dies.
+    pub(crate) fn lock_name(&self) {
+        let _ = rustix::fs::flock(&self.fd, rustix::fs::FlockOperation::LockExclusive);
+    }
+
+    pub(crate) fn unlock_name(&self) {
+        let _ = rustix::fs::flock(&self.fd, rustix::fs::FlockOperation::Unlock);
     }
 }
 

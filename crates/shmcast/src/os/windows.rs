@@ -203,6 +203,16 @@ impl Mapping {
 
     /// Sections have no name to remove: they go with their last handle.
     pub(crate) fn unlink_if_same(&self, _object: &str) {}
+
+    /// A section's name names it for as long as it exists.
+    pub(crate) fn is_named(&self, _object: &str) -> bool {
+        true
+    }
+
+    /// Nothing acts on a section's name, so there is nothing to serialise.
+    pub(crate) fn lock_name(&self) {}
+
+    pub(crate) fn unlock_name(&self) {}
 }
 
 /// Maps a view of `handle` (taking ownership of the handle). `len == 0` maps

@@ -382,13 +382,20 @@ pub(crate) fn remove_if_unfinished(name: &Name) -> bool {
 }
 
 fn existing_owner(name: &Name) -> (Option<ProcessId>, bool) {
-    match Segment::open(name.clone(), None, false) {
-        Ok(seg) => {
-            let owner = seg.layout.creator;
-            (Some(owner), owner.liveness() == Liveness::Alive)
+    // The name can flicker while another process replaces a stale segment
+    // (removed, not yet created again): look a few times before saying
+    // there is no owner.
+    for _ in 0..50 {
+        match Segment::open(name.clone(), None, false) {
+            Ok(seg) => {
+                let owner = seg.current_creator();
+                return (Some(owner), owner.liveness() == Liveness::Alive);
+            }
+            Err(OpenError::NotFound { .. }) => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => break,
         }
-        Err(_) => (None, false),
     }
+    (None, false)
 }
 
 fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> CreateError {

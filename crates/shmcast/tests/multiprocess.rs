@@ -181,13 +181,16 @@ fn of_two_processes_replacing_one_stale_segment_exactly_one_wins() {
         });
         let winners = results.iter().filter(|r| r.is_ok()).count();
         assert_eq!(winners, 1, "round {round}: {results:?}");
+        // The loser is told the name is taken, by the winner (alive) or, if
+        // it looked while the winner was still creating, by no one; never
+        // by the dead creator it set out to replace.
         assert!(
             results.iter().any(|r| matches!(
                 r,
                 Err(CreateError::AlreadyExists {
                     owner_alive: true,
                     ..
-                })
+                }) | Err(CreateError::AlreadyExists { owner: None, .. })
             )),
             "round {round}: {results:?}"
         );

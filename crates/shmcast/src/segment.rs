@@ -616,3 +616,35 @@ pub fn clean() -> io::Result<CleanReport> {
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn access_denied_on_a_global_name_names_the_privilege_on_windows() {
+        let name = Name::new(r"Global\cam").unwrap();
+        let denied = OsError::new(
+            "CreateFileMappingW",
+            io::Error::from(io::ErrorKind::PermissionDenied),
+        );
+        let err = create_error(&name, 4096, &CreateOptions::new(), denied);
+        let msg = err.to_string();
+        assert!(matches!(err, CreateError::PermissionDenied { .. }), "{msg}");
+        if cfg!(windows) {
+            assert!(msg.contains("SeCreateGlobalPrivilege"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_full_shared_memory_filesystem_is_no_space_with_the_size() {
+        let name = Name::new("big").unwrap();
+        let full = OsError::new("fallocate", io::Error::from(io::ErrorKind::StorageFull));
+        let err = create_error(&name, 1 << 40, &CreateOptions::new(), full);
+        assert!(
+            matches!(err, CreateError::NoSpace { size, .. } if size == 1 << 40),
+            "{err}"
+        );
+        assert!(err.to_string().contains("1099511627776 bytes"), "{err}");
+    }
+}

@@ -197,6 +197,27 @@ fn of_two_processes_replacing_one_stale_segment_exactly_one_wins() {
     }
 }
 
+#[cfg(windows)]
+#[test]
+fn global_names_and_security_descriptors_work_across_processes() {
+    use shmcast::{CreateError, CreateOptions};
+    let name = format!("Global\\{}", unique("global"));
+    // Everyone may read and write; SYSTEM owns it.
+    let options = CreateOptions::new().sddl("D:(A;;GA;;;SY)(A;;GA;;;WD)");
+    let region = Region::create_with(&name, 4096, &options).unwrap();
+    region.write(0, &pattern(9, 4096)).unwrap();
+    let (lines, status) = run("read-expect", &[&name, "9"]);
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(lines, ["same"]);
+
+    let bad = CreateOptions::new().sddl("not a descriptor");
+    let err = Region::create_with(unique("sddl"), 4096, &bad).unwrap_err();
+    assert!(
+        matches!(err, CreateError::InvalidSecurityDescriptor { .. }),
+        "{err}"
+    );
+}
+
 // ---- the child side -------------------------------------------------------
 
 fn error_variant(e: &OpenError) -> String {

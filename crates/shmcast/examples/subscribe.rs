@@ -1,0 +1,45 @@
+//! Subscribes to a channel and prints what arrives: the smallest useful
+//! reader. Try it beside `shmcast serve demo`:
+//!
+//! ```sh
+//! cargo run --example subscribe -- demo 10
+//! ```
+
+use std::time::Duration;
+
+use shmcast::{Health, Subscriber};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let name = args.next().unwrap_or_else(|| "demo".to_owned());
+    let count: u64 = args.next().map_or(Ok(10), |n| n.parse())?;
+
+    // Waits for the publisher if it has not started yet.
+    let mut sub = Subscriber::open_wait(&name, Duration::from_secs(10))?;
+    let mut seen = sub.latest_number();
+    for _ in 0..count {
+        match sub.wait_newer(seen, Duration::from_secs(2)) {
+            Ok(latest) => seen = latest,
+            Err(e) => {
+                // Tell "camera disconnected" from "just slow".
+                match sub.health(Duration::from_secs(2)) {
+                    Health::Gone => eprintln!("{name}: the publisher is gone"),
+                    Health::Stalled { idle } => eprintln!("{name}: no frame for {idle:?}"),
+                    Health::Live => eprintln!("{name}: {e}"),
+                }
+                continue;
+            }
+        }
+        // Read in place: the publisher leaves this slot alone until `frame`
+        // is dropped.
+        if let Some(frame) = sub.lease_latest()? {
+            let info = frame.info();
+            let sum: u64 = frame.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+            println!(
+                "frame {} {}x{} {} {} bytes (sample sum {sum})",
+                info.number, info.meta.width, info.meta.height, info.meta.format, info.len
+            );
+        }
+    }
+    Ok(())
+}

@@ -272,6 +272,23 @@ fn a_second_publisher_is_refused_and_the_channel_lives_on() {
 }
 
 #[test]
+fn the_subscriber_table_is_bounded_with_a_clear_error_and_frees_on_drop() {
+    let name = unique("full");
+    let _publisher = Publisher::create(&name, 64).unwrap();
+    let subs: Vec<Subscriber> = (0..shmcast::MAX_SUBSCRIBERS)
+        .map(|_| Subscriber::open(&name).unwrap())
+        .collect();
+    let err = Subscriber::open(&name).unwrap_err();
+    assert!(
+        matches!(err, shmcast::SubscriberError::TableFull { max: 64, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&name), "{err}");
+    drop(subs);
+    assert!(Subscriber::open(&name).is_ok());
+}
+
+#[test]
 fn a_reader_blocked_in_wait_uses_no_cpu() {
     let name = unique("cpu");
     let mut publisher = Publisher::create(&name, FRAME_LEN).unwrap();

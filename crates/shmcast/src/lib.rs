@@ -44,6 +44,7 @@ mod channel;
 mod copy;
 mod error;
 mod header;
+mod housekeeping;
 mod identity;
 mod lock;
 mod name;
@@ -65,11 +66,12 @@ pub use error::{
     SubscriberError,
 };
 pub use header::{Kind, HEADER_LEN, LAYOUT_VERSION};
+pub use housekeeping::{clean, inspect, remove, CleanReport, SegmentInfo};
 pub use identity::{Liveness, ProcessId};
 pub use lock::READER_SLOTS;
 pub use name::{IntoName, Name, NameError, Namespace, MAX_NAME_LEN};
 pub use region::{Holder, LockState, ReadGuard, Region, WriteGuard, DEFAULT_LOCK_TIMEOUT};
-pub use segment::{clean, inspect, remove, CleanReport, CreateOptions, SegmentInfo};
+pub use segment::CreateOptions;
 
 /// The OS object name behind a segment name, for tools and tests that look
 /// at the OS directly: `shmcast.NAME` (on Linux, a file in `/dev/shm`).

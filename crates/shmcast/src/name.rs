@@ -40,6 +40,12 @@ pub enum Namespace {
 }
 
 /// A validated segment name, with its namespace.
+///
+/// The rule, the same on every OS: 1 to [`MAX_NAME_LEN`] bytes of ASCII
+/// letters, digits, `-`, `_` and `.`, starting with a letter or digit,
+/// optionally after a `Local\` or `Global\` prefix (the Windows namespace;
+/// accepted and ignored on Linux). Windows compares names without regard to
+/// case: never use two names that differ only in case.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Name {
     namespace: Namespace,
@@ -80,7 +86,7 @@ impl Name {
     /// prefix (case-insensitive, as on Windows).
     ///
     /// # Errors
-    /// [`NameError`] when the name breaks the rule in the [module docs](self).
+    /// [`NameError`] when the name breaks the rule (see [`Name`]).
     ///
     /// # Example
     /// ```

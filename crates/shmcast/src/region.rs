@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 use crate::copy::copy_from_shared;
 use crate::error::{CreateError, OpenError, RegionError};
 use crate::header::{Kind, COMMON_LEN};
+use crate::housekeeping::SegmentInfo;
 use crate::identity::{token_liveness, token_pid, Liveness, ProcessId};
 use crate::lock::{Blocker, LockWords, READER_SLOTS};
 use crate::name::{IntoName, Name};
-use crate::segment::{CreateOptions, Segment, SegmentInfo};
+use crate::segment::{CreateOptions, Segment};
 
 /// How long [`Region::read`] and [`Region::write`] wait for the lock.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);

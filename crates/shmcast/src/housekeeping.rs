@@ -1,0 +1,139 @@
+//! Looking at and tidying up segments by name, whatever their kind:
+//! [`inspect`] reads a header, [`remove`] drops a name, [`clean`] removes
+//! what crashed creators left behind (Linux).
+
+use std::io;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::error::{OpenError, RemoveError};
+use crate::header::Kind;
+use crate::identity::ProcessId;
+use crate::name::{IntoName, Name};
+use crate::os;
+use crate::segment::{Segment, STALE_INIT_AGE};
+
+/// What a segment's header says, for tools like `shmcast info`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// The segment's name.
+    pub name: Name,
+    /// What it holds.
+    pub kind: Kind,
+    /// Bytes of data after the header.
+    pub data_len: usize,
+    /// Bytes in all, header included.
+    pub total_len: usize,
+    /// The process that created it.
+    pub creator: ProcessId,
+    /// Whether that process still runs.
+    pub creator_alive: bool,
+    /// When it was created.
+    pub created_at: SystemTime,
+}
+
+impl SegmentInfo {
+    pub(crate) fn of(seg: &Segment) -> SegmentInfo {
+        let l = seg.layout();
+        SegmentInfo {
+            name: seg.name().clone(),
+            kind: l.kind,
+            data_len: l.data_len,
+            total_len: l.total_len,
+            creator: l.creator,
+            creator_alive: l.creator.is_alive(),
+            created_at: UNIX_EPOCH + Duration::from_millis(l.created_unix_ms),
+        }
+    }
+}
+
+/// Reads the header of the segment `name`, whatever its kind.
+///
+/// # Errors
+/// [`OpenError`] when there is no such segment or it is not valid.
+pub fn inspect<N>(name: N) -> Result<SegmentInfo, OpenError>
+where
+    N: IntoName,
+{
+    let seg = Segment::open(name.into_name()?, None, false)?;
+    Ok(SegmentInfo::of(&seg))
+}
+
+/// Removes the name `name` (Linux): processes that map the segment keep
+/// their memory, new opens fail. On Windows this does nothing, since a
+/// section goes with its last handle.
+///
+/// # Errors
+/// [`RemoveError::NotFound`] when there is no such name.
+pub fn remove<N>(name: N) -> Result<(), RemoveError>
+where
+    N: IntoName,
+{
+    let name = name.into_name()?;
+    os::unlink(&name.object_name()).map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => RemoveError::NotFound {
+            name: name.to_string(),
+        },
+        _ => RemoveError::Os {
+            name: name.to_string(),
+            source,
+        },
+    })
+}
+
+/// What [`clean`] did.
+#[derive(Clone, Debug, Default)]
+pub struct CleanReport {
+    /// Segments removed: their creator is dead.
+    pub removed: Vec<SegmentInfo>,
+    /// Objects under our prefix removed because they never got a header and
+    /// are older than a creator needs to write one.
+    pub removed_unfinished: Vec<String>,
+    /// Objects left alone, and why (foreign, corrupt, not accessible).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Removes every segment whose creator is dead (Linux). Segments with a
+/// live creator are never touched. On Windows there is nothing to clean:
+/// sections vanish with their last handle, and this returns an empty report.
+///
+/// # Errors
+/// Only when the shared memory directory cannot be listed.
+pub fn clean() -> io::Result<CleanReport> {
+    let mut report = CleanReport::default();
+    for object in os::list_objects()? {
+        let base = &object[crate::name::OBJECT_PREFIX.len()..];
+        let Ok(name) = Name::new(base) else {
+            report
+                .skipped
+                .push((object, "not a valid segment name".to_owned()));
+            continue;
+        };
+        match Segment::open(name.clone(), None, false) {
+            Ok(seg) => {
+                // Judge and remove under the name lock, from the header as
+                // it is now: a publisher may have adopted the channel since.
+                seg.lock_name();
+                let creator = seg.current_creator();
+                let stale = !creator.is_alive() && seg.is_still_named();
+                let removed = stale && os::unlink(&object).is_ok();
+                seg.unlock_name();
+                if removed {
+                    report.removed.push(SegmentInfo {
+                        creator,
+                        creator_alive: false,
+                        ..SegmentInfo::of(&seg)
+                    });
+                }
+            }
+            Err(OpenError::Uninitialized { .. })
+                if os::object_age(&object).is_some_and(|age| age > STALE_INIT_AGE) =>
+            {
+                if os::unlink(&object).is_ok() {
+                    report.removed_unfinished.push(name.to_string());
+                }
+            }
+            Err(e) => report.skipped.push((name.to_string(), e.to_string())),
+        }
+    }
+    Ok(report)
+}

@@ -16,9 +16,9 @@
 //!
 //! # Writing
 //! [`begin_write`](Words::begin_write) tries the slot that was latest
-//! before the current one, then the others round the ring, and marks a
-//! candidate odd, and then checks the reader table for a lease on
-//! it. A leased slot is given back (seq moves on to the next even value,
+//! before the current one, then the others round the ring: it marks a
+//! candidate odd, then checks the reader table for a lease on it. A leased
+//! slot is given back (seq moves on to the next even value,
 //! data untouched) and the next one tried; if every slot is leased the
 //! writer gets an error at once instead of waiting. [`commit`](Words::commit)
 //! stores the metadata with the next frame number, makes `seq` even, then
@@ -36,7 +36,8 @@
 //! non-zero frame number.
 //!
 //! # Copying (seqlock)
-//! A reader that copies writes nothing to shared memory: it reads `seq`
+//! A reader that copies (small frames; `Subscriber::read_latest` copies
+//! large ones under a lease) writes nothing to shared memory: it reads `seq`
 //! (acquire), the metadata and payload (racy-tolerant loads), an acquire
 //! fence, and `seq` again; a change means the copy overlapped a write and is
 //! retried. The writer's `SeqCst` fence after marking the slot odd orders
@@ -46,11 +47,11 @@
 //! The writer claims the channel by compare-and-swap of its process token
 //! into `writer`; a token of a dead process may be swapped out. The new
 //! writer then [`repair`](Words::repair)s: odd slots (a write cut short)
-//! become empty and even, and `latest` is set from the
-//! newest complete slot, so frame numbers go on where the dead writer
-//! stopped. Reader entries of dead processes are cleared by whoever finds
+//! become empty and even, and `latest` is set from the newest complete
+//! slot, so frame numbers go on where the dead writer stopped. Reader entries of dead processes are cleared by whoever finds
 //! them ([`reclaim_dead_readers`](Words::reclaim_dead_readers)); the entry is
-//! first swapped to a marker so two reclaimers cannot clobber a new owner.
+//! first swapped to a marker naming the reclaimer, so two reclaimers cannot
+//! clobber a new owner and a reclaimer that dies mid-way wedges nothing.
 
 use super::layout::{ChannelHeader, ReaderEntry, SlotHeader, SlotMeta, RECLAIMING};
 use crate::sync::{fence, Ordering::*};

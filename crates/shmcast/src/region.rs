@@ -371,10 +371,9 @@ impl WriteGuard<'_> {
 impl Deref for WriteGuard<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the data is mapped for `len` bytes while the region lives,
-        // which outlives the guard; holding the write lock excludes every
-        // other locker and read-only openers only read, with seqlock copies
-        // that discard what overlaps a write.
+        // SAFETY: `len` bytes are mapped while the region (which outlives the
+        // guard) lives; the write lock excludes other lockers, and read-only
+        // openers only take seqlock copies that discard overlapping writes.
         unsafe { std::slice::from_raw_parts(self.region.seg.data_ptr(), self.region.len()) }
     }
 }

@@ -244,10 +244,9 @@ impl Segment {
     pub(crate) fn adopt(&mut self, persist: bool) {
         let me = ProcessId::current();
         let header = self.map.as_ptr().cast::<CommonHeader>();
-        // SAFETY: the segment is mapped writable (adopters open read-write)
-        // and its header page is valid; the identity fields are plain
-        // integers that openers copy with racy-tolerant loads, so a
-        // concurrent opener sees old or new values, never a fault.
+        // SAFETY: mapped writable (adopters open read-write), header page
+        // valid; openers copy these plain integers with racy-tolerant loads,
+        // so a concurrent one sees old or new values, never a fault.
         unsafe {
             std::ptr::addr_of_mut!((*header).creator_pid).write_volatile(me.pid);
             std::ptr::addr_of_mut!((*header).creator_start).write_volatile(me.start_time);
@@ -284,10 +283,9 @@ impl Segment {
     /// over records itself there (see [`Segment::adopt`]).
     pub(crate) fn current_creator(&self) -> ProcessId {
         let header = self.map.as_ptr().cast::<CommonHeader>();
-        // SAFETY: the header page is mapped and readable while `self` lives;
-        // these are plain integers that `adopt` may be rewriting, so they are
-        // read with volatile loads (a mix is harmless: it names no live
-        // process, and the caller judges under the name lock anyway).
+        // SAFETY: the header page is mapped while `self` lives; `adopt` may be
+        // rewriting these integers, hence volatile loads (a mix names no live
+        // process, and callers judge under the name lock anyway).
         unsafe {
             ProcessId {
                 pid: std::ptr::addr_of!((*header).creator_pid).read_volatile(),

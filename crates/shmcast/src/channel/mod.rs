@@ -77,10 +77,9 @@ impl Channel {
     fn words(&self) -> protocol::Words<'_> {
         let data = self.seg.data_ptr();
         let g = &self.geometry;
-        // SAFETY: `Geometry::load` checked that the slot headers (at data
-        // offset 0), the reader table (at `readers_offset`) and the payloads
-        // all lie inside the data; both arrays are atomics only, aligned to
-        // 64 bytes (the data is page-aligned), and live as long as `self`.
+        // SAFETY: `Geometry::load` checked that slot headers, reader table and
+        // payloads lie inside the data; both arrays are atomics only, 64-byte
+        // aligned (the data is page-aligned), and live as long as `self`.
         unsafe {
             protocol::Words {
                 header: Channel::header_of(&self.seg),

@@ -157,11 +157,9 @@ impl Publisher {
     /// frame is dropped, never waited for), [`PublishError::WriterLost`].
     pub fn publish(&mut self, meta: &FrameMeta, payload: &[u8]) -> Result<u64, PublishError> {
         let slot = self.begin(payload.len())?;
-        // SAFETY: `begin` gave us slot `slot`, marked odd and unleased, so no
-        // reader reads it in place and seqlock readers discard what they
-        // copy of it; its payload holds max_frame_len >= payload.len()
-        // bytes, inside the mapping, and cannot overlap `payload` (a
-        // caller's buffer outside the writable slot we own).
+        // SAFETY: `begin` gave us `slot`, odd and unleased (no reader uses it
+        // in place; copies of it are discarded); it holds max_frame_len >=
+        // payload.len() bytes in the mapping, disjoint from the caller's buffer.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 payload.as_ptr(),

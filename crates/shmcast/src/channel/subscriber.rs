@@ -206,10 +206,9 @@ impl Subscriber {
                 got: buf.len(),
             });
         };
-        // SAFETY: `slot` is a valid slot index and `len <= max`, so the
-        // source lies inside that slot's payload; the writer may be
-        // overwriting it (seqlock path), which the racy-tolerant copy allows
-        // and the caller's check detects.
+        // SAFETY: `slot` is valid and `len <= max`, so the source is inside the
+        // slot's payload; a concurrent overwrite (seqlock path) is what the
+        // racy-tolerant copy allows and the caller's seq check detects.
         unsafe { copy_from_shared(self.channel.payload(slot), dst) };
         Ok(())
     }

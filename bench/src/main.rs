@@ -429,6 +429,7 @@ fn main() {
     let mut samples: BTreeMap<String, Vec<Sample>> = BTreeMap::new();
     let mut placement = Vec::new();
     let mut round_ratios: Vec<BTreeMap<&'static str, f64>> = Vec::new();
+    let mut by_round: Vec<BTreeMap<String, Sample>> = Vec::new();
     for round in 0..rounds {
         bar.set_message(format!("round {}: core placement", round + 1));
         let before = pingpong(0.2).p50_us * 1000.0;
@@ -450,6 +451,7 @@ fn main() {
         bar.inc(1);
         placement.push((before, after));
         round_ratios.push(ratios(&this_round));
+        by_round.push(this_round);
     }
     bar.finish_and_clear();
     let summary = report(
@@ -458,6 +460,7 @@ fn main() {
         &placement,
         &round_ratios,
     );
+    let relative = relative_table(&by_round);
     if let Some(path) = &opts.plot {
         if !growth.is_empty() {
             plot::write(path, &samples, &SIZES, &READERS).expect("write the plot");
@@ -469,7 +472,7 @@ fn main() {
             .iter()
             .map(|(k, v)| (k, v.iter().map(sample_json).collect()))
             .collect();
-        let doc = json!({"summary": summary, "samples": all, "placement_ns": placement});
+        let doc = json!({"summary": summary, "relative": relative, "samples": all, "placement_ns": placement});
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).expect("write the JSON");
         println!("json: {}", path.display());
     }
@@ -546,6 +549,56 @@ fn ratios(round: &BTreeMap<String, Sample>) -> BTreeMap<&'static str, f64> {
         wfps("shmcast writer alone"),
     );
     r
+}
+
+/// The case of another transport that a case is compared with, if any.
+fn counterpart(case: &str, other: &str) -> Option<String> {
+    let readers = case.rsplit_once(", ").map(|(_, r)| r)?;
+    if !readers.ends_with("reader") && !readers.ends_with("readers") {
+        return None;
+    }
+    match other {
+        "unix socket" => Some(format!("unix socket, {readers}")),
+        "iceoryx2" if case.contains("lease") => Some(format!("iceoryx2 in place, {readers}")),
+        "iceoryx2" if case.starts_with("shmcast") && case.contains("copy") => {
+            Some(format!("iceoryx2 copy out, {readers}"))
+        }
+        _ => None,
+    }
+}
+
+/// Every frame case's reader frames/s against the Unix socket and (for
+/// shmcast) iceoryx2 with the same number of readers, each ratio taken
+/// within a round, then the median over rounds.
+fn relative_table(rounds: &[BTreeMap<String, Sample>]) -> Value {
+    let Some(first) = rounds.first() else {
+        return json!([]);
+    };
+    println!();
+    println!(
+        "{:<36} {:>14} {:>14}   (reader frames/s, ratio within each round, median)",
+        "case", "x unix socket", "x iceoryx2"
+    );
+    let mut rows = Vec::new();
+    for case in first.keys() {
+        let ratio = |other: &str| -> Option<f64> {
+            let against = counterpart(case, other)?;
+            let per_round: Vec<f64> = rounds
+                .iter()
+                .filter_map(|r| Some(r.get(case)?.reader_fps / r.get(&against)?.reader_fps))
+                .filter(|v| v.is_finite())
+                .collect();
+            (!per_round.is_empty()).then(|| median(per_round))
+        };
+        let (unix, ice) = (ratio("unix socket"), ratio("iceoryx2"));
+        if unix.is_none() && ice.is_none() {
+            continue;
+        }
+        let show = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.2}"));
+        println!("{:<36} {:>14} {:>14}", case, show(unix), show(ice));
+        rows.push(json!({"case": case, "x_unix_socket": unix, "x_iceoryx2": ice}));
+    }
+    json!(rows)
 }
 
 /// (target key, bound, true if the ratio must be at least the bound)

@@ -10,7 +10,7 @@ use crate::header::Kind;
 use crate::identity::ProcessId;
 use crate::name::{IntoName, Name};
 use crate::os;
-use crate::segment::{Segment, STALE_INIT_AGE};
+use crate::segment::{remove_if_stale, Segment, Verdict};
 
 /// What a segment's header says, for tools like `shmcast info`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,31 +108,15 @@ pub fn clean() -> io::Result<CleanReport> {
                 .push((object, "not a valid segment name".to_owned()));
             continue;
         };
-        match Segment::open(name.clone(), None, false) {
-            Ok(seg) => {
-                // Judge and remove under the name lock, from the header as
-                // it is now: a publisher may have adopted the channel since.
-                seg.lock_name();
-                let creator = seg.current_creator();
-                let stale = !creator.is_alive() && seg.is_still_named();
-                let removed = stale && os::unlink(&object).is_ok();
-                seg.unlock_name();
-                if removed {
-                    report.removed.push(SegmentInfo {
-                        creator,
-                        creator_alive: false,
-                        ..SegmentInfo::of(&seg)
-                    });
-                }
-            }
-            Err(OpenError::Uninitialized { .. })
-                if os::object_age(&object).is_some_and(|age| age > STALE_INIT_AGE) =>
-            {
-                if os::unlink(&object).is_ok() {
-                    report.removed_unfinished.push(name.to_string());
-                }
-            }
-            Err(e) => report.skipped.push((name.to_string(), e.to_string())),
+        match remove_if_stale(&name) {
+            Verdict::RemovedDead(seg, creator) => report.removed.push(SegmentInfo {
+                creator,
+                creator_alive: false,
+                ..SegmentInfo::of(&seg)
+            }),
+            Verdict::RemovedUnfinished => report.removed_unfinished.push(name.to_string()),
+            Verdict::Live => {}
+            Verdict::Unjudged(e) => report.skipped.push((name.to_string(), e.to_string())),
         }
     }
     Ok(report)

@@ -28,7 +28,7 @@ const INIT_WAIT: Duration = Duration::from_millis(500);
 
 /// An object under our prefix older than this and still without a header is
 /// taken to be left by a creator that died creating it.
-pub(crate) const STALE_INIT_AGE: Duration = Duration::from_secs(10);
+const STALE_INIT_AGE: Duration = Duration::from_secs(10);
 
 /// How to create a segment: namespace, permissions, lifetime.
 ///
@@ -158,8 +158,11 @@ impl Segment {
         let map = match Mapping::create(&object, total, &spec) {
             Ok(map) => map,
             Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => {
-                let replaced =
-                    opts.replace_stale && (remove_if_stale(&name) || remove_if_unfinished(&name));
+                let replaced = opts.replace_stale
+                    && matches!(
+                        remove_if_stale(&name),
+                        Verdict::RemovedDead(..) | Verdict::RemovedUnfinished
+                    );
                 if !replaced {
                     // Judged after any replacement attempt, so the error
                     // names whoever holds the name now.
@@ -349,34 +352,62 @@ fn read_layout(map: &Mapping, expected: Option<Kind>) -> Result<Layout, Problem>
     header::validate(&bytes[..n], map.len(), expected)
 }
 
-/// Whether `name` is an object whose creator never finished writing its
-/// header and that is old enough for that creator to be gone.
-fn is_unfinished(name: &Name) -> bool {
+/// What [`remove_if_stale`] found under a name.
+pub(crate) enum Verdict {
+    /// A segment whose creator runs: left alone.
+    Live,
+    /// A segment whose creator (as its header says now) is dead: removed.
+    RemovedDead(Segment, ProcessId),
+    /// An object its creator never finished (no header, older than
+    /// [`STALE_INIT_AGE`]): removed.
+    RemovedUnfinished,
+    /// Nothing that could be judged (missing, foreign, too young to call
+    /// unfinished, not accessible): left alone.
+    Unjudged(OpenError),
+}
+
+/// Removes `name` if what it names is stale: a segment whose creator is
+/// dead, or an object whose creator died before finishing its header. The
+/// judgement and the removal happen under the name lock (see
+/// `Mapping::lock_name`), from the header as it is now, so of two processes
+/// racing to replace the same stale segment the second finds the name taken
+/// by the first's new one, and a channel adopted by a new publisher since it
+/// was opened is left alone. `replace_stale` and `clean` both use it.
+pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
+    let object = name.object_name();
+    match Segment::open(name.clone(), None, false) {
+        Ok(seg) => {
+            seg.lock_name();
+            let creator = seg.current_creator();
+            let stale = !creator.is_alive() && seg.is_still_named();
+            let removed = stale && os::unlink(&object).is_ok();
+            seg.unlock_name();
+            if removed {
+                Verdict::RemovedDead(seg, creator)
+            } else {
+                Verdict::Live
+            }
+        }
+        Err(OpenError::Uninitialized { .. })
+            if os::object_age(&object).is_some_and(|age| age > STALE_INIT_AGE)
+                && os::unlink(&object).is_ok() =>
+        {
+            Verdict::RemovedUnfinished
+        }
+        Err(e) => Verdict::Unjudged(e),
+    }
+}
+
+/// Removes `name` only if it is an unfinished object (see [`Verdict`]). For
+/// publishers, which take over a dead creator's channel instead of removing
+/// it.
+pub(crate) fn remove_if_unfinished(name: &Name) -> bool {
+    let object = name.object_name();
     matches!(
         Segment::open(name.clone(), None, false),
         Err(OpenError::Uninitialized { .. })
-    ) && os::object_age(&name.object_name()).is_some_and(|age| age > STALE_INIT_AGE)
-}
-
-/// Removes `name` if its segment's creator is dead, judging and removing
-/// under the name lock (see `Mapping::lock_name`): of two processes racing
-/// to replace the same stale segment, the second finds the name taken by
-/// the first's new one and leaves it.
-fn remove_if_stale(name: &Name) -> bool {
-    let Ok(seg) = Segment::open(name.clone(), None, false) else {
-        return false;
-    };
-    seg.lock_name();
-    let stale = !seg.current_creator().is_alive() && seg.is_still_named();
-    let removed = stale && os::unlink(&name.object_name()).is_ok();
-    seg.unlock_name();
-    removed
-}
-
-/// Removes `name` if it is an unfinished object (see [`is_unfinished`]);
-/// returns whether it did. For creators that find the name taken by one.
-pub(crate) fn remove_if_unfinished(name: &Name) -> bool {
-    is_unfinished(name) && os::unlink(&name.object_name()).is_ok()
+    ) && os::object_age(&object).is_some_and(|age| age > STALE_INIT_AGE)
+        && os::unlink(&object).is_ok()
 }
 
 fn existing_owner(name: &Name) -> (Option<ProcessId>, bool) {

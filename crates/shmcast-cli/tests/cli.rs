@@ -54,9 +54,11 @@ impl Hold {
 }
 
 impl Drop for Hold {
+    /// Stops it the way a user would (SIGTERM on Linux), so that it removes
+    /// its segment and tests leave nothing in /dev/shm; Windows sections go
+    /// with the process anyway.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
 }
 
@@ -228,4 +230,29 @@ fn sigterm_makes_hold_remove_its_segment() {
     assert!(status.success());
     assert!(hold.child.wait().unwrap().success());
     assert!(!std::path::Path::new(&path).exists());
+}
+
+/// Ends a `hold`/`serve` child: SIGTERM and a wait on Linux (it cleans up),
+/// a kill elsewhere or if it does not go.
+fn stop(child: &mut std::process::Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        let termed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if termed {
+            for _ in 0..200 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -242,9 +242,11 @@ impl Serve {
 }
 
 impl Drop for Serve {
+    /// Stops it the way a user would (SIGTERM on Linux), so that it removes
+    /// its segment and tests leave nothing in /dev/shm; Windows sections go
+    /// with the process anyway.
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        stop(&mut self.0);
     }
 }
 
@@ -306,4 +308,29 @@ fn sigterm_stops_serve_cleanly_and_removes_the_channel() {
     assert!(kill.success());
     assert!(server.0.wait().unwrap().success());
     assert!(!std::path::Path::new(&path).exists());
+}
+
+/// Ends a `hold`/`serve` child: SIGTERM and a wait on Linux (it cleans up),
+/// a kill elsewhere or if it does not go.
+fn stop(child: &mut std::process::Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
+    #[cfg(unix)]
+    {
+        let termed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if termed {
+            for _ in 0..200 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }

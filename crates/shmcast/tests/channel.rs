@@ -322,6 +322,8 @@ fn health_tells_live_stalled_and_gone_apart() {
     assert_eq!(sub.publisher_pid(), Some(writer.id()));
     writer.kill();
     assert_eq!(sub.health(Duration::from_secs(5)), Health::Gone);
+    // Nobody took over the killed writer's channel: leave no name behind.
+    let _ = shmcast::remove(&name);
 
     let in_process = unique("health2");
     let publisher = Publisher::create(&in_process, 16).unwrap();

@@ -48,6 +48,27 @@ impl Target {
     }
 }
 
+/// Who may read and who may lease a channel; shared by serve and publish.
+#[derive(clap::Args)]
+struct ChannelAccess {
+    /// Permission bits of the channel's /dev/shm object, in octal (Linux):
+    /// read access lets a user subscribe read-only (644: everyone)
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    mode: u32,
+    /// Security descriptor of the channel in SDDL (Windows); readers need
+    /// GR and GX (SYNCHRONIZE, to wait): "D:(A;;GA;;;SY)(A;;GRGX;;;IU)"
+    #[arg(long)]
+    sddl: Option<String>,
+    /// Permission bits of the lease table (Linux): write access lets a user
+    /// lease frames in place (default: as --mode, so 666 lets everyone lease)
+    #[arg(long, value_parser = parse_mode)]
+    lease_mode: Option<u32>,
+    /// Security descriptor of the lease table (Windows; default: --sddl);
+    /// leasing readers need GW on it
+    #[arg(long)]
+    lease_sddl: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a region and keep it alive until interrupted (Ctrl-C, SIGTERM),
@@ -107,8 +128,8 @@ enum Command {
         /// Pixel format: rgb24, bgr24, rgba, gray8, yuyv, nv12, i420
         #[arg(long, default_value = "rgb24")]
         format: PixelFormat,
-        /// Frames per second (the pattern's pace; for stdin, 0 means as
-        /// fast as it delivers)
+        /// Frames per second (the pattern's pace; 0: as fast as possible,
+        /// or as stdin delivers)
         #[arg(long, default_value_t = 30.0)]
         fps: f64,
         /// Stop after this many frames
@@ -117,10 +138,8 @@ enum Command {
         /// Slots in the channel's ring
         #[arg(long, default_value_t = shmcast::DEFAULT_SLOTS)]
         slots: u32,
-        /// Permission bits of the /dev/shm object, in octal (Linux);
-        /// subscribers need read-write access
-        #[arg(long, default_value = "600", value_parser = parse_mode)]
-        mode: u32,
+        #[command(flatten)]
+        access: ChannelAccess,
     },
     /// Publish raw frames from stdin (exactly one frame's bytes each, as
     /// `ffmpeg ... -f rawvideo -pix_fmt rgb24 -` writes them) until EOF.
@@ -144,10 +163,8 @@ enum Command {
         /// Slots in the channel's ring
         #[arg(long, default_value_t = shmcast::DEFAULT_SLOTS)]
         slots: u32,
-        /// Permission bits of the /dev/shm object, in octal (Linux);
-        /// subscribers need read-write access
-        #[arg(long, default_value = "600", value_parser = parse_mode)]
-        mode: u32,
+        #[command(flatten)]
+        access: ChannelAccess,
     },
     /// Wait for and read new frames from a channel.
     Read {
@@ -166,6 +183,14 @@ enum Command {
         /// Append each frame's raw payload to this file
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Read without writing anything to shared memory (the default):
+        /// needs only read access to the channel
+        #[arg(long, conflicts_with = "lease")]
+        read_only: bool,
+        /// Read under a lease, in place (needs write access to the
+        /// channel's lease table)
+        #[arg(long)]
+        lease: bool,
     },
     /// Remove a segment's name now (Linux); processes that map it keep it.
     Remove {
@@ -204,14 +229,17 @@ fn run(command: Command) -> Result<(), String> {
             format,
             fps,
             slots,
-            mode,
+            access,
         } => serve::run(
             &target.name()?,
             &serve::Job {
                 meta: FrameMeta::new(width, height, format),
                 fps,
                 slots,
-                mode,
+                mode: access.mode,
+                sddl: access.sddl,
+                lease_mode: access.lease_mode,
+                lease_sddl: access.lease_sddl,
                 source: serve::Source::Stdin,
                 frames: None,
             },
@@ -225,14 +253,17 @@ fn run(command: Command) -> Result<(), String> {
             fps,
             frames,
             slots,
-            mode,
+            access,
         } => serve::run(
             &target.name()?,
             &serve::Job {
                 meta: FrameMeta::new(width, height, format),
-                fps: (fps > 0.0).then_some(fps),
+                fps: Some(fps),
                 slots,
-                mode,
+                mode: access.mode,
+                sddl: access.sddl,
+                lease_mode: access.lease_mode,
+                lease_sddl: access.lease_sddl,
                 source,
                 frames,
             },
@@ -243,12 +274,19 @@ fn run(command: Command) -> Result<(), String> {
             timeout,
             md5,
             out,
+            read_only: _,
+            lease,
         } => read(
             &target.name()?,
             count,
             seconds(timeout)?,
             md5,
             out.as_deref(),
+            if lease {
+                shmcast::Access::Leasing
+            } else {
+                shmcast::Access::ReadOnly
+            },
         ),
         Command::Remove { target } => shmcast::remove(target.name()?).map_err(|e| e.to_string()),
     }
@@ -340,11 +378,11 @@ fn info(name: &Name, json: bool) -> Result<(), String> {
                 .map_err(|e| one_line(&e))?
                 .lock_state(),
         ),
-        Kind::Channel => None,
+        _ => None,
     };
     let channel = match info.kind {
         Kind::Channel => Some(shmcast::inspect_channel(name).map_err(|e| one_line(&e))?),
-        Kind::Region => None,
+        _ => None,
     };
     if json {
         print_info_json(&info, lock.as_ref(), channel.as_ref());
@@ -416,11 +454,61 @@ fn print_info_text(
     if let Some(c) = channel {
         println!("slots:   {} of {} bytes", c.slots, c.max_frame_len);
         match &c.publisher {
-            Some(p) => println!("writer:  pid {} ({})", p.pid, alive(p.alive)),
+            Some(p) => println!("writer:  pid {} ({})", p.pid, writer_health(c, p)),
             None => println!("writer:  none"),
         }
-        println!("readers: {}", c.subscribers);
+        match c.subscribers {
+            Some(n) => println!(
+                "leasers: {n} registered (read-only readers register nowhere and are not counted)"
+            ),
+            None => println!("leasers: lease table not readable by this user"),
+        }
+        if !c.lease_holders.is_empty() {
+            let holders: Vec<String> = c
+                .lease_holders
+                .iter()
+                .map(|h| format!("pid {} ({})", h.pid, alive(h.alive)))
+                .collect();
+            println!("leases:  held by {}", holders.join(", "));
+        }
         println!("latest:  frame {}", c.latest_frame);
+        if c.dropped_frames > 0 {
+            let by = c
+                .dropped_because_of
+                .map(|h| format!("; last blocked by pid {} ({})", h.pid, alive(h.alive)))
+                .unwrap_or_default();
+            println!(
+                "dropped: {} frames because subscribers leased every free slot{by} (leases are revoked after {:?})",
+                c.dropped_frames, c.max_lease
+            );
+        }
+    }
+}
+
+/// How long a live writer may publish nothing before `info` calls it
+/// stalled.
+const STALL_AFTER: Duration = Duration::from_secs(2);
+
+fn idle_of(c: &shmcast::ChannelStatus) -> Duration {
+    let now_ns = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Duration::from_nanos(now_ns.saturating_sub(c.last_publish_ns))
+}
+
+/// "alive, publishing", "alive, stalled: nothing for 12.3s", or "dead".
+fn writer_health(c: &shmcast::ChannelStatus, p: &shmcast::Holder) -> String {
+    if !p.alive {
+        return "dead".to_owned();
+    }
+    let idle = idle_of(c);
+    if idle > STALL_AFTER {
+        format!(
+            "alive, stalled: nothing published for {:.1}s",
+            idle.as_secs_f64()
+        )
+    } else {
+        "alive, publishing".to_owned()
     }
 }
 
@@ -451,13 +539,23 @@ fn print_info_json(
         });
     }
     if let Some(c) = channel {
+        let health = match &c.publisher {
+            Some(p) if p.alive && idle_of(c) > STALL_AFTER => "stalled",
+            Some(p) if p.alive => "live",
+            _ => "gone",
+        };
         v["channel"] = serde_json::json!({
             "slots": c.slots,
             "max_frame_len": c.max_frame_len,
             "publisher": c.publisher.as_ref().map(holder),
-            "subscribers": c.subscribers,
+            "health": health,
+            "leasing_subscribers": c.subscribers,
+            "lease_holders": c.lease_holders.iter().map(holder).collect::<Vec<_>>(),
             "latest_frame": c.latest_frame,
             "last_publish_unix_ns": c.last_publish_ns,
+            "dropped_frames": c.dropped_frames,
+            "dropped_because_of": c.dropped_because_of.as_ref().map(holder),
+            "max_lease_ms": c.max_lease.as_millis() as u64,
         });
     }
     println!("{v}");
@@ -497,8 +595,15 @@ fn read(
     timeout: Duration,
     md5: bool,
     out: Option<&std::path::Path>,
+    access: shmcast::Access,
 ) -> Result<(), String> {
-    let subscriber = Subscriber::open_wait(name, timeout).map_err(|e| one_line(&e))?;
+    if count == 0 {
+        return Ok(());
+    }
+    let options = shmcast::SubscriberOptions::new()
+        .access(access)
+        .wait(timeout);
+    let mut subscriber = Subscriber::open_with(name, &options).map_err(|e| one_line(&e))?;
     let mut file = match out {
         Some(path) => Some(
             std::fs::OpenOptions::new()
@@ -574,9 +679,13 @@ fn parse_size(s: &str) -> Result<usize, String> {
         "g" | "gib" => 1 << 30,
         _ => return Err(format!("unknown size unit {unit:?}; use K, M or G")),
     };
-    n.checked_mul(factor)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| format!("{s:?} is not a usable size (must be at least 1 byte)"))
+    match n.checked_mul(factor) {
+        Some(0) => Err(format!(
+            "{s:?} is not a usable size (must be at least 1 byte)"
+        )),
+        Some(n) => Ok(n),
+        None => Err(format!("{s:?} is too large for this machine")),
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -599,6 +708,9 @@ mod tests {
         assert!(parse_size("12X").is_err());
         assert!(parse_size("-1").is_err());
         assert!(parse_size("99999999999999999999G").is_err());
+        assert!(parse_size("99999999999G")
+            .unwrap_err()
+            .contains("too large"));
     }
 
     #[test]

@@ -12,6 +12,13 @@ use shmcast::{
     ChannelOptions, CreateOptions, FrameMeta, Name, PixelFormat, PublishError, Publisher,
 };
 
+/// How long a SIGTERM waits for the main loop to stop on its own before
+/// the handler removes the channel's name itself and exits (the loop may
+/// be blocked reading a source that sends nothing).
+const STOP_GRACE: Duration = Duration::from_millis(300);
+/// At most one "dropping frames" line per this long.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(5);
+
 use crate::one_line;
 
 /// Where frames come from.
@@ -27,9 +34,16 @@ pub enum Source {
 /// What to serve, and how.
 pub struct Job {
     pub meta: FrameMeta,
+    /// Frames per second; 0 or none: as fast as the source delivers.
     pub fps: Option<f64>,
     pub slots: u32,
     pub mode: u32,
+    /// Windows security descriptor of the channel (and its wake events).
+    pub sddl: Option<String>,
+    /// Who may lease: the lease table's mode and SDDL (default: as the
+    /// channel's).
+    pub lease_mode: Option<u32>,
+    pub lease_sddl: Option<String>,
     pub source: Source,
     /// Stop after this many frames (the pattern runs until interrupted).
     pub frames: Option<u64>,
@@ -48,24 +62,51 @@ pub fn run(name: &Name, job: &Job) -> Result<(), String> {
                 meta.width, meta.height, meta.format
             )
         })?;
-    let period = match job.fps {
-        Some(f) if f > 0.0 && f.is_finite() => Some(Duration::from_secs_f64(1.0 / f)),
-        Some(f) => return Err(format!("--fps {f} is not a positive rate")),
-        None => None,
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    if job.source == Source::Pattern {
-        // Stdin sources stop at EOF; a blocked read would not see a flag.
-        let flag = stop.clone();
-        ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    let period = frame_period(job.fps)?;
+    let mut create = CreateOptions::new().mode(job.mode);
+    if let Some(sddl) = &job.sddl {
+        create = create.sddl(sddl);
     }
-    let options = ChannelOptions::new(frame_len)
+    let mut options = ChannelOptions::new(frame_len)
         .slots(job.slots)
-        .create_options(CreateOptions::new().mode(job.mode));
+        .create_options(create);
+    if job.lease_mode.is_some() || job.lease_sddl.is_some() {
+        let mut leases = CreateOptions::new().mode(job.lease_mode.unwrap_or(job.mode));
+        if let Some(sddl) = job.lease_sddl.as_ref().or(job.sddl.as_ref()) {
+            leases = leases.sddl(sddl);
+        }
+        options = options.lease_options(leases);
+    }
     let mut publisher = Publisher::create_with(name, &options).map_err(|e| one_line(&e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicBool::new(false));
+    {
+        let (stop, finished, name) = (stop.clone(), finished.clone(), name.clone());
+        ctrlc::set_handler(move || {
+            stop.store(true, Ordering::SeqCst);
+            // The loop stops by itself between frames; a source that sends
+            // nothing keeps it blocked in a read, so after a grace period
+            // the handler lets the name go itself and ends the process.
+            std::thread::sleep(STOP_GRACE);
+            if !finished.load(Ordering::SeqCst) {
+                let _ = shmcast::remove_owned(&name);
+                eprintln!("stopped: removed channel {name} (the source was blocked)");
+                std::process::exit(0);
+            }
+        })
+        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    }
     if let Some(pid) = publisher.took_over_from() {
         eprintln!("took channel {name} over from pid {pid}, which died");
+    }
+    if let Some((pid, why)) = publisher.replaced() {
+        eprintln!("replaced channel {name} of dead pid {pid}: it had {why}");
+    }
+    if !publisher.leasing_available() {
+        eprintln!(
+            "channel {name}: its lease table could not be made (another user holds the name \
+             {name}~leases?); subscribers can read, none can lease"
+        );
     }
     if job.source == Source::Pattern {
         println!(
@@ -79,15 +120,54 @@ pub fn run(name: &Name, job: &Job) -> Result<(), String> {
             ))
         );
     }
+    let result = publish_loop(name, job, &mut publisher, frame_len, period, &stop);
+    finished.store(true, Ordering::SeqCst);
+    drop(publisher);
+    result
+}
+
+fn publish_loop(
+    name: &Name,
+    job: &Job,
+    publisher: &mut Publisher,
+    frame_len: usize,
+    period: Option<Duration>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let meta = job.meta;
     let mut stdin = io::stdin().lock();
     let mut next = Instant::now();
     let (mut published, mut dropped) = (0u64, 0u64);
     let mut scratch = Vec::new();
+    let mut last_drop_log: Option<Instant> = None;
+    let mut told_truncated = false;
     while !stop.load(Ordering::SeqCst) && job.frames.is_none_or(|n| published + dropped < n) {
+        if !told_truncated && publisher.lease_table_truncated() {
+            told_truncated = true;
+            eprintln!(
+                "channel {name}: a subscriber truncated the lease table; leases are no longer \
+                 honoured (frames go on; leasing readers see their leases revoked)"
+            );
+        }
         let mut loan = match publisher.loan(frame_len) {
             Ok(loan) => Some(loan),
             // Subscribers lease every free slot: drop this frame, never wait.
-            Err(PublishError::AllSlotsLeased { .. }) => None,
+            Err(PublishError::AllSlotsLeased { holders, .. }) => {
+                if last_drop_log.is_none_or(|t| t.elapsed() >= DROP_LOG_EVERY) {
+                    last_drop_log = Some(Instant::now());
+                    let pids: Vec<String> = holders.iter().map(|p| format!("pid {p}")).collect();
+                    eprintln!(
+                        "channel {name}: dropping frames: every free slot is leased by {} \
+                         (leases that block the publisher longer than the max lease are revoked)",
+                        if pids.is_empty() {
+                            "unknown processes".to_owned()
+                        } else {
+                            pids.join(", ")
+                        }
+                    );
+                }
+                None
+            }
             Err(e) => return Err(one_line(&e)),
         };
         match job.source {
@@ -119,8 +199,14 @@ pub fn run(name: &Name, job: &Job) -> Result<(), String> {
         }
         if let Some(period) = period {
             next += period;
-            if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+            let now = Instant::now();
+            match next.checked_duration_since(now) {
+                Some(wait) => std::thread::sleep(wait),
+                // Behind by more than a frame (the process was stopped, or
+                // the machine busy): pace from now, no burst of catch-up
+                // frames.
+                None if now.duration_since(next) > period => next = now,
+                None => {}
             }
         }
         match loan {
@@ -138,6 +224,24 @@ pub fn run(name: &Name, job: &Job) -> Result<(), String> {
     }
     eprintln!("published {published} frames to {name}");
     Ok(())
+}
+
+/// The time between frames for `fps` frames per second: `None` (unpaced)
+/// for 0 or none; an error for negative, NaN, infinite or absurdly slow
+/// rates.
+pub fn frame_period(fps: Option<f64>) -> Result<Option<Duration>, String> {
+    match fps {
+        None => Ok(None),
+        Some(0.0) => Ok(None),
+        Some(f) if f.is_finite() && f > 0.0 => Duration::try_from_secs_f64(1.0 / f)
+            .ok()
+            .filter(|p| *p <= Duration::from_secs(24 * 3600))
+            .map(Some)
+            .ok_or_else(|| format!("--fps {f} is too slow; give at least one frame a day")),
+        Some(f) => Err(format!(
+            "--fps {f} is not a frame rate; give a positive number (0: as fast as the source)"
+        )),
+    }
 }
 
 /// Reads until `buf` is full or EOF; returns how many bytes it got.
@@ -249,6 +353,19 @@ mod tests {
             draw(&mut b, &meta, 1);
             assert_ne!(a, b, "{format} does not move");
             assert!(a.iter().any(|&v| v != 0), "{format} is blank");
+        }
+    }
+
+    #[test]
+    fn frame_rates_are_checked_the_same_way_everywhere() {
+        assert_eq!(frame_period(None), Ok(None));
+        assert_eq!(frame_period(Some(0.0)), Ok(None));
+        assert_eq!(
+            frame_period(Some(4.0)),
+            Ok(Some(Duration::from_millis(250)))
+        );
+        for bad in [-5.0, f64::NAN, f64::INFINITY, 1e-300, -0.0001] {
+            assert!(frame_period(Some(bad)).is_err(), "{bad}");
         }
     }
 

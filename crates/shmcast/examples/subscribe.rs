@@ -30,11 +30,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
         }
-        // Read in place: the publisher leaves this slot alone until `frame`
-        // is dropped.
-        if let Some(frame) = sub.lease_latest()? {
-            let info = frame.info();
-            let sum: u64 = frame.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+        // Read in place, read-only: the result counts only if the publisher
+        // did not touch the frame meanwhile (checked after the closure).
+        let sampled = sub.read_in_place(|_, frame| {
+            frame
+                .iter()
+                .step_by(4096)
+                .map(|&b| u64::from(b))
+                .sum::<u64>()
+        })?;
+        if let Some((info, sum)) = sampled {
             println!(
                 "frame {} {}x{} {} {} bytes (sample sum {sum})",
                 info.number, info.meta.width, info.meta.height, info.meta.format, info.len

@@ -66,6 +66,17 @@ pub enum CreateError {
         #[source]
         source: io::Error,
     },
+    /// The name is taken by a segment of another user, which this process
+    /// will neither adopt nor remove.
+    #[error("cannot create segment {name}: the name is taken by a segment that belongs to {owner}{}, not to this user; it is not taken over. Remove it (`shmcast remove {name}`, as its owner or an administrator) or use another name", mode.map(|m| format!(" (mode {m:04o})")).unwrap_or_default())]
+    NotOurs {
+        /// The segment.
+        name: String,
+        /// Its owner (`uid 1001`, or a SID).
+        owner: String,
+        /// Its permission bits (Linux).
+        mode: Option<u32>,
+    },
     /// The SDDL string is not a valid security descriptor.
     #[error("cannot create segment {name}: {sddl:?} is not a valid SDDL security descriptor (try \"D:(A;;GA;;;SY)(A;;GR;;;IU)\")")]
     InvalidSecurityDescriptor {
@@ -137,11 +148,23 @@ pub enum OpenError {
         /// The first bytes found.
         found: Vec<u8>,
     },
+    /// Something that is not a shared memory object has this name (a FIFO,
+    /// a symbolic link, a directory): never opened, never followed.
+    #[error("cannot open segment {name}: {what}; another program put it there: remove it or use another name")]
+    Foreign {
+        /// The segment.
+        name: String,
+        /// What was found.
+        what: String,
+    },
     /// The creator never finished creating it (it may have died doing so).
     #[error("cannot open segment {name}: it was never fully created (its creator may have died while creating it); run `shmcast clean` or create it again")]
     Uninitialized {
         /// The segment.
         name: String,
+        /// The creator's token, if it stamped one (internal use).
+        #[doc(hidden)]
+        owner: u64,
     },
     /// A shmcast segment of another layout version.
     #[error("cannot open segment {name}: layout version {found}, but this build reads version {expected}; use matching shmcast versions on both sides")]
@@ -294,12 +317,22 @@ pub enum PublisherError {
         pid: u32,
     },
     /// The existing channel cannot carry the frames asked for.
-    #[error("channel {name} exists with {what}; remove it (`shmcast remove`) or ask for frames that fit")]
+    #[error("channel {name} exists with {what}")]
     Incompatible {
         /// The channel.
         name: String,
-        /// Its geometry, in words.
+        /// Its geometry, in words, and what to do.
         what: String,
+    },
+    /// The OS refused a resource the channel needs (Windows: its wake
+    /// events).
+    #[error("cannot create channel {name}: {source}")]
+    Os {
+        /// The channel.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
     },
 }
 
@@ -319,12 +352,21 @@ pub enum PublishError {
     },
     /// Subscribers lease every slot but the latest; the frame is dropped
     /// rather than waiting for them.
-    #[error("channel {name}: subscribers hold leases on all {slots} slots; frame dropped (create the channel with more slots)")]
+    #[error("channel {name}: subscribers {} hold leases on every free slot of {slots}; frame dropped (create the channel with more slots; leases older than the channel's max lease are revoked)", pids(.holders))]
     AllSlotsLeased {
         /// The channel.
         name: String,
         /// Its slot count.
         slots: u32,
+        /// The PIDs of the lease holders.
+        holders: Vec<u32>,
+    },
+    /// Another process shrank the channel's memory; frames written now go
+    /// nowhere. The publisher must stop (and may create the channel anew).
+    #[error("channel {name}: another process truncated its shared memory; publishing stopped (whoever may write the channel did it: check its mode or SDDL)")]
+    Truncated {
+        /// The channel.
+        name: String,
     },
     /// Another process took this channel over (it judged this one dead).
     #[error("channel {name}: pid {pid} has taken over publishing; this publisher must stop")]
@@ -334,6 +376,14 @@ pub enum PublishError {
         /// The new publisher (0 when nobody holds the role).
         pid: u32,
     },
+}
+
+fn pids(pids: &[u32]) -> String {
+    if pids.is_empty() {
+        return "(unknown pids)".to_owned();
+    }
+    let list: Vec<String> = pids.iter().map(|p| format!("pid {p}")).collect();
+    list.join(", ")
 }
 
 /// Subscribing to a channel failed.
@@ -354,8 +404,8 @@ pub enum SubscriberError {
         /// What is wrong.
         what: String,
     },
-    /// Every subscriber entry is taken by a live process.
-    #[error("cannot subscribe to channel {name}: all {max} subscriber entries are taken by live processes")]
+    /// Every lease-table entry is taken by a live process.
+    #[error("cannot subscribe to channel {name} for leasing: all {max} lease-table entries are taken by live processes (read-only subscribers need no entry)")]
     TableFull {
         /// The channel.
         name: String,
@@ -394,6 +444,31 @@ pub enum ReadError {
         needed: usize,
         /// The buffer's length.
         got: usize,
+    },
+    /// A leasing subscriber was asked for a lease but opened the channel
+    /// read-only, or the channel has no lease table it may write.
+    #[error("channel {name}: {what}")]
+    NotLeasing {
+        /// The channel.
+        name: String,
+        /// Why.
+        what: String,
+    },
+    /// The publisher revoked the lease while the frame was in use (it held
+    /// the publisher's last free slot for longer than the channel's max
+    /// lease), so what was read may be a mix of two frames: discard it.
+    #[error("channel {name}: the lease on frame {number} was revoked while in use (it kept the publisher from every free slot too long); discard what was read")]
+    Revoked {
+        /// The channel.
+        name: String,
+        /// The frame that was leased.
+        number: u64,
+    },
+    /// Another process shrank the channel's memory under us.
+    #[error("channel {name}: another process truncated its shared memory; reopen it")]
+    Truncated {
+        /// The channel.
+        name: String,
     },
     /// The writer overwrote the frame faster than it could be copied.
     #[error("channel {name}: the publisher overwrote every frame before it could be copied; lease frames in place or add slots")]

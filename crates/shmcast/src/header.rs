@@ -11,11 +11,21 @@
 //! |     16 | `header_len` | bytes before the data, [`HEADER_LEN`]            |
 //! |     24 | `total_len`  | `header_len + data_len`, the exact segment size  |
 //! |     32 | `data_len`   | bytes of data after the header                   |
-//! |     40 | creator pid  | u32, then 4 reserved bytes                       |
-//! |     48 | creator start time | see [`ProcessId`]                          |
+//! |     40 | `owner`      | the owner's process token (pid << 32 \| start-time fold), atomic |
+//! |     48 | owner start time | see [`ProcessId`]                            |
 //! |     56 | created at   | milliseconds since the Unix epoch                |
 //!
 //! The rest of the page belongs to the kind (a region keeps its lock there).
+//!
+//! **The owner word** is how processes agree on who may act on a segment's
+//! name (remove a stale one, take a dead publisher's channel over): the
+//! creator writes its token there first of all (on Linux before the memory
+//! is even reserved, so a creator that dies mid-way is known to be dead),
+//! and whoever wants to act on the name of a segment whose owner is dead
+//! must first swap its own token in by compare-and-swap. One word, written
+//! only by processes that may write the segment: a reader with read access
+//! alone can neither take it nor hold it against the owner (a file lock on
+//! the object could be taken by any reader, and was once).
 //! All fields are native-endian: a segment never leaves its machine.
 //!
 //! Anything can write into a mapping, or create an object under our name, so
@@ -32,7 +42,7 @@ use crate::identity::ProcessId;
 /// The bytes every shmcast segment starts with.
 pub(crate) const MAGIC: [u8; 8] = *b"SHMCAST\0";
 /// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes reserved for the header; the data starts here, page-aligned.
 pub const HEADER_LEN: usize = 4096;
 /// Bytes of the header common to every kind.
@@ -45,6 +55,9 @@ pub enum Kind {
     Region,
     /// A frame channel (one publisher, many subscribers).
     Channel,
+    /// A channel's lease table, the one part of a channel that leasing
+    /// subscribers may write (object `shmcast.NAME~leases`).
+    Leases,
 }
 
 impl Kind {
@@ -52,6 +65,7 @@ impl Kind {
         match self {
             Kind::Region => 1,
             Kind::Channel => 2,
+            Kind::Leases => 3,
         }
     }
 
@@ -59,6 +73,7 @@ impl Kind {
         match code {
             1 => Some(Kind::Region),
             2 => Some(Kind::Channel),
+            3 => Some(Kind::Leases),
             _ => None,
         }
     }
@@ -69,6 +84,7 @@ impl std::fmt::Display for Kind {
         f.write_str(match self {
             Kind::Region => "region",
             Kind::Channel => "channel",
+            Kind::Leases => "lease table",
         })
     }
 }
@@ -82,9 +98,9 @@ pub(crate) struct CommonHeader {
     pub header_len: u64,
     pub total_len: u64,
     pub data_len: u64,
-    pub creator_pid: u32,
-    pub reserved: u32,
-    pub creator_start: u64,
+    /// Token of the process that owns the segment (see the module docs).
+    pub owner: AtomicU64,
+    pub owner_start: u64,
     pub created_unix_ms: u64,
 }
 
@@ -100,9 +116,8 @@ impl CommonHeader {
             header_len: HEADER_LEN as u64,
             total_len: (HEADER_LEN + data_len) as u64,
             data_len: data_len as u64,
-            creator_pid: creator.pid,
-            reserved: 0,
-            creator_start: creator.start_time,
+            owner: AtomicU64::new(creator.token()),
+            owner_start: creator.start_time,
             created_unix_ms: now_ms,
         }
     }
@@ -117,6 +132,8 @@ pub(crate) fn magic_word() -> u64 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
     pub kind: Kind,
+    /// The owner word as it was at open.
+    pub owner: u64,
     pub data_len: usize,
     pub total_len: usize,
     pub creator: ProcessId,
@@ -126,8 +143,9 @@ pub(crate) struct Layout {
 /// Why a header is not acceptable.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Problem {
-    /// Empty, or magic still zero: not (yet) initialised by its creator.
-    Uninitialized,
+    /// Empty, or magic still zero: not (yet) initialised by its creator,
+    /// whose token is `owner` when it got as far as stamping it (0: not yet).
+    Uninitialized { owner: u64 },
     /// Not a shmcast segment: the first bytes are not the magic.
     Foreign { found: Vec<u8> },
     /// A shmcast segment of another layout version.
@@ -158,11 +176,16 @@ pub(crate) fn validate(
 ) -> Result<Layout, Problem> {
     let available = bytes.len().min(mapped);
     if available == 0 {
-        return Err(Problem::Uninitialized);
+        return Err(Problem::Uninitialized { owner: 0 });
     }
     let head = &bytes[..available.min(MAGIC.len())];
     if head.iter().all(|&b| b == 0) && available >= MAGIC.len() {
-        return Err(Problem::Uninitialized);
+        let owner = if available >= 48 {
+            field_u64(bytes, 40)
+        } else {
+            0
+        };
+        return Err(Problem::Uninitialized { owner });
     }
     if head != &MAGIC[..head.len()] || available < MAGIC.len() {
         return Err(Problem::Foreign {
@@ -214,8 +237,9 @@ pub(crate) fn validate(
         kind,
         data_len: total - HEADER_LEN,
         total_len: total,
+        owner: field_u64(bytes, 40),
         creator: ProcessId {
-            pid: field_u32(bytes, 40),
+            pid: crate::identity::token_pid(field_u64(bytes, 40)),
             start_time: field_u64(bytes, 48),
         },
         created_unix_ms: field_u64(bytes, 56),
@@ -263,8 +287,20 @@ mod tests {
     #[test]
     fn each_defect_has_its_own_problem() {
         let len = HEADER_LEN + 100;
-        assert_eq!(validate(&[], 0, None), Err(Problem::Uninitialized));
-        assert_eq!(validate(&[0; 64], len, None), Err(Problem::Uninitialized));
+        assert_eq!(
+            validate(&[], 0, None),
+            Err(Problem::Uninitialized { owner: 0 })
+        );
+        assert_eq!(
+            validate(&[0; 64], len, None),
+            Err(Problem::Uninitialized { owner: 0 })
+        );
+        let mut stamped = [0u8; 64];
+        set_u64(&mut stamped, 40, 77 << 32);
+        assert_eq!(
+            validate(&stamped, len, None),
+            Err(Problem::Uninitialized { owner: 77 << 32 })
+        );
         assert!(matches!(
             validate(b"GIF89a..", len, None),
             Err(Problem::Foreign { .. })

@@ -80,6 +80,37 @@ where
     })
 }
 
+/// Removes the name `name`, and a channel's lease table, but only if this
+/// process owns the segment (it created it, or took it over) and the name
+/// still names it. For a publisher's signal handler that must let the name
+/// go while the publisher itself is busy (blocked reading its source).
+/// `Ok(false)`: not ours, or not there; nothing was removed. On Windows
+/// there is no name to remove: the section goes with its last handle.
+///
+/// # Errors
+/// [`RemoveError::InvalidName`] only.
+pub fn remove_owned<N>(name: N) -> Result<bool, RemoveError>
+where
+    N: IntoName,
+{
+    let name = name.into_name()?;
+    let me = ProcessId::current();
+    let mut removed = false;
+    for name in [name.companion(crate::name::LEASES), name] {
+        let Ok(seg) = Segment::open(name.clone(), None, false) else {
+            continue;
+        };
+        if seg.current_creator().pid == me.pid
+            && seg.owner_alive()
+            && seg.is_still_named()
+            && os::unlink(&name.object_name()).is_ok()
+        {
+            removed = !name.is_companion_name();
+        }
+    }
+    Ok(removed)
+}
+
 /// What [`clean`] did.
 #[derive(Clone, Debug, Default)]
 pub struct CleanReport {
@@ -101,8 +132,7 @@ pub struct CleanReport {
 pub fn clean() -> io::Result<CleanReport> {
     let mut report = CleanReport::default();
     for object in os::list_objects()? {
-        let base = &object[crate::name::OBJECT_PREFIX.len()..];
-        let Ok(name) = Name::new(base) else {
+        let Some(name) = Name::from_object_name(&object) else {
             report
                 .skipped
                 .push((object, "not a valid segment name".to_owned()));

@@ -55,7 +55,8 @@ mod sync;
 
 #[cfg(not(loom))]
 pub use channel::{
-    inspect_channel, ChannelOptions, ChannelStatus, Health, Lease, Loan, Publisher, Subscriber,
+    inspect_channel, Access, ChannelOptions, ChannelStatus, Health, Lease, Loan, Publisher,
+    Subscriber, SubscriberOptions, DEFAULT_MAX_LEASE,
 };
 pub use channel::{
     FrameInfo, FrameMeta, PixelFormat, UnknownFormat, DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS,
@@ -66,7 +67,7 @@ pub use error::{
     SubscriberError,
 };
 pub use header::{Kind, HEADER_LEN, LAYOUT_VERSION};
-pub use housekeeping::{clean, inspect, remove, CleanReport, SegmentInfo};
+pub use housekeeping::{clean, inspect, remove, remove_owned, CleanReport, SegmentInfo};
 pub use identity::{Liveness, ProcessId};
 pub use lock::READER_SLOTS;
 pub use name::{IntoName, Name, NameError, Namespace, MAX_NAME_LEN};

@@ -115,7 +115,8 @@ impl LockWords {
         // We own `writer`, so no other process changes `seq` until we let go.
         let seq = self.seq.load(SeqCst);
         let torn = seq & 1 == 1;
-        self.seq.store(if torn { seq + 2 } else { seq + 1 }, SeqCst);
+        self.seq
+            .store(seq.wrapping_add(if torn { 2 } else { 1 }), SeqCst);
         // Seqlock writer side: the odd value must be visible before any data
         // store that follows.
         fence(Release);

@@ -28,6 +28,10 @@ pub const MAX_NAME_LEN: usize = 200;
 
 /// The prefix of every OS object this crate creates.
 pub(crate) const OBJECT_PREFIX: &str = "shmcast.";
+/// Between a segment's object name and a companion's suffix.
+pub(crate) const COMPANION_SEPARATOR: char = '~';
+/// The companion that holds a channel's lease table.
+pub(crate) const LEASES: &str = "leases";
 
 /// Where on Windows a segment's name lives. Linux has one namespace.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -50,6 +54,10 @@ pub enum Namespace {
 pub struct Name {
     namespace: Namespace,
     base: String,
+    /// A companion object of the segment `base` (a channel's lease table):
+    /// its OS object is `shmcast.BASE~COMPANION`. `~` is outside the naming
+    /// rule, so no user's name can collide with a companion.
+    companion: Option<&'static str>,
 }
 
 /// Why a string is not a valid segment name.
@@ -102,7 +110,35 @@ impl Name {
         Ok(Name {
             namespace,
             base: base.to_owned(),
+            companion: None,
         })
+    }
+
+    /// The companion object `what` of this name (see the `companion` field).
+    pub(crate) fn companion(&self, what: &'static str) -> Name {
+        Name {
+            companion: Some(what),
+            ..self.clone()
+        }
+    }
+
+    /// Whether this names a companion object (a lease table).
+    pub(crate) fn is_companion_name(&self) -> bool {
+        self.companion.is_some()
+    }
+
+    /// Parses an OS object name (without namespace) back into a name, for
+    /// listings: `shmcast.NAME` or `shmcast.NAME~leases`.
+    pub(crate) fn from_object_name(object: &str) -> Option<Name> {
+        let rest = object.strip_prefix(OBJECT_PREFIX)?;
+        let (base, companion) = match rest.split_once(COMPANION_SEPARATOR) {
+            Some((base, LEASES)) => (base, Some(LEASES)),
+            Some(_) => return None,
+            None => (rest, None),
+        };
+        let mut name = Name::new(base).ok()?;
+        name.companion = companion;
+        Some(name)
     }
 
     /// The same name in another namespace.
@@ -124,15 +160,22 @@ impl Name {
 
     /// The name of the OS object, without any namespace: `shmcast.NAME`.
     pub(crate) fn object_name(&self) -> String {
-        format!("{OBJECT_PREFIX}{}", self.base)
+        match self.companion {
+            None => format!("{OBJECT_PREFIX}{}", self.base),
+            Some(c) => format!("{OBJECT_PREFIX}{}{COMPANION_SEPARATOR}{c}", self.base),
+        }
     }
 }
 
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.namespace {
-            Namespace::Local => f.write_str(&self.base),
-            Namespace::Global => write!(f, "Global\\{}", self.base),
+            Namespace::Local => f.write_str(&self.base)?,
+            Namespace::Global => write!(f, "Global\\{}", self.base)?,
+        }
+        match self.companion {
+            Some(c) => write!(f, " ({c})"),
+            None => Ok(()),
         }
     }
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::copy::copy_from_shared;
 use crate::error::{CreateError, OpenError};
 use crate::header::{self, CommonHeader, Kind, Layout, Problem, COMMON_LEN, HEADER_LEN};
-use crate::identity::{Liveness, ProcessId};
+use crate::identity::{token_liveness, token_pid, Liveness, ProcessId};
 use crate::name::{Name, Namespace};
 use crate::os::{self, CreateSpec, Mapping, OsError};
 
@@ -99,6 +99,14 @@ impl CreateOptions {
         self
     }
 
+    pub(crate) fn namespace_override(&self) -> Option<Namespace> {
+        self.namespace
+    }
+
+    pub(crate) fn mode_bits(&self) -> u32 {
+        self.mode
+    }
+
     pub(crate) fn sddl_str(&self) -> Option<&str> {
         self.sddl.as_deref()
     }
@@ -149,10 +157,12 @@ impl Segment {
             });
         }
         let total = HEADER_LEN + data_len;
+        let me = ProcessId::current();
         let spec = CreateSpec {
             namespace: name.namespace(),
             mode: opts.mode,
             sddl: opts.sddl.as_deref(),
+            owner: me.token(),
         };
         let object = name.object_name();
         let map = match Mapping::create(&object, total, &spec) {
@@ -178,7 +188,6 @@ impl Segment {
             }
             Err(e) => return Err(create_error(&name, total, opts, e)),
         };
-        let me = ProcessId::current();
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -197,6 +206,7 @@ impl Segment {
         Ok(Segment {
             layout: Layout {
                 kind,
+                owner: me.token(),
                 data_len,
                 total_len: total,
                 creator: me,
@@ -232,7 +242,10 @@ impl Segment {
                 }
                 // The creator may still be writing the header: give it a
                 // moment, from a fresh mapping (its size may change too).
-                Err(Problem::Uninitialized) if started.elapsed() < INIT_WAIT => {
+                Err(Problem::Uninitialized { owner })
+                    if started.elapsed() < INIT_WAIT
+                        && (owner == 0 || token_liveness(owner) == Liveness::Alive) =>
+                {
                     std::thread::sleep(Duration::from_millis(2));
                 }
                 Err(problem) => return Err(problem_error(&name, expected, problem)),
@@ -240,20 +253,77 @@ impl Segment {
         }
     }
 
-    /// Makes this process the segment's owner: it is recorded as the
-    /// creator (so `clean` leaves the segment alone while we live) and,
-    /// unless `persist`, removes the name when dropped. For a publisher that
-    /// takes over a channel from a dead one.
+    /// The owner word (see the [header](crate::header) docs).
+    fn owner_word(&self) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: the header page is mapped while `self` lives; offset 40 is
+        // 8-aligned in a page-aligned mapping; any bits are a valid u64.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.map.as_ptr().add(40).cast::<u64>()) }
+    }
+
+    /// Makes `me` the owner of this segment if its owner is dead (or none),
+    /// by compare-and-swap of `me | mark` into the owner word: of all the
+    /// processes that judge the same dead owner, exactly one wins. `mark`
+    /// is 0 to take the segment over, [`REMOVING`] to remove it.
+    ///
+    /// Needs a writable mapping: a process that may only read the segment
+    /// can neither take it nor keep it from its owner.
+    pub(crate) fn claim(&self, mark: u64) -> Claim {
+        if !self.writable {
+            return Claim::NotWritable;
+        }
+        let me = ProcessId::current().token();
+        let word = self.owner_word();
+        loop {
+            let current = word.load(Ordering::SeqCst);
+            let holder = current & !REMOVING;
+            if holder == me {
+                // Ours already: ours to keep, never ours to remove as stale.
+                return if mark == 0 {
+                    Claim::Won { previous: current }
+                } else {
+                    Claim::Held {
+                        pid: token_pid(me),
+                        removing: false,
+                    }
+                };
+            }
+            if current != 0 && token_liveness(holder) == Liveness::Alive {
+                return Claim::Held {
+                    pid: token_pid(holder),
+                    removing: current & REMOVING != 0,
+                };
+            }
+            if word
+                .compare_exchange(current, me | mark, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return Claim::Won { previous: current };
+            }
+        }
+    }
+
+    /// Gives the owner word up, if we hold it.
+    pub(crate) fn release_claim(&self) {
+        if self.writable {
+            let me = ProcessId::current().token();
+            let word = self.owner_word();
+            let current = word.load(Ordering::SeqCst);
+            if current & !REMOVING == me {
+                let _ = word.compare_exchange(current, 0, Ordering::SeqCst, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Records this process as the owner after a won [`claim`](Self::claim)
+    /// (so `clean` leaves the segment alone while we live) and, unless
+    /// `persist`, removes the name when dropped.
     pub(crate) fn adopt(&mut self, persist: bool) {
         let me = ProcessId::current();
         let header = self.map.as_ptr().cast::<CommonHeader>();
-        // SAFETY: mapped writable (adopters open read-write), header page
-        // valid; openers copy these plain integers with racy-tolerant loads,
-        // so a concurrent one sees old or new values, never a fault.
-        unsafe {
-            std::ptr::addr_of_mut!((*header).creator_pid).write_volatile(me.pid);
-            std::ptr::addr_of_mut!((*header).creator_start).write_volatile(me.start_time);
-        }
+        // SAFETY: mapped writable (claims need it), header page valid;
+        // openers copy this plain integer with racy-tolerant loads, so a
+        // concurrent one sees the old or the new value, never a fault.
+        unsafe { std::ptr::addr_of_mut!((*header).owner_start).write_volatile(me.start_time) };
         self.layout.creator = me;
         self.remove_on_drop = !persist;
     }
@@ -268,13 +338,11 @@ impl Segment {
         }
     }
 
-    /// See `Mapping::lock_name`.
-    pub(crate) fn lock_name(&self) {
-        self.map.lock_name();
-    }
-
-    pub(crate) fn unlock_name(&self) {
-        self.map.unlock_name();
+    /// Removes the name now, if it still names this segment, after a won
+    /// [`claim`](Self::claim) (replacing a dead owner's segment).
+    pub(crate) fn remove_name_now_claimed(&mut self) {
+        self.map.unlink_if_same(&self.name.object_name());
+        self.remove_on_drop = false;
     }
 
     /// Whether our name still names this segment.
@@ -282,19 +350,36 @@ impl Segment {
         self.map.is_named(&self.name.object_name())
     }
 
-    /// The creator as the header says now: a publisher that takes a channel
-    /// over records itself there (see [`Segment::adopt`]).
+    /// Whether another process shrank the object under us (Linux; the
+    /// memory past its new end now reads as zeros).
+    pub(crate) fn was_truncated(&self) -> bool {
+        self.map.was_truncated()
+    }
+
+    /// Who owns the OS object, and its mode.
+    pub(crate) fn ownership(&self) -> io::Result<os::Ownership> {
+        self.map.ownership()
+    }
+
+    /// The owner as the header says now: a publisher that takes a channel
+    /// over records itself there (see [`Segment::claim`]).
     pub(crate) fn current_creator(&self) -> ProcessId {
         let header = self.map.as_ptr().cast::<CommonHeader>();
-        // SAFETY: the header page is mapped while `self` lives; `adopt` may be
-        // rewriting these integers, hence volatile loads (a mix names no live
-        // process, and callers judge under the name lock anyway).
-        unsafe {
-            ProcessId {
-                pid: std::ptr::addr_of!((*header).creator_pid).read_volatile(),
-                start_time: std::ptr::addr_of!((*header).creator_start).read_volatile(),
-            }
+        let token = self.owner_word().load(Ordering::SeqCst) & !REMOVING;
+        // SAFETY: the header page is mapped while `self` lives; `adopt` may
+        // be rewriting the start time, hence a volatile load (a mix names no
+        // live process, and judgements go by the owner word anyway).
+        let start_time = unsafe { std::ptr::addr_of!((*header).owner_start).read_volatile() };
+        ProcessId {
+            pid: token_pid(token),
+            start_time,
         }
+    }
+
+    /// Whether the owner word names a live process.
+    pub(crate) fn owner_alive(&self) -> bool {
+        let token = self.owner_word().load(Ordering::SeqCst) & !REMOVING;
+        token != 0 && token_liveness(token) == Liveness::Alive
     }
 
     pub(crate) fn name(&self) -> &Name {
@@ -326,8 +411,25 @@ impl Drop for Segment {
     fn drop(&mut self) {
         if self.remove_on_drop {
             self.map.unlink_if_same(&self.name.object_name());
+            self.release_claim();
         }
     }
+}
+
+/// The bit of the owner word that marks a segment being removed; the other
+/// bits name the remover. Tokens never have it set (PIDs are below 2^31).
+pub(crate) const REMOVING: u64 = 1 << 63;
+
+/// What [`Segment::claim`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// We own it now; `previous` was the owner word before (a dead token,
+    /// 0 for none, or our own).
+    Won { previous: u64 },
+    /// A live process owns it (or is removing it).
+    Held { pid: u32, removing: bool },
+    /// Opened read-only: not ours to judge.
+    NotWritable,
 }
 
 /// Reads and validates the header of a fresh mapping.
@@ -342,7 +444,17 @@ fn read_layout(map: &Mapping, expected: Option<Kind>) -> Result<Layout, Problem>
         let magic = unsafe { std::sync::atomic::AtomicU64::from_ptr(map.as_ptr().cast::<u64>()) }
             .load(Ordering::Acquire);
         if magic == 0 {
-            return Err(Problem::Uninitialized);
+            let owner = if map.len() >= 48 {
+                // SAFETY: as above, and offset 40 is 8-aligned and inside
+                // the mapping's first 48 bytes.
+                unsafe {
+                    std::sync::atomic::AtomicU64::from_ptr(map.as_ptr().add(40).cast::<u64>())
+                }
+                .load(Ordering::Relaxed)
+            } else {
+                0
+            };
+            return Err(Problem::Uninitialized { owner });
         }
     }
     // SAFETY: `n` bytes from the start of the mapping are mapped and
@@ -366,31 +478,45 @@ pub(crate) enum Verdict {
     Unjudged(OpenError),
 }
 
-/// Removes `name` if what it names is stale: a segment whose creator is
+/// Removes `name` if what it names is stale: a segment whose owner is
 /// dead, or an object whose creator died before finishing its header. The
-/// judgement and the removal happen under the name lock (see
-/// `Mapping::lock_name`), from the header as it is now, so of two processes
-/// racing to replace the same stale segment the second finds the name taken
-/// by the first's new one, and a channel adopted by a new publisher since it
-/// was opened is left alone. `replace_stale` and `clean` both use it.
+/// judgement is made by claiming the owner word (see [`Segment::claim`]),
+/// so of two processes racing to replace the same stale segment only one
+/// removes it, and a channel taken over by a new publisher since it was
+/// opened is left alone. Nothing here blocks: there is no lock to wait for,
+/// and a process that can only read the segment cannot claim it.
+/// `replace_stale` and `clean` both use it.
 pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
     let object = name.object_name();
-    match Segment::open(name.clone(), None, false) {
-        Ok(seg) => {
-            seg.lock_name();
-            let creator = seg.current_creator();
-            let stale = !creator.is_alive() && seg.is_still_named();
-            let removed = stale && os::unlink(&object).is_ok();
-            seg.unlock_name();
-            if removed {
-                Verdict::RemovedDead(seg, creator)
-            } else {
-                Verdict::Live
+    match Segment::open(name.clone(), None, true) {
+        Ok(seg) => match seg.claim(REMOVING) {
+            Claim::Won { .. } => {
+                let creator = seg.current_creator();
+                if seg.is_still_named() && os::unlink(&object).is_ok() {
+                    Verdict::RemovedDead(seg, creator)
+                } else {
+                    Verdict::Live
+                }
+            }
+            Claim::Held { .. } => Verdict::Live,
+            Claim::NotWritable => Verdict::Live,
+        },
+        Err(OpenError::PermissionDenied { .. }) => {
+            // Not ours to remove: report what it is from a read-only look.
+            match Segment::open(name.clone(), None, false) {
+                Ok(seg) if seg.owner_alive() => Verdict::Live,
+                Ok(_) => Verdict::Unjudged(OpenError::PermissionDenied {
+                    name: name.to_string(),
+                    source: io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "its owner is dead, but only its owner's user may remove it",
+                    ),
+                }),
+                Err(e) => Verdict::Unjudged(e),
             }
         }
         Err(OpenError::Uninitialized { .. })
-            if os::object_age(&object).is_some_and(|age| age > STALE_INIT_AGE)
-                && os::unlink(&object).is_ok() =>
+            if is_unfinished(name) && os::unlink(&object).is_ok() =>
         {
             Verdict::RemovedUnfinished
         }
@@ -398,16 +524,26 @@ pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
     }
 }
 
+/// Whether `name` is an object whose creator died before writing its
+/// header: its stamped owner is dead, or (no stamp yet) it is older than
+/// [`STALE_INIT_AGE`].
+fn is_unfinished(name: &Name) -> bool {
+    match Segment::open(name.clone(), None, false) {
+        Err(OpenError::Uninitialized { owner, .. }) if owner != 0 => {
+            token_liveness(owner) == Liveness::Dead
+        }
+        Err(OpenError::Uninitialized { .. }) => {
+            os::object_age(&name.object_name()).is_some_and(|age| age > STALE_INIT_AGE)
+        }
+        _ => false,
+    }
+}
+
 /// Removes `name` only if it is an unfinished object (see [`Verdict`]). For
 /// publishers, which take over a dead creator's channel instead of removing
 /// it.
 pub(crate) fn remove_if_unfinished(name: &Name) -> bool {
-    let object = name.object_name();
-    matches!(
-        Segment::open(name.clone(), None, false),
-        Err(OpenError::Uninitialized { .. })
-    ) && os::object_age(&object).is_some_and(|age| age > STALE_INIT_AGE)
-        && os::unlink(&object).is_ok()
+    is_unfinished(name) && os::unlink(&name.object_name()).is_ok()
 }
 
 fn existing_owner(name: &Name) -> (Option<ProcessId>, bool) {
@@ -482,6 +618,12 @@ fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> C
 
 fn open_error(name: &Name, e: OsError) -> OpenError {
     let name = name.to_string();
+    if e.op == "foreign" {
+        return OpenError::Foreign {
+            name,
+            what: e.source.to_string(),
+        };
+    }
     match e.source.kind() {
         io::ErrorKind::NotFound => OpenError::NotFound { name },
         io::ErrorKind::PermissionDenied => OpenError::PermissionDenied {
@@ -499,7 +641,7 @@ fn open_error(name: &Name, e: OsError) -> OpenError {
 fn problem_error(name: &Name, expected: Option<Kind>, problem: Problem) -> OpenError {
     let name = name.to_string();
     match problem {
-        Problem::Uninitialized => OpenError::Uninitialized { name },
+        Problem::Uninitialized { owner } => OpenError::Uninitialized { name, owner },
         Problem::Foreign { found } => OpenError::NotShmcast { name, found },
         Problem::Version { found } => OpenError::Incompatible {
             name,

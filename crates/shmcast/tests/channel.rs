@@ -11,9 +11,13 @@ use std::time::{Duration, Instant};
 
 use common::{role, say, unique, Proc};
 use shmcast::{
-    ChannelOptions, FrameMeta, Health, PixelFormat, PublishError, Publisher, PublisherError,
-    Subscriber,
+    Access, ChannelOptions, FrameMeta, Health, PixelFormat, PublishError, Publisher,
+    PublisherError, Subscriber, SubscriberOptions,
 };
+
+fn open_leasing(name: &str) -> Result<Subscriber, shmcast::SubscriberError> {
+    Subscriber::open_with(name, &SubscriberOptions::new().access(Access::Leasing))
+}
 
 const FRAME_LEN: usize = 64 * 1024;
 
@@ -182,7 +186,7 @@ fn with_default_slots_a_held_lease_costs_the_writer_nothing() {
 fn a_writer_killed_mid_publish_never_shows_a_torn_frame_and_is_taken_over() {
     let name = unique("chaos");
     let rounds = if cfg!(windows) { 6 } else { 25 };
-    let mut readers: Vec<Proc> = ["copy", "lease"]
+    let mut readers: Vec<Proc> = ["copy", "lease", "inplace"]
         .iter()
         .map(|mode| {
             let mut p = Proc::spawn("subscribe-until-stdin-closes", &[&name, mode]);
@@ -201,7 +205,8 @@ fn a_writer_killed_mid_publish_never_shows_a_torn_frame_and_is_taken_over() {
                 other => panic!("expected WriterAlive, got {other:?}"),
             }
             // ...and the refusal left the live channel as it was.
-            let sub = Subscriber::open(&name).expect("the channel survives a refused publisher");
+            let mut sub =
+                Subscriber::open(&name).expect("the channel survives a refused publisher");
             let seen = sub.latest_number();
             sub.wait_newer(seen, Duration::from_secs(10))
                 .expect("the writer goes on");
@@ -276,16 +281,19 @@ fn the_subscriber_table_is_bounded_with_a_clear_error_and_frees_on_drop() {
     let name = unique("full");
     let _publisher = Publisher::create(&name, 64).unwrap();
     let subs: Vec<Subscriber> = (0..shmcast::MAX_SUBSCRIBERS)
-        .map(|_| Subscriber::open(&name).unwrap())
+        .map(|_| open_leasing(&name).unwrap())
         .collect();
-    let err = Subscriber::open(&name).unwrap_err();
+    let err = open_leasing(&name).unwrap_err();
     assert!(
         matches!(err, shmcast::SubscriberError::TableFull { max: 64, .. }),
         "{err}"
     );
     assert!(err.to_string().contains(&name), "{err}");
+    // Read-only subscribers need no entry: any number of them.
+    let readers: Vec<Subscriber> = (0..100).map(|_| Subscriber::open(&name).unwrap()).collect();
+    drop(readers);
     drop(subs);
-    assert!(Subscriber::open(&name).is_ok());
+    assert!(open_leasing(&name).is_ok());
 }
 
 #[test]
@@ -341,7 +349,7 @@ fn health_tells_live_stalled_and_gone_apart() {
 fn metadata_and_loans_round_trip() {
     let name = unique("meta");
     let mut publisher = Publisher::create(&name, 640 * 480 * 3).unwrap();
-    let mut sub = Subscriber::open(&name).unwrap();
+    let mut sub = open_leasing(&name).unwrap();
     assert!(sub.read_latest_vec().unwrap().is_none());
     let mut meta = FrameMeta::new(640, 480, PixelFormat::Rgb24);
     meta.timestamp_ns = 123;
@@ -463,7 +471,15 @@ fn stdin_closed_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
 /// Reads frames until `count` new ones were checked or `stop()`; prints
 /// "ok FIRST LAST COUNT" or "torn N" and returns the exit code.
 fn subscribe(name: &str, mode: &str, count: u64, stop: impl Fn() -> bool) -> i32 {
-    let mut sub = Subscriber::open_wait(name, Duration::from_secs(30)).unwrap();
+    let access = if mode == "lease" {
+        Access::Leasing
+    } else {
+        Access::ReadOnly
+    };
+    let options = SubscriberOptions::new()
+        .access(access)
+        .wait(Duration::from_secs(30));
+    let mut sub = Subscriber::open_with(name, &options).unwrap();
     let mut buf = vec![0u8; sub.max_frame_len()];
     let (mut first, mut last, mut seen) = (0, sub.latest_number(), 0);
     while seen < count && !stop() {
@@ -472,8 +488,22 @@ fn subscribe(name: &str, mode: &str, count: u64, stop: impl Fn() -> bool) -> i32
         }
         let (number, whole) = if mode == "lease" {
             match sub.lease_latest().unwrap() {
-                Some(lease) => (lease.info().number, is_frame(lease.info().number, &lease)),
+                Some(lease) => {
+                    let (number, whole) =
+                        (lease.info().number, is_frame(lease.info().number, &lease));
+                    if lease.release().is_err() {
+                        // Revoked: what was read is known bad and not used.
+                        continue;
+                    }
+                    (number, whole)
+                }
                 None => continue,
+            }
+        } else if mode == "inplace" {
+            match sub.read_in_place(|info, bytes| is_frame(info.number, bytes)) {
+                Ok(Some((info, whole))) => (info.number, whole),
+                Ok(None) | Err(shmcast::ReadError::Overrun { .. }) => continue,
+                Err(e) => panic!("{e}"),
             }
         } else {
             match sub.read_latest(&mut buf).unwrap() {
@@ -520,7 +550,7 @@ fn child_entry_point() {
             })
         }
         "hold-lease" => {
-            let mut sub = Subscriber::open(name).unwrap();
+            let mut sub = open_leasing(name).unwrap();
             let lease = sub.lease_latest().unwrap().expect("a frame to lease");
             say(format!("leased {}", lease.info().number));
             std::thread::sleep(Duration::from_secs(120));
@@ -538,7 +568,7 @@ fn child_entry_point() {
             }
         }
         "wait-cpu" => {
-            let sub = Subscriber::open(name).unwrap();
+            let mut sub = Subscriber::open(name).unwrap();
             let latest = sub.latest_number();
             let before = cpu_time();
             let waited = sub.wait_newer(latest, Duration::from_millis(args[1].parse().unwrap()));
@@ -547,7 +577,7 @@ fn child_entry_point() {
             0
         }
         "wait-one" => {
-            let sub = Subscriber::open(name).unwrap();
+            let mut sub = Subscriber::open(name).unwrap();
             say("waiting");
             match sub.wait_newer(0, Duration::from_millis(args[1].parse().unwrap())) {
                 Ok(n) => {

@@ -1,16 +1,27 @@
-//! The channel's shared memory: header, slot headers, reader table, slots.
+//! The channel's shared memory: two segments, split by who may write them.
 //!
 //! ```text
-//! header page   common header (64 B) | ChannelHeader
-//! data + 0      SlotHeader x slots          (64 B each, one cache line)
-//! data + R      ReaderEntry x READERS       (64 B each)
-//! data + P      payload of slot 0, slot 1, ... (each `slot_stride` bytes,
-//!               page-aligned, at least `max_frame_len`)
+//! channel  shmcast.NAME          written by the publisher alone
+//!   header page   common header (64 B) | ChannelHeader (128 B)
+//!   data + 0      SlotHeader x slots          (64 B each, one cache line)
+//!   data + P      payload of slot 0, slot 1, ... (each `slot_stride` bytes,
+//!                 page-aligned, at least `max_frame_len`)
+//!
+//! leases   shmcast.NAME~leases   written by the publisher and by leasing
+//!                                subscribers
+//!   header page   common header (64 B) | LeaseHeader
+//!   data + 0      ReaderEntry x MAX_SUBSCRIBERS (64 B each)
 //! ```
 //!
-//! `R` and `P` are not free choices: they follow from the slot count and the
-//! maximum frame size, so opening recomputes the whole geometry from those
-//! two numbers and requires every stored field to match. No offset read from
+//! A read-only subscriber maps the channel read-only and never touches the
+//! lease table: it can wait, copy and read in place, and there is no byte
+//! it could change. A leasing subscriber maps the channel read-only too and
+//! writes only its own entry in the lease table, so the worst it can do to
+//! others is to hold slots, which the publisher bounds (see `protocol.rs`).
+//!
+//! `P` is not a free choice: it follows from the slot count, so opening
+//! recomputes the whole geometry from the slot count and the maximum frame
+//! size and requires every stored field to match. No offset read from
 //! shared memory is ever used unchecked.
 //!
 //! Every field is an atomic, even the ones fixed at creation: the memory is
@@ -23,39 +34,47 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering::Relaxed};
 pub const MAX_SLOTS: u32 = 64;
 /// The fewest: one being written, one holding the latest frame.
 pub const MIN_SLOTS: u32 = 2;
-/// Subscribers (of all processes) one channel can have at once.
+/// Leasing subscribers (of all processes) one channel can have at once.
+/// Read-only subscribers are not counted: they register nowhere.
 pub const MAX_SUBSCRIBERS: u32 = 64;
 
 const PAGE: usize = 4096;
 const LINE: usize = 64;
 
-/// Channel state in the header page, after the common header.
+/// Channel state in the header page, after the common header. Only the
+/// publisher writes it.
 #[repr(C)]
 pub(crate) struct ChannelHeader {
     // Geometry, fixed at creation.
     pub slot_count: AtomicU32,
-    pub reader_count: AtomicU32,
+    pub reserved0: AtomicU32,
     pub max_frame_len: AtomicU64,
     pub slot_stride: AtomicU64,
-    pub readers_offset: AtomicU64,
     pub payload_offset: AtomicU64,
-    pub reserved: [AtomicU64; 3],
+    /// A random number drawn when the channel was created: names its wake
+    /// events (Windows) and tells a lease table of this channel from one of
+    /// an earlier channel of the same name.
+    pub instance: AtomicU64,
+    /// How long the publisher honours a lease while it has no free slot.
+    pub max_lease_ms: AtomicU64,
+    pub reserved1: [AtomicU64; 2],
     // Writer state: one cache line, written once per frame.
     /// Token of the publishing process, 0 = none.
     pub writer: AtomicU64,
     /// The newest complete frame: its number << 8 | its slot index + 1;
     /// 0 = none yet. One word, so a reader learns slot and number together.
     pub latest: AtomicU64,
-    pub reserved3: AtomicU64,
     /// When the writer last published, ns since the Unix epoch.
     pub last_publish_ns: AtomicU64,
+    /// Frames the writer dropped because every free slot was leased.
+    pub dropped_frames: AtomicU64,
+    /// Token of a lease holder that made the writer drop its last dropped
+    /// frame (0: none), for `info`.
+    pub blocked_by: AtomicU64,
     /// Bumped on every publish; the futex word waiters sleep on.
     pub generation: AtomicU32,
-    /// How many subscribers are blocked waiting (or about to be).
-    pub waiters: AtomicU32,
-    /// Highest reader-table index in use + 1: the writer scans no further.
-    pub readers_hint: AtomicU32,
-    pub reserved2: [AtomicU32; 5],
+    pub reserved2: AtomicU32,
+    pub reserved3: [AtomicU64; 2],
 }
 
 /// One slot's header. `seq` is odd while the slot is being written.
@@ -72,7 +91,17 @@ pub(crate) struct SlotHeader {
     pub reserved: [AtomicU64; 2],
 }
 
-/// One subscriber's entry in the reader table.
+/// The lease table's own header, after the common header.
+#[repr(C)]
+pub(crate) struct LeaseHeader {
+    /// The `instance` of the channel this table belongs to.
+    pub instance: AtomicU64,
+    /// Entries in the table: [`MAX_SUBSCRIBERS`].
+    pub entries: AtomicU32,
+    pub reserved: [AtomicU32; 13],
+}
+
+/// One leasing subscriber's entry in the lease table.
 #[repr(C)]
 pub(crate) struct ReaderEntry {
     /// Token of the subscriber's process; 0 = free; [`RECLAIMING`] | the
@@ -80,9 +109,12 @@ pub(crate) struct ReaderEntry {
     pub token: AtomicU64,
     /// Slot index + 1 this subscriber leases, 0 = none.
     pub lease: AtomicU64,
-    /// 1 while the subscriber is blocked waiting for a frame.
-    pub waiting: AtomicU32,
-    pub reserved: [AtomicU32; 11],
+    /// When the subscriber last showed it is still using the entry, ns
+    /// since the Unix epoch. Entries not touched for a while are cleared,
+    /// so that entries forged in the name of a live process, or left by a
+    /// stopped one, free themselves.
+    pub beat_ns: AtomicU64,
+    pub reserved: [AtomicU64; 5],
 }
 
 /// The bit that marks an entry whose dead owner's lease is being cleared;
@@ -94,8 +126,12 @@ pub(crate) const RECLAIMING: u64 = 1 << 63;
 const _: () = {
     assert!(size_of::<ChannelHeader>() == 2 * LINE);
     assert!(size_of::<SlotHeader>() == LINE);
+    assert!(size_of::<LeaseHeader>() == LINE);
     assert!(size_of::<ReaderEntry>() == LINE);
 };
+
+/// Bytes of a lease table after its header page.
+pub(crate) const LEASES_DATA_LEN: usize = MAX_SUBSCRIBERS as usize * LINE;
 
 /// A frame's metadata as a slot stores it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -138,10 +174,8 @@ impl SlotHeader {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Geometry {
     pub slots: u32,
-    pub readers: u32,
     pub max_frame_len: usize,
     pub slot_stride: usize,
-    pub readers_offset: usize,
     pub payload_offset: usize,
     /// Bytes after the header page.
     pub data_len: usize,
@@ -164,9 +198,7 @@ impl Geometry {
         }
         let too_big = || format!("{slots} slots of {max_frame_len} bytes do not fit in memory");
         let slot_stride = round_up(max_frame_len, PAGE).ok_or_else(too_big)?;
-        let readers_offset = slots as usize * LINE;
-        let payload_offset =
-            round_up(readers_offset + MAX_SUBSCRIBERS as usize * LINE, PAGE).ok_or_else(too_big)?;
+        let payload_offset = round_up(slots as usize * LINE, PAGE).ok_or_else(too_big)?;
         let data_len = slot_stride
             .checked_mul(slots as usize)
             .and_then(|p| p.checked_add(payload_offset))
@@ -174,10 +206,8 @@ impl Geometry {
             .ok_or_else(too_big)?;
         Ok(Geometry {
             slots,
-            readers: MAX_SUBSCRIBERS,
             max_frame_len,
             slot_stride,
-            readers_offset,
             payload_offset,
             data_len,
         })
@@ -186,10 +216,8 @@ impl Geometry {
     /// Writes the geometry into a new channel's header.
     pub(crate) fn store(&self, h: &ChannelHeader) {
         h.slot_count.store(self.slots, Relaxed);
-        h.reader_count.store(self.readers, Relaxed);
         h.max_frame_len.store(self.max_frame_len as u64, Relaxed);
         h.slot_stride.store(self.slot_stride as u64, Relaxed);
-        h.readers_offset.store(self.readers_offset as u64, Relaxed);
         h.payload_offset.store(self.payload_offset as u64, Relaxed);
     }
 
@@ -201,21 +229,11 @@ impl Geometry {
         let max = usize::try_from(h.max_frame_len.load(Relaxed))
             .map_err(|_| "maximum frame size too large".to_owned())?;
         let g = Geometry::new(slots, max)?;
-        let stored = (
-            h.reader_count.load(Relaxed),
-            h.slot_stride.load(Relaxed),
-            h.readers_offset.load(Relaxed),
-            h.payload_offset.load(Relaxed),
-        );
-        let expected = (
-            g.readers,
-            g.slot_stride as u64,
-            g.readers_offset as u64,
-            g.payload_offset as u64,
-        );
+        let stored = (h.slot_stride.load(Relaxed), h.payload_offset.load(Relaxed));
+        let expected = (g.slot_stride as u64, g.payload_offset as u64);
         if stored != expected {
             return Err(format!(
-                "channel geometry (readers, stride, offsets) {stored:?} should be {expected:?}"
+                "channel geometry (stride, payload offset) {stored:?} should be {expected:?}"
             ));
         }
         if g.data_len != data_len {
@@ -237,8 +255,8 @@ mod tests {
     fn geometry_of_a_full_hd_channel() {
         let g = Geometry::new(4, 6_220_800).unwrap();
         assert_eq!(g.slot_stride, 6_221_824); // whole pages
-        assert_eq!(g.payload_offset, 8192);
-        assert_eq!(g.data_len, 8192 + 4 * 6_221_824);
+        assert_eq!(g.payload_offset, 4096);
+        assert_eq!(g.data_len, 4096 + 4 * 6_221_824);
         assert_eq!(g.payload_offset % PAGE, 0);
     }
 

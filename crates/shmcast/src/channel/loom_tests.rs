@@ -34,20 +34,21 @@ impl Model {
         Arc::new(Model {
             header: ChannelHeader {
                 slot_count: a32(),
-                reader_count: a32(),
+                reserved0: a32(),
                 max_frame_len: a64(),
                 slot_stride: a64(),
-                readers_offset: a64(),
                 payload_offset: a64(),
-                reserved: std::array::from_fn(|_| a64()),
+                instance: a64(),
+                max_lease_ms: a64(),
+                reserved1: std::array::from_fn(|_| a64()),
                 writer: a64(),
                 latest: a64(),
-                reserved3: a64(),
                 last_publish_ns: a64(),
+                dropped_frames: a64(),
+                blocked_by: a64(),
                 generation: a32(),
-                waiters: a32(),
-                readers_hint: a32(),
-                reserved2: std::array::from_fn(|_| a32()),
+                reserved2: a32(),
+                reserved3: std::array::from_fn(|_| a64()),
             },
             slots: (0..slots)
                 .map(|_| SlotHeader {
@@ -66,8 +67,8 @@ impl Model {
                 .map(|_| ReaderEntry {
                     token: a64(),
                     lease: a64(),
-                    waiting: a32(),
-                    reserved: std::array::from_fn(|_| a32()),
+                    beat_ns: a64(),
+                    reserved: std::array::from_fn(|_| a64()),
                 })
                 .collect(),
             payload: (0..slots).map(|_| [a64(), a64()]).collect(),
@@ -85,11 +86,11 @@ impl Model {
     /// One whole publish, the way `Publisher::publish` does it.
     fn publish(&self) -> Option<u64> {
         let w = self.words();
-        let s = w.begin_write(None).ok()?;
+        let s = w.begin_write(None, |_, holder| holder.is_some()).ok()?;
         let next = (self.header.latest.load(Relaxed) >> 8) + 1;
         self.payload[s][0].store(next, Relaxed);
         self.payload[s][1].store(next, Relaxed);
-        Some(w.commit(s, &SlotMeta::default()))
+        Some(w.commit(s, &SlotMeta::default(), 0))
     }
 
     /// A seqlock copy of the latest frame: (number, word 0, word 1).
@@ -147,7 +148,7 @@ fn a_leased_frame_does_not_change_under_the_reader() {
     builder(3).check(|| {
         let m = Model::new(2, 1);
         m.header.writer.store(1, SeqCst);
-        let entry = m.words().register(7, |_| false).unwrap();
+        let entry = m.words().register(7, 0, |_| false).unwrap();
         m.publish().unwrap();
         let writer = {
             let m = m.clone();
@@ -159,13 +160,14 @@ fn a_leased_frame_does_not_change_under_the_reader() {
             })
         };
         let w = m.words();
-        if let Ok(Some((s, meta))) = w.lease_latest(entry, 3) {
+        if let Ok(Some((s, meta, seq))) = w.lease_latest(entry, 3) {
             let first = (m.payload[s][0].load(Relaxed), m.payload[s][1].load(Relaxed));
             thread::yield_now();
             let second = (m.payload[s][0].load(Relaxed), m.payload[s][1].load(Relaxed));
             assert_eq!(first, (meta.number, meta.number), "torn lease");
             assert_eq!(second, first, "the slot changed while leased");
-            w.release_lease(entry);
+            assert!(w.lease_intact(s, seq), "an honoured lease stays intact");
+            w.release_lease(entry, 7);
         }
         writer.join().unwrap();
     });
@@ -191,13 +193,13 @@ fn takeover_case(death: Death) {
             let (m, dead) = (m.clone(), dead.clone());
             thread::spawn(move || {
                 let w = m.words();
-                let s = w.begin_write(None).unwrap();
+                let s = w.begin_write(None, |_, holder| holder.is_some()).unwrap();
                 if !matches!(death, Death::AfterClaimingSlot) {
                     m.payload[s][0].store(2, Relaxed);
                     if !matches!(death, Death::MidPayload) {
                         m.payload[s][1].store(2, Relaxed);
                         if matches!(death, Death::AfterCommit) {
-                            w.commit(s, &SlotMeta::default());
+                            w.commit(s, &SlotMeta::default(), 0);
                         }
                     }
                 }
@@ -255,6 +257,40 @@ fn takeover_after_death_before_commit() {
 #[test]
 fn takeover_after_death_after_commit() {
     takeover_case(Death::AfterCommit);
+}
+
+#[test]
+fn a_revoked_lease_is_always_detected() {
+    builder(3).check(|| {
+        let m = Model::new(2, 1);
+        m.header.writer.store(1, SeqCst);
+        let entry = m.words().register(7, 0, |_| false).unwrap();
+        m.publish().unwrap();
+        let writer = {
+            let m = m.clone();
+            thread::spawn(move || {
+                // A writer that honours no lease at all (every lease timed
+                // out): the reader must never keep a changed frame.
+                for _ in 0..2 {
+                    let w = m.words();
+                    let s = w.begin_write(None, |_, _| false).unwrap();
+                    let next = (m.header.latest.load(Relaxed) >> 8) + 1;
+                    m.payload[s][0].store(next, Relaxed);
+                    m.payload[s][1].store(next, Relaxed);
+                    w.commit(s, &SlotMeta::default(), 0);
+                }
+            })
+        };
+        let w = m.words();
+        if let Ok(Some((s, meta, seq))) = w.lease_latest(entry, 3) {
+            let got = (m.payload[s][0].load(Relaxed), m.payload[s][1].load(Relaxed));
+            if w.lease_intact(s, seq) {
+                assert_eq!(got, (meta.number, meta.number), "kept a changed frame");
+            }
+            w.release_lease(entry, 7);
+        }
+        writer.join().unwrap();
+    });
 }
 
 #[test]

@@ -2,12 +2,14 @@
 //! wins, and the publisher never waits for a subscriber.
 //!
 //! ```
-//! use shmcast::{FrameMeta, PixelFormat, Publisher, Subscriber};
+//! use shmcast::{Access, FrameMeta, PixelFormat, Publisher, Subscriber, SubscriberOptions};
 //! use std::time::Duration;
 //! # let name = format!("doc-channel-{}", std::process::id());
 //! let meta = FrameMeta::new(4, 2, PixelFormat::Gray8);
 //! let mut publisher = Publisher::create(&name, 8)?;     // frames of up to 8 bytes
-//! let mut subscriber = Subscriber::open(&name)?;        // any process, by name
+//! let mut reader = Subscriber::open(&name)?;            // any process, read-only
+//! let leasing = SubscriberOptions::new().access(Access::Leasing);
+//! let mut leaser = Subscriber::open_with(&name, &leasing)?; // may hold frames in place
 //!
 //! // Copy a frame in...
 //! publisher.publish(&meta, &[1, 2, 3, 4, 5, 6, 7, 8])?;
@@ -16,15 +18,20 @@
 //! loan.copy_from_slice(&[9; 8]);
 //! let number = loan.commit(&meta);
 //!
-//! // Wait for a frame newer than one we have seen, then read it in place.
-//! subscriber.wait_newer(number - 1, Duration::from_secs(1))?;
-//! let frame = subscriber.lease_latest()?.expect("a frame");
+//! // Wait for a frame newer than one we have seen, then copy it...
+//! reader.wait_newer(number - 1, Duration::from_secs(1))?;
+//! let (info, bytes) = reader.read_latest_vec()?.expect("a frame");
+//! assert_eq!((info.number, bytes), (number, vec![9u8; 8]));
+//! // ...or hold it in place while the publisher writes elsewhere.
+//! let frame = leaser.lease_latest()?.expect("a frame");
 //! assert_eq!((frame.info().number, &frame[..]), (number, &[9u8; 8][..]));
+//! frame.release()?; // Err if the publisher had to revoke the lease
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! How the protocol works, and why it is safe against concurrent writes
-//! and crashes, is told in `protocol.rs`; the memory layout in `layout.rs`.
+//! and crashes, is told in `protocol.rs`; the memory layout, and who may
+//! write which part of it, in `layout.rs`.
 
 mod format;
 mod layout;
@@ -40,23 +47,30 @@ mod loom_tests;
 pub use format::{FrameInfo, FrameMeta, PixelFormat, UnknownFormat};
 pub use layout::{MAX_SLOTS, MAX_SUBSCRIBERS, MIN_SLOTS};
 #[cfg(not(loom))]
-pub use publisher::{ChannelOptions, Loan, Publisher};
+pub use publisher::{ChannelOptions, Loan, Publisher, DEFAULT_MAX_LEASE};
 #[cfg(not(loom))]
-pub use subscriber::{Health, Lease, Subscriber};
+pub use subscriber::{Access, Health, Lease, Subscriber, SubscriberOptions};
 
 #[cfg(not(loom))]
-use crate::{header::COMMON_LEN, segment::Segment};
+use crate::{
+    error::OpenError,
+    header::{Kind, COMMON_LEN},
+    name::{Name, LEASES},
+    segment::Segment,
+};
 #[cfg(not(loom))]
-use layout::{ChannelHeader, Geometry, ReaderEntry, SlotHeader, SlotMeta};
+use layout::{ChannelHeader, Geometry, LeaseHeader, ReaderEntry, SlotHeader, SlotMeta};
 
 /// The default number of slots.
 pub const DEFAULT_SLOTS: u32 = 4;
 
-/// A mapped channel: the segment and its validated geometry.
+/// A mapped channel: the segment, its validated geometry, and (for the
+/// publisher and leasing subscribers) its lease table.
 #[cfg(not(loom))]
 pub(crate) struct Channel {
     seg: Segment,
     geometry: Geometry,
+    leases: Option<Segment>,
 }
 
 #[cfg(not(loom))]
@@ -68,26 +82,84 @@ impl Channel {
         unsafe { &*seg.header_ptr().add(COMMON_LEN).cast::<ChannelHeader>() }
     }
 
+    fn lease_header_of(seg: &Segment) -> &LeaseHeader {
+        // SAFETY: as for `header_of`, for a lease table's header page.
+        unsafe { &*seg.header_ptr().add(COMMON_LEN).cast::<LeaseHeader>() }
+    }
+
     /// Wraps an open channel segment, validating its geometry.
     fn new(seg: Segment) -> Result<Channel, String> {
         let geometry = Geometry::load(Channel::header_of(&seg), seg.layout().data_len)?;
-        Ok(Channel { seg, geometry })
+        Ok(Channel {
+            seg,
+            geometry,
+            leases: None,
+        })
+    }
+
+    /// The channel's instance number (see [`ChannelHeader::instance`]).
+    fn instance(&self) -> u64 {
+        Channel::header_of(&self.seg)
+            .instance
+            .load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// Opens the lease table of channel `name` and checks that it belongs
+    /// to this very channel (its instance) and has the expected size.
+    fn open_leases(&self, name: &Name, writable: bool) -> Result<Segment, OpenError> {
+        let leases = Segment::open(name.companion(LEASES), Some(Kind::Leases), writable)?;
+        self.check_leases(&leases)?;
+        Ok(leases)
+    }
+
+    fn check_leases(&self, leases: &Segment) -> Result<(), OpenError> {
+        use crate::sync::Ordering::Relaxed;
+        let h = Channel::lease_header_of(leases);
+        let corrupt = |what: String| OpenError::Corrupt {
+            name: leases.name().to_string(),
+            what,
+        };
+        if leases.layout().data_len != layout::LEASES_DATA_LEN
+            || h.entries.load(Relaxed) != MAX_SUBSCRIBERS
+        {
+            return Err(corrupt(format!(
+                "a lease table of {} bytes and {} entries; expected {} and {MAX_SUBSCRIBERS}",
+                leases.layout().data_len,
+                h.entries.load(Relaxed),
+                layout::LEASES_DATA_LEN
+            )));
+        }
+        if h.instance.load(Relaxed) != self.instance() {
+            return Err(corrupt(
+                "the lease table belongs to an earlier channel of this name".to_owned(),
+            ));
+        }
+        Ok(())
     }
 
     fn words(&self) -> protocol::Words<'_> {
         let data = self.seg.data_ptr();
         let g = &self.geometry;
-        // SAFETY: `Geometry::load` checked that slot headers, reader table and
-        // payloads lie inside the data; both arrays are atomics only, 64-byte
+        let readers: &[ReaderEntry] = match &self.leases {
+            // SAFETY: a checked lease table holds exactly MAX_SUBSCRIBERS
+            // entries of atomics after its (page-aligned) header page; it
+            // lives as long as `self`.
+            Some(leases) => unsafe {
+                std::slice::from_raw_parts(
+                    leases.data_ptr().cast::<ReaderEntry>(),
+                    MAX_SUBSCRIBERS as usize,
+                )
+            },
+            None => &[],
+        };
+        // SAFETY: `Geometry::load` checked that slot headers and payloads lie
+        // inside the data; the slot headers are atomics only, 64-byte
         // aligned (the data is page-aligned), and live as long as `self`.
         unsafe {
             protocol::Words {
                 header: Channel::header_of(&self.seg),
                 slots: std::slice::from_raw_parts(data.cast::<SlotHeader>(), g.slots as usize),
-                readers: std::slice::from_raw_parts(
-                    data.add(g.readers_offset).cast::<ReaderEntry>(),
-                    g.readers as usize,
-                ),
+                readers,
             }
         }
     }
@@ -116,15 +188,36 @@ pub struct ChannelStatus {
     pub max_frame_len: usize,
     /// The publisher's PID and whether it runs; `None`: no publisher.
     pub publisher: Option<crate::Holder>,
-    /// Subscribers registered (including dead ones not yet reclaimed).
-    pub subscribers: usize,
+    /// Leasing subscribers registered (including dead ones not yet
+    /// reclaimed); `None` when the lease table cannot be read. Read-only
+    /// subscribers register nowhere and are not counted.
+    pub subscribers: Option<usize>,
+    /// The processes holding leases right now.
+    pub lease_holders: Vec<crate::Holder>,
     /// The newest frame's number (0: none yet).
     pub latest_frame: u64,
     /// When the publisher last published (or started), ns since the epoch.
     pub last_publish_ns: u64,
+    /// Frames the publisher dropped because subscribers leased every free
+    /// slot.
+    pub dropped_frames: u64,
+    /// A lease holder that made the publisher drop its last dropped frame.
+    pub dropped_because_of: Option<crate::Holder>,
+    /// How long the publisher honours a lease while it has no free slot.
+    pub max_lease: std::time::Duration,
 }
 
-/// Reads channel `name`'s state without subscribing (a read-only open).
+#[cfg(not(loom))]
+fn holder(token: u64) -> crate::Holder {
+    use crate::identity::{token_liveness, token_pid, Liveness};
+    crate::Holder {
+        pid: token_pid(token),
+        alive: token_liveness(token) == Liveness::Alive,
+    }
+}
+
+/// Reads channel `name`'s state without subscribing (read-only opens of the
+/// channel and, if this user may read it, its lease table).
 ///
 /// # Errors
 /// [`SubscriberError::Open`](crate::SubscriberError) when it cannot be
@@ -133,26 +226,29 @@ pub struct ChannelStatus {
 pub fn inspect_channel<N: crate::IntoName>(
     name: N,
 ) -> Result<ChannelStatus, crate::SubscriberError> {
-    use crate::identity::{token_liveness, token_pid, Liveness};
     use crate::sync::Ordering::Relaxed;
     let name = name.into_name()?;
-    let seg = Segment::open(name.clone(), Some(crate::Kind::Channel), false)?;
-    let channel = Channel::new(seg).map_err(|what| crate::SubscriberError::Corrupt {
+    let seg = Segment::open(name.clone(), Some(Kind::Channel), false)?;
+    let mut channel = Channel::new(seg).map_err(|what| crate::SubscriberError::Corrupt {
         name: name.to_string(),
         what,
     })?;
+    channel.leases = channel.open_leases(&name, false).ok();
     let words = channel.words();
-    let writer = words.header.writer.load(Relaxed);
+    let h = words.header;
+    let writer = h.writer.load(Relaxed);
+    let blocked_by = h.blocked_by.load(Relaxed);
     Ok(ChannelStatus {
         slots: channel.geometry.slots,
         max_frame_len: channel.geometry.max_frame_len,
-        publisher: (writer != 0).then(|| crate::Holder {
-            pid: token_pid(writer),
-            alive: token_liveness(writer) == Liveness::Alive,
-        }),
-        subscribers: words.subscriber_count(),
+        publisher: (writer != 0).then(|| holder(writer)),
+        subscribers: channel.leases.as_ref().map(|_| words.subscriber_count()),
+        lease_holders: words.lease_holders().into_iter().map(holder).collect(),
         latest_frame: words.latest_number(),
-        last_publish_ns: words.header.last_publish_ns.load(Relaxed),
+        last_publish_ns: h.last_publish_ns.load(Relaxed),
+        dropped_frames: h.dropped_frames.load(Relaxed),
+        dropped_because_of: (blocked_by != 0).then(|| holder(blocked_by)),
+        max_lease: std::time::Duration::from_millis(h.max_lease_ms.load(Relaxed)),
     })
 }
 

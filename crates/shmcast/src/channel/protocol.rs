@@ -17,10 +17,16 @@
 //! # Writing
 //! [`begin_write`](Words::begin_write) tries the slot that was latest
 //! before the current one, then the others round the ring: it marks a
-//! candidate odd, then checks the reader table for a lease on it. A leased
-//! slot is given back (seq moves on to the next even value,
-//! data untouched) and the next one tried; if every slot is leased the
-//! writer gets an error at once instead of waiting. [`commit`](Words::commit)
+//! candidate odd, then checks the lease table for a lease on it. A leased
+//! slot is given back (its old `seq` restored, data untouched) and the next
+//! one tried; if every slot is leased the
+//! writer gets an error at once instead of waiting. The caller decides, per
+//! leased slot, whether to honour the lease: the publisher stops honouring
+//! a lease that has kept a slot from it for longer than the channel's
+//! `max_lease` while it had no other slot, so a stopped, slow or forged
+//! lease holder costs frames for a bounded time, never forever. A lease
+//! that is not honoured is overwritten; its holder finds out when it
+//! validates the lease (its slot's `seq` moved). [`commit`](Words::commit)
 //! stores the metadata with the next frame number, makes `seq` even, then
 //! points `latest` at the slot and bumps `generation` for waiters.
 //! [`abort`](Words::abort) marks the slot empty (frame number 0) and even.
@@ -33,7 +39,12 @@
 //! its store: either the writer sees the lease and leaves the slot alone, or
 //! the reader sees the odd `seq` and retries. A lease is only granted on an
 //! even `seq` that did not change across the lease store, on a slot with a
-//! non-zero frame number.
+//! non-zero frame number. Leases live in the lease table, a segment of its
+//! own that leasing subscribers may write; the slots and the frames live in
+//! the channel, which only the writer may write. Because the writer may
+//! revoke a lease (above), every use of a lease ends with a check that the
+//! slot's `seq` is still the one the lease was granted on
+//! ([`lease_intact`](Words::lease_intact)).
 //!
 //! # Copying (seqlock)
 //! A reader that copies (small frames; `Subscriber::read_latest` copies
@@ -48,18 +59,32 @@
 //! into `writer`; a token of a dead process may be swapped out. The new
 //! writer then [`repair`](Words::repair)s: odd slots (a write cut short)
 //! become empty and even, and `latest` is set from the newest complete
-//! slot, so frame numbers go on where the dead writer stopped. Reader entries of dead processes are cleared by whoever finds
-//! them ([`reclaim_dead_readers`](Words::reclaim_dead_readers)); the entry is
+//! slot, so frame numbers go on where the dead writer stopped. Entries of
+//! dead subscribers, and entries whose `beat_ns` has not moved for
+//! [`STALE_BEAT_NS`] (a stopped subscriber, or an entry forged in the name
+//! of a live process), are cleared by whoever finds them
+//! ([`reclaim_dead_readers`](Words::reclaim_dead_readers)); the entry is
 //! first swapped to a marker naming the reclaimer, so two reclaimers cannot
 //! clobber a new owner and a reclaimer that dies mid-way wedges nothing.
+//!
+//! # Untrusted words
+//! Every word here may have been scribbled by a peer (the lease table by
+//! any leasing subscriber; the channel by nobody but its owner, but it is
+//! checked all the same). Arithmetic on them wraps instead of overflowing,
+//! indices are checked against the slice they index, and the worst a bad
+//! value can cause is a refused read, a retry or a dropped frame.
 
 use super::layout::{ChannelHeader, ReaderEntry, SlotHeader, SlotMeta, RECLAIMING};
 use crate::sync::{fence, Ordering::*};
+
+/// Entries whose `beat_ns` is older (or newer) than this are stale.
+pub(crate) const STALE_BEAT_NS: u64 = 10_000_000_000;
 
 /// A view of one channel's shared words.
 pub(crate) struct Words<'a> {
     pub header: &'a ChannelHeader,
     pub slots: &'a [SlotHeader],
+    /// The lease table's entries; empty for a read-only subscriber.
     pub readers: &'a [ReaderEntry],
 }
 
@@ -129,7 +154,7 @@ impl Words<'_> {
             let seq = slot.seq.load(Acquire);
             if seq & 1 == 1 {
                 slot.number.store(0, Relaxed);
-                slot.seq.store(seq + 1, Release);
+                slot.seq.store(seq.wrapping_add(1), Release);
             } else {
                 let number = slot.number.load(Relaxed);
                 if number > newest {
@@ -148,7 +173,16 @@ impl Words<'_> {
     /// current one is the warmest in the caches and the likeliest to have
     /// been released by readers, so reusing it keeps the writer's working
     /// set to two or three slots instead of cycling through all of them.
-    pub(crate) fn begin_write(&self, prefer: Option<usize>) -> Result<usize, AllLeased> {
+    ///
+    /// `honour(slot, holder)` is called for every candidate once its lease
+    /// state is known, `holder` being the token of a subscriber that leases
+    /// it (`None`: free); it returns whether to leave the slot alone. A free
+    /// slot is never left alone.
+    pub(crate) fn begin_write(
+        &self,
+        prefer: Option<usize>,
+        mut honour: impl FnMut(usize, Option<u64>) -> bool,
+    ) -> Result<usize, AllLeased> {
         let n = self.slots.len();
         let latest = latest_slot_plus_one(self.header.latest.load(Relaxed));
         let prefer = prefer.filter(|&p| p < n);
@@ -168,38 +202,53 @@ impl Words<'_> {
             // Dekker with `lease_latest`; also orders the odd mark before
             // every payload store for seqlock readers.
             fence(SeqCst);
-            if !self.is_leased(s) {
+            let holder = self.lease_holder(s);
+            let leave_alone = honour(s, holder);
+            if holder.is_none() || !leave_alone {
                 // The lease releases we saw must happen before our writes.
                 fence(Acquire);
                 return Ok(s);
             }
-            // Leased: give the slot back, whole, and try the next one.
-            slot.seq.store((seq | 1) + 1, Release);
+            // Leased: give the slot back, whole, and try the next one. Its
+            // old `seq` comes back: nothing was written, so readers that
+            // saw that value before (a lease holder, a seqlock copy) may go
+            // on trusting what they read, and a lease holder checking its
+            // lease later is not told of a revocation that never happened.
+            slot.seq.store(seq, Release);
         }
         Err(AllLeased)
     }
 
-    fn is_leased(&self, s: usize) -> bool {
-        let used = (self.header.readers_hint.load(Relaxed) as usize).min(self.readers.len());
+    /// The token of a subscriber leasing slot `s`, if any.
+    fn lease_holder(&self, s: usize) -> Option<u64> {
         let wanted = s as u64 + 1;
-        self.readers[..used]
+        self.readers
             .iter()
-            .any(|r| r.lease.load(Relaxed) == wanted)
+            .find(|r| r.lease.load(Relaxed) == wanted)
+            .map(|r| r.token.load(Relaxed) & !RECLAIMING)
     }
 
     /// Publishes the frame written into slot `s`; returns its number.
-    pub(crate) fn commit(&self, s: usize, meta: &SlotMeta) -> u64 {
-        let number = latest_number(self.header.latest.load(Relaxed)) + 1;
+    pub(crate) fn commit(&self, s: usize, meta: &SlotMeta, now_ns: u64) -> u64 {
+        let number = latest_number(self.header.latest.load(Relaxed)).wrapping_add(1);
         let slot = &self.slots[s];
         slot.store_meta(&SlotMeta { number, ..*meta });
         let seq = slot.seq.load(Relaxed);
-        slot.seq.store(seq + 1, Release);
+        slot.seq.store(seq.wrapping_add(1), Release);
         self.header.latest.store(pack(number, s), Release);
+        self.header.last_publish_ns.store(now_ns, Relaxed);
+        // Waiters read the generation, check `latest`, and sleep only while
+        // the generation is unchanged (futex) or on the event this publish
+        // sets (Windows): either way a publish after their check wakes them.
         self.header.generation.fetch_add(1, Release);
-        // Dekker with `announce_waiting`: either the waiter sees the new
-        // generation, or we see its announcement (`has_waiters`).
-        fence(SeqCst);
         number
+    }
+
+    /// Records a frame dropped because `holder` (a token, 0: unknown)
+    /// leased every free slot.
+    pub(crate) fn note_dropped(&self, holder: u64) {
+        self.header.dropped_frames.fetch_add(1, Relaxed);
+        self.header.blocked_by.store(holder, Relaxed);
     }
 
     /// The slot holding the newest frame, if any (writer side).
@@ -212,22 +261,7 @@ impl Words<'_> {
         let slot = &self.slots[s];
         slot.number.store(0, Relaxed);
         let seq = slot.seq.load(Relaxed);
-        slot.seq.store(seq + 1, Release);
-    }
-
-    /// Whether any subscriber is blocked waiting (call after `commit`).
-    pub(crate) fn has_waiters(&self) -> bool {
-        self.header.waiters.load(Relaxed) > 0
-    }
-
-    /// Reader-table indices of the subscribers blocked waiting.
-    pub(crate) fn waiting_entries(&self) -> impl Iterator<Item = usize> + '_ {
-        let used = (self.header.readers_hint.load(Relaxed) as usize).min(self.readers.len());
-        self.readers[..used]
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.waiting.load(Relaxed) == 1)
-            .map(|(i, _)| i)
+        slot.seq.store(seq.wrapping_add(1), Release);
     }
 
     // ---- readers -----------------------------------------------------------
@@ -271,12 +305,14 @@ impl Words<'_> {
 
     /// Leases the latest frame for reader entry `entry`: until
     /// [`release_lease`](Self::release_lease) the writer leaves that slot
-    /// alone. Returns the slot and its (now stable) metadata.
+    /// alone (unless it revokes the lease, which
+    /// [`lease_intact`](Self::lease_intact) tells). Returns the slot, its
+    /// (now stable) metadata and the `seq` the lease was granted on.
     pub(crate) fn lease_latest(
         &self,
         entry: usize,
         tries: usize,
-    ) -> Result<Option<(usize, SlotMeta)>, ReadFail<()>> {
+    ) -> Result<Option<(usize, SlotMeta, u64)>, ReadFail<()>> {
         let me = &self.readers[entry];
         for _ in 0..tries {
             let Some((number, s)) = self.latest_slot()? else {
@@ -291,7 +327,7 @@ impl Words<'_> {
                 if slot.seq.load(Relaxed) == before {
                     let meta = slot.load_meta();
                     if meta.number == number {
-                        return Ok(Some((s, meta)));
+                        return Ok(Some((s, meta, before)));
                     }
                 }
                 me.lease.store(0, Release);
@@ -299,6 +335,14 @@ impl Words<'_> {
             spin();
         }
         Err(ReadFail::Overrun)
+    }
+
+    /// Whether slot `s` still holds what it held when its `seq` was `seq`:
+    /// call after reading a leased (or seqlock-read) frame, before trusting
+    /// what was read.
+    pub(crate) fn lease_intact(&self, s: usize, seq: u64) -> bool {
+        fence(Acquire);
+        self.slots[s].seq.load(Relaxed) == seq
     }
 
     /// The newest frame's number and slot, from one load of `latest`.
@@ -311,48 +355,85 @@ impl Words<'_> {
         }
     }
 
-    /// Ends entry `entry`'s lease; the writer may reuse the slot.
-    pub(crate) fn release_lease(&self, entry: usize) {
-        self.readers[entry].lease.store(0, Release);
+    /// Ends entry `entry`'s lease, if the entry is still `me`'s (it may
+    /// have been cleared as stale and given to another subscriber since).
+    pub(crate) fn release_lease(&self, entry: usize, me: u64) {
+        let r = &self.readers[entry];
+        if r.token.load(Acquire) == me {
+            r.lease.store(0, Release);
+        }
     }
 
-    /// Takes a free reader entry for `me`, clearing entries of dead
-    /// processes if none is free. `None`: the table is full of live ones.
-    pub(crate) fn register(&self, me: u64, is_dead: impl Fn(u64) -> bool) -> Option<usize> {
+    /// Whether entry `entry` still belongs to `me`.
+    pub(crate) fn owns_entry(&self, entry: usize, me: u64) -> bool {
+        self.readers[entry].token.load(Acquire) == me
+    }
+
+    /// Shows that entry `entry` is in use (see [`STALE_BEAT_NS`]).
+    pub(crate) fn touch(&self, entry: usize, now_ns: u64) {
+        self.readers[entry].beat_ns.store(now_ns, Relaxed);
+    }
+
+    /// Takes a free entry of the lease table for `me`, clearing dead and
+    /// stale entries if none is free. `None`: the table is full of live
+    /// ones.
+    pub(crate) fn register(
+        &self,
+        me: u64,
+        now_ns: u64,
+        is_dead: impl Fn(u64) -> bool,
+    ) -> Option<usize> {
         for pass in 0..2 {
             for (i, r) in self.readers.iter().enumerate() {
-                if r.token.compare_exchange(0, me, SeqCst, SeqCst).is_ok() {
-                    self.header.readers_hint.fetch_max(i as u32 + 1, SeqCst);
-                    return Some(i);
+                // Beat first: a reclaimer that sees our token must not find
+                // the previous owner's old beat and call us stale.
+                if r.token.load(Relaxed) == 0 {
+                    r.beat_ns.store(now_ns, Relaxed);
+                    if r.token.compare_exchange(0, me, SeqCst, SeqCst).is_ok() {
+                        r.lease.store(0, Release);
+                        return Some(i);
+                    }
                 }
             }
             if pass == 0 {
-                self.reclaim_dead_readers(me, &is_dead);
+                self.reclaim_dead_readers(me, now_ns, &is_dead);
             }
         }
         None
     }
 
-    /// Frees entry `entry` (its lease and waiting flag included).
-    pub(crate) fn unregister(&self, entry: usize) {
+    /// Frees entry `entry` (its lease included), if it is still `me`'s.
+    pub(crate) fn unregister(&self, entry: usize, me: u64) {
         let r = &self.readers[entry];
-        r.lease.store(0, Release);
-        r.waiting.store(0, Relaxed);
-        r.token.store(0, Release);
+        if r.token.load(Acquire) == me {
+            r.lease.store(0, Release);
+            let _ = r.token.compare_exchange(me, 0, SeqCst, SeqCst);
+        }
     }
 
-    /// Clears the entries (and leases) of dead processes; returns how many.
+    /// Clears the entries (and leases) of dead processes, and entries that
+    /// nobody has touched for [`STALE_BEAT_NS`]; returns how many.
     ///
     /// An entry is first swapped to a marker naming the reclaimer, so two
     /// reclaimers never both clear it (a late clear could wipe a new
     /// owner's lease), and one that dies mid-reclaim leaves a marker whose
     /// owner is dead: it is reclaimed again, never wedged.
-    pub(crate) fn reclaim_dead_readers(&self, me: u64, is_dead: impl Fn(u64) -> bool) -> usize {
+    pub(crate) fn reclaim_dead_readers(
+        &self,
+        me: u64,
+        now_ns: u64,
+        is_dead: impl Fn(u64) -> bool,
+    ) -> usize {
         let mut cleared = 0;
         for r in self.readers {
             let token = r.token.load(Acquire);
             let owner = token & !RECLAIMING;
-            if token == 0 || owner == me || !is_dead(owner) {
+            if token == 0 || owner == me {
+                continue;
+            }
+            let beat = r.beat_ns.load(Relaxed);
+            let stale = now_ns.abs_diff(beat) > STALE_BEAT_NS;
+            if !stale && !is_dead(owner) {
                 continue;
             }
             if r.token
@@ -360,9 +441,6 @@ impl Words<'_> {
                 .is_ok()
             {
                 r.lease.store(0, Release);
-                if r.waiting.swap(0, Relaxed) == 1 {
-                    self.header.waiters.fetch_sub(1, Relaxed);
-                }
                 r.token.store(0, Release);
                 cleared += 1;
             }
@@ -370,7 +448,7 @@ impl Words<'_> {
         cleared
     }
 
-    /// How many reader entries are taken.
+    /// How many lease-table entries are taken.
     pub(crate) fn subscriber_count(&self) -> usize {
         self.readers
             .iter()
@@ -378,23 +456,14 @@ impl Words<'_> {
             .count()
     }
 
-    /// Entry `entry` is about to block until a frame newer than what it saw.
-    /// Re-check the frame counter after this, before sleeping.
-    pub(crate) fn announce_waiting(&self, entry: usize) {
-        // Count first: a crash between the two leaves an over-count (only
-        // spurious wakes), never a flag without its count, which a reclaim
-        // would then subtract below zero.
-        self.header.waiters.fetch_add(1, Relaxed);
-        self.readers[entry].waiting.store(1, Relaxed);
-        // Dekker with `commit`.
-        fence(SeqCst);
-    }
-
-    /// Entry `entry` stopped waiting.
-    pub(crate) fn withdraw_waiting(&self, entry: usize) {
-        if self.readers[entry].waiting.swap(0, Relaxed) == 1 {
-            self.header.waiters.fetch_sub(1, Relaxed);
-        }
+    /// The tokens of the subscribers holding leases now.
+    pub(crate) fn lease_holders(&self) -> Vec<u64> {
+        self.readers
+            .iter()
+            .filter(|r| r.lease.load(Relaxed) != 0)
+            .map(|r| r.token.load(Relaxed) & !RECLAIMING)
+            .filter(|&t| t != 0)
+            .collect()
     }
 
     /// The futex word: bumped by every publish.
@@ -450,14 +519,13 @@ mod tests {
             slots: &slots,
             readers: &readers,
         };
-        header.readers_hint.store(1, Relaxed);
         // A dead subscriber's entry, half reclaimed by a process that died.
         readers[0].token.store(RECLAIMING | DEAD, Relaxed);
         readers[0].lease.store(1, Relaxed);
-        assert_eq!(w.reclaim_dead_readers(ME, |t| t == DEAD), 1);
+        assert_eq!(w.reclaim_dead_readers(ME, 0, |t| t == DEAD), 1);
         assert_eq!(readers[0].token.load(Relaxed), 0);
         assert_eq!(readers[0].lease.load(Relaxed), 0);
-        assert_eq!(w.register(ME, |_| false), Some(0));
+        assert_eq!(w.register(ME, 0, |_| false), Some(0));
     }
 
     #[test]
@@ -469,7 +537,7 @@ mod tests {
             readers: &readers,
         };
         readers[0].token.store(RECLAIMING | ME, Relaxed);
-        assert_eq!(w.reclaim_dead_readers(7 << 32, |t| t == DEAD), 0);
+        assert_eq!(w.reclaim_dead_readers(7 << 32, 0, |t| t == DEAD), 0);
         assert_eq!(readers[0].token.load(Relaxed), RECLAIMING | ME);
     }
 
@@ -481,15 +549,79 @@ mod tests {
             slots: &slots,
             readers: &readers,
         };
-        let s = w.begin_write(None).unwrap();
-        w.commit(s, &SlotMeta::default());
-        let t = w.begin_write(Some(s)).unwrap();
+        let honour = |_, holder: Option<u64>| holder.is_some();
+        let s = w.begin_write(None, honour).unwrap();
+        w.commit(s, &SlotMeta::default(), 0);
+        let t = w.begin_write(Some(s), honour).unwrap();
         assert_ne!(t, s, "the latest slot is never rewritten");
-        w.commit(t, &SlotMeta::default());
+        w.commit(t, &SlotMeta::default(), 0);
         assert_eq!(
-            w.begin_write(Some(s)).unwrap(),
+            w.begin_write(Some(s), honour).unwrap(),
             s,
             "the previous slot comes first"
         );
+    }
+
+    #[test]
+    fn scribbled_words_never_panic_or_index_out_of_bounds() {
+        let (header, slots, readers) = words(3);
+        let w = Words {
+            header: &header,
+            slots: &slots,
+            readers: &readers,
+        };
+        for v in [u64::MAX, u64::MAX - 1, 1 << 63, 255, 0] {
+            for slot in &slots {
+                slot.seq.store(v, Relaxed);
+                slot.number.store(v, Relaxed);
+                slot.len.store(v, Relaxed);
+            }
+            for r in &readers {
+                r.token.store(v, Relaxed);
+                r.lease.store(v, Relaxed);
+                r.beat_ns.store(v, Relaxed);
+            }
+            header.latest.store(v, Relaxed);
+            header.generation.store(v as u32, Relaxed);
+            w.repair();
+            let _ = w.read_latest(3, |_, _| Ok::<(), ()>(()));
+            let _ = w.lease_latest(0, 3);
+            if let Ok(s) = w.begin_write(None, |_, _| false) {
+                w.commit(s, &SlotMeta::default(), v);
+            }
+            let _ = w.begin_write(None, |_, h| h.is_some()).map(|s| w.abort(s));
+            w.reclaim_dead_readers(ME, v, |_| true);
+            let _ = w.register(ME, v, |_| false);
+        }
+    }
+
+    #[test]
+    fn a_revoked_lease_is_seen_by_its_holder() {
+        let (header, slots, readers) = words(2);
+        let w = Words {
+            header: &header,
+            slots: &slots,
+            readers: &readers,
+        };
+        let s = w.begin_write(None, |_, h| h.is_some()).unwrap();
+        w.commit(s, &SlotMeta::default(), 0);
+        let entry = w.register(ME, 0, |_| false).unwrap();
+        let (leased, _, seq) = w.lease_latest(entry, 10).unwrap().unwrap();
+        assert!(w.lease_intact(leased, seq));
+        let t = w.begin_write(None, |_, h| h.is_some()).unwrap();
+        w.commit(t, &SlotMeta::default(), 0);
+        // Only the leased slot is free now; honoured, the frame is dropped.
+        assert_eq!(w.begin_write(None, |_, h| h.is_some()), Err(AllLeased));
+        assert!(w.lease_intact(leased, seq));
+        // Revoked: the writer takes it, and the holder can tell.
+        let mut seen = None;
+        let u = w
+            .begin_write(None, |slot, h| {
+                seen = h.map(|t| (slot, t));
+                false
+            })
+            .unwrap();
+        assert_eq!((u, seen), (leased, Some((leased, ME))));
+        assert!(!w.lease_intact(leased, seq));
     }
 }

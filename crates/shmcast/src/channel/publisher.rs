@@ -1,21 +1,43 @@
 //! The writing side of a channel.
+//!
+//! # Who may do what
+//! The publisher creates two objects: the channel (`shmcast.NAME`), which
+//! only it writes, and the lease table (`shmcast.NAME~leases`), which it
+//! shares with leasing subscribers. [`ChannelOptions::create_options`]
+//! decides who may read the channel (Linux mode, Windows SDDL); the lease
+//! table gets the same permissions unless [`ChannelOptions::lease_options`]
+//! says otherwise, so with mode 0644 everyone may subscribe read-only and
+//! only the owner may lease, and with 0666 everyone may lease.
+//!
+//! # Take-over
+//! A publisher that finds the name taken by a channel whose owner is dead
+//! takes it over in place (subscribers keep reading, frame numbers go on)
+//! only if the object belongs to this user and was made with the same
+//! slots, frame size and mode; a dead channel of this user with other
+//! settings is removed and created anew (Linux; [`Publisher::replaced`]
+//! says so), and one of another user is never touched
+//! ([`CreateError::NotOurs`](crate::CreateError::NotOurs)).
 
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use super::layout::{ChannelHeader, Geometry, SlotMeta};
-use super::{now_ns, Channel, FrameMeta, DEFAULT_SLOTS};
+use super::layout::{ChannelHeader, Geometry, LeaseHeader, SlotMeta, LEASES_DATA_LEN};
+use super::{now_ns, Channel, FrameMeta, DEFAULT_SLOTS, MAX_SUBSCRIBERS};
 use crate::error::{CreateError, OpenError, PublishError, PublisherError};
 use crate::header::{Kind, COMMON_LEN};
 use crate::identity::{token_liveness, token_pid, Liveness, ProcessId};
-use crate::name::IntoName;
+use crate::name::{IntoName, Name, LEASES};
 use crate::os::Wakers;
-use crate::segment::{CreateOptions, Segment};
+use crate::segment::{Claim, CreateOptions, Segment};
 use crate::sync::Ordering::Relaxed;
 
-/// How often the publisher sweeps the reader table for dead subscribers
-/// even when it has slots to spare.
+/// How often the publisher sweeps the lease table for dead and stale
+/// subscribers even when it has slots to spare.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a lease is honoured, by default, while it keeps the publisher
+/// from every free slot.
+pub const DEFAULT_MAX_LEASE: Duration = Duration::from_secs(1);
 
 /// How to create a channel.
 #[derive(Clone, Debug)]
@@ -23,6 +45,8 @@ pub struct ChannelOptions {
     max_frame_len: usize,
     slots: u32,
     create: CreateOptions,
+    leases: Option<CreateOptions>,
+    max_lease: Duration,
 }
 
 impl ChannelOptions {
@@ -32,6 +56,8 @@ impl ChannelOptions {
             max_frame_len,
             slots: DEFAULT_SLOTS,
             create: CreateOptions::new(),
+            leases: None,
+            max_lease: DEFAULT_MAX_LEASE,
         }
     }
 
@@ -44,29 +70,57 @@ impl ChannelOptions {
         self
     }
 
-    /// Namespace, permissions and lifetime of the segment. Subscribers write
-    /// their leases into the channel, so they need read-write access (Linux
-    /// mode 0660/0666, or an SDDL granting GR|GW).
+    /// Namespace, permissions and lifetime of the channel. Subscribers need
+    /// only read access (Linux mode 0644 or 0640; Windows an SDDL granting
+    /// `GRGX`: read, and SYNCHRONIZE on the wake events).
     pub fn create_options(mut self, options: CreateOptions) -> ChannelOptions {
         self.create = options;
         self
+    }
+
+    /// Permissions of the lease table: who may write it may lease (read
+    /// frames in place while the publisher keeps off their slot). Default:
+    /// the channel's own options, so write access to the lease table goes
+    /// with the write bits of the channel's mode (or SDDL).
+    pub fn lease_options(mut self, options: CreateOptions) -> ChannelOptions {
+        self.leases = Some(options);
+        self
+    }
+
+    /// How long the publisher honours a lease that keeps it from its last
+    /// free slot (default [`DEFAULT_MAX_LEASE`]). After that it writes over
+    /// the leased slot and the lease's holder is told when it checks the
+    /// lease ([`Lease::release`](crate::Lease::release)). Leases that leave
+    /// the publisher a free slot are honoured for as long as they are held.
+    pub fn max_lease(mut self, max_lease: Duration) -> ChannelOptions {
+        self.max_lease = max_lease;
+        self
+    }
+
+    fn lease_create(&self) -> CreateOptions {
+        self.leases.clone().unwrap_or_else(|| self.create.clone())
     }
 }
 
 /// The one process that publishes frames on a channel.
 ///
 /// Created with [`Publisher::create`]; if a channel of that name exists and
-/// its publisher is dead, the new publisher takes it over (subscribers keep
-/// reading, frame numbers go on); if that publisher lives, creation fails
-/// naming its pid.
+/// its publisher is dead, the new publisher takes it over (see the module
+/// docs); if that publisher lives, creation fails naming its pid.
 pub struct Publisher {
     channel: Channel,
     me: u64,
     wakers: Wakers,
     last_sweep: Instant,
     took_over_from: Option<u32>,
+    replaced: Option<(u32, String)>,
     /// The slot that was latest before our last commit: reused first.
     previous: Option<usize>,
+    max_lease: Duration,
+    /// Per slot, since when we have found it leased without a break.
+    leased_since: Vec<Option<Instant>>,
+    dropped: u64,
+    revoked: u64,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -93,14 +147,22 @@ impl Publisher {
     ///
     /// # Errors
     /// [`PublisherError::WriterAlive`] when another live process publishes
-    /// on it; [`PublisherError::Incompatible`] when an existing channel's
-    /// slots are smaller than `max_frame_len`; [`PublisherError::Geometry`]
-    /// for an impossible slot count or size; create and open errors.
+    /// on it; [`PublisherError::Incompatible`] when an existing channel
+    /// that cannot be replaced (Windows: subscribers hold it open) has
+    /// other settings; [`PublisherError::Geometry`] for an impossible slot
+    /// count or size; create errors (among them
+    /// [`CreateError::NotOurs`](crate::CreateError::NotOurs)) and open
+    /// errors.
     pub fn create_with<N: IntoName>(
         name: N,
         options: &ChannelOptions,
     ) -> Result<Publisher, PublisherError> {
-        let name = name.into_name()?;
+        let mut name = name.into_name()?;
+        // The namespace option decides every object's name: the channel's,
+        // its lease table's and its wake events'.
+        if let Some(ns) = options.create.namespace_override() {
+            name = name.in_namespace(ns);
+        }
         let geometry = Geometry::new(options.slots, options.max_frame_len).map_err(|what| {
             PublisherError::Geometry {
                 name: name.to_string(),
@@ -108,26 +170,55 @@ impl Publisher {
             }
         })?;
         let me = ProcessId::current().token();
-        let (channel, took_over_from) = create_or_take_over(&name, options, &geometry, me)?;
+        let (mut channel, origin) = create_or_take_over(&name, options, &geometry, me)?;
+        let max_lease_ms = u64::try_from(options.max_lease.as_millis()).unwrap_or(u64::MAX);
+        Channel::header_of(&channel.seg)
+            .max_lease_ms
+            .store(max_lease_ms, Relaxed);
+        channel.leases = lease_table(&channel, &name, options);
         let wakers = Wakers::new(
             &name.object_name(),
             name.namespace(),
-            channel.geometry.readers as usize,
+            channel.instance(),
             options.create.sddl_str(),
-        );
+        )
+        .map_err(|source| PublisherError::Os {
+            name: name.to_string(),
+            source,
+        })?;
+        let slots = channel.geometry.slots as usize;
+        let (took_over_from, replaced) = match origin {
+            Origin::New => (None, None),
+            Origin::TookOver(pid) => (pid, None),
+            Origin::Replaced(pid, why) => (None, Some((pid, why))),
+        };
         Ok(Publisher {
             channel,
             me,
             wakers,
             last_sweep: Instant::now(),
             took_over_from,
+            replaced,
             previous: None,
+            max_lease: options.max_lease,
+            leased_since: vec![None; slots],
+            dropped: 0,
+            revoked: 0,
         })
     }
 
-    /// The PID of the dead publisher this one took over from, if any.
+    /// The PID of the dead publisher this one took over from in place, if
+    /// any.
     pub fn took_over_from(&self) -> Option<u32> {
         self.took_over_from
+    }
+
+    /// The PID of a dead publisher whose channel of this name was removed
+    /// and created anew, and why (its settings differed from ours).
+    pub fn replaced(&self) -> Option<(u32, &str)> {
+        self.replaced
+            .as_ref()
+            .map(|(pid, why)| (*pid, why.as_str()))
     }
 
     /// The largest frame, in bytes.
@@ -145,16 +236,45 @@ impl Publisher {
         self.channel.words().latest_number()
     }
 
-    /// How many subscribers are registered (live or not yet reclaimed).
+    /// How many leasing subscribers are registered (live or not yet
+    /// reclaimed). Read-only subscribers are invisible to the publisher.
     pub fn subscriber_count(&self) -> usize {
         self.channel.words().subscriber_count()
+    }
+
+    /// Whether leasing is available: the lease table exists and is ours.
+    /// Without it, subscribers can still read (copies and validated reads
+    /// in place), but none can lease.
+    pub fn leasing_available(&self) -> bool {
+        self.channel.leases.is_some()
+    }
+
+    /// Frames dropped because subscribers leased every free slot.
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Leases the publisher stopped honouring because they kept it from its
+    /// last free slot for longer than `max_lease`.
+    pub fn revoked_leases(&self) -> u64 {
+        self.revoked
+    }
+
+    /// Whether a process truncated the lease table (it then reads as
+    /// empty: leases are no longer honoured, frames go on).
+    pub fn lease_table_truncated(&self) -> bool {
+        self.channel
+            .leases
+            .as_ref()
+            .is_some_and(Segment::was_truncated)
     }
 
     /// Publishes `payload` as the next frame; returns its number.
     ///
     /// # Errors
     /// [`PublishError::TooLarge`], [`PublishError::AllSlotsLeased`] (the
-    /// frame is dropped, never waited for), [`PublishError::WriterLost`].
+    /// frame is dropped, never waited for), [`PublishError::WriterLost`],
+    /// [`PublishError::Truncated`].
     pub fn publish(&mut self, meta: &FrameMeta, payload: &[u8]) -> Result<u64, PublishError> {
         let slot = self.begin(payload.len())?;
         // SAFETY: `begin` gave us `slot`, odd and unleased (no reader uses it
@@ -186,6 +306,15 @@ impl Publisher {
         })
     }
 
+    fn truncated(&self) -> Result<(), PublishError> {
+        if self.channel.seg.was_truncated() {
+            return Err(PublishError::Truncated {
+                name: self.channel.name(),
+            });
+        }
+        Ok(())
+    }
+
     fn begin(&mut self, len: usize) -> Result<usize, PublishError> {
         let name = || self.channel.name();
         if len > self.max_frame_len() {
@@ -195,6 +324,7 @@ impl Publisher {
                 max: self.max_frame_len(),
             });
         }
+        self.truncated()?;
         let words = self.channel.words();
         if !words.is_writer(self.me) {
             return Err(PublishError::WriterLost {
@@ -204,22 +334,49 @@ impl Publisher {
         }
         if self.last_sweep.elapsed() >= SWEEP_EVERY {
             self.last_sweep = Instant::now();
-            words.reclaim_dead_readers(self.me, is_dead);
+            words.reclaim_dead_readers(self.me, now_ns(), is_dead);
         }
-        words
-            .begin_write(self.previous)
-            .or_else(|_| {
-                // Every free slot is leased: perhaps by the dead.
-                if words.reclaim_dead_readers(self.me, is_dead) > 0 {
-                    words.begin_write(self.previous)
-                } else {
-                    Err(super::protocol::AllLeased)
-                }
-            })
-            .map_err(|_| PublishError::AllSlotsLeased {
-                name: name(),
-                slots: self.slots(),
-            })
+        let now = Instant::now();
+        let (max_lease, leased_since) = (self.max_lease, &mut self.leased_since);
+        let mut holders = Vec::new();
+        let mut revoked = 0;
+        let mut honour = |s: usize, holder: Option<u64>| {
+            let Some(token) = holder else {
+                leased_since[s] = None;
+                return false;
+            };
+            let since = *leased_since[s].get_or_insert(now);
+            if now.duration_since(since) < max_lease {
+                holders.push(token);
+                true
+            } else {
+                revoked += 1;
+                false
+            }
+        };
+        let mut got = words.begin_write(self.previous, &mut honour);
+        if got.is_err() && words.reclaim_dead_readers(self.me, now_ns(), is_dead) > 0 {
+            got = words.begin_write(self.previous, &mut honour);
+        }
+        self.revoked += revoked;
+        match got {
+            Ok(slot) => {
+                self.leased_since[slot] = None;
+                Ok(slot)
+            }
+            Err(_) => {
+                self.dropped += 1;
+                words.note_dropped(holders.first().copied().unwrap_or(0));
+                let mut pids: Vec<u32> = holders.into_iter().map(token_pid).collect();
+                pids.sort_unstable();
+                pids.dedup();
+                Err(PublishError::AllSlotsLeased {
+                    name: name(),
+                    slots: self.slots(),
+                    holders: pids,
+                })
+            }
+        }
     }
 
     fn finish(&mut self, slot: usize, meta: &FrameMeta, len: usize) -> u64 {
@@ -239,35 +396,56 @@ impl Publisher {
         };
         let words = self.channel.words();
         self.previous = words.latest_slot_index();
-        let number = words.commit(slot, &stored);
-        words.header.last_publish_ns.store(now, Relaxed);
-        if words.has_waiters() {
-            self.wakers
-                .wake(words.generation(), words.waiting_entries());
-        }
+        let next = words.generation().load(Relaxed).wrapping_add(1);
+        self.wakers.before_publish(next);
+        let number = words.commit(slot, &stored, now);
+        self.wakers.wake(words.generation());
+        // A truncation during the write is reported by the next `begin`.
         number
     }
 }
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        // Under the name lock, name first, role second: a publisher taking
-        // over now either finds no name (and creates a fresh channel) or
-        // finds us still writing; never a free role on a vanishing name.
-        self.channel.seg.lock_name();
+        // Names first, role second, ownership last: a publisher taking over
+        // now either finds no name (and creates a fresh channel) or finds
+        // us still owning it; never a free role on a vanishing name.
         self.channel.seg.remove_name_now();
-        self.channel.words().release_writer(self.me);
-        self.channel.seg.unlock_name();
+        if let Some(leases) = self.channel.leases.as_mut() {
+            leases.remove_name_now();
+        }
+        let words = self.channel.words();
+        words.release_writer(self.me);
+        // Wake the waiters, so that they see us gone and follow the name.
+        let next = words.generation().load(Relaxed).wrapping_add(1);
+        self.wakers.before_publish(next);
+        words.header.generation.fetch_add(1, Relaxed);
+        self.wakers.wake(words.generation());
+        self.channel.seg.release_claim();
+        if let Some(leases) = &self.channel.leases {
+            leases.release_claim();
+        }
     }
 }
 
-/// Fills in a new channel's header: geometry, and `me` as its writer.
-fn init_header(base: *mut u8, geometry: &Geometry, me: u64) {
+fn random_instance() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is keyed from the OS's random source.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ns());
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
+/// Fills in a new channel's header: geometry, instance, and `me` as its
+/// writer.
+fn init_header(base: *mut u8, geometry: &Geometry, me: u64, instance: u64) {
     // SAFETY: `base` is the zeroed, writable header page of a new segment
     // that nobody else can open yet; the channel header fits in it after the
     // common header and is atomics only.
     let header = unsafe { &*base.add(COMMON_LEN).cast::<ChannelHeader>() };
     geometry.store(header);
+    header.instance.store(instance, Relaxed);
     header.writer.store(me, Relaxed);
     header.last_publish_ns.store(now_ns(), Relaxed);
 }
@@ -281,16 +459,28 @@ fn channel_of(seg: Segment) -> Result<Channel, PublisherError> {
     Channel::new(seg).map_err(|what| PublisherError::Open(OpenError::Corrupt { name, what }))
 }
 
+/// How a publisher came by its channel.
+enum Origin {
+    New,
+    /// Adopted in place from a dead publisher (its PID, if there was one).
+    TookOver(Option<u32>),
+    /// A dead publisher's channel with other settings, removed and created
+    /// anew: its PID and what differed.
+    Replaced(u32, String),
+}
+
 /// Creates channel `name`, or takes it over from a dead publisher. The name
 /// can change under us (a publisher exiting removes it; a creator may have
 /// died before finishing its header), so this looks again a few times.
 fn create_or_take_over(
-    name: &crate::Name,
+    name: &Name,
     options: &ChannelOptions,
     geometry: &Geometry,
     me: u64,
-) -> Result<(Channel, Option<u32>), PublisherError> {
-    let mut attempts = 3;
+) -> Result<(Channel, Origin), PublisherError> {
+    let instance = random_instance();
+    let mut replaced = None;
+    let mut attempts = 5;
     loop {
         attempts -= 1;
         let created = Segment::create(
@@ -298,88 +488,194 @@ fn create_or_take_over(
             Kind::Channel,
             geometry.data_len,
             &options.create.clone().replace_stale(false),
-            |base| init_header(base, geometry, me),
+            |base| init_header(base, geometry, me, instance),
         );
         let outcome = match created {
-            Ok(seg) => return Ok((channel_of(seg)?, None)),
-            Err(CreateError::AlreadyExists { .. }) => take_over(name.clone(), options, me),
+            Ok(seg) => {
+                let origin = match replaced.take() {
+                    Some((pid, why)) => Origin::Replaced(pid, why),
+                    None => Origin::New,
+                };
+                return Ok((channel_of(seg)?, origin));
+            }
+            Err(CreateError::AlreadyExists { .. }) => take_over(name, options, me),
             Err(e) => return Err(e.into()),
         };
         match outcome {
+            Ok(TakeOver::Adopted(channel, pid)) => return Ok((*channel, Origin::TookOver(pid))),
+            Ok(TakeOver::Removed(pid, why)) if attempts > 0 => replaced = Some((pid, why)),
+            Ok(TakeOver::Removed(..)) | Ok(TakeOver::Again) if attempts == 0 => {
+                return Err(PublisherError::Open(OpenError::Uninitialized {
+                    name: name.to_string(),
+                    owner: 0,
+                }))
+            }
+            Ok(_) => {}
             // Gone between our create and our open: create it.
             Err(PublisherError::Open(OpenError::NotFound { .. })) if attempts > 0 => {}
             // Left without a header by a creator that died: clear it away.
             Err(PublisherError::Open(OpenError::Uninitialized { .. }))
                 if attempts > 0 && crate::segment::remove_if_unfinished(name) => {}
-            other => return other,
+            Err(e) => return Err(e),
         }
     }
 }
 
-/// Opens the existing channel `name` and takes the writer role from a dead
-/// publisher (or from none). Judging the old publisher, claiming and
-/// adopting all happen under the name lock, so `clean` or an exiting
-/// publisher cannot remove the name in between; a name that no longer
-/// names the segment we opened is reported as `NotFound`.
-fn take_over(
-    name: crate::Name,
-    options: &ChannelOptions,
-    me: u64,
-) -> Result<(Channel, Option<u32>), PublisherError> {
-    let mut channel = channel_of(Segment::open(name.clone(), Some(Kind::Channel), true)?)?;
-    channel.seg.lock_name();
-    let claimed = claim(&mut channel, &name, options, me);
-    channel.seg.unlock_name();
-    claimed.map(|previous| (channel, previous))
+enum TakeOver {
+    /// Taken over in place from the dead publisher with this PID (`None`:
+    /// the last one exited cleanly).
+    Adopted(Box<Channel>, Option<u32>),
+    /// A dead publisher's channel with other settings, removed.
+    Removed(u32, String),
+    /// The name changed under us: look again.
+    Again,
 }
 
-fn claim(
-    channel: &mut Channel,
-    name: &crate::Name,
-    options: &ChannelOptions,
-    me: u64,
-) -> Result<Option<u32>, PublisherError> {
-    if !channel.seg.is_still_named() {
-        return Err(PublisherError::Open(OpenError::NotFound {
+/// Opens the existing channel `name` and takes it over from a dead
+/// publisher: only a regular object of this user, only by winning the
+/// claim on its owner word (so `clean` or another publisher cannot act on
+/// the same judgement), and only in place when its settings are ours.
+fn take_over(name: &Name, options: &ChannelOptions, me: u64) -> Result<TakeOver, PublisherError> {
+    let seg = Segment::open(name.clone(), Some(Kind::Channel), true)?;
+    let owned = seg.ownership().map_err(|source| PublisherError::Os {
+        name: name.to_string(),
+        source,
+    })?;
+    if !owned.mine {
+        return Err(CreateError::NotOurs {
             name: name.to_string(),
-        }));
+            owner: owned.owner,
+            mode: owned.mode,
+        }
+        .into());
     }
-    let g = channel.geometry;
-    // A live publisher is the first thing to report, whatever the geometry.
-    let current = channel.words().header.writer.load(Relaxed);
-    if current != 0 && current != me && !is_dead(current) {
+    let mut channel = channel_of(seg)?;
+    // A live publisher is the first thing to report, whatever the settings.
+    let writer = channel.words().header.writer.load(Relaxed);
+    if writer != 0 && writer != me && !is_dead(writer) {
         return Err(PublisherError::WriterAlive {
             name: name.to_string(),
-            pid: token_pid(current),
+            pid: token_pid(writer),
         });
     }
-    if g.max_frame_len < options.max_frame_len {
-        return Err(PublisherError::Incompatible {
-            name: name.to_string(),
-            what: format!(
-                "{} slots of {} bytes, smaller than the {} bytes asked for",
-                g.slots, g.max_frame_len, options.max_frame_len
-            ),
-        });
+    let previous = match channel.seg.claim(0) {
+        Claim::Won { previous } => previous,
+        Claim::Held { removing: true, .. } => return Ok(TakeOver::Again),
+        Claim::Held { pid, .. } => {
+            return Err(PublisherError::WriterAlive {
+                name: name.to_string(),
+                pid,
+            })
+        }
+        Claim::NotWritable => unreachable!("opened read-write"),
+    };
+    if !channel.seg.is_still_named() {
+        return Ok(TakeOver::Again);
+    }
+    let g = channel.geometry;
+    let mut differs = Vec::new();
+    if g.slots != options.slots {
+        differs.push(format!("{} slots, not {}", g.slots, options.slots));
+    }
+    if g.max_frame_len != options.max_frame_len {
+        differs.push(format!(
+            "frames of {} bytes, not {}",
+            g.max_frame_len, options.max_frame_len
+        ));
+    }
+    if let Some(mode) = owned.mode.filter(|&m| m != options.create.mode_bits()) {
+        differs.push(format!(
+            "mode {mode:04o}, not {:04o}",
+            options.create.mode_bits()
+        ));
+    }
+    let dead_pid = token_pid(previous & !crate::segment::REMOVING);
+    if !differs.is_empty() {
+        let why = differs.join(", ");
+        if cfg!(windows) {
+            // A section cannot be removed while subscribers hold it.
+            channel.seg.release_claim();
+            return Err(PublisherError::Incompatible {
+                name: name.to_string(),
+                what: format!(
+                    "{why}; subscribers still hold it open: stop them, or publish with the same settings"
+                ),
+            });
+        }
+        channel.seg.remove_name_now_claimed();
+        return Ok(TakeOver::Removed(dead_pid, why));
     }
     let words = channel.words();
-    let previous = words
-        .claim_writer(me, is_dead)
-        .map_err(|live| PublisherError::WriterAlive {
-            name: name.to_string(),
-            pid: token_pid(live),
-        })?;
+    let took_from =
+        words
+            .claim_writer(me, is_dead)
+            .map_err(|live| PublisherError::WriterAlive {
+                name: name.to_string(),
+                pid: token_pid(live),
+            })?;
     words.repair();
-    words.reclaim_dead_readers(me, is_dead);
     words.header.last_publish_ns.store(now_ns(), Relaxed);
-    // Only a successful claim makes the segment ours: until then, dropping
-    // it (on any error above) leaves the live channel's name alone.
     channel.seg.adopt(options.create.persists());
-    Ok(previous.map(token_pid))
+    let pid = took_from
+        .map(token_pid)
+        .or((previous != 0).then_some(dead_pid));
+    Ok(TakeOver::Adopted(Box::new(channel), pid))
+}
+
+/// The channel's lease table: created anew, or a dead publisher's adopted
+/// when it is ours and belongs to this channel. `None` (no leasing, frames
+/// flow all the same) when the name is held by something we will not use.
+fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Option<Segment> {
+    let leases_name = name.companion(LEASES);
+    let instance = channel.instance();
+    let create = || {
+        Segment::create(
+            leases_name.clone(),
+            Kind::Leases,
+            LEASES_DATA_LEN,
+            &options.lease_create().replace_stale(false),
+            |base| {
+                // SAFETY: the zeroed, writable header page of a new segment
+                // nobody can open yet; the lease header (atomics) fits after
+                // the common header.
+                let h = unsafe { &*base.add(COMMON_LEN).cast::<LeaseHeader>() };
+                h.instance.store(instance, Relaxed);
+                h.entries.store(MAX_SUBSCRIBERS, Relaxed);
+            },
+        )
+    };
+    for _ in 0..3 {
+        match create() {
+            Ok(seg) => return Some(seg),
+            Err(CreateError::AlreadyExists { .. }) => {}
+            Err(_) => return None,
+        }
+        let Ok(mut seg) = Segment::open(leases_name.clone(), Some(Kind::Leases), true) else {
+            // Unreadable, foreign or half made: ours to clear only if stale.
+            if crate::segment::remove_if_unfinished(&leases_name) {
+                continue;
+            }
+            return None;
+        };
+        if !seg.ownership().is_ok_and(|o| o.mine) {
+            return None;
+        }
+        if !matches!(seg.claim(0), Claim::Won { .. }) {
+            return None;
+        }
+        if channel.check_leases(&seg).is_ok() {
+            seg.adopt(options.create.persists());
+            return Some(seg);
+        }
+        // A table of an earlier channel of this name: replace it.
+        seg.remove_name_now_claimed();
+    }
+    None
 }
 
 /// A slot lent to the caller to fill in place. Dereferences to its `len`
 /// bytes; [`commit`](Loan::commit) publishes, dropping discards.
+#[must_use = "a loan publishes nothing unless committed"]
 pub struct Loan<'a> {
     publisher: &'a mut Publisher,
     slot: usize,
@@ -403,8 +699,9 @@ impl Loan<'_> {
 impl Deref for Loan<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the slot is ours (odd, unleased) until commit or drop; its
-        // payload has at least `len` bytes inside the mapping.
+        // SAFETY: the slot is ours (odd; leases on it were not honoured or
+        // absent, and readers validate before trusting it) until commit or
+        // drop; its payload has at least `len` bytes inside the mapping.
         unsafe { std::slice::from_raw_parts(self.publisher.channel.payload(self.slot), self.len) }
     }
 }

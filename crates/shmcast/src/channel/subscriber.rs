@@ -1,5 +1,31 @@
 //! The reading side of a channel.
+//!
+//! # Access levels
+//! A subscriber opens the channel read-only, always: it needs, and holds,
+//! no writable handle to anything the publisher writes. What it can do
+//! depends on [`Access`]:
+//!
+//! - [`Access::ReadOnly`] (the default): wait for frames, copy the latest
+//!   one ([`read_latest`](Subscriber::read_latest), a seqlock read), read it
+//!   in place and learn afterwards whether it changed meanwhile
+//!   ([`read_in_place`](Subscriber::read_in_place)), and tell the
+//!   publisher's health. Needs only read access to the channel.
+//! - [`Access::Leasing`]: all of the above, and
+//!   [`lease_latest`](Subscriber::lease_latest), which keeps the publisher
+//!   off the leased slot while the frame is used in place. Needs write
+//!   access to the channel's lease table (`shmcast.NAME~leases`), which the
+//!   publisher grants separately; it registers in one of its
+//!   [`MAX_SUBSCRIBERS`] entries.
+//!
+//! # Following the name
+//! When a publisher exits cleanly it removes the channel's name (Linux);
+//! the next publisher of that name creates a new channel. A subscriber
+//! notices in [`wait_newer`](Subscriber::wait_newer) (or when asked, with
+//! [`follow`](Subscriber::follow)) and reopens the name; frame numbers then
+//! start again from the new channel's. On Windows the section lives while
+//! subscribers hold it, and the next publisher takes it over in place.
 
+use std::cell::Cell;
 use std::ops::Deref;
 use std::time::{Duration, Instant};
 
@@ -9,23 +35,67 @@ use crate::copy::copy_from_shared;
 use crate::error::{OpenError, ReadError, SubscriberError};
 use crate::header::Kind;
 use crate::identity::{token_liveness, token_pid, Liveness, ProcessId};
-use crate::name::IntoName;
+use crate::name::{IntoName, Name};
 use crate::os::Wakeup;
 use crate::segment::Segment;
 use crate::sync::Ordering::Relaxed;
 
-/// How many seqlock copies are tried before falling back to copying from a
-/// lease (which the publisher cannot overwrite).
+/// How many seqlock copies a leasing subscriber tries before falling back
+/// to copying from a lease (which the publisher leaves alone).
 const COPY_TRIES: usize = 4;
-/// Frames larger than this are copied under a lease straight away: a copy
-/// that long is likely to be overwritten by a busy publisher, and every
-/// failed try costs a whole frame of memory traffic (the benchmark showed
-/// 6 MB copies against a fast writer at a fifth of the leased rate).
+/// How many seqlock copies a read-only subscriber tries before giving up
+/// with `Overrun` (it has no lease to fall back on).
+const READ_ONLY_TRIES: usize = 64;
+/// Frames larger than this are copied under a lease straight away by a
+/// leasing subscriber: a copy that long is likely to be overwritten by a
+/// busy publisher, and every failed try costs a whole frame of memory
+/// traffic (the benchmark showed 6 MB copies against a fast writer at a
+/// fifth of the leased rate).
 const SEQLOCK_MAX: usize = 256 * 1024;
 /// The same for a lease, which is cheap to retry.
 const LEASE_TRIES: usize = 10_000;
 /// The longest single sleep in `wait_newer`; it re-checks after each.
 const WAIT_SLICE: Duration = Duration::from_millis(250);
+/// How often a leasing subscriber refreshes its entry's beat.
+const BEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// What a subscriber may do; see the [module docs](self).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Needs only read access to the channel; writes nothing anywhere.
+    #[default]
+    ReadOnly,
+    /// May also lease frames in place; needs write access to the lease
+    /// table.
+    Leasing,
+}
+
+/// How to subscribe.
+#[derive(Clone, Debug, Default)]
+pub struct SubscriberOptions {
+    access: Access,
+    wait: Option<Duration>,
+}
+
+impl SubscriberOptions {
+    /// Read-only, and fail at once if the channel does not exist.
+    pub fn new() -> SubscriberOptions {
+        SubscriberOptions::default()
+    }
+
+    /// The access level.
+    pub fn access(mut self, access: Access) -> SubscriberOptions {
+        self.access = access;
+        self
+    }
+
+    /// Wait up to `timeout` for the channel to appear (a subscriber may
+    /// start before its publisher).
+    pub fn wait(mut self, timeout: Duration) -> SubscriberOptions {
+        self.wait = Some(timeout);
+        self
+    }
+}
 
 /// What a subscriber can tell about the publisher.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,21 +115,28 @@ pub enum Health {
 /// place, and waits for new ones without burning CPU.
 ///
 /// A `Subscriber` can move between threads but not be shared by them (it is
-/// `Send`, not `Sync`): its one reader-table entry holds one lease at a
-/// time, and two threads leasing through it would release each other's.
-/// Open one subscriber per thread.
+/// `Send`, not `Sync`): a leasing one has one lease-table entry, which holds
+/// one lease at a time, and two threads leasing through it would release
+/// each other's. Open one subscriber per thread.
 pub struct Subscriber {
+    name: Name,
     channel: Channel,
-    entry: usize,
+    access: Access,
+    me: u64,
+    /// Our lease-table entry (leasing subscribers); it may be cleared as
+    /// stale while we are stopped, and is then taken anew.
+    entry: Cell<Option<usize>>,
+    last_beat: Cell<Instant>,
     wakeup: Wakeup,
-    not_sync: std::marker::PhantomData<std::cell::Cell<()>>,
+    /// How many times the name was followed to a new channel.
+    reopened: u64,
 }
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Subscriber")
             .field("name", &self.channel.name())
-            .field("entry", &self.entry)
+            .field("access", &self.access)
             .finish()
     }
 }
@@ -69,42 +146,15 @@ fn is_dead(token: u64) -> bool {
 }
 
 impl Subscriber {
-    /// Subscribes to the existing channel `name`. Needs only the name: the
-    /// geometry comes from the channel's validated header.
+    /// Subscribes read-only to the existing channel `name`. Needs only the
+    /// name and read access: the geometry comes from the channel's
+    /// validated header.
     ///
     /// # Errors
     /// [`SubscriberError::Open`] (no such channel, not a channel, bad
-    /// header, no permission), [`SubscriberError::Corrupt`],
-    /// [`SubscriberError::TableFull`].
+    /// header, no permission), [`SubscriberError::Corrupt`].
     pub fn open<N: IntoName>(name: N) -> Result<Subscriber, SubscriberError> {
-        let name = name.into_name()?;
-        let seg = Segment::open(name.clone(), Some(Kind::Channel), true)?;
-        let channel = Channel::new(seg).map_err(|what| SubscriberError::Corrupt {
-            name: name.to_string(),
-            what,
-        })?;
-        let entry = channel
-            .words()
-            .register(ProcessId::current().token(), is_dead)
-            .ok_or_else(|| SubscriberError::TableFull {
-                name: name.to_string(),
-                max: MAX_SUBSCRIBERS,
-            })?;
-        match Wakeup::new(&name.object_name(), name.namespace(), entry) {
-            Ok(wakeup) => Ok(Subscriber {
-                channel,
-                entry,
-                wakeup,
-                not_sync: std::marker::PhantomData,
-            }),
-            Err(source) => {
-                channel.words().unregister(entry);
-                Err(SubscriberError::Os {
-                    name: name.to_string(),
-                    source,
-                })
-            }
-        }
+        Subscriber::open_with(name, &SubscriberOptions::new())
     }
 
     /// Like [`Subscriber::open`], but waits up to `timeout` for the channel
@@ -117,11 +167,29 @@ impl Subscriber {
         name: N,
         timeout: Duration,
     ) -> Result<Subscriber, SubscriberError> {
+        Subscriber::open_with(name, &SubscriberOptions::new().wait(timeout))
+    }
+
+    /// Subscribes with `options`: the access level, and whether to wait for
+    /// the channel to appear.
+    ///
+    /// # Errors
+    /// As [`Subscriber::open`] and [`Subscriber::open_wait`]; for leasing,
+    /// also [`SubscriberError::TableFull`], and `Open` errors of the lease
+    /// table (`PermissionDenied` when the publisher did not grant this
+    /// user write access to it).
+    pub fn open_with<N: IntoName>(
+        name: N,
+        options: &SubscriberOptions,
+    ) -> Result<Subscriber, SubscriberError> {
         let name = name.into_name()?;
         let started = Instant::now();
         loop {
-            match Subscriber::open(&name) {
-                Err(SubscriberError::Open(OpenError::NotFound { .. })) => {
+            match Subscriber::open_once(&name, options.access) {
+                Err(SubscriberError::Open(OpenError::NotFound { .. }))
+                    if options.wait.is_some() =>
+                {
+                    let timeout = options.wait.unwrap_or_default();
                     if started.elapsed() >= timeout {
                         return Err(SubscriberError::Timeout {
                             name: name.to_string(),
@@ -135,6 +203,70 @@ impl Subscriber {
         }
     }
 
+    fn open_once(name: &Name, access: Access) -> Result<Subscriber, SubscriberError> {
+        let seg = Segment::open(name.clone(), Some(Kind::Channel), false)?;
+        let mut channel = Channel::new(seg).map_err(|what| SubscriberError::Corrupt {
+            name: name.to_string(),
+            what,
+        })?;
+        let me = ProcessId::current().token();
+        let mut entry = None;
+        if access == Access::Leasing {
+            let leases = channel.open_leases(name, true)?;
+            // The lease table must be the channel owner's: one planted by
+            // someone else could be truncated under us at will.
+            let same_owner = match (channel.seg.ownership(), leases.ownership()) {
+                (Ok(a), Ok(b)) => a.owner == b.owner,
+                _ => false,
+            };
+            if !same_owner {
+                return Err(SubscriberError::Corrupt {
+                    name: name.to_string(),
+                    what: "its lease table does not belong to the channel's owner".to_owned(),
+                });
+            }
+            channel.leases = Some(leases);
+            entry = Some(
+                channel
+                    .words()
+                    .register(me, now_ns(), is_dead)
+                    .ok_or_else(|| SubscriberError::TableFull {
+                        name: name.to_string(),
+                        max: MAX_SUBSCRIBERS,
+                    })?,
+            );
+        }
+        let wakeup = Wakeup::new(&name.object_name(), name.namespace(), channel.instance())
+            .map_err(|source| SubscriberError::Os {
+                name: name.to_string(),
+                source,
+            });
+        let wakeup = match wakeup {
+            Ok(w) => w,
+            Err(e) => {
+                if let Some(entry) = entry {
+                    channel.words().unregister(entry, me);
+                }
+                return Err(e);
+            }
+        };
+        Ok(Subscriber {
+            name: name.clone(),
+            channel,
+            access,
+            me,
+            entry: Cell::new(entry),
+            last_beat: Cell::new(Instant::now()),
+            wakeup,
+            reopened: 0,
+        })
+    }
+
+    /// The access level this subscriber was opened with.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
     /// The largest frame this channel carries, in bytes.
     pub fn max_frame_len(&self) -> usize {
         self.channel.geometry.max_frame_len
@@ -145,60 +277,115 @@ impl Subscriber {
         self.channel.words().latest_number()
     }
 
+    /// How many times this subscriber followed its name to a new channel
+    /// (see [`follow`](Subscriber::follow)).
+    pub fn reopened(&self) -> u64 {
+        self.reopened
+    }
+
+    fn check_truncated(&self) -> Result<(), ReadError> {
+        if self.channel.seg.was_truncated() {
+            return Err(ReadError::Truncated {
+                name: self.channel.name(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Our lease-table entry, taken anew if it was cleared as stale, and
+    /// its beat refreshed when due.
+    fn lease_entry(&self) -> Result<usize, ReadError> {
+        let words = self.channel.words();
+        let Some(entry) = self.entry.get() else {
+            return Err(ReadError::NotLeasing {
+                name: self.channel.name(),
+                what: "this subscriber is read-only; open it with Access::Leasing to lease"
+                    .to_owned(),
+            });
+        };
+        if self.last_beat.get().elapsed() < BEAT_EVERY {
+            return Ok(entry);
+        }
+        self.last_beat.set(Instant::now());
+        let now = now_ns();
+        if words.owns_entry(entry, self.me) {
+            words.touch(entry, now);
+            return Ok(entry);
+        }
+        // Cleared while we were away (stopped, or too long idle).
+        let entry = words
+            .register(self.me, now, is_dead)
+            .ok_or_else(|| ReadError::NotLeasing {
+                name: self.channel.name(),
+                what: format!(
+                    "this subscriber's lease-table entry was cleared while it was idle, and all {MAX_SUBSCRIBERS} are taken now"
+                ),
+            })?;
+        self.entry.set(Some(entry));
+        Ok(entry)
+    }
+
     /// Copies the latest frame into `buf`; the bytes are always one whole
     /// frame. `Ok(None)` when nothing has been published yet.
     ///
-    /// For channels of small frames (up to 256 KiB) the copy is a seqlock
-    /// read: it writes nothing to shared memory and is retried when it
-    /// overlapped a write. A publisher fast enough to overwrite the frame
-    /// during every try would starve it, so after a few tries, and at once
-    /// for larger frames, the frame is leased instead, copied, and the lease
-    /// released: one pass over the frame, progress guaranteed, and the
-    /// publisher still never waits.
+    /// The copy is a seqlock read: it writes nothing to shared memory and is
+    /// retried when it overlapped a write. A leasing subscriber falls back,
+    /// after a few tries (and at once for frames over 256 KiB), to leasing
+    /// the frame, copying it and releasing the lease: one pass over the
+    /// frame, progress guaranteed, and the publisher still never waits. A
+    /// read-only subscriber keeps trying, then reports `Overrun` (give the
+    /// channel more slots, or lease).
     ///
     /// # Errors
     /// [`ReadError::BufferTooSmall`], [`ReadError::Corrupt`],
-    /// [`ReadError::Overrun`] (only if even leasing kept failing).
+    /// [`ReadError::Overrun`], [`ReadError::Truncated`].
     pub fn read_latest(&self, buf: &mut [u8]) -> Result<Option<FrameInfo>, ReadError> {
+        self.check_truncated()?;
         let words = self.channel.words();
-        if self.max_frame_len() <= SEQLOCK_MAX {
-            let copied =
-                words.read_latest(COPY_TRIES, |slot, meta| self.copy_out(slot, meta.len, buf));
+        let tries = match self.access {
+            Access::ReadOnly => READ_ONLY_TRIES,
+            Access::Leasing if self.max_frame_len() <= SEQLOCK_MAX => COPY_TRIES,
+            Access::Leasing => 0,
+        };
+        if tries > 0 {
+            let copied = words.read_latest(tries, |slot, meta| self.copy_out(slot, meta.len, buf));
             match copied {
-                Err(ReadFail::Overrun) => {}
+                Err(ReadFail::Overrun) if self.access == Access::Leasing => {}
                 other => {
+                    self.check_truncated()?;
                     return other
                         .map(|m| m.as_ref().map(frame_info))
-                        .map_err(|e| self.read_fail(e))
+                        .map_err(|e| self.read_fail(e));
                 }
             }
         }
         // `&self` proves no `Lease` of ours is alive (it borrows `&mut
         // self`), and `Subscriber` is not `Sync`, so no other thread is in
-        // here either: our reader entry's lease is free to use.
-        let leased = words.lease_latest(self.entry, LEASE_TRIES);
-        let (slot, meta) = match leased {
-            Ok(Some(found)) => found,
-            Ok(None) => return Ok(None),
-            Err(ReadFail::Corrupt) => return Err(self.read_fail(ReadFail::Corrupt)),
-            Err(_) => return Err(self.read_fail(ReadFail::Overrun)),
-        };
-        let copied = self.copy_out(slot, meta.len, buf);
-        words.release_lease(self.entry);
-        copied.map(|()| Some(frame_info(&meta)))
+        // here either: our entry's lease is free to use.
+        let entry = self.lease_entry()?;
+        for _ in 0..COPY_TRIES {
+            let (slot, meta, seq) = match words.lease_latest(entry, LEASE_TRIES) {
+                Ok(Some(found)) => found,
+                Ok(None) => return Ok(None),
+                Err(ReadFail::Corrupt) => return Err(self.read_fail(ReadFail::Corrupt)),
+                Err(_) => return Err(self.read_fail(ReadFail::Overrun)),
+            };
+            let copied = self.copy_out(slot, meta.len, buf);
+            let intact = words.lease_intact(slot, seq);
+            words.release_lease(entry, self.me);
+            self.check_truncated()?;
+            if intact {
+                return copied.map(|()| Some(frame_info(&meta)));
+            }
+            // Revoked while we copied: the copy may be torn; again.
+        }
+        Err(self.read_fail(ReadFail::Overrun))
     }
 
     /// Copies `len` bytes of slot `slot`'s payload into `buf`, after
     /// checking `len` (untrusted) against the slot size and the buffer.
     fn copy_out(&self, slot: usize, len: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        let max = self.max_frame_len();
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        if len > max {
-            return Err(ReadError::Corrupt {
-                name: self.channel.name(),
-                what: format!("frame length {len} exceeds the slot size {max}"),
-            });
-        }
+        let len = self.checked_len(len)?;
         let Some(dst) = buf.get_mut(..len) else {
             return Err(ReadError::BufferTooSmall {
                 name: self.channel.name(),
@@ -213,6 +400,17 @@ impl Subscriber {
         Ok(())
     }
 
+    fn checked_len(&self, len: u64) -> Result<usize, ReadError> {
+        let max = self.max_frame_len();
+        match usize::try_from(len) {
+            Ok(len) if len <= max => Ok(len),
+            _ => Err(ReadError::Corrupt {
+                name: self.channel.name(),
+                what: format!("frame length {len} exceeds the slot size {max}"),
+            }),
+        }
+    }
+
     /// The latest frame, copied into a new `Vec`.
     ///
     /// # Errors
@@ -223,6 +421,47 @@ impl Subscriber {
             buf.truncate(info.len);
             (info, buf)
         }))
+    }
+
+    /// Runs `f` on the latest frame where it lies in shared memory, without
+    /// a copy and without writing anything, then checks that the publisher
+    /// did not touch the frame meanwhile: only then is `f`'s result
+    /// returned. If it did, `f` runs again on the newer frame, a few times,
+    /// then `Overrun`. `Ok(None)` when nothing has been published yet.
+    ///
+    /// While `f` runs, the bytes it sees may be changing under it (that is
+    /// what the check afterwards is for): `f` must not trust them to be
+    /// consistent, must not panic on any value, and should only compute
+    /// something whose result can be thrown away (a checksum, a
+    /// conversion into a buffer of its own). For long work on a frame that
+    /// must not change, lease it ([`Access::Leasing`]) or copy it.
+    ///
+    /// # Errors
+    /// [`ReadError::Overrun`], [`ReadError::Corrupt`],
+    /// [`ReadError::Truncated`].
+    pub fn read_in_place<R>(
+        &self,
+        mut f: impl FnMut(&FrameInfo, &[u8]) -> R,
+    ) -> Result<Option<(FrameInfo, R)>, ReadError> {
+        self.check_truncated()?;
+        let mut result = None;
+        let got = self.channel.words().read_latest(COPY_TRIES, |slot, meta| {
+            let len = self.checked_len(meta.len)?;
+            let info = frame_info(meta);
+            // SAFETY: `slot` is valid and `len` within its payload, mapped
+            // for as long as `self`. Other processes may write these bytes
+            // while `f` reads them (the documented contract of `f`); the
+            // seq check after `f` decides whether its result is kept.
+            let bytes = unsafe { std::slice::from_raw_parts(self.channel.payload(slot), len) };
+            result = Some(f(&info, bytes));
+            Ok(())
+        });
+        self.check_truncated()?;
+        match got {
+            Ok(Some(meta)) => Ok(result.map(|r| (frame_info(&meta), r))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.read_fail(e)),
+        }
     }
 
     fn read_fail(&self, fail: ReadFail<ReadError>) -> ReadError {
@@ -240,39 +479,37 @@ impl Subscriber {
 
     /// Leases the latest frame in place: the guard dereferences to the
     /// frame's bytes in shared memory, and until it is dropped the
-    /// publisher writes to other slots. `Ok(None)` when nothing has been
-    /// published yet.
+    /// publisher writes to other slots, unless the lease keeps it from
+    /// every free slot for longer than the channel's max lease; then it is
+    /// revoked, which [`Lease::release`] reports. `Ok(None)` when nothing
+    /// has been published yet. Only for [`Access::Leasing`] subscribers.
     ///
     /// # Errors
-    /// [`ReadError::Overrun`], [`ReadError::Corrupt`].
+    /// [`ReadError::NotLeasing`], [`ReadError::Overrun`],
+    /// [`ReadError::Corrupt`], [`ReadError::Truncated`].
     pub fn lease_latest(&mut self) -> Result<Option<Lease<'_>>, ReadError> {
+        self.check_truncated()?;
+        let entry = self.lease_entry()?;
         let words = self.channel.words();
-        let leased = words
-            .lease_latest(self.entry, LEASE_TRIES)
-            .map_err(|e| match e {
-                ReadFail::Corrupt => ReadFail::Corrupt,
-                _ => ReadFail::Overrun,
-            });
-        let (slot, meta) = match leased {
+        let leased = words.lease_latest(entry, LEASE_TRIES).map_err(|e| match e {
+            ReadFail::Corrupt => ReadFail::Corrupt,
+            _ => ReadFail::Overrun,
+        });
+        let (slot, meta, seq) = match leased {
             Ok(Some(found)) => found,
             Ok(None) => return Ok(None),
             Err(e) => return Err(self.read_fail(e)),
         };
         let info = frame_info(&meta);
-        if info.len > self.max_frame_len() {
-            words.release_lease(self.entry);
-            return Err(ReadError::Corrupt {
-                name: self.channel.name(),
-                what: format!(
-                    "frame length {} exceeds the slot size {}",
-                    info.len,
-                    self.max_frame_len()
-                ),
-            });
+        if let Err(e) = self.checked_len(meta.len) {
+            words.release_lease(entry, self.me);
+            return Err(e);
         }
         Ok(Some(Lease {
             subscriber: self,
+            entry,
             slot,
+            seq,
             info,
         }))
     }
@@ -281,15 +518,22 @@ impl Subscriber {
     /// returns the newest frame number. Blocks in the kernel (Linux futex,
     /// Windows event): no CPU is used while waiting.
     ///
+    /// When the publisher is gone and its name now names a new channel (a
+    /// restarted publisher), the subscriber follows the name (see
+    /// [`follow`](Subscriber::follow)) and returns as soon as the new
+    /// channel has a frame, whatever its number: numbers start again with a
+    /// new channel, so `seen = sub.wait_newer(seen, t)?` keeps working.
+    ///
     /// # Errors
     /// [`ReadError::Timeout`].
-    pub fn wait_newer(&self, than: u64, timeout: Duration) -> Result<u64, ReadError> {
-        let words = self.channel.words();
+    pub fn wait_newer(&mut self, than: u64, timeout: Duration) -> Result<u64, ReadError> {
         let started = Instant::now();
+        let reopened_before = self.reopened;
         loop {
+            let words = self.channel.words();
             let generation = words.generation().load(crate::sync::Ordering::Acquire);
             let latest = words.latest_number();
-            if latest > than {
+            if latest > than || (self.reopened != reopened_before && latest > 0) {
                 return Ok(latest);
             }
             let waited = started.elapsed();
@@ -301,12 +545,49 @@ impl Subscriber {
                     waited,
                 });
             }
-            words.announce_waiting(self.entry);
-            if words.latest_number() <= than {
-                let slice = (timeout - waited).min(WAIT_SLICE);
-                self.wakeup.wait(words.generation(), generation, slice);
+            if self.entry.get().is_some() {
+                let _ = self.lease_entry();
             }
-            words.withdraw_waiting(self.entry);
+            if self.publisher_gone() {
+                if let Ok(true) = self.follow() {
+                    continue;
+                }
+                // Nobody to wake us: sleep a short slice and look again.
+                let slice = (timeout - waited).min(Duration::from_millis(50));
+                std::thread::sleep(slice);
+                continue;
+            }
+            let slice = (timeout - waited).min(WAIT_SLICE);
+            self.wakeup
+                .wait(self.channel.words().generation(), generation, slice);
+        }
+    }
+
+    fn publisher_gone(&self) -> bool {
+        let writer = self.channel.words().header.writer.load(Relaxed);
+        writer == 0 || token_liveness(writer) == Liveness::Dead
+    }
+
+    /// If the channel's name now names another channel (its publisher
+    /// exited and a new one created the name anew), reopens the name with
+    /// the same access level. `Ok(true)`: this subscriber now reads the
+    /// new channel (its frame numbers start again). `Ok(false)`: the name
+    /// still names our channel, or names nothing yet.
+    ///
+    /// # Errors
+    /// As [`Subscriber::open_with`], when the new channel cannot be opened.
+    pub fn follow(&mut self) -> Result<bool, SubscriberError> {
+        if self.channel.seg.is_still_named() {
+            return Ok(false);
+        }
+        match Subscriber::open_once(&self.name, self.access) {
+            Ok(mut fresh) => {
+                fresh.reopened = self.reopened + 1;
+                *self = fresh;
+                Ok(true)
+            }
+            Err(SubscriberError::Open(OpenError::NotFound { .. })) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -314,8 +595,7 @@ impl Subscriber {
     /// published nothing for `stall_after`.
     pub fn health(&self, stall_after: Duration) -> Health {
         let header = self.channel.words().header;
-        let writer = header.writer.load(Relaxed);
-        if writer == 0 || token_liveness(writer) == Liveness::Dead {
+        if self.publisher_gone() {
             return Health::Gone;
         }
         let idle =
@@ -336,16 +616,22 @@ impl Subscriber {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        self.channel.words().withdraw_waiting(self.entry);
-        self.channel.words().unregister(self.entry);
+        if let Some(entry) = self.entry.get() {
+            self.channel.words().unregister(entry, self.me);
+        }
     }
 }
 
 /// A frame leased in place; dereferences to its bytes in shared memory.
-/// The publisher leaves its slot alone until the lease is dropped.
+/// The publisher leaves its slot alone until the lease is dropped, unless
+/// it revokes the lease (see [`Subscriber::lease_latest`]): call
+/// [`release`](Lease::release) to learn whether what was read is good.
+#[must_use = "a lease keeps a slot from the publisher until it is dropped"]
 pub struct Lease<'a> {
     subscriber: &'a Subscriber,
+    entry: usize,
     slot: usize,
+    seq: u64,
     info: FrameInfo,
 }
 
@@ -354,14 +640,42 @@ impl Lease<'_> {
     pub fn info(&self) -> &FrameInfo {
         &self.info
     }
+
+    /// Whether the frame is still the one leased (the lease was not
+    /// revoked so far).
+    pub fn is_intact(&self) -> bool {
+        self.subscriber
+            .channel
+            .words()
+            .lease_intact(self.slot, self.seq)
+    }
+
+    /// Ends the lease, saying whether the frame stayed whole all along.
+    ///
+    /// # Errors
+    /// [`ReadError::Revoked`] when the publisher revoked the lease: what
+    /// was read from it may be torn and must be discarded.
+    pub fn release(self) -> Result<(), ReadError> {
+        if self.is_intact() && !self.subscriber.channel.seg.was_truncated() {
+            Ok(())
+        } else {
+            Err(ReadError::Revoked {
+                name: self.subscriber.channel.name(),
+                number: self.info.number,
+            })
+        }
+    }
 }
 
 impl Deref for Lease<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the lease keeps the publisher off this slot (see the
-        // protocol), so its bytes do not change while the lease lives; the
-        // length was checked against the slot size.
+        // SAFETY: the slot and length were checked against the geometry; the
+        // payload stays mapped while the subscriber lives. The lease keeps
+        // the publisher off this slot, so its bytes do not change, unless
+        // the lease is revoked (bounded, see `lease_latest`), which
+        // `release` reports; the bytes are then read, as in `read_in_place`,
+        // as memory another process writes.
         unsafe {
             std::slice::from_raw_parts(self.subscriber.channel.payload(self.slot), self.info.len)
         }
@@ -373,7 +687,7 @@ impl Drop for Lease<'_> {
         self.subscriber
             .channel
             .words()
-            .release_lease(self.subscriber.entry);
+            .release_lease(self.entry, self.subscriber.me);
     }
 }
 

@@ -7,16 +7,24 @@
 //! Lifetime: a `/dev/shm` object lives until it is unlinked, whether or not
 //! any process maps it. The segment layer unlinks on its creator's drop (see
 //! `Segment`), and `clean` removes what crashed creators left behind.
+//!
+//! Untrusted names: anyone may put anything in `/dev/shm`. Opening uses
+//! `O_NONBLOCK | O_NOFOLLOW` and accepts regular files only, so a FIFO or a
+//! symlink planted under our prefix is reported as foreign instead of
+//! hanging the opener or redirecting it.
+//!
+//! Truncation: a process with write access can `ftruncate` an object that
+//! others map, and their next access past the new end raises SIGBUS. The
+//! [`sigbus`] guard turns that into an error naming the segment.
 
 use std::ffi::c_void;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::ptr::{self, NonNull};
 
-use rustix::fs::{FallocateFlags, Mode};
+use rustix::fs::{FallocateFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
-use rustix::shm;
 
 use super::OsError;
 use crate::name::{Namespace, OBJECT_PREFIX};
@@ -29,6 +37,8 @@ pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
     fd: OwnedFd,
+    /// Our entry in the SIGBUS guard's table, if it had room.
+    guard: Option<usize>,
 }
 
 // SAFETY: the mapping is plain memory shared with other processes; this type
@@ -48,45 +58,81 @@ pub(crate) struct CreateSpec<'a> {
     /// Windows security descriptor (SDDL); not used on Linux.
     #[allow(dead_code)]
     pub sddl: Option<&'a str>,
+    /// The creator's token, stamped into the owner word (offset 40) before
+    /// the memory is reserved, so that a creator that dies while reserving
+    /// a large object is known to be dead at once.
+    pub owner: u64,
 }
 
-fn shm_path(object: &str) -> String {
-    format!("/{object}")
+/// Who owns an existing object, for take-overs.
+pub(crate) struct Ownership {
+    /// It belongs to the user we run as.
+    pub mine: bool,
+    /// Its owner, for messages (`uid 1001`).
+    pub owner: String,
+    /// Its permission bits (Linux).
+    pub mode: Option<u32>,
 }
+
+fn shm_file(object: &str) -> String {
+    format!("{SHM_DIR}/{object}")
+}
+
+/// The offset of the owner word in the common header.
+const OWNER_OFFSET: u64 = 40;
 
 impl Mapping {
     /// Creates a new object of `size` bytes, fails if it exists. The memory is
     /// reserved (`fallocate`) before it is mapped, so a full `/dev/shm` is an
     /// error here and never a SIGBUS later.
     pub(crate) fn create(object: &str, size: usize, spec: &CreateSpec) -> Result<Mapping, OsError> {
-        let path = shm_path(object);
+        let path = shm_file(object);
         let mode = Mode::from_bits_truncate(spec.mode);
-        let flags = shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR;
-        let fd = shm::open(&path, flags, mode).map_err(|e| OsError::new("shm_open", e.into()))?;
+        // What shm_open does, plus O_NOFOLLOW: O_EXCL never follows a link.
+        let flags =
+            OFlags::CREATE | OFlags::EXCL | OFlags::RDWR | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd =
+            rustix::fs::open(&path, flags, mode).map_err(|e| OsError::new("shm_open", e.into()))?;
         let built = (|| {
-            // shm_open applies the umask; set the mode the caller asked for.
+            // open applies the umask; set the mode the caller asked for.
             rustix::fs::fchmod(&fd, mode).map_err(|e| OsError::new("fchmod", e.into()))?;
             rustix::fs::ftruncate(&fd, size as u64)
                 .map_err(|e| OsError::new("ftruncate", e.into()))?;
+            if size as u64 >= OWNER_OFFSET + 8 {
+                rustix::io::pwrite(&fd, &spec.owner.to_ne_bytes(), OWNER_OFFSET)
+                    .map_err(|e| OsError::new("pwrite", e.into()))?;
+            }
             reserve(&fd, size)?;
             map(fd, size, true)
         })();
         if built.is_err() {
-            let _ = shm::unlink(&path);
+            let _ = rustix::fs::unlink(&path);
         }
         built
     }
 
-    /// Opens an existing object; its size comes from `fstat`.
+    /// Opens an existing object; its size comes from `fstat`. Never blocks
+    /// and never follows a link: anything but a regular file is refused with
+    /// `ErrorKind::InvalidData` (op `"foreign"`).
     pub(crate) fn open(object: &str, _ns: Namespace, writable: bool) -> Result<Mapping, OsError> {
-        let flags = if writable {
-            shm::OFlags::RDWR
+        let access = if writable {
+            OFlags::RDWR
         } else {
-            shm::OFlags::RDONLY
+            OFlags::RDONLY
         };
-        let fd = shm::open(shm_path(object), flags, Mode::empty())
-            .map_err(|e| OsError::new("shm_open", e.into()))?;
+        let flags = access | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::open(shm_file(object), flags, Mode::empty()).map_err(|e| match e {
+            Errno::LOOP => foreign("a symbolic link"),
+            e => OsError::new("shm_open", e.into()),
+        })?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| OsError::new("fstat", e.into()))?;
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Fifo => return Err(foreign("a FIFO")),
+            FileType::Directory => return Err(foreign("a directory")),
+            FileType::Socket => return Err(foreign("a socket")),
+            _ => return Err(foreign("a device or other special file")),
+        }
         let len = usize::try_from(stat.st_size).unwrap_or(0);
         if len == 0 {
             // mmap refuses zero lengths; an empty object is reported by the
@@ -95,9 +141,27 @@ impl Mapping {
                 ptr: NonNull::dangling(),
                 len: 0,
                 fd,
+                guard: None,
             });
         }
         map(fd, len, writable)
+    }
+
+    /// Who owns the object, and its mode.
+    pub(crate) fn ownership(&self) -> io::Result<Ownership> {
+        let stat = rustix::fs::fstat(&self.fd)?;
+        Ok(Ownership {
+            mine: stat.st_uid == rustix::process::geteuid().as_raw(),
+            owner: format!("uid {}", stat.st_uid),
+            mode: Some(stat.st_mode & 0o7777),
+        })
+    }
+
+    /// Whether another process shrank the object under us and an access
+    /// past its new end was caught (see [`sigbus`]); the memory there now
+    /// reads as zeros and writes go nowhere.
+    pub(crate) fn was_truncated(&self) -> bool {
+        self.guard.is_some_and(sigbus::was_hit)
     }
 
     pub(crate) fn as_ptr(&self) -> *mut u8 {
@@ -113,7 +177,7 @@ impl Mapping {
     pub(crate) fn is_named(&self, object: &str) -> bool {
         match (
             rustix::fs::fstat(&self.fd),
-            rustix::fs::stat(format!("{SHM_DIR}/{object}")),
+            rustix::fs::stat(shm_file(object)),
         ) {
             (Ok(ours), Ok(theirs)) => ours.st_dev == theirs.st_dev && ours.st_ino == theirs.st_ino,
             _ => false,
@@ -124,26 +188,16 @@ impl Mapping {
     /// name may have been taken over since, and that segment is not ours).
     pub(crate) fn unlink_if_same(&self, object: &str) {
         if self.is_named(object) {
-            let _ = shm::unlink(shm_path(object));
+            let _ = rustix::fs::unlink(shm_file(object));
         }
-    }
-
-    /// Takes an exclusive `flock` on the object: processes that judge a
-    /// segment and then act on its name (remove a stale one, adopt a dead
-    /// publisher's channel, give one up) hold it across both steps, so no
-    /// one acts on a judgement another has made stale in between. Held for
-    /// a few system calls at a time; the kernel drops it if the holder dies.
-    pub(crate) fn lock_name(&self) {
-        let _ = rustix::fs::flock(&self.fd, rustix::fs::FlockOperation::LockExclusive);
-    }
-
-    pub(crate) fn unlock_name(&self) {
-        let _ = rustix::fs::flock(&self.fd, rustix::fs::FlockOperation::Unlock);
     }
 }
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if let Some(entry) = self.guard {
+            sigbus::unregister(entry);
+        }
         if self.len > 0 {
             // SAFETY: `ptr`/`len` are exactly what `mmap` returned and nothing
             // else unmaps them; every borrow of the memory is tied to a
@@ -188,13 +242,29 @@ fn map(fd: OwnedFd, len: usize, writable: bool) -> Result<Mapping, OsError> {
             io::Error::other("the kernel returned a null mapping"),
         )
     })?;
-    Ok(Mapping { ptr, len, fd })
+    let guard = sigbus::register(ptr.as_ptr() as usize, len);
+    Ok(Mapping {
+        ptr,
+        len,
+        fd,
+        guard,
+    })
+}
+
+fn foreign(what: &str) -> OsError {
+    OsError::new(
+        "foreign",
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{what}, not a shared memory object"),
+        ),
+    )
 }
 
 /// Removes the object's name. Processes that have it mapped keep their
 /// mapping; the memory is freed when the last one unmaps.
 pub(crate) fn unlink(object: &str) -> io::Result<()> {
-    shm::unlink(shm_path(object)).map_err(Into::into)
+    rustix::fs::unlink(shm_file(object)).map_err(Into::into)
 }
 
 /// The names of every object under our prefix, for `clean` and listings.
@@ -275,7 +345,7 @@ pub(crate) fn is_out_of_space(err: &io::Error) -> bool {
 
 /// How long ago the object was last modified (for unfinished creations).
 pub(crate) fn object_age(object: &str) -> Option<std::time::Duration> {
-    let modified = std::fs::metadata(format!("{SHM_DIR}/{object}"))
+    let modified = std::fs::symlink_metadata(shm_file(object))
         .ok()?
         .modified()
         .ok()?;
@@ -285,11 +355,13 @@ pub(crate) fn object_age(object: &str) -> Option<std::time::Duration> {
 /// A subscriber's way to sleep until the writer publishes: a futex on the
 /// channel's generation word. The mapping is `MAP_SHARED`, and the futex is
 /// not `FUTEX_PRIVATE_FLAG`, so the kernel keys it by the shared page and a
-/// wake in one process reaches sleepers in every other.
+/// wake in one process reaches sleepers in every other. `FUTEX_WAIT` only
+/// reads the word, so it works on a read-only mapping: a subscriber needs
+/// no write access to anything to wait.
 pub(crate) struct Wakeup;
 
 impl Wakeup {
-    pub(crate) fn new(_object: &str, _ns: Namespace, _entry: usize) -> io::Result<Wakeup> {
+    pub(crate) fn new(_object: &str, _ns: Namespace, _instance: u64) -> io::Result<Wakeup> {
         Ok(Wakeup)
     }
 
@@ -316,29 +388,161 @@ impl Wakeup {
     }
 }
 
-/// The writer's side of [`Wakeup`].
+/// The writer's side of [`Wakeup`]. Subscribers write nothing, so the
+/// writer cannot know whether anyone sleeps: it wakes on every publish (one
+/// `FUTEX_WAKE`, which finds an empty queue cheaply when nobody waits).
 pub(crate) struct Wakers;
 
 impl Wakers {
     pub(crate) fn new(
         _object: &str,
         _ns: Namespace,
-        _entries: usize,
+        _instance: u64,
         _sddl: Option<&str>,
-    ) -> Wakers {
-        Wakers
+    ) -> io::Result<Wakers> {
+        Ok(Wakers)
     }
 
-    /// Wakes every subscriber sleeping on `word`.
-    pub(crate) fn wake(
-        &mut self,
-        word: &std::sync::atomic::AtomicU32,
-        _entries: impl Iterator<Item = usize>,
-    ) {
+    /// Called before the generation word moves on to `_next`.
+    pub(crate) fn before_publish(&mut self, _next: u32) {}
+
+    /// Wakes every subscriber sleeping on `word`, which just moved on.
+    pub(crate) fn wake(&mut self, word: &std::sync::atomic::AtomicU32) {
         let _ = rustix::thread::futex::wake(
             word,
             rustix::thread::futex::Flags::empty(),
             i32::MAX as u32,
         );
+    }
+}
+
+/// Containing SIGBUS from objects that another process truncated.
+///
+/// Every mapping registers its address range in a fixed table of atomics.
+/// A process-wide `SIGBUS` handler looks the faulting address up there; when
+/// it lies in one of our mappings, the handler maps anonymous zero pages
+/// over the rest of that mapping (`MAP_FIXED`), marks the entry as hit and
+/// returns, so the faulting access is retried and succeeds: reads see
+/// zeros, writes land in private memory. The layers above check
+/// [`Mapping::was_truncated`] and report an error naming the segment, where
+/// the process would otherwise have died without a word. A fault anywhere
+/// else goes to the handler that was installed before ours (Rust's own
+/// stack-overflow handler, or the default action, which ends the process).
+///
+/// The handler does only what is safe in a signal handler: atomic loads and
+/// stores, and one `mmap` system call.
+mod sigbus {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+    use std::sync::OnceLock;
+
+    const ENTRIES: usize = 1024;
+    const PAGE: usize = 4096;
+
+    static USED: [AtomicBool; ENTRIES] = [const { AtomicBool::new(false) }; ENTRIES];
+    static START: [AtomicUsize; ENTRIES] = [const { AtomicUsize::new(0) }; ENTRIES];
+    static LEN: [AtomicUsize; ENTRIES] = [const { AtomicUsize::new(0) }; ENTRIES];
+    static HIT: [AtomicBool; ENTRIES] = [const { AtomicBool::new(false) }; ENTRIES];
+    static PREVIOUS: OnceLock<Option<libc::sigaction>> = OnceLock::new();
+
+    /// Registers `start..start + len`; `None` when the table is full (that
+    /// mapping is then not guarded: a truncation kills as before).
+    pub(super) fn register(start: usize, len: usize) -> Option<usize> {
+        PREVIOUS.get_or_init(install);
+        let entry = (0..ENTRIES).find(|&i| {
+            USED[i]
+                .compare_exchange(false, true, AcqRel, Relaxed)
+                .is_ok()
+        })?;
+        HIT[entry].store(false, Relaxed);
+        START[entry].store(start, Relaxed);
+        LEN[entry].store(len, Release);
+        Some(entry)
+    }
+
+    pub(super) fn unregister(entry: usize) {
+        LEN[entry].store(0, Release);
+        USED[entry].store(false, Release);
+    }
+
+    pub(super) fn was_hit(entry: usize) -> bool {
+        HIT[entry].load(Acquire)
+    }
+
+    fn install() -> Option<libc::sigaction> {
+        // SAFETY: zeroed sigaction structs are valid "no handler" values;
+        // `handler` has the SA_SIGINFO signature; `sigaction` only reads
+        // `ours` and writes `previous`.
+        unsafe {
+            let mut ours: libc::sigaction = std::mem::zeroed();
+            ours.sa_sigaction = handler as *const () as usize;
+            ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+            libc::sigemptyset(&mut ours.sa_mask);
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            (libc::sigaction(libc::SIGBUS, &ours, &mut previous) == 0).then_some(previous)
+        }
+    }
+
+    extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+        // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO
+        // handler; for SIGBUS `si_addr` is the faulting address.
+        let addr = unsafe { (*info).si_addr() } as usize;
+        for i in 0..ENTRIES {
+            let len = LEN[i].load(Acquire);
+            let start = START[i].load(Relaxed);
+            if len == 0 || addr < start || addr - start >= len {
+                continue;
+            }
+            let page = addr & !(PAGE - 1);
+            let end = start + len;
+            // SAFETY: `page..end` lies inside mapping `i`, which its owner
+            // keeps mapped until it unregisters (before unmapping); replacing
+            // those pages with anonymous ones changes what they hold, not
+            // whether they are mapped, and no Rust reference assumes their
+            // contents (shared memory is read with atomics and racy copies).
+            let remapped = unsafe {
+                libc::mmap(
+                    page as *mut libc::c_void,
+                    end - page,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            };
+            if remapped != libc::MAP_FAILED {
+                HIT[i].store(true, Release);
+                return;
+            }
+            break;
+        }
+        // Not ours: hand over to whoever handled SIGBUS before us.
+        match PREVIOUS.get().copied().flatten() {
+            Some(prev) if prev.sa_flags & libc::SA_SIGINFO != 0 && prev.sa_sigaction > 1 => {
+                // SAFETY: the previous handler was installed with SA_SIGINFO,
+                // so it has this signature; we pass on what we were given.
+                unsafe {
+                    let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                        std::mem::transmute(prev.sa_sigaction);
+                    f(sig, info, ctx);
+                }
+            }
+            Some(prev) if prev.sa_sigaction > 1 => {
+                // SAFETY: a plain handler installed without SA_SIGINFO.
+                unsafe {
+                    let f: extern "C" fn(libc::c_int) = std::mem::transmute(prev.sa_sigaction);
+                    f(sig);
+                }
+            }
+            _ => {
+                // SIG_DFL or SIG_IGN: restore the default and return; the
+                // access faults again and the process ends as it would have.
+                // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask.
+                unsafe {
+                    let mut dfl: libc::sigaction = std::mem::zeroed();
+                    dfl.sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
+                }
+            }
+        }
     }
 }

@@ -13,9 +13,11 @@
 //!   creating there needs `SeCreateGlobalPrivilege`).
 //! - An optional SDDL security descriptor controls who may open the section,
 //!   e.g. `D:(A;;GA;;;SY)(A;;GR;;;IU)` lets a service (SYSTEM) own it and any
-//!   interactive user map it read-only. A channel's subscribers write their
-//!   leases and wait on the channel's events, so they need `GRGWGX`
-//!   (execute maps to SYNCHRONIZE for events): `D:(A;;GA;;;SY)(A;;GRGWGX;;;IU)`.
+//!   interactive user map it read-only. A channel's subscribers also wait on
+//!   the channel's wake events, which get the same descriptor, so grant them
+//!   `GRGX` (execute maps to SYNCHRONIZE for events, the right to wait):
+//!   `D:(A;;GA;;;SY)(A;;GRGX;;;IU)`. Only leasing subscribers need write
+//!   access, and only to the lease table (see the channel docs).
 
 use std::ffi::c_void;
 use std::io;
@@ -27,17 +29,21 @@ use windows_sys::Win32::Foundation::{
     STILL_ACTIVE,
 };
 use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo,
+    SDDL_REVISION_1, SE_KERNEL_OBJECT,
 };
-use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::Security::{
+    EqualSid, GetTokenInformation, TokenOwner, TokenUser, OWNER_SECURITY_INFORMATION,
+    PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_OWNER, TOKEN_QUERY, TOKEN_USER,
+};
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
     FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
     PAGE_READWRITE, SEC_COMMIT,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, GetExitCodeProcess, GetProcessTimes, OpenEventW, OpenProcess, SetEvent,
-    WaitForSingleObject, EVENT_MODIFY_STATE, PROCESS_QUERY_LIMITED_INFORMATION,
+    CreateEventW, GetCurrentProcess, GetExitCodeProcess, GetProcessTimes, OpenEventW, OpenProcess,
+    OpenProcessToken, ResetEvent, SetEvent, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
 use super::OsError;
@@ -65,6 +71,21 @@ pub(crate) struct CreateSpec<'a> {
     pub mode: u32,
     /// Security descriptor for the section, in SDDL.
     pub sddl: Option<&'a str>,
+    /// The creator's token; the segment layer writes the header right
+    /// after mapping, and a section cannot outlive a creator that dies
+    /// before anyone opened it, so nothing needs stamping early here.
+    #[allow(dead_code)]
+    pub owner: u64,
+}
+
+/// Who owns an existing section, for take-overs.
+pub(crate) struct Ownership {
+    /// Its owner SID is our user's (or our token's default owner).
+    pub mine: bool,
+    /// Its owner SID, for messages.
+    pub owner: String,
+    /// Unix permission bits: none on Windows.
+    pub mode: Option<u32>,
 }
 
 fn wide(s: &str) -> Vec<u16> {
@@ -209,10 +230,123 @@ impl Mapping {
         true
     }
 
-    /// Nothing acts on a section's name, so there is nothing to serialise.
-    pub(crate) fn lock_name(&self) {}
+    /// Sections cannot shrink: never.
+    pub(crate) fn was_truncated(&self) -> bool {
+        false
+    }
 
-    pub(crate) fn unlock_name(&self) {}
+    /// The section's owner SID, compared with our token's user and default
+    /// owner (an administrator's objects are owned by the Administrators
+    /// group by default).
+    pub(crate) fn ownership(&self) -> io::Result<Ownership> {
+        let mut owner: PSID = ptr::null_mut();
+        let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
+        // SAFETY: `handle` is our live section handle; the out-pointers are
+        // valid locals; the descriptor it allocates (which `owner` points
+        // into) is freed with LocalFree below.
+        let code = unsafe {
+            GetSecurityInfo(
+                self.handle,
+                SE_KERNEL_OBJECT,
+                OWNER_SECURITY_INFORMATION,
+                &mut owner,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut sd,
+            )
+        };
+        if code != 0 {
+            return Err(io::Error::from_raw_os_error(code as i32));
+        }
+        let result = (|| {
+            if owner.is_null() {
+                return Err(io::Error::other("the section has no owner"));
+            }
+            let token = ProcessToken::open()?;
+            let user = token.info(TokenUser)?;
+            let default_owner = token.info(TokenOwner)?;
+            // SAFETY: both buffers were filled by GetTokenInformation for
+            // these classes, whose structs start with the SID pointer; the
+            // SIDs they point to live inside the same buffers.
+            let (user_sid, owner_sid) = unsafe {
+                (
+                    (*user.as_ptr().cast::<TOKEN_USER>()).User.Sid,
+                    (*default_owner.as_ptr().cast::<TOKEN_OWNER>()).Owner,
+                )
+            };
+            // SAFETY: all three SIDs are valid for the duration of the calls.
+            let mine = unsafe { EqualSid(owner, user_sid) != 0 || EqualSid(owner, owner_sid) != 0 };
+            Ok(Ownership {
+                mine,
+                owner: sid_string(owner),
+                mode: None,
+            })
+        })();
+        // SAFETY: allocated by GetSecurityInfo, freed once.
+        unsafe { LocalFree(sd) };
+        result
+    }
+}
+
+/// This process's access token, closed on drop.
+struct ProcessToken(HANDLE);
+
+impl ProcessToken {
+    fn open() -> io::Result<ProcessToken> {
+        let mut token: HANDLE = ptr::null_mut();
+        // SAFETY: the pseudo-handle of the current process; `token` is a
+        // valid out-pointer.
+        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ProcessToken(token))
+    }
+
+    /// The token information of class `class`, in an 8-aligned buffer.
+    fn info(&self, class: i32) -> io::Result<Vec<u64>> {
+        let mut needed = 0u32;
+        // SAFETY: a size query: null buffer of length 0.
+        unsafe { GetTokenInformation(self.0, class, ptr::null_mut(), 0, &mut needed) };
+        let mut buf = vec![0u64; (needed as usize).div_ceil(8).max(1)];
+        // SAFETY: `buf` is writable for `buf.len() * 8` bytes.
+        let ok = unsafe {
+            GetTokenInformation(
+                self.0,
+                class,
+                buf.as_mut_ptr().cast(),
+                (buf.len() * 8) as u32,
+                &mut needed,
+            )
+        };
+        if ok == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(buf)
+    }
+}
+
+impl Drop for ProcessToken {
+    fn drop(&mut self) {
+        // SAFETY: our token handle, closed once.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+fn sid_string(sid: PSID) -> String {
+    let mut text: *mut u16 = ptr::null_mut();
+    // SAFETY: `sid` is valid; `text` receives a LocalAlloc'd string.
+    if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 || text.is_null() {
+        return "an unknown SID".to_owned();
+    }
+    // SAFETY: a NUL-terminated UTF-16 string from the call above.
+    let s = unsafe {
+        let len = (0..).take_while(|&i| *text.add(i) != 0).count();
+        String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
+    };
+    // SAFETY: allocated by ConvertSidToStringSidW, freed once.
+    unsafe { LocalFree(text.cast()) };
+    s
 }
 
 /// Maps a view of `handle` (taking ownership of the handle). `len == 0` maps
@@ -345,136 +479,164 @@ pub(crate) fn object_age(_object: &str) -> Option<std::time::Duration> {
 
 /// `SYNCHRONIZE` access: enough to wait on an object.
 const SYNCHRONIZE: u32 = 0x0010_0000;
+/// `EVENT_MODIFY_STATE | SYNCHRONIZE`.
+const EVENT_SET_AND_WAIT: u32 = 0x0002 | SYNCHRONIZE;
+/// Manual-reset events in a channel's wake ring; a power of two, so that
+/// `generation % RING` stays consistent when the generation wraps.
+const RING: u32 = 16;
 
-fn event_name(object: &str, ns: Namespace, entry: usize) -> Vec<u16> {
-    kernel_name(&format!("{object}.wake.{entry}"), ns)
+fn event_name(object: &str, ns: Namespace, instance: u64, i: u32) -> Vec<u16> {
+    kernel_name(&format!("{object}~wake.{instance:016x}.{i}"), ns)
 }
 
 /// A subscriber's way to sleep until the writer publishes.
 ///
-/// `WaitOnAddress` does not cross processes, so each reader-table entry has
-/// a named auto-reset event, `NAMESPACE\shmcast.NAME.wake.ENTRY`. The writer
-/// creates all of them when it starts (it may create `Global\` objects,
-/// desktop readers may not) and sets the events of the entries that say they
-/// wait; a reader that finds none (no writer yet) creates its own.
+/// `WaitOnAddress` does not cross processes, and a subscriber may have no
+/// write access to anything (so it cannot say that it waits). The writer
+/// therefore keeps a ring of [`RING`] named manual-reset events per channel,
+/// `NS\shmcast.NAME~wake.INSTANCE.I`, and on every publish that moves the
+/// generation from `g` to `g + 1` it first resets event `(g + 1) % RING`,
+/// then bumps the generation, then sets event `g % RING`. A subscriber that
+/// read generation `g` waits on event `g % RING`: set by the very next
+/// publish, and reset only `RING - 1` publishes later, so a subscriber
+/// delayed between its check and its wait by fewer publishes than that is
+/// woken at once, and one delayed longer is woken by the next publish. The
+/// writer creates the events with the channel's security descriptor;
+/// subscribers open them with `SYNCHRONIZE` only, so they can wait but
+/// never set or reset them. `INSTANCE` is a random number from the channel
+/// header, so nobody can create the events before the channel exists.
 pub(crate) struct Wakeup {
-    event: HANDLE,
+    events: Vec<HANDLE>,
 }
 
-// SAFETY: an event handle is a process-wide kernel handle, usable from any
+// SAFETY: event handles are process-wide kernel handles, usable from any
 // thread.
 unsafe impl Send for Wakeup {}
 // SAFETY: waiting on an event from several threads at once is allowed.
 unsafe impl Sync for Wakeup {}
 
 impl Wakeup {
-    pub(crate) fn new(object: &str, ns: Namespace, entry: usize) -> io::Result<Wakeup> {
-        let name = event_name(object, ns, entry);
-        // SAFETY: `name` is NUL-terminated UTF-16 that outlives both calls;
-        // null security attributes mean the default descriptor.
-        let event = unsafe {
-            let opened = OpenEventW(SYNCHRONIZE, 0, name.as_ptr());
-            // Only a missing event (no publisher yet) is ours to create; an
-            // access-denied one must be reported, not shadowed.
-            if opened.is_null() && GetLastError() == ERROR_FILE_NOT_FOUND {
-                CreateEventW(ptr::null(), 0, 0, name.as_ptr())
-            } else {
-                opened
+    pub(crate) fn new(object: &str, ns: Namespace, instance: u64) -> io::Result<Wakeup> {
+        let mut wakeup = Wakeup { events: Vec::new() };
+        for i in 0..RING {
+            let name = event_name(object, ns, instance, i);
+            // SAFETY: `name` is NUL-terminated UTF-16 that outlives the call.
+            let event = unsafe { OpenEventW(SYNCHRONIZE, 0, name.as_ptr()) };
+            if event.is_null() {
+                // SAFETY: no preconditions; read right after the failed open.
+                let code = unsafe { GetLastError() };
+                // A missing event (a publisher that could not make it) means
+                // polling; a refused one is the channel's descriptor lacking
+                // SYNCHRONIZE for us, which the caller must hear about.
+                if code != ERROR_FILE_NOT_FOUND {
+                    return Err(io::Error::from_raw_os_error(code as i32));
+                }
             }
-        };
-        if event.is_null() {
-            return Err(last_error("CreateEventW").source);
+            wakeup.events.push(event);
         }
-        Ok(Wakeup { event })
+        Ok(wakeup)
     }
 
-    /// Sleeps until the writer sets this entry's event, at most `timeout`.
-    /// Spurious returns are possible (a set left over from an earlier
-    /// wait); callers re-check.
+    /// Sleeps until the writer publishes past `expected`, at most
+    /// `timeout`. Spurious returns are possible; callers re-check.
     pub(crate) fn wait(
         &self,
         _word: &std::sync::atomic::AtomicU32,
-        _expected: u32,
+        expected: u32,
         timeout: std::time::Duration,
     ) {
+        let event = self.events[(expected % RING) as usize];
+        if event.is_null() {
+            // No event to wait on (a publisher that could not create it):
+            // poll, briefly.
+            std::thread::sleep(timeout.min(std::time::Duration::from_millis(2)));
+            return;
+        }
         let ms = timeout.as_millis().clamp(1, u128::from(u32::MAX - 1)) as u32;
         // SAFETY: `event` is a live event handle owned by `self`.
-        unsafe { WaitForSingleObject(self.event, ms) };
+        unsafe { WaitForSingleObject(event, ms) };
     }
 }
 
 impl Drop for Wakeup {
-    fn drop(&mut self) {
-        // SAFETY: the handle is owned by `self` and closed once.
-        unsafe { CloseHandle(self.event) };
-    }
-}
-
-/// The writer's side of [`Wakeup`]: one event handle per reader entry.
-pub(crate) struct Wakers {
-    object: String,
-    ns: Namespace,
-    events: Vec<HANDLE>,
-}
-
-// SAFETY: event handles are process-wide kernel handles.
-unsafe impl Send for Wakers {}
-
-impl Wakers {
-    /// Creates (or opens) every entry's event, with `sddl` as its security
-    /// descriptor so that whoever may open the channel may wait on them.
-    pub(crate) fn new(object: &str, ns: Namespace, entries: usize, sddl: Option<&str>) -> Wakers {
-        let sd = sddl.and_then(|s| SecurityDescriptor::from_sddl(s).ok());
-        let attributes = sd.as_ref().map(SecurityDescriptor::attributes);
-        let attributes_ptr = attributes
-            .as_ref()
-            .map_or(ptr::null(), |a| a as *const SECURITY_ATTRIBUTES);
-        let events = (0..entries)
-            .map(|entry| {
-                let name = event_name(object, ns, entry);
-                // SAFETY: `name` is NUL-terminated; `attributes_ptr` is null
-                // or points at attributes that outlive the call. A null
-                // result is kept and retried in `wake`.
-                unsafe { CreateEventW(attributes_ptr, 0, 0, name.as_ptr()) }
-            })
-            .collect();
-        Wakers {
-            object: object.to_owned(),
-            ns,
-            events,
-        }
-    }
-
-    /// Sets the events of `entries`.
-    pub(crate) fn wake(
-        &mut self,
-        _word: &std::sync::atomic::AtomicU32,
-        entries: impl Iterator<Item = usize>,
-    ) {
-        for entry in entries {
-            let Some(slot) = self.events.get_mut(entry) else {
-                continue;
-            };
-            if slot.is_null() {
-                let name = event_name(&self.object, self.ns, entry);
-                // SAFETY: `name` is NUL-terminated UTF-16 that outlives the call.
-                *slot = unsafe { OpenEventW(EVENT_MODIFY_STATE, 0, name.as_ptr()) };
-            }
-            if !slot.is_null() {
-                // SAFETY: a live event handle owned by `self`.
-                unsafe { SetEvent(*slot) };
-            }
-        }
-    }
-}
-
-impl Drop for Wakers {
     fn drop(&mut self) {
         for &event in &self.events {
             if !event.is_null() {
                 // SAFETY: each handle is owned by `self` and closed once.
                 unsafe { CloseHandle(event) };
             }
+        }
+    }
+}
+
+/// The writer's side of [`Wakeup`]: the ring of events.
+pub(crate) struct Wakers {
+    events: Vec<HANDLE>,
+}
+
+// SAFETY: event handles are process-wide kernel handles.
+unsafe impl Send for Wakers {}
+// SAFETY: `&Wakers` allows no operation at all.
+unsafe impl Sync for Wakers {}
+
+impl Wakers {
+    /// Creates (or, on a take-over, opens) the channel's wake events, with
+    /// `sddl` as their security descriptor so that whoever may open the
+    /// channel may wait on them.
+    pub(crate) fn new(
+        object: &str,
+        ns: Namespace,
+        instance: u64,
+        sddl: Option<&str>,
+    ) -> io::Result<Wakers> {
+        let sd = sddl
+            .map(SecurityDescriptor::from_sddl)
+            .transpose()
+            .map_err(|e| e.source)?;
+        let attributes = sd.as_ref().map(SecurityDescriptor::attributes);
+        let attributes_ptr = attributes
+            .as_ref()
+            .map_or(ptr::null(), |a| a as *const SECURITY_ATTRIBUTES);
+        let mut wakers = Wakers { events: Vec::new() };
+        for i in 0..RING {
+            let name = event_name(object, ns, instance, i);
+            // SAFETY: `name` is NUL-terminated; `attributes_ptr` is null or
+            // points at attributes that outlive the call. Manual reset,
+            // initially clear.
+            let mut event = unsafe { CreateEventW(attributes_ptr, 1, 0, name.as_ptr()) };
+            if event.is_null() {
+                // SAFETY: as above; an event a dead publisher's readers keep.
+                event = unsafe { OpenEventW(EVENT_SET_AND_WAIT, 0, name.as_ptr()) };
+            }
+            if event.is_null() {
+                return Err(io::Error::last_os_error());
+            }
+            wakers.events.push(event);
+        }
+        Ok(wakers)
+    }
+
+    /// Clears the event that readers of generation `next` will wait on;
+    /// call before the generation word moves on to `next`.
+    pub(crate) fn before_publish(&mut self, next: u32) {
+        // SAFETY: a live event handle owned by `self`.
+        unsafe { ResetEvent(self.events[(next % RING) as usize]) };
+    }
+
+    /// Wakes the readers that waited for the generation `word` just left.
+    pub(crate) fn wake(&mut self, word: &std::sync::atomic::AtomicU32) {
+        let now = word.load(std::sync::atomic::Ordering::Relaxed);
+        let left = now.wrapping_sub(1);
+        // SAFETY: a live event handle owned by `self`.
+        unsafe { SetEvent(self.events[(left % RING) as usize]) };
+    }
+}
+
+impl Drop for Wakers {
+    fn drop(&mut self) {
+        for &event in &self.events {
+            // SAFETY: each handle is owned by `self` and closed once.
+            unsafe { CloseHandle(event) };
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shmcast::{FrameMeta, PublishError, Publisher, Region, Subscriber};
+use shmcast::{Access, FrameMeta, PublishError, Publisher, Region, Subscriber, SubscriberOptions};
 
 use crate::proc::{say, stop_flag, wait_go};
 use crate::util::{cpu_time, fill, now_ns, stamped, touch, Latencies};
@@ -92,8 +92,12 @@ fn shm_writer(name: &str, size: usize, mode: &str, secs: f64, gap_us: u64) {
 
 /// Reads frames until told to stop: `lease` uses them in place, `copy`
 /// copies them out. Either way it blocks in `wait_newer` between frames.
+/// Both register as leasing subscribers: large copies go through a lease.
 fn shm_reader(name: &str, mode: &str) {
-    let mut sub = Subscriber::open_wait(name, Duration::from_secs(30)).expect("subscribe");
+    let options = SubscriberOptions::new()
+        .access(Access::Leasing)
+        .wait(Duration::from_secs(30));
+    let mut sub = Subscriber::open_with(name, &options).expect("subscribe");
     let stop = stop_flag();
     say("ready");
     let mut buf = vec![0u8; sub.max_frame_len()];

@@ -453,6 +453,19 @@ mod tests {
     }
 
     #[test]
+    fn a_scribbled_sequence_word_never_overflows() {
+        let l = words();
+        let me = ProcessId::current().token();
+        for seq in [u64::MAX, u64::MAX - 1] {
+            l.seq.store(seq, SeqCst);
+            l.writer.store(0, SeqCst);
+            let _ = l.lock_write(me, now());
+            l.unlock_write(me);
+            let _ = l.read_consistent(now(), || {});
+        }
+    }
+
+    #[test]
     fn seqlock_read_retries_when_a_write_overlaps() {
         let l = words();
         let me = ProcessId::current().token();

@@ -428,7 +428,9 @@ impl Words<'_> {
         for r in self.readers {
             let token = r.token.load(Acquire);
             let owner = token & !RECLAIMING;
-            if token == 0 || owner == me {
+            // Our own reclaim in progress is ours to finish; our own entries
+            // are judged like anyone's (a stale one of ours is stale).
+            if token == 0 || token == RECLAIMING | me {
                 continue;
             }
             let beat = r.beat_ns.load(Relaxed);

@@ -1,0 +1,526 @@
+//! The trust boundary, tried the way a hostile or buggy peer would: every
+//! test here failed (crashed, hung or was fooled) on the layout before the
+//! channel and its lease table were split. Real processes throughout; the
+//! scribble and truncation attacks write through the object's file on
+//! Linux (another process with write access), the read-only write runs on
+//! both OSes.
+
+mod common;
+
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use common::{role, say, unique, Proc};
+use shmcast::{
+    Access, ChannelOptions, FrameMeta, PublishError, Publisher, ReadError, Subscriber,
+    SubscriberOptions,
+};
+
+fn leasing() -> SubscriberOptions {
+    SubscriberOptions::new().access(Access::Leasing)
+}
+
+#[cfg(unix)]
+fn assert_crashed_on_access(status: ExitStatus) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(11),
+        "expected SIGSEGV, got {status:?}"
+    );
+}
+
+#[cfg(windows)]
+fn assert_crashed_on_access(status: ExitStatus) {
+    const STATUS_ACCESS_VIOLATION: u32 = 0xC000_0005;
+    assert_eq!(
+        status.code().map(|c| c as u32),
+        Some(STATUS_ACCESS_VIOLATION),
+        "expected an access violation, got {status:?}"
+    );
+}
+
+#[test]
+fn a_read_only_subscriber_cannot_change_a_byte_of_the_channel() {
+    let name = unique("rowrite");
+    // On Windows, with a descriptor that grants everyone read and
+    // SYNCHRONIZE only: exactly what a read-only subscriber needs.
+    let create = shmcast::CreateOptions::new()
+        .mode(0o644)
+        .sddl("D:(A;;GA;;;OW)(A;;GRGX;;;WD)");
+    let options = ChannelOptions::new(4096).create_options(create);
+    let mut publisher = Publisher::create_with(&name, &options).unwrap();
+    publisher.publish(&FrameMeta::raw(), &[0xAB; 4096]).unwrap();
+    let mut child = Proc::spawn("write-through-read-only", &[&name]);
+    child.expect("read 4096 bytes in place");
+    let (_, status) = child.finish();
+    assert!(!status.success(), "the write went through");
+    assert_crashed_on_access(status);
+    let sub = Subscriber::open(&name).unwrap();
+    let (_, bytes) = sub.read_latest_vec().unwrap().unwrap();
+    assert_eq!(bytes, vec![0xAB; 4096]);
+}
+
+#[test]
+fn a_read_only_subscriber_waits_and_reads_without_any_write_access() {
+    let name = unique("rowait");
+    let mut publisher = Publisher::create(&name, 64).unwrap();
+    let mut child = Proc::spawn("wait-and-copy", &[&name]);
+    child.expect("waiting");
+    std::thread::sleep(Duration::from_millis(100));
+    publisher.publish(&FrameMeta::raw(), &[7; 64]).unwrap();
+    let (lines, status) = child.finish();
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(lines, vec!["frame 1 64 bytes of 7".to_owned()]);
+}
+
+/// The lease table of channel `name` as a file, for forging entries the
+/// way a leasing peer could.
+#[cfg(unix)]
+fn lease_table(name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/shmcast.{name}~leases"))
+        .unwrap()
+}
+
+#[cfg(unix)]
+fn entry_word(file: &std::fs::File, entry: u64, word: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    file.read_exact_at(&mut b, 4096 + entry * 64 + word * 8)
+        .unwrap();
+    u64::from_ne_bytes(b)
+}
+
+#[cfg(unix)]
+fn set_entry(file: &std::fs::File, entry: u64, token: u64, lease: u64, beat_ns: u64) {
+    use std::os::unix::fs::FileExt;
+    let mut b = Vec::new();
+    for w in [token, lease, beat_ns] {
+        b.extend_from_slice(&w.to_ne_bytes());
+    }
+    file.write_all_at(&b, 4096 + entry * 64).unwrap();
+}
+
+#[cfg(unix)]
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Forged leases in the name of a live process on every slot: frames are
+/// dropped for at most the channel's max lease, the drops are reported with
+/// the holder's pid, and then the publisher goes on.
+#[cfg(unix)]
+#[test]
+fn forged_leases_on_every_slot_cost_frames_for_at_most_the_max_lease() {
+    let name = unique("forge");
+    let options = ChannelOptions::new(64).max_lease(Duration::from_millis(300));
+    let mut publisher = Publisher::create_with(&name, &options).unwrap();
+    publisher.publish(&FrameMeta::raw(), &[1; 64]).unwrap();
+    // A live token to forge with: our own, as a leasing subscriber writes it.
+    let me = Subscriber::open_with(&name, &leasing()).unwrap();
+    let table = lease_table(&name);
+    let token = entry_word(&table, 0, 0);
+    assert_eq!(token >> 32, u64::from(std::process::id()));
+    drop(me);
+    for slot in 0..4u64 {
+        set_entry(&table, slot + 1, token, slot + 1, now_ns());
+    }
+    let started = Instant::now();
+    let mut dropped = 0;
+    loop {
+        match publisher.publish(&FrameMeta::raw(), &[2; 64]) {
+            Ok(_) => break,
+            Err(PublishError::AllSlotsLeased { holders, .. }) => {
+                assert_eq!(holders, vec![std::process::id()]);
+                dropped += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the forged leases stopped the publisher for good"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(dropped > 0, "the forged leases were never honoured");
+    assert!(publisher.revoked_leases() > 0);
+    let status = shmcast::inspect_channel(&name).unwrap();
+    assert_eq!(status.dropped_frames, dropped);
+    assert_eq!(
+        status.dropped_because_of.map(|h| h.pid),
+        Some(std::process::id())
+    );
+    // And it keeps going while the forgery stays.
+    for _ in 0..20 {
+        publisher.publish(&FrameMeta::raw(), &[3; 64]).unwrap();
+    }
+}
+
+/// Entries forged in the name of a live process fill the table only while
+/// someone keeps them fresh; stale or impossible beats are cleared.
+#[cfg(unix)]
+#[test]
+fn forged_entries_that_nobody_refreshes_do_not_fill_the_table() {
+    let name = unique("forgefull");
+    let _publisher = Publisher::create(&name, 64).unwrap();
+    let probe = Subscriber::open_with(&name, &leasing()).unwrap();
+    let table = lease_table(&name);
+    let token = entry_word(&table, 0, 0);
+    drop(probe);
+    let n = u64::from(shmcast::MAX_SUBSCRIBERS);
+    for entry in 0..n {
+        set_entry(&table, entry, token, 0, now_ns());
+    }
+    let err = Subscriber::open_with(&name, &leasing()).unwrap_err();
+    assert!(
+        matches!(err, shmcast::SubscriberError::TableFull { .. }),
+        "{err}"
+    );
+    // Read-only subscribers never needed an entry.
+    assert!(Subscriber::open(&name).is_ok());
+    // Left alone for a while (here: beats 11 s old, or far in the future).
+    for entry in 0..n {
+        let beat = if entry % 2 == 0 {
+            now_ns() - 11_000_000_000
+        } else {
+            u64::MAX
+        };
+        set_entry(&table, entry, token, 0, beat);
+    }
+    assert!(Subscriber::open_with(&name, &leasing()).is_ok());
+}
+
+/// A leasing subscriber stopped (SIGSTOP) while it holds three leases on a
+/// four-slot channel stops frames only for the max lease.
+#[cfg(unix)]
+#[test]
+fn a_stopped_leaser_holding_every_free_slot_cannot_stop_the_publisher() {
+    let name = unique("stopped");
+    let options = ChannelOptions::new(64).max_lease(Duration::from_millis(300));
+    let mut publisher = Publisher::create_with(&name, &options).unwrap();
+    let mut child = Proc::spawn("hold-three-leases", &[&name]);
+    child.expect("subscribed");
+    // Feed it three frames, one per lease.
+    for held in 1..=3 {
+        publisher.publish(&FrameMeta::raw(), &[held; 64]).unwrap();
+        child.expect(&format!("leased {held}"));
+    }
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    let started = Instant::now();
+    let mut dropped = 0;
+    let mut published = 0;
+    while started.elapsed() < Duration::from_secs(2) {
+        match publisher.publish(&FrameMeta::raw(), &[9; 64]) {
+            Ok(_) => published += 1,
+            Err(PublishError::AllSlotsLeased { holders, .. }) => {
+                assert_eq!(holders, vec![child.id()]);
+                dropped += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    assert!(dropped > 0, "the leases were not honoured at first");
+    assert!(
+        published > 50,
+        "only {published} frames in 2 s after the leases timed out"
+    );
+    assert_eq!(
+        shmcast::inspect_channel(&name).unwrap().dropped_frames,
+        dropped
+    );
+}
+
+/// Shrinking the channel under a publisher and a reader: both report an
+/// error naming the channel, neither dies of SIGBUS.
+#[cfg(unix)]
+#[test]
+fn truncating_a_channel_gives_errors_not_signal_deaths() {
+    let name = unique("trunc");
+    let mut writer = Proc::spawn("publish-until-error", &[&name]);
+    writer.expect("publishing");
+    let mut reader = Proc::spawn("read-until-error", &[&name]);
+    reader.expect("reading");
+    std::thread::sleep(Duration::from_millis(200));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/shmcast.{name}"))
+        .unwrap();
+    file.set_len(4096).unwrap();
+    let (lines, status) = writer.finish();
+    assert!(status.success(), "publisher: {status:?} {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("truncated") && l.contains(&name)),
+        "{lines:?}"
+    );
+    let (lines, status) = reader.finish();
+    assert!(status.success(), "reader: {status:?} {lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("truncated") && l.contains(&name)),
+        "{lines:?}"
+    );
+}
+
+/// Random bytes over every shared word (the channel's header and slot
+/// headers, the lease table) while a publisher and readers of every kind
+/// run: errors and dropped frames, never a panic, a hang or a signal death.
+/// The channel is writable only by its owner, so this is what a process of
+/// the owner's user, or a leasing peer (for the lease table), could do.
+#[cfg(unix)]
+#[test]
+fn scribbling_over_every_shared_word_crashes_and_hangs_nobody() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("scribble");
+    let mut writer = Proc::spawn("publish-until-error", &[&name]);
+    writer.expect("publishing");
+    let mut readers: Vec<Proc> = ["copy", "inplace", "lease"]
+        .iter()
+        .map(|mode| {
+            let mut p = Proc::spawn("read-while-scribbled", &[&name, mode]);
+            p.expect("reading");
+            p
+        })
+        .collect();
+    let channel = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/shmcast.{name}"))
+        .unwrap();
+    let leases = lease_table(&name);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let started = Instant::now();
+    let mut writes = 0u64;
+    while started.elapsed() < Duration::from_secs(3) {
+        let r = next();
+        // Channel header words (after the common header, which only matters
+        // at open), slot headers, and the lease table's entries.
+        let (file, offset) = match r % 3 {
+            0 => (&channel, 64 + (next() % 128) / 8 * 8),
+            1 => (&channel, 4096 + (next() % (4 * 64)) / 8 * 8),
+            _ => (&leases, 4096 + (next() % 4096) / 8 * 8),
+        };
+        let value = match next() % 4 {
+            0 => u64::MAX,
+            1 => next() % 8,
+            _ => next(),
+        };
+        let _ = file.write_all_at(&value.to_ne_bytes(), offset);
+        writes += 1;
+        if writes % 64 == 0 {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for mut reader in readers.drain(..) {
+        reader.close_stdin();
+        while reader.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "a reader hangs");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let (lines, status) = reader.finish();
+        assert!(status.success(), "reader died: {status:?} {lines:?}");
+        assert!(lines.iter().any(|l| l.starts_with("done")), "{lines:?}");
+    }
+    writer.close_stdin();
+    while writer.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the publisher hangs");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (lines, status) = writer.finish();
+    assert!(status.success(), "publisher died: {status:?} {lines:?}");
+    eprintln!("{writes} scribbles; publisher: {lines:?}");
+}
+
+/// A creator killed while reserving a large channel has already stamped
+/// its identity into the object: the next publisher need not wait.
+#[cfg(unix)]
+#[test]
+fn a_half_made_channel_of_a_dead_creator_is_replaced_at_once() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("halfmade");
+    let path = format!("/dev/shm/shmcast.{name}");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(1 << 20).unwrap();
+    // Magic still zero; the owner word names a process that does not exist.
+    let dead = (0x7FFF_FFF1u64 << 32) | 7;
+    file.write_all_at(&dead.to_ne_bytes(), 40).unwrap();
+    let started = Instant::now();
+    let publisher = Publisher::create(&name, 64).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?} for a dead creator",
+        started.elapsed()
+    );
+    drop(publisher);
+}
+
+fn stdin_closed_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    flag
+}
+
+/// Not a test: the entry point of the child processes the tests spawn.
+#[test]
+fn child_entry_point() {
+    let Some((role, args)) = role() else {
+        return;
+    };
+    let name = args[0].as_str();
+    let code = match role.as_str() {
+        "write-through-read-only" => {
+            let sub = Subscriber::open(name).unwrap();
+            let (info, ptr) = sub
+                .read_in_place(|_, bytes| bytes.as_ptr() as usize)
+                .unwrap()
+                .unwrap();
+            say(format!("read {} bytes in place", info.len));
+            // SAFETY: deliberately writes through a read-only mapping; the
+            // OS must stop it (SIGSEGV / access violation).
+            unsafe { (ptr as *mut u8).write_volatile(0) };
+            say("wrote");
+            0
+        }
+        "wait-and-copy" => {
+            let mut sub = Subscriber::open(name).unwrap();
+            say("waiting");
+            let n = sub.wait_newer(0, Duration::from_secs(10)).unwrap();
+            let (info, bytes) = sub.read_latest_vec().unwrap().unwrap();
+            assert_eq!(info.number, n);
+            say(format!("frame {n} {} bytes of {}", bytes.len(), bytes[0]));
+            0
+        }
+        "hold-three-leases" => {
+            let mut subs: Vec<Subscriber> = (0..3)
+                .map(|_| Subscriber::open_with(name, &leasing()).unwrap())
+                .collect();
+            say("subscribed");
+            let mut leases = Vec::new();
+            let mut seen = 0;
+            for sub in subs.iter_mut() {
+                seen = sub.wait_newer(seen, Duration::from_secs(10)).unwrap();
+                let lease = sub.lease_latest().unwrap().unwrap();
+                say(format!("leased {}", lease.info().number));
+                leases.push(lease);
+            }
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        }
+        "publish-until-error" => {
+            let stop = stdin_closed_flag();
+            let mut publisher = Some(Publisher::create(name, 64 * 1024).unwrap());
+            say("publishing");
+            let frame = vec![5u8; 64 * 1024];
+            let (mut ok, mut errors, mut restarts) = (0u64, 0u64, 0u64);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let Some(p) = publisher.as_mut() else { break };
+                match p.publish(&FrameMeta::raw(), &frame) {
+                    Ok(_) => ok += 1,
+                    Err(e @ PublishError::Truncated { .. }) => {
+                        say(e.to_string());
+                        break;
+                    }
+                    Err(PublishError::WriterLost { .. }) => {
+                        // A scribbled writer word: start again, as a
+                        // service would.
+                        publisher = None;
+                        restarts += 1;
+                        match Publisher::create(name, 64 * 1024) {
+                            Ok(p) => publisher = Some(p),
+                            Err(e) => say(format!("cannot restart: {e}")),
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+                std::thread::sleep(Duration::from_micros(300));
+            }
+            say(format!(
+                "published {ok}, refused {errors}, restarted {restarts}"
+            ));
+            0
+        }
+        "read-until-error" => {
+            let sub = Subscriber::open_wait(name, Duration::from_secs(10)).unwrap();
+            say("reading");
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(20) {
+                if let Err(e @ ReadError::Truncated { .. }) = sub.read_latest_vec() {
+                    say(e.to_string());
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            0
+        }
+        "read-while-scribbled" => {
+            let stop = stdin_closed_flag();
+            let access = if args[1] == "lease" {
+                Access::Leasing
+            } else {
+                Access::ReadOnly
+            };
+            let options = SubscriberOptions::new()
+                .access(access)
+                .wait(Duration::from_secs(10));
+            let mut sub = Subscriber::open_with(name, &options).unwrap();
+            say("reading");
+            let (mut frames, mut errors) = (0u64, 0u64);
+            let mut seen = 0;
+            let mut buf = vec![0u8; sub.max_frame_len()];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match sub.wait_newer(seen, Duration::from_millis(100)) {
+                    Ok(n) => seen = n,
+                    Err(_) => {
+                        // A scribbled counter may never move again.
+                        seen = 0;
+                        errors += 1;
+                        continue;
+                    }
+                }
+                let got = match args[1].as_str() {
+                    "copy" => sub.read_latest(&mut buf).map(|f| f.is_some()),
+                    "inplace" => sub
+                        .read_in_place(|_, b| b.iter().map(|&x| u64::from(x)).sum::<u64>())
+                        .map(|f| f.is_some()),
+                    _ => match sub.lease_latest() {
+                        Ok(Some(lease)) => {
+                            let _sum: u64 = lease.iter().map(|&x| u64::from(x)).sum();
+                            lease.release().map(|()| true)
+                        }
+                        Ok(None) => Ok(false),
+                        Err(e) => Err(e),
+                    },
+                };
+                match got {
+                    Ok(_) => frames += 1,
+                    Err(_) => errors += 1,
+                }
+            }
+            say(format!("done: {frames} frames, {errors} errors"));
+            0
+        }
+        other => panic!("unknown child role {other}"),
+    };
+    std::process::exit(code);
+}

@@ -4,7 +4,6 @@
 //! that need a second user look for `shmcast-test` (scripts/test creates
 //! it when run as root) and say so when it is missing.
 
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -57,23 +56,6 @@ fn run_within(args: &[&str], limit: Duration) -> (bool, String, String) {
     (status.success(), out, err)
 }
 
-/// `shmcast serve NAME ARGS...`, once it says it serves.
-fn serve(name: &str, args: &[&str]) -> Child {
-    let mut child = shmcast()
-        .args(["serve", name])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.starts_with("serving "), "serve said {line:?}");
-    child
-}
-
 #[test]
 fn bad_frame_rates_are_errors_for_serve_and_publish_alike() {
     for fps in ["1e-300", "-5", "NaN", "inf"] {
@@ -115,7 +97,25 @@ fn a_huge_size_is_called_too_large() {
 #[cfg(unix)]
 mod linux {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
     use std::os::unix::fs::PermissionsExt;
+
+    /// `shmcast serve NAME ARGS...`, once it says it serves.
+    fn serve(name: &str, args: &[&str]) -> Child {
+        let mut child = shmcast()
+            .args(["serve", name])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("serving "), "serve said {line:?}");
+        child
+    }
 
     const OTHER: &str = "shmcast-test";
 

@@ -59,7 +59,8 @@ const WAIT_SLICE: Duration = Duration::from_millis(250);
 /// How often a leasing subscriber refreshes its entry's beat.
 const BEAT_EVERY: Duration = Duration::from_secs(1);
 
-/// What a subscriber may do; see the [module docs](self).
+/// What a subscriber may do: read only, or also lease frames in place
+/// (see [`Subscriber::lease_latest`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Access {
     /// Needs only read access to the channel; writes nothing anywhere.

@@ -340,9 +340,22 @@ impl Words<'_> {
     /// Whether slot `s` still holds what it held when its `seq` was `seq`:
     /// call after reading a leased (or seqlock-read) frame, before trusting
     /// what was read.
+    ///
+    /// The writer marks every candidate slot odd while it checks for leases
+    /// and restores the old `seq` when it finds one it honours, so an odd
+    /// value may be a probe that changes nothing: wait (briefly, bounded)
+    /// for the slot to be even again before judging.
     pub(crate) fn lease_intact(&self, s: usize, seq: u64) -> bool {
         fence(Acquire);
-        self.slots[s].seq.load(Relaxed) == seq
+        let tries = if cfg!(loom) { 8 } else { 100_000 };
+        for _ in 0..tries {
+            let now = self.slots[s].seq.load(Acquire);
+            if now & 1 == 0 {
+                return now == seq;
+            }
+            spin();
+        }
+        false
     }
 
     /// The newest frame's number and slot, from one load of `latest`.

@@ -450,10 +450,10 @@ impl Subscriber {
         let got = self.channel.words().read_latest(COPY_TRIES, |slot, meta| {
             let len = self.checked_len(meta.len)?;
             let info = frame_info(meta);
-            // SAFETY: `slot` is valid and `len` within its payload, mapped
-            // for as long as `self`. Other processes may write these bytes
-            // while `f` reads them (the documented contract of `f`); the
-            // seq check after `f` decides whether its result is kept.
+            // Other processes may write these bytes while `f` reads them (the
+            // documented contract of `f`); the seq check after it decides.
+            // SAFETY: `slot` is valid, `len` within its payload, mapped while
+            // `self` lives.
             let bytes = unsafe { std::slice::from_raw_parts(self.channel.payload(slot), len) };
             result = Some(f(&info, bytes));
             Ok(())
@@ -672,12 +672,11 @@ impl Lease<'_> {
 impl Deref for Lease<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the slot and length were checked against the geometry; the
-        // payload stays mapped while the subscriber lives. The lease keeps
-        // the publisher off this slot, so its bytes do not change, unless
-        // the lease is revoked (bounded, see `lease_latest`), which
-        // `release` reports; the bytes are then read, as in `read_in_place`,
-        // as memory another process writes.
+        // The lease keeps the publisher off this slot unless it is revoked
+        // (bounded, see `lease_latest`), which `release` reports; the bytes
+        // are then memory another process writes, as in `read_in_place`.
+        // SAFETY: slot and length were checked against the geometry; the
+        // payload stays mapped while the subscriber lives.
         unsafe {
             std::slice::from_raw_parts(self.subscriber.channel.payload(self.slot), self.info.len)
         }

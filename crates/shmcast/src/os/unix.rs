@@ -432,35 +432,44 @@ impl Wakers {
 /// The handler does only what is safe in a signal handler: atomic loads and
 /// stores, and one `mmap` system call.
 mod sigbus {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
-    use std::sync::OnceLock;
+    use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
+    use std::sync::{Once, OnceLock};
 
     const ENTRIES: usize = 1024;
     const PAGE: usize = 4096;
 
     static USED: [AtomicBool; ENTRIES] = [const { AtomicBool::new(false) }; ENTRIES];
+    /// Per entry, odd while START and LEN are being changed (a seqlock), so
+    /// the handler never pairs one mapping's start with another's length.
+    static GEN: [AtomicU32; ENTRIES] = [const { AtomicU32::new(0) }; ENTRIES];
     static START: [AtomicUsize; ENTRIES] = [const { AtomicUsize::new(0) }; ENTRIES];
     static LEN: [AtomicUsize; ENTRIES] = [const { AtomicUsize::new(0) }; ENTRIES];
     static HIT: [AtomicBool; ENTRIES] = [const { AtomicBool::new(false) }; ENTRIES];
-    static PREVIOUS: OnceLock<Option<libc::sigaction>> = OnceLock::new();
+    static INSTALL: Once = Once::new();
+    /// The handler before ours; set before ours is installed.
+    static PREVIOUS: OnceLock<libc::sigaction> = OnceLock::new();
 
     /// Registers `start..start + len`; `None` when the table is full (that
     /// mapping is then not guarded: a truncation kills as before).
     pub(super) fn register(start: usize, len: usize) -> Option<usize> {
-        PREVIOUS.get_or_init(install);
+        INSTALL.call_once(install);
         let entry = (0..ENTRIES).find(|&i| {
             USED[i]
                 .compare_exchange(false, true, AcqRel, Relaxed)
                 .is_ok()
         })?;
+        GEN[entry].fetch_add(1, AcqRel);
         HIT[entry].store(false, Relaxed);
         START[entry].store(start, Relaxed);
-        LEN[entry].store(len, Release);
+        LEN[entry].store(len, Relaxed);
+        GEN[entry].fetch_add(1, Release);
         Some(entry)
     }
 
     pub(super) fn unregister(entry: usize) {
-        LEN[entry].store(0, Release);
+        GEN[entry].fetch_add(1, AcqRel);
+        LEN[entry].store(0, Relaxed);
+        GEN[entry].fetch_add(1, Release);
         USED[entry].store(false, Release);
     }
 
@@ -468,41 +477,54 @@ mod sigbus {
         HIT[entry].load(Acquire)
     }
 
-    fn install() -> Option<libc::sigaction> {
-        // SAFETY: zeroed sigaction structs are valid "no handler" values;
-        // `handler` has the SA_SIGINFO signature; `sigaction` only reads
-        // `ours` and writes `previous`.
+    /// The range of entry `i`, read consistently; `None` while it changes
+    /// or when it is free.
+    fn range(i: usize) -> Option<(usize, usize)> {
+        let before = GEN[i].load(Acquire);
+        let (start, len) = (START[i].load(Relaxed), LEN[i].load(Relaxed));
+        fence(Acquire);
+        (before & 1 == 0 && GEN[i].load(Relaxed) == before && len != 0).then_some((start, len))
+    }
+
+    fn install() {
+        // SAFETY: a zeroed sigaction is a valid value to overwrite; a null
+        // new action makes `sigaction` only report the current one.
+        let previous = unsafe {
+            let mut previous: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut previous);
+            previous
+        };
+        let _ = PREVIOUS.set(previous);
+        // SAFETY: `handler` has the SA_SIGINFO signature; `sigaction` reads
+        // `ours` only.
         unsafe {
             let mut ours: libc::sigaction = std::mem::zeroed();
             ours.sa_sigaction = handler as *const () as usize;
             ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
             libc::sigemptyset(&mut ours.sa_mask);
-            let mut previous: libc::sigaction = std::mem::zeroed();
-            (libc::sigaction(libc::SIGBUS, &ours, &mut previous) == 0).then_some(previous)
+            libc::sigaction(libc::SIGBUS, &ours, std::ptr::null_mut());
         }
     }
 
     extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-        // SAFETY: the kernel passes a valid siginfo for an SA_SIGINFO
-        // handler; for SIGBUS `si_addr` is the faulting address.
+        // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
         let addr = unsafe { (*info).si_addr() } as usize;
         for i in 0..ENTRIES {
-            let len = LEN[i].load(Acquire);
-            let start = START[i].load(Relaxed);
-            if len == 0 || addr < start || addr - start >= len {
+            let Some((start, len)) = range(i) else {
+                continue;
+            };
+            if addr < start || addr - start >= len {
                 continue;
             }
+            // The faulting thread is using mapping `i`, so it stays mapped
+            // while we run; we change what its tail holds, not whether it
+            // is mapped, and shared memory is only read racily anyway.
             let page = addr & !(PAGE - 1);
-            let end = start + len;
-            // SAFETY: `page..end` lies inside mapping `i`, which its owner
-            // keeps mapped until it unregisters (before unmapping); replacing
-            // those pages with anonymous ones changes what they hold, not
-            // whether they are mapped, and no Rust reference assumes their
-            // contents (shared memory is read with atomics and racy copies).
+            // SAFETY: `page..start + len` lies inside mapping `i` (above).
             let remapped = unsafe {
                 libc::mmap(
                     page as *mut libc::c_void,
-                    end - page,
+                    start + len - page,
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
                     -1,
@@ -516,10 +538,9 @@ mod sigbus {
             break;
         }
         // Not ours: hand over to whoever handled SIGBUS before us.
-        match PREVIOUS.get().copied().flatten() {
+        match PREVIOUS.get().copied() {
             Some(prev) if prev.sa_flags & libc::SA_SIGINFO != 0 && prev.sa_sigaction > 1 => {
-                // SAFETY: the previous handler was installed with SA_SIGINFO,
-                // so it has this signature; we pass on what we were given.
+                // SAFETY: installed with SA_SIGINFO, so it has this signature.
                 unsafe {
                     let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
                         std::mem::transmute(prev.sa_sigaction);

@@ -509,7 +509,7 @@ mod sigbus {
     extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
         let addr = unsafe { (*info).si_addr() } as usize;
-        for i in 0..ENTRIES {
+        for (i, hit) in HIT.iter().enumerate() {
             let Some((start, len)) = range(i) else {
                 continue;
             };
@@ -532,7 +532,7 @@ mod sigbus {
                 )
             };
             if remapped != libc::MAP_FAILED {
-                HIT[i].store(true, Release);
+                hit.store(true, Release);
                 return;
             }
             break;

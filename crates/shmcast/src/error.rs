@@ -324,6 +324,15 @@ pub enum PublisherError {
         /// Its geometry, in words, and what to do.
         what: String,
     },
+    /// The name kept changing under us (other processes removing and
+    /// creating it at the same time).
+    #[error(
+        "cannot create channel {name}: other processes keep removing or replacing it; try again"
+    )]
+    Busy {
+        /// The channel.
+        name: String,
+    },
     /// The OS refused a resource the channel needs (Windows: its wake
     /// events).
     #[error("cannot create channel {name}: {source}")]

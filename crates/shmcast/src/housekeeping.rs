@@ -94,17 +94,12 @@ where
     N: IntoName,
 {
     let name = name.into_name()?;
-    let me = ProcessId::current();
     let mut removed = false;
     for name in [name.companion(crate::name::LEASES), name] {
         let Ok(seg) = Segment::open(name.clone(), None, false) else {
             continue;
         };
-        if seg.current_creator().pid == me.pid
-            && seg.owner_alive()
-            && seg.is_still_named()
-            && os::unlink(&name.object_name()).is_ok()
-        {
+        if seg.owned_by_me() && seg.is_still_named() && os::unlink(&name.object_name()).is_ok() {
             removed = !name.is_companion_name();
         }
     }

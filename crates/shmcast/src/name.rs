@@ -122,6 +122,14 @@ impl Name {
         }
     }
 
+    /// The segment this companion belongs to (itself if it is none).
+    pub(crate) fn without_companion(&self) -> Name {
+        Name {
+            companion: None,
+            ..self.clone()
+        }
+    }
+
     /// Whether this names a companion object (a lease table).
     pub(crate) fn is_companion_name(&self) -> bool {
         self.companion.is_some()

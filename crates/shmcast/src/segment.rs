@@ -302,6 +302,22 @@ impl Segment {
         }
     }
 
+    /// Makes this process the owner whoever the owner word names: for a
+    /// publisher's own lease table, whose owner word the subscribers that
+    /// may write the table could have set to anything (the table is judged
+    /// by its channel, which the publisher holds).
+    pub(crate) fn force_claim(&self) {
+        if self.writable {
+            self.owner_word()
+                .store(ProcessId::current().token(), Ordering::SeqCst);
+        }
+    }
+
+    /// Whether the owner word names this process.
+    pub(crate) fn owned_by_me(&self) -> bool {
+        self.owner_word().load(Ordering::SeqCst) & !REMOVING == ProcessId::current().token()
+    }
+
     /// Gives the owner word up, if we hold it.
     pub(crate) fn release_claim(&self) {
         if self.writable {
@@ -487,6 +503,9 @@ pub(crate) enum Verdict {
 /// and a process that can only read the segment cannot claim it.
 /// `replace_stale` and `clean` both use it.
 pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
+    if name.is_companion_name() {
+        return remove_if_orphaned(name);
+    }
     let object = name.object_name();
     match Segment::open(name.clone(), None, true) {
         Ok(seg) => match seg.claim(REMOVING) {
@@ -495,6 +514,9 @@ pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
                 if seg.is_still_named() && os::unlink(&object).is_ok() {
                     Verdict::RemovedDead(seg, creator)
                 } else {
+                    // Not removed after all: leave no marker that would keep
+                    // others from judging it while we live.
+                    seg.release_claim();
                     Verdict::Live
                 }
             }
@@ -515,35 +537,78 @@ pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
                 Err(e) => Verdict::Unjudged(e),
             }
         }
-        Err(OpenError::Uninitialized { .. })
-            if is_unfinished(name) && os::unlink(&object).is_ok() =>
-        {
+        Err(OpenError::Uninitialized { .. }) if remove_if_unfinished(name) => {
             Verdict::RemovedUnfinished
         }
         Err(e) => Verdict::Unjudged(e),
     }
 }
 
-/// Whether `name` is an object whose creator died before writing its
-/// header: its stamped owner is dead, or (no stamp yet) it is older than
-/// [`STALE_INIT_AGE`].
-fn is_unfinished(name: &Name) -> bool {
+/// A companion (a channel's lease table) is judged by its channel, never by
+/// its own owner word, which the subscribers who may write the table could
+/// set to anything: it is stale only when its channel is gone (`clean` meets
+/// a dead channel first, since its name sorts first, and removes it).
+fn remove_if_orphaned(name: &Name) -> Verdict {
+    match Segment::open(name.without_companion(), None, false) {
+        Err(OpenError::NotFound { .. }) => {}
+        _ => return Verdict::Live,
+    }
     match Segment::open(name.clone(), None, false) {
-        Err(OpenError::Uninitialized { owner, .. }) if owner != 0 => {
-            token_liveness(owner) == Liveness::Dead
+        Ok(seg) => {
+            let creator = seg.current_creator();
+            if seg.is_still_named() && os::unlink(&name.object_name()).is_ok() {
+                Verdict::RemovedDead(seg, creator)
+            } else {
+                Verdict::Live
+            }
         }
-        Err(OpenError::Uninitialized { .. }) => {
-            os::object_age(&name.object_name()).is_some_and(|age| age > STALE_INIT_AGE)
+        Err(OpenError::Uninitialized { .. }) if remove_if_unfinished(name) => {
+            Verdict::RemovedUnfinished
         }
-        _ => false,
+        Err(e) => Verdict::Unjudged(e),
     }
 }
 
-/// Removes `name` only if it is an unfinished object (see [`Verdict`]). For
-/// publishers, which take over a dead creator's channel instead of removing
-/// it.
+/// Removes `name` if it is an object whose creator died before writing its
+/// header: its stamped owner is dead or (no stamp yet) it is older than
+/// [`STALE_INIT_AGE`]. Judged and removed through the object's owner word,
+/// like [`remove_if_stale`], so of two processes that find the same
+/// half-made object only one removes it (and never the other's new one).
 pub(crate) fn remove_if_unfinished(name: &Name) -> bool {
-    is_unfinished(name) && os::unlink(&name.object_name()).is_ok()
+    let object = name.object_name();
+    let old = || os::object_age(&object).is_some_and(|age| age > STALE_INIT_AGE);
+    let Ok(map) = Mapping::open(&object, name.namespace(), true) else {
+        return false;
+    };
+    if map.len() < 48 {
+        // Killed before it even had a size: by age alone.
+        return map.len() == 0 && old() && os::unlink(&object).is_ok();
+    }
+    // SAFETY: the mapping is page-aligned with at least 48 bytes, so the
+    // words at offsets 0 and 40 are aligned and mapped; any bits are valid.
+    let (magic, owner) = unsafe {
+        (
+            std::sync::atomic::AtomicU64::from_ptr(map.as_ptr().cast::<u64>()),
+            std::sync::atomic::AtomicU64::from_ptr(map.as_ptr().add(40).cast::<u64>()),
+        )
+    };
+    if magic.load(Ordering::Acquire) != 0 {
+        return false;
+    }
+    let current = owner.load(Ordering::SeqCst);
+    let holder = current & !REMOVING;
+    let stale = if holder != 0 {
+        token_liveness(holder) == Liveness::Dead
+    } else {
+        old()
+    };
+    let me = ProcessId::current().token();
+    stale
+        && owner
+            .compare_exchange(current, me | REMOVING, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        && map.is_named(&object)
+        && os::unlink(&object).is_ok()
 }
 
 fn existing_owner(name: &Name) -> (Option<ProcessId>, bool) {

@@ -104,12 +104,11 @@ fn set_entry(file: &std::fs::File, entry: u64, token: u64, lease: u64, beat_ns: 
     file.write_all_at(&b, 4096 + entry * 64).unwrap();
 }
 
+/// The clock lease-table beats use: CLOCK_MONOTONIC.
 #[cfg(unix)]
 fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
 /// Forged leases in the name of a live process on every slot: frames are
@@ -237,6 +236,58 @@ fn a_stopped_leaser_holding_every_free_slot_cannot_stop_the_publisher() {
         shmcast::inspect_channel(&name).unwrap().dropped_frames,
         dropped
     );
+}
+
+/// A lease older than the max lease is revoked only when the publisher
+/// has no free slot: with slots to spare it is honoured for as long as it
+/// is held, even on the slot the publisher would have liked to reuse.
+#[test]
+fn a_long_lease_is_honoured_while_the_publisher_has_free_slots() {
+    let name = unique("longlease");
+    let options = ChannelOptions::new(64).max_lease(Duration::from_millis(50));
+    let mut publisher = Publisher::create_with(&name, &options).unwrap();
+    let mut sub = Subscriber::open_with(&name, &leasing()).unwrap();
+    publisher.publish(&FrameMeta::raw(), &[1; 64]).unwrap();
+    let lease = sub.lease_latest().unwrap().unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(400) {
+        publisher.publish(&FrameMeta::raw(), &[2; 64]).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(&lease[..], &[1; 64][..]);
+    lease.release().expect("revoked although slots were free");
+    assert_eq!(publisher.revoked_leases(), 0);
+}
+
+/// The lease table's own owner word is writable by every leasing
+/// subscriber, so nothing may trust it: `clean` judges the table by its
+/// channel, and a new publisher adopts its table whatever the word says.
+#[cfg(unix)]
+#[test]
+fn a_scribbled_lease_table_owner_word_misleads_nobody() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("tableowner");
+    let mut writer = Proc::spawn("publish-until-error", &[&name]);
+    writer.expect("publishing");
+    let mut holder = Proc::spawn("hold-three-leases", &[&name]);
+    holder.expect("subscribed");
+    let table = lease_table(&name);
+    let holder_token = entry_word(&table, 0, 0);
+    assert_eq!(holder_token >> 32, u64::from(holder.id()));
+    // A dead (zero) owner: clean must leave a live channel's table alone.
+    table.write_all_at(&0u64.to_ne_bytes(), 40).unwrap();
+    shmcast::clean().unwrap();
+    assert!(std::path::Path::new(&format!("/dev/shm/shmcast.{name}~leases")).exists());
+    // A live leaser's token: a publisher that takes over still adopts it.
+    writer.kill();
+    table.write_all_at(&holder_token.to_ne_bytes(), 40).unwrap();
+    let publisher = Publisher::create(&name, 64 * 1024).unwrap();
+    assert!(publisher.took_over_from().is_some());
+    assert!(
+        publisher.leasing_available(),
+        "a leaser kept the table from its publisher"
+    );
+    holder.kill();
 }
 
 /// Shrinking the channel under a publisher and a reader: both report an
@@ -367,6 +418,12 @@ fn a_half_made_channel_of_a_dead_creator_is_replaced_at_once() {
         started.elapsed() < Duration::from_secs(5),
         "waited {:?} for a dead creator",
         started.elapsed()
+    );
+    // The new channel is not taken for a half-made one.
+    shmcast::clean().unwrap();
+    assert!(
+        Subscriber::open(&name).is_ok(),
+        "clean removed the new channel"
     );
     drop(publisher);
 }

@@ -109,8 +109,9 @@ pub(crate) struct ReaderEntry {
     pub token: AtomicU64,
     /// Slot index + 1 this subscriber leases, 0 = none.
     pub lease: AtomicU64,
-    /// When the subscriber last showed it is still using the entry, ns
-    /// since the Unix epoch. Entries not touched for a while are cleared,
+    /// When the subscriber last showed it is still using the entry, in ns
+    /// of the machine's monotonic clock (`os::monotonic_ns`), which no
+    /// clock change moves. Entries not touched for a while are cleared,
     /// so that entries forged in the name of a live process, or left by a
     /// stopped one, free themselves.
     pub beat_ns: AtomicU64,

@@ -409,7 +409,7 @@ impl Words<'_> {
                 }
             }
             if pass == 0 {
-                self.reclaim_dead_readers(me, now_ns, &is_dead);
+                self.reclaim_dead_readers(me, now_ns, &is_dead, true);
             }
         }
         None
@@ -424,8 +424,12 @@ impl Words<'_> {
         }
     }
 
-    /// Clears the entries (and leases) of dead processes, and entries that
-    /// nobody has touched for [`STALE_BEAT_NS`]; returns how many.
+    /// Clears the entries (and leases) of dead processes and, with
+    /// `stale_too`, entries that nobody has touched for [`STALE_BEAT_NS`];
+    /// returns how many. Stale entries are cleared only by subscribers that
+    /// find the table full: a live subscriber that holds one lease for long
+    /// loses nothing while there is room (the publisher bounds what a held
+    /// lease costs it by revoking, not by clearing entries).
     ///
     /// An entry is first swapped to a marker naming the reclaimer, so two
     /// reclaimers never both clear it (a late clear could wipe a new
@@ -436,6 +440,7 @@ impl Words<'_> {
         me: u64,
         now_ns: u64,
         is_dead: impl Fn(u64) -> bool,
+        stale_too: bool,
     ) -> usize {
         let mut cleared = 0;
         for r in self.readers {
@@ -447,7 +452,7 @@ impl Words<'_> {
                 continue;
             }
             let beat = r.beat_ns.load(Relaxed);
-            let stale = now_ns.abs_diff(beat) > STALE_BEAT_NS;
+            let stale = stale_too && now_ns.abs_diff(beat) > STALE_BEAT_NS;
             if !stale && !is_dead(owner) {
                 continue;
             }
@@ -537,7 +542,7 @@ mod tests {
         // A dead subscriber's entry, half reclaimed by a process that died.
         readers[0].token.store(RECLAIMING | DEAD, Relaxed);
         readers[0].lease.store(1, Relaxed);
-        assert_eq!(w.reclaim_dead_readers(ME, 0, |t| t == DEAD), 1);
+        assert_eq!(w.reclaim_dead_readers(ME, 0, |t| t == DEAD, true), 1);
         assert_eq!(readers[0].token.load(Relaxed), 0);
         assert_eq!(readers[0].lease.load(Relaxed), 0);
         assert_eq!(w.register(ME, 0, |_| false), Some(0));
@@ -552,7 +557,7 @@ mod tests {
             readers: &readers,
         };
         readers[0].token.store(RECLAIMING | ME, Relaxed);
-        assert_eq!(w.reclaim_dead_readers(7 << 32, 0, |t| t == DEAD), 0);
+        assert_eq!(w.reclaim_dead_readers(7 << 32, 0, |t| t == DEAD, true), 0);
         assert_eq!(readers[0].token.load(Relaxed), RECLAIMING | ME);
     }
 
@@ -605,7 +610,7 @@ mod tests {
                 w.commit(s, &SlotMeta::default(), v);
             }
             let _ = w.begin_write(None, |_, h| h.is_some()).map(|s| w.abort(s));
-            w.reclaim_dead_readers(ME, v, |_| true);
+            w.reclaim_dead_readers(ME, v, |_| true, true);
             let _ = w.register(ME, v, |_| false);
         }
     }

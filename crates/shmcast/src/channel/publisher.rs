@@ -170,22 +170,38 @@ impl Publisher {
             }
         })?;
         let me = ProcessId::current().token();
-        let (mut channel, origin) = create_or_take_over(&name, options, &geometry, me)?;
+        let os_error = |source| PublisherError::Os {
+            name: name.to_string(),
+            source,
+        };
+        let (object, ns, sddl) = (
+            name.object_name(),
+            name.namespace(),
+            options.create.sddl_str(),
+        );
+        // A new channel's wake events exist before its name does, so nobody
+        // can learn its instance number in time to make them first.
+        let instance = random_instance();
+        let fresh_wakers = Wakers::new(&object, ns, instance, sddl, true).map_err(os_error)?;
+        let (mut channel, origin) = create_or_take_over(&name, options, &geometry, me, instance)?;
+        let wakers = match origin {
+            Origin::TookOver(_) => {
+                match Wakers::new(&object, ns, channel.instance(), sddl, false) {
+                    Ok(wakers) => wakers,
+                    Err(source) => {
+                        // Leave the channel to the next publisher to try.
+                        channel.words().release_writer(me);
+                        return Err(os_error(source));
+                    }
+                }
+            }
+            Origin::New | Origin::Replaced(..) => fresh_wakers,
+        };
         let max_lease_ms = u64::try_from(options.max_lease.as_millis()).unwrap_or(u64::MAX);
         Channel::header_of(&channel.seg)
             .max_lease_ms
             .store(max_lease_ms, Relaxed);
         channel.leases = lease_table(&channel, &name, options);
-        let wakers = Wakers::new(
-            &name.object_name(),
-            name.namespace(),
-            channel.instance(),
-            options.create.sddl_str(),
-        )
-        .map_err(|source| PublisherError::Os {
-            name: name.to_string(),
-            source,
-        })?;
         let slots = channel.geometry.slots as usize;
         let (took_over_from, replaced) = match origin {
             Origin::New => (None, None),
@@ -334,35 +350,47 @@ impl Publisher {
         }
         if self.last_sweep.elapsed() >= SWEEP_EVERY {
             self.last_sweep = Instant::now();
-            words.reclaim_dead_readers(self.me, now_ns(), is_dead);
+            words.reclaim_dead_readers(self.me, crate::os::monotonic_ns(), is_dead, false);
         }
         let now = Instant::now();
         let (max_lease, leased_since) = (self.max_lease, &mut self.leased_since);
         let mut holders = Vec::new();
-        let mut revoked = 0;
-        let mut honour = |s: usize, holder: Option<u64>| {
-            let Some(token) = holder else {
+        // First every lease is honoured, and each leased slot's time under
+        // lease noted (from when we first saw it leased; a slot seen free
+        // starts again).
+        let mut honour_all = |s: usize, holder: Option<u64>| match holder {
+            None => {
                 leased_since[s] = None;
-                return false;
-            };
-            let since = *leased_since[s].get_or_insert(now);
-            if now.duration_since(since) < max_lease {
-                holders.push(token);
-                true
-            } else {
-                revoked += 1;
                 false
             }
+            Some(token) => {
+                leased_since[s].get_or_insert(now);
+                holders.push(token);
+                true
+            }
         };
-        let mut got = words.begin_write(self.previous, &mut honour);
-        if got.is_err() && words.reclaim_dead_readers(self.me, now_ns(), is_dead) > 0 {
-            got = words.begin_write(self.previous, &mut honour);
+        let mut got = words.begin_write(self.previous, &mut honour_all);
+        if got.is_err()
+            && words.reclaim_dead_readers(self.me, crate::os::monotonic_ns(), is_dead, false) > 0
+        {
+            got = words.begin_write(self.previous, &mut honour_all);
         }
-        self.revoked += revoked;
+        // Only with no free slot left, a lease held longer than `max_lease`
+        // is revoked. A slot taken from a lease keeps its `leased_since`:
+        // while that lease stays, the slot stays revoked (a forged or
+        // stopped holder gets one `max_lease`, not one per frame).
+        if got.is_err() {
+            let mut revoked = false;
+            got = words.begin_write(self.previous, |s, holder| {
+                let young = leased_since[s].is_some_and(|t| now.duration_since(t) < max_lease);
+                revoked = holder.is_some() && !young;
+                holder.is_some() && young
+            });
+            if got.is_ok() && revoked {
+                self.revoked += 1;
+            }
+        }
         match got {
-            // A slot taken from a lease keeps its `leased_since`: while
-            // that lease stays, it stays revoked (a forged or stopped holder
-            // gets one `max_lease`, not one per frame).
             Ok(slot) => Ok(slot),
             Err(_) => {
                 self.dropped += 1;
@@ -477,8 +505,8 @@ fn create_or_take_over(
     options: &ChannelOptions,
     geometry: &Geometry,
     me: u64,
+    instance: u64,
 ) -> Result<(Channel, Origin), PublisherError> {
-    let instance = random_instance();
     let mut replaced = None;
     let mut attempts = 5;
     loop {
@@ -505,12 +533,12 @@ fn create_or_take_over(
             Ok(TakeOver::Adopted(channel, pid)) => return Ok((*channel, Origin::TookOver(pid))),
             Ok(TakeOver::Removed(pid, why)) if attempts > 0 => replaced = Some((pid, why)),
             Ok(TakeOver::Removed(..)) | Ok(TakeOver::Again) if attempts == 0 => {
-                return Err(PublisherError::Open(OpenError::Uninitialized {
+                return Err(PublisherError::Busy {
                     name: name.to_string(),
-                    owner: 0,
-                }))
+                })
             }
-            Ok(_) => {}
+            // Another process is removing or replacing it: give it a moment.
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
             // Gone between our create and our open: create it.
             Err(PublisherError::Open(OpenError::NotFound { .. })) if attempts > 0 => {}
             // Left without a header by a creator that died: clear it away.
@@ -660,12 +688,11 @@ fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Opti
             }
             return None;
         };
+        // Ours (this user's), and ours to judge: we hold its channel.
         if !seg.ownership().map_or(true, |o| o.mine) {
             return None;
         }
-        if !matches!(seg.claim(0), Claim::Won { .. }) {
-            return None;
-        }
+        seg.force_claim();
         if channel.check_leases(&seg).is_ok() {
             seg.adopt(options.create.persists());
             return Some(seg);

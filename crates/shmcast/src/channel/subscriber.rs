@@ -231,7 +231,7 @@ impl Subscriber {
             entry = Some(
                 channel
                     .words()
-                    .register(me, now_ns(), is_dead)
+                    .register(me, crate::os::monotonic_ns(), is_dead)
                     .ok_or_else(|| SubscriberError::TableFull {
                         name: name.to_string(),
                         max: MAX_SUBSCRIBERS,
@@ -294,8 +294,10 @@ impl Subscriber {
         Ok(())
     }
 
-    /// Our lease-table entry, taken anew if it was cleared as stale, and
-    /// its beat refreshed when due.
+    /// Our lease-table entry, taken anew if it was cleared (we were stopped,
+    /// or idle while the table filled up), its beat refreshed when due.
+    /// Checked on every call: an entry that is no longer ours is never
+    /// written (its new owner's lease would be clobbered).
     fn lease_entry(&self) -> Result<usize, ReadError> {
         let words = self.channel.words();
         let Some(entry) = self.entry.get() else {
@@ -305,16 +307,16 @@ impl Subscriber {
                     .to_owned(),
             });
         };
-        if self.last_beat.get().elapsed() < BEAT_EVERY {
+        let mine = words.owns_entry(entry, self.me);
+        if mine && self.last_beat.get().elapsed() < BEAT_EVERY {
             return Ok(entry);
         }
         self.last_beat.set(Instant::now());
-        let now = now_ns();
-        if words.owns_entry(entry, self.me) {
+        let now = crate::os::monotonic_ns();
+        if mine {
             words.touch(entry, now);
             return Ok(entry);
         }
-        // Cleared while we were away (stopped, or too long idle).
         let entry = words
             .register(self.me, now, is_dead)
             .ok_or_else(|| ReadError::NotLeasing {

@@ -343,6 +343,15 @@ pub(crate) fn is_out_of_space(err: &io::Error) -> bool {
     )
 }
 
+/// A clock all processes on this machine share and nobody can set back:
+/// `CLOCK_MONOTONIC`, in nanoseconds. For lease-table beats.
+pub(crate) fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    (t.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(t.tv_nsec as u64)
+}
+
 /// How long ago the object was last modified (for unfinished creations).
 pub(crate) fn object_age(object: &str) -> Option<std::time::Duration> {
     let modified = std::fs::symlink_metadata(shm_file(object))
@@ -399,6 +408,7 @@ impl Wakers {
         _ns: Namespace,
         _instance: u64,
         _sddl: Option<&str>,
+        _fresh: bool,
     ) -> io::Result<Wakers> {
         Ok(Wakers)
     }

@@ -472,6 +472,14 @@ pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
     ))
 }
 
+/// A clock all processes on this machine share and nobody can set back:
+/// milliseconds since boot, in nanoseconds. For lease-table beats.
+pub(crate) fn monotonic_ns() -> u64 {
+    // SAFETY: no preconditions.
+    let ms = unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() };
+    ms.saturating_mul(1_000_000)
+}
+
 /// Sections have no age to look at; nothing is ever left unfinished.
 pub(crate) fn object_age(_object: &str) -> Option<std::time::Duration> {
     None
@@ -582,12 +590,14 @@ unsafe impl Sync for Wakers {}
 impl Wakers {
     /// Creates (or, on a take-over, opens) the channel's wake events, with
     /// `sddl` as their security descriptor so that whoever may open the
-    /// channel may wait on them.
+    /// channel may wait on them. For a `fresh` channel an event that
+    /// exists already was made by someone else: refused.
     pub(crate) fn new(
         object: &str,
         ns: Namespace,
         instance: u64,
         sddl: Option<&str>,
+        fresh: bool,
     ) -> io::Result<Wakers> {
         let sd = sddl
             .map(SecurityDescriptor::from_sddl)
@@ -604,6 +614,15 @@ impl Wakers {
             // points at attributes that outlive the call. Manual reset,
             // initially clear.
             let mut event = unsafe { CreateEventW(attributes_ptr, 1, 0, name.as_ptr()) };
+            // SAFETY: no preconditions; read right after the call.
+            if fresh && !event.is_null() && unsafe { GetLastError() } == ERROR_ALREADY_EXISTS {
+                // SAFETY: the handle we just got, closed once.
+                unsafe { CloseHandle(event) };
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "a wake event of this new channel exists already: another process made it",
+                ));
+            }
             if event.is_null() {
                 // SAFETY: as above; an event a dead publisher's readers keep.
                 event = unsafe { OpenEventW(EVENT_SET_AND_WAIT, 0, name.as_ptr()) };

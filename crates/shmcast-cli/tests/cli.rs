@@ -2,21 +2,11 @@
 //! processes on one region. Runs on Linux and, built for Windows, under Wine.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 
-fn shmcast() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shmcast"))
-}
+mod common;
 
-fn unique(tag: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "cli-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use common::{shmcast, unique};
 
 fn noise(len: usize) -> Vec<u8> {
     let mut x = 0x2545_F491_4F6C_DD1Du64;
@@ -223,7 +213,7 @@ fn sigterm_makes_hold_remove_its_segment() {
     let mut hold = Hold::start(&[&name, "--size", "4K"]);
     let path = format!("/dev/shm/shmcast.{name}");
     assert!(std::path::Path::new(&path).exists());
-    let status = Command::new("kill")
+    let status = std::process::Command::new("kill")
         .args(["-TERM", &hold.child.id().to_string()])
         .status()
         .unwrap();
@@ -240,7 +230,7 @@ fn stop(child: &mut std::process::Child) {
     }
     #[cfg(unix)]
     {
-        let termed = Command::new("kill")
+        let termed = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .is_ok_and(|s| s.success());

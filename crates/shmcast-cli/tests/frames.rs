@@ -3,24 +3,11 @@
 //! needs Debian's ffmpeg (scripts/test installs it) and runs on Linux.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-use md5::{Digest, Md5};
+mod common;
 
-fn shmcast() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shmcast"))
-}
-
-fn unique(tag: &str) -> String {
-    format!("cli-{tag}-{}", std::process::id())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    Md5::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+use common::{md5_hex, shmcast, start_serve, unique};
 
 /// Frame `i` of a small rgb24 test stream.
 fn frame(i: usize, len: usize) -> Vec<u8> {
@@ -91,7 +78,7 @@ fn a_reader_gets_the_published_frames_exactly_in_order() {
         assert!(number > last, "frame {number} after {last}");
         last = number;
         assert_eq!((size.as_str(), format.as_str()), ("64x48", "rgb24"));
-        assert_eq!(md5, hex(&frames[number - 1]), "frame {number}");
+        assert_eq!(md5, md5_hex(&frames[number - 1]), "frame {number}");
     }
 }
 
@@ -175,7 +162,7 @@ fn ffmpeg_testsrc_through_shmcast_matches_ffmpegs_own_framemd5() {
         "-frames:v",
         "90",
     ];
-    let reference = Command::new("ffmpeg")
+    let reference = std::process::Command::new("ffmpeg")
         .args(ffmpeg_args)
         .args(["-pix_fmt", "rgb24", "-f", "framemd5", "-"])
         .output()
@@ -195,7 +182,10 @@ fn ffmpeg_testsrc_through_shmcast_matches_ffmpegs_own_framemd5() {
         ffmpeg_args.map(|a| if a.contains('=') { format!("'{a}'") } else { a.to_owned() }).join(" "),
         env!("CARGO_BIN_EXE_shmcast"),
     );
-    let status = Command::new("sh").args(["-c", &producer]).status().unwrap();
+    let status = std::process::Command::new("sh")
+        .args(["-c", &producer])
+        .status()
+        .unwrap();
     assert!(status.success());
     let read = reader.wait_with_output().unwrap();
     assert!(read.status.success(), "{read:?}");
@@ -223,21 +213,7 @@ struct Serve(std::process::Child);
 
 impl Serve {
     fn start(name: &str, args: &[&str]) -> Serve {
-        let mut child = shmcast()
-            .args(["serve", name])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        assert!(line.starts_with("serving "), "serve said {line:?}");
-        Serve(child)
+        Serve(start_serve(name, args))
     }
 }
 
@@ -301,7 +277,7 @@ fn sigterm_stops_serve_cleanly_and_removes_the_channel() {
     let mut server = Serve::start(&name, &["--width", "32", "--height", "32"]);
     let path = format!("/dev/shm/shmcast.{name}");
     assert!(std::path::Path::new(&path).exists());
-    let kill = Command::new("kill")
+    let kill = std::process::Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
         .status()
         .unwrap();
@@ -318,7 +294,7 @@ fn stop(child: &mut std::process::Child) {
     }
     #[cfg(unix)]
     {
-        let termed = Command::new("kill")
+        let termed = std::process::Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
             .is_ok_and(|s| s.success());

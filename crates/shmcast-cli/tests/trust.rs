@@ -4,22 +4,12 @@
 //! that need a second user look for `shmcast-test` (scripts/test creates
 //! it when run as root) and say so when it is missing.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-fn shmcast() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shmcast"))
-}
+mod common;
 
-fn unique(tag: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "trust-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+use common::{shmcast, unique};
 
 /// Waits for `child` at most `limit`; kills it and fails if it is still
 /// running then (a hang).
@@ -97,25 +87,10 @@ fn a_huge_size_is_called_too_large() {
 #[cfg(unix)]
 mod linux {
     use super::*;
-    use std::io::{BufRead, BufReader, Write};
+    use common::{md5_hex, start_serve as serve};
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
-
-    /// `shmcast serve NAME ARGS...`, once it says it serves.
-    fn serve(name: &str, args: &[&str]) -> Child {
-        let mut child = shmcast()
-            .args(["serve", name])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("serving "), "serve said {line:?}");
-        child
-    }
+    use std::process::Command;
 
     const OTHER: &str = "shmcast-test";
 
@@ -282,12 +257,7 @@ mod linux {
         for line in lines {
             let parts: Vec<&str> = line.split_whitespace().collect();
             let n: usize = parts[0].parse().unwrap();
-            use md5::Digest;
-            let want: String = md5::Md5::digest(&frames[n - 1])
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            assert_eq!(parts[3], want, "frame {n}");
+            assert_eq!(parts[3], md5_hex(&frames[n - 1]), "frame {n}");
         }
         // Leasing needs write access to the lease table (mode 644: no).
         let out = as_other(&format!(

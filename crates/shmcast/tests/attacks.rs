@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use common::{role, say, unique, Proc};
+use common::{assert_crashed_on_access, role, say, stdin_closed_flag, unique, Proc};
 use shmcast::{
     Access, ChannelOptions, FrameMeta, PublishError, Publisher, ReadError, Subscriber,
     SubscriberOptions,
@@ -18,26 +17,6 @@ use shmcast::{
 
 fn leasing() -> SubscriberOptions {
     SubscriberOptions::new().access(Access::Leasing)
-}
-
-#[cfg(unix)]
-fn assert_crashed_on_access(status: ExitStatus) {
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(11),
-        "expected SIGSEGV, got {status:?}"
-    );
-}
-
-#[cfg(windows)]
-fn assert_crashed_on_access(status: ExitStatus) {
-    const STATUS_ACCESS_VIOLATION: u32 = 0xC000_0005;
-    assert_eq!(
-        status.code().map(|c| c as u32),
-        Some(STATUS_ACCESS_VIOLATION),
-        "expected an access violation, got {status:?}"
-    );
 }
 
 #[test]
@@ -379,22 +358,12 @@ fn scribbling_over_every_shared_word_crashes_and_hangs_nobody() {
         }
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    for mut reader in readers.drain(..) {
-        reader.close_stdin();
-        while reader.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "a reader hangs");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let (lines, status) = reader.finish();
+    for reader in readers.drain(..) {
+        let (lines, status) = reader.stop_by(deadline, "a reader");
         assert!(status.success(), "reader died: {status:?} {lines:?}");
         assert!(lines.iter().any(|l| l.starts_with("done")), "{lines:?}");
     }
-    writer.close_stdin();
-    while writer.child.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the publisher hangs");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let (lines, status) = writer.finish();
+    let (lines, status) = writer.stop_by(deadline, "the publisher");
     assert!(status.success(), "publisher died: {status:?} {lines:?}");
     eprintln!("{writes} scribbles; publisher: {lines:?}");
 }
@@ -426,16 +395,6 @@ fn a_half_made_channel_of_a_dead_creator_is_replaced_at_once() {
         "clean removed the new channel"
     );
     drop(publisher);
-}
-
-fn stdin_closed_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let set = flag.clone();
-    std::thread::spawn(move || {
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-        set.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
-    flag
 }
 
 /// Not a test: the entry point of the child processes the tests spawn.

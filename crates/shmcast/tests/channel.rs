@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{role, say, unique, Proc};
+use common::{role, say, stdin_closed_flag, unique, Proc};
 use shmcast::{
     Access, ChannelOptions, FrameMeta, Health, PixelFormat, PublishError, Publisher,
     PublisherError, Subscriber, SubscriberOptions,
@@ -456,16 +456,6 @@ fn cpu_time() -> Duration {
     unsafe { GetProcessTimes(GetCurrentProcess(), &mut a, &mut b, &mut kernel, &mut user) };
     let t = |f: FILETIME| (u64::from(f.dwHighDateTime) << 32) | u64::from(f.dwLowDateTime);
     Duration::from_nanos((t(kernel) + t(user)) * 100)
-}
-
-fn stdin_closed_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let set = flag.clone();
-    std::thread::spawn(move || {
-        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
-        set.store(true, std::sync::atomic::Ordering::SeqCst);
-    });
-    flag
 }
 
 /// Reads frames until `count` new ones were checked or `stop()`; prints

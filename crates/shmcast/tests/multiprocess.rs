@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::process::ExitStatus;
 use std::time::Duration;
 
-use common::{pattern, role, run, say, unique, Proc};
+use common::{assert_crashed_on_access, pattern, role, run, say, unique, Proc};
 use shmcast::{OpenError, Region, HEADER_LEN};
 
 #[test]
@@ -40,26 +39,6 @@ fn a_read_only_open_cannot_write_the_os_stops_it() {
     assert!(!status.success(), "the write went through");
     assert_crashed_on_access(status);
     assert_eq!(region.read_to_vec().unwrap(), vec![0xAB; 4096]);
-}
-
-#[cfg(unix)]
-fn assert_crashed_on_access(status: ExitStatus) {
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(
-        status.signal(),
-        Some(11),
-        "expected SIGSEGV, got {status:?}"
-    );
-}
-
-#[cfg(windows)]
-fn assert_crashed_on_access(status: ExitStatus) {
-    const STATUS_ACCESS_VIOLATION: u32 = 0xC000_0005;
-    assert_eq!(
-        status.code().map(|c| c as u32),
-        Some(STATUS_ACCESS_VIOLATION),
-        "expected an access violation, got {status:?}"
-    );
 }
 
 #[test]

@@ -520,55 +520,59 @@ mod tests {
     const DEAD: u64 = 9 << 32;
 
     /// A channel's words on the heap: header, `slots` slots, 4 readers.
-    fn words(slots: usize) -> (Box<ChannelHeader>, Vec<SlotHeader>, Vec<ReaderEntry>) {
-        // SAFETY: all three are atomics only, for which all-zero is valid.
-        unsafe {
-            (
-                Box::new(std::mem::zeroed()),
-                (0..slots).map(|_| std::mem::zeroed()).collect(),
-                (0..4).map(|_| std::mem::zeroed()).collect(),
-            )
+    struct Fixture {
+        header: Box<ChannelHeader>,
+        slots: Vec<SlotHeader>,
+        readers: Vec<ReaderEntry>,
+    }
+
+    impl Fixture {
+        fn new(slots: usize) -> Fixture {
+            // SAFETY: all three are atomics only, for which all-zero is valid.
+            unsafe {
+                Fixture {
+                    header: Box::new(std::mem::zeroed()),
+                    slots: (0..slots).map(|_| std::mem::zeroed()).collect(),
+                    readers: (0..4).map(|_| std::mem::zeroed()).collect(),
+                }
+            }
+        }
+
+        fn words(&self) -> Words<'_> {
+            Words {
+                header: &self.header,
+                slots: &self.slots,
+                readers: &self.readers,
+            }
         }
     }
 
     #[test]
     fn a_reclaimer_that_died_mid_reclaim_does_not_wedge_the_entry() {
-        let (header, slots, readers) = words(3);
-        let w = Words {
-            header: &header,
-            slots: &slots,
-            readers: &readers,
-        };
+        let f = Fixture::new(3);
+        let w = f.words();
         // A dead subscriber's entry, half reclaimed by a process that died.
-        readers[0].token.store(RECLAIMING | DEAD, Relaxed);
-        readers[0].lease.store(1, Relaxed);
+        f.readers[0].token.store(RECLAIMING | DEAD, Relaxed);
+        f.readers[0].lease.store(1, Relaxed);
         assert_eq!(w.reclaim_dead_readers(ME, 0, |t| t == DEAD, true), 1);
-        assert_eq!(readers[0].token.load(Relaxed), 0);
-        assert_eq!(readers[0].lease.load(Relaxed), 0);
+        assert_eq!(f.readers[0].token.load(Relaxed), 0);
+        assert_eq!(f.readers[0].lease.load(Relaxed), 0);
         assert_eq!(w.register(ME, 0, |_| false), Some(0));
     }
 
     #[test]
     fn a_live_reclaimers_marker_is_left_alone() {
-        let (header, slots, readers) = words(3);
-        let w = Words {
-            header: &header,
-            slots: &slots,
-            readers: &readers,
-        };
-        readers[0].token.store(RECLAIMING | ME, Relaxed);
+        let f = Fixture::new(3);
+        let w = f.words();
+        f.readers[0].token.store(RECLAIMING | ME, Relaxed);
         assert_eq!(w.reclaim_dead_readers(7 << 32, 0, |t| t == DEAD, true), 0);
-        assert_eq!(readers[0].token.load(Relaxed), RECLAIMING | ME);
+        assert_eq!(f.readers[0].token.load(Relaxed), RECLAIMING | ME);
     }
 
     #[test]
     fn the_writer_prefers_the_previous_slot_and_never_the_latest() {
-        let (header, slots, readers) = words(4);
-        let w = Words {
-            header: &header,
-            slots: &slots,
-            readers: &readers,
-        };
+        let f = Fixture::new(4);
+        let w = f.words();
         let honour = |_, holder: Option<u64>| holder.is_some();
         let s = w.begin_write(None, honour).unwrap();
         w.commit(s, &SlotMeta::default(), 0);
@@ -584,25 +588,21 @@ mod tests {
 
     #[test]
     fn scribbled_words_never_panic_or_index_out_of_bounds() {
-        let (header, slots, readers) = words(3);
-        let w = Words {
-            header: &header,
-            slots: &slots,
-            readers: &readers,
-        };
+        let f = Fixture::new(3);
+        let w = f.words();
         for v in [u64::MAX, u64::MAX - 1, 1 << 63, 255, 0] {
-            for slot in &slots {
+            for slot in &f.slots {
                 slot.seq.store(v, Relaxed);
                 slot.number.store(v, Relaxed);
                 slot.len.store(v, Relaxed);
             }
-            for r in &readers {
+            for r in &f.readers {
                 r.token.store(v, Relaxed);
                 r.lease.store(v, Relaxed);
                 r.beat_ns.store(v, Relaxed);
             }
-            header.latest.store(v, Relaxed);
-            header.generation.store(v as u32, Relaxed);
+            f.header.latest.store(v, Relaxed);
+            f.header.generation.store(v as u32, Relaxed);
             w.repair();
             let _ = w.read_latest(3, |_, _| Ok::<(), ()>(()));
             let _ = w.lease_latest(0, 3);
@@ -617,12 +617,8 @@ mod tests {
 
     #[test]
     fn a_revoked_lease_is_seen_by_its_holder() {
-        let (header, slots, readers) = words(2);
-        let w = Words {
-            header: &header,
-            slots: &slots,
-            readers: &readers,
-        };
+        let f = Fixture::new(2);
+        let w = f.words();
         let s = w.begin_write(None, |_, h| h.is_some()).unwrap();
         w.commit(s, &SlotMeta::default(), 0);
         let entry = w.register(ME, 0, |_| false).unwrap();

@@ -108,6 +108,21 @@ impl Proc {
         self.stdin = None;
     }
 
+    /// Closes the child's stdin (its signal to stop) and waits for it to
+    /// end, failing the test if it is still running at `deadline` (a hang).
+    pub fn stop_by(
+        mut self,
+        deadline: std::time::Instant,
+        what: &str,
+    ) -> (Vec<String>, ExitStatus) {
+        self.close_stdin();
+        while self.child.try_wait().expect("wait child").is_none() {
+            assert!(std::time::Instant::now() < deadline, "{what} hangs");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        self.finish()
+    }
+
     /// Waits for the child to end; its remaining messages and exit status.
     pub fn finish(mut self) -> (Vec<String>, ExitStatus) {
         let mut rest = String::new();
@@ -141,4 +156,40 @@ pub fn role() -> Option<(String, Vec<String>)> {
     let mut parts = spec.split('\u{1f}').map(str::to_owned);
     let role = parts.next()?;
     Some((role, parts.filter(|a| !a.is_empty()).collect()))
+}
+
+/// Asserts that a child died writing where it may not: SIGSEGV on Linux,
+/// an access violation on Windows.
+#[cfg(unix)]
+pub fn assert_crashed_on_access(status: ExitStatus) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(11),
+        "expected SIGSEGV, got {status:?}"
+    );
+}
+
+/// Asserts that a child died writing where it may not: SIGSEGV on Linux,
+/// an access violation on Windows.
+#[cfg(windows)]
+pub fn assert_crashed_on_access(status: ExitStatus) {
+    const STATUS_ACCESS_VIOLATION: u32 = 0xC000_0005;
+    assert_eq!(
+        status.code().map(|c| c as u32),
+        Some(STATUS_ACCESS_VIOLATION),
+        "expected an access violation, got {status:?}"
+    );
+}
+
+/// A flag set once the parent closes our stdin (its signal to stop), for
+/// child roles that run until told.
+pub fn stdin_closed_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        set.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    flag
 }

@@ -128,9 +128,14 @@ mod linux {
         c
     }
 
+    /// `shmcast remove NAME`, as a user cleans up: the channel and its
+    /// lease table go.
     fn remove_all(name: &str) {
-        let _ = std::fs::remove_file(format!("/dev/shm/shmcast.{name}"));
-        let _ = std::fs::remove_file(format!("/dev/shm/shmcast.{name}~leases"));
+        let (ok, _, err) = run_within(&["remove", name], Duration::from_secs(5));
+        assert!(ok, "{err}");
+        for object in [format!("shmcast.{name}"), format!("shmcast.{name}~leases")] {
+            assert!(!std::path::Path::new(&format!("/dev/shm/{object}")).exists());
+        }
     }
 
     fn sigterm(child: &Child) {
@@ -271,7 +276,9 @@ mod linux {
             assert!(err.contains("permission denied"), "{err}");
         }
         wait_or_fail(&mut publisher, Duration::from_secs(30), "publish");
-        remove_all(&name);
+        // At EOF the publisher removed both of its objects.
+        assert!(!std::path::Path::new(&format!("/dev/shm/shmcast.{name}")).exists());
+        assert!(!std::path::Path::new(&format!("/dev/shm/shmcast.{name}~leases")).exists());
     }
 
     /// Finding 3: a FIFO planted under our prefix hung clean, info, serve

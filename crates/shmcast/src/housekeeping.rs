@@ -58,9 +58,9 @@ where
     Ok(SegmentInfo::of(&seg))
 }
 
-/// Removes the name `name` (Linux): processes that map the segment keep
-/// their memory, new opens fail. On Windows this does nothing, since a
-/// section goes with its last handle.
+/// Removes the name `name` (Linux), and a channel's lease table with it:
+/// processes that map the segment keep their memory, new opens fail. On
+/// Windows this does nothing, since a section goes with its last handle.
 ///
 /// # Errors
 /// [`RemoveError::NotFound`] when there is no such name.
@@ -69,6 +69,7 @@ where
     N: IntoName,
 {
     let name = name.into_name()?;
+    let _ = os::unlink(&name.companion(crate::name::LEASES).object_name());
     os::unlink(&name.object_name()).map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => RemoveError::NotFound {
             name: name.to_string(),
@@ -100,7 +101,7 @@ where
             continue;
         };
         if seg.owned_by_me() && seg.is_still_named() && os::unlink(&name.object_name()).is_ok() {
-            removed = !name.is_companion_name();
+            removed |= !name.is_companion_name();
         }
     }
     Ok(removed)

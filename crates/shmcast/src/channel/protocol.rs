@@ -60,9 +60,10 @@
 //! writer then [`repair`](Words::repair)s: odd slots (a write cut short)
 //! become empty and even, and `latest` is set from the newest complete
 //! slot, so frame numbers go on where the dead writer stopped. Entries of
-//! dead subscribers, and entries whose `beat_ns` has not moved for
-//! [`STALE_BEAT_NS`] (a stopped subscriber, or an entry forged in the name
-//! of a live process), are cleared by whoever finds them
+//! dead subscribers are cleared by whoever finds them, and entries whose
+//! `beat_ns` has not moved for [`STALE_BEAT_NS`] (a stopped subscriber, or
+//! an entry forged in the name of a live process) by a subscriber that
+//! finds the table full
 //! ([`reclaim_dead_readers`](Words::reclaim_dead_readers)); the entry is
 //! first swapped to a marker naming the reclaimer, so two reclaimers cannot
 //! clobber a new owner and a reclaimer that dies mid-way wedges nothing.
@@ -409,7 +410,7 @@ impl Words<'_> {
                 }
             }
             if pass == 0 {
-                self.reclaim_dead_readers(me, now_ns, &is_dead, true);
+                self.reclaim_dead_readers(me, &is_dead, Some(now_ns));
             }
         }
         None
@@ -424,8 +425,9 @@ impl Words<'_> {
         }
     }
 
-    /// Clears the entries (and leases) of dead processes and, with
-    /// `stale_too`, entries that nobody has touched for [`STALE_BEAT_NS`];
+    /// Clears the entries (and leases) of dead processes and, given the
+    /// time `stale_at_ns` (monotonic), entries that nobody has touched for
+    /// [`STALE_BEAT_NS`] before it;
     /// returns how many. Stale entries are cleared only by subscribers that
     /// find the table full: a live subscriber that holds one lease for long
     /// loses nothing while there is room (the publisher bounds what a held
@@ -438,9 +440,8 @@ impl Words<'_> {
     pub(crate) fn reclaim_dead_readers(
         &self,
         me: u64,
-        now_ns: u64,
         is_dead: impl Fn(u64) -> bool,
-        stale_too: bool,
+        stale_at_ns: Option<u64>,
     ) -> usize {
         let mut cleared = 0;
         for r in self.readers {
@@ -452,7 +453,7 @@ impl Words<'_> {
                 continue;
             }
             let beat = r.beat_ns.load(Relaxed);
-            let stale = stale_too && now_ns.abs_diff(beat) > STALE_BEAT_NS;
+            let stale = stale_at_ns.is_some_and(|now| now.abs_diff(beat) > STALE_BEAT_NS);
             if !stale && !is_dead(owner) {
                 continue;
             }
@@ -554,7 +555,7 @@ mod tests {
         // A dead subscriber's entry, half reclaimed by a process that died.
         f.readers[0].token.store(RECLAIMING | DEAD, Relaxed);
         f.readers[0].lease.store(1, Relaxed);
-        assert_eq!(w.reclaim_dead_readers(ME, 0, |t| t == DEAD, true), 1);
+        assert_eq!(w.reclaim_dead_readers(ME, |t| t == DEAD, Some(0)), 1);
         assert_eq!(f.readers[0].token.load(Relaxed), 0);
         assert_eq!(f.readers[0].lease.load(Relaxed), 0);
         assert_eq!(w.register(ME, 0, |_| false), Some(0));
@@ -565,7 +566,7 @@ mod tests {
         let f = Fixture::new(3);
         let w = f.words();
         f.readers[0].token.store(RECLAIMING | ME, Relaxed);
-        assert_eq!(w.reclaim_dead_readers(7 << 32, 0, |t| t == DEAD, true), 0);
+        assert_eq!(w.reclaim_dead_readers(7 << 32, |t| t == DEAD, Some(0)), 0);
         assert_eq!(f.readers[0].token.load(Relaxed), RECLAIMING | ME);
     }
 
@@ -610,7 +611,7 @@ mod tests {
                 w.commit(s, &SlotMeta::default(), v);
             }
             let _ = w.begin_write(None, |_, h| h.is_some()).map(|s| w.abort(s));
-            w.reclaim_dead_readers(ME, v, |_| true, true);
+            w.reclaim_dead_readers(ME, |_| true, Some(v));
             let _ = w.register(ME, v, |_| false);
         }
     }

@@ -350,7 +350,7 @@ impl Publisher {
         }
         if self.last_sweep.elapsed() >= SWEEP_EVERY {
             self.last_sweep = Instant::now();
-            words.reclaim_dead_readers(self.me, crate::os::monotonic_ns(), is_dead, false);
+            words.reclaim_dead_readers(self.me, is_dead, None);
         }
         let now = Instant::now();
         let (max_lease, leased_since) = (self.max_lease, &mut self.leased_since);
@@ -370,9 +370,7 @@ impl Publisher {
             }
         };
         let mut got = words.begin_write(self.previous, &mut honour_all);
-        if got.is_err()
-            && words.reclaim_dead_readers(self.me, crate::os::monotonic_ns(), is_dead, false) > 0
-        {
+        if got.is_err() && words.reclaim_dead_readers(self.me, is_dead, None) > 0 {
             got = words.begin_write(self.previous, &mut honour_all);
         }
         // Only with no free slot left, a lease held longer than `max_lease`

@@ -533,6 +533,10 @@ impl Subscriber {
     pub fn wait_newer(&mut self, than: u64, timeout: Duration) -> Result<u64, ReadError> {
         let started = Instant::now();
         let reopened_before = self.reopened;
+        // Whether a wait has passed without a frame: only then is it worth
+        // asking the OS whether the publisher still lives (a /proc read),
+        // so a stream of frames costs no such call.
+        let mut quiet = false;
         loop {
             let words = self.channel.words();
             let generation = words.generation().load(crate::sync::Ordering::Acquire);
@@ -552,7 +556,8 @@ impl Subscriber {
             if self.entry.get().is_some() {
                 let _ = self.lease_entry();
             }
-            if self.publisher_gone() {
+            let writer = words.header.writer.load(Relaxed);
+            if writer == 0 || (quiet && self.publisher_gone()) {
                 if let Ok(true) = self.follow() {
                     continue;
                 }
@@ -564,6 +569,7 @@ impl Subscriber {
             let slice = (timeout - waited).min(WAIT_SLICE);
             self.wakeup
                 .wait(self.channel.words().generation(), generation, slice);
+            quiet = true;
         }
     }
 

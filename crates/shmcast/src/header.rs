@@ -47,6 +47,8 @@ pub const LAYOUT_VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 4096;
 /// Bytes of the header common to every kind.
 pub(crate) const COMMON_LEN: usize = 64;
+/// Where the owner word lies (see the module docs).
+pub(crate) const OWNER_OFFSET: usize = 40;
 
 /// What a segment holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -180,8 +182,8 @@ pub(crate) fn validate(
     }
     let head = &bytes[..available.min(MAGIC.len())];
     if head.iter().all(|&b| b == 0) && available >= MAGIC.len() {
-        let owner = if available >= 48 {
-            field_u64(bytes, 40)
+        let owner = if available >= OWNER_OFFSET + 8 {
+            field_u64(bytes, OWNER_OFFSET)
         } else {
             0
         };
@@ -237,9 +239,9 @@ pub(crate) fn validate(
         kind,
         data_len: total - HEADER_LEN,
         total_len: total,
-        owner: field_u64(bytes, 40),
+        owner: field_u64(bytes, OWNER_OFFSET),
         creator: ProcessId {
-            pid: crate::identity::token_pid(field_u64(bytes, 40)),
+            pid: crate::identity::token_pid(field_u64(bytes, OWNER_OFFSET)),
             start_time: field_u64(bytes, 48),
         },
         created_unix_ms: field_u64(bytes, 56),

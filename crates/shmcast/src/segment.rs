@@ -12,7 +12,7 @@
 //! behind and `persist` has no effect.
 
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::copy::copy_from_shared;
@@ -254,10 +254,8 @@ impl Segment {
     }
 
     /// The owner word (see the [header](crate::header) docs).
-    fn owner_word(&self) -> &std::sync::atomic::AtomicU64 {
-        // SAFETY: the header page is mapped while `self` lives; offset 40 is
-        // 8-aligned in a page-aligned mapping; any bits are a valid u64.
-        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.map.as_ptr().add(40).cast::<u64>()) }
+    fn owner_word(&self) -> &AtomicU64 {
+        header_word(&self.map, header::OWNER_OFFSET).expect("a valid segment maps its header")
     }
 
     /// Makes `me` the owner of this segment if its owner is dead (or none),
@@ -448,6 +446,17 @@ pub(crate) enum Claim {
     NotWritable,
 }
 
+/// The header word at byte `offset` of `map`, if the mapping reaches it.
+fn header_word(map: &Mapping, offset: usize) -> Option<&AtomicU64> {
+    (offset % 8 == 0 && offset + 8 <= map.len()).then(|| {
+        // Other processes write this word only atomically or racily, which
+        // atomic loads tolerate.
+        // SAFETY: page-aligned mapping, so an 8-aligned offset is an aligned
+        // word, inside it (checked) while `map` lives; any bits are valid.
+        unsafe { AtomicU64::from_ptr(map.as_ptr().add(offset).cast::<u64>()) }
+    })
+}
+
 /// Reads and validates the header of a fresh mapping.
 fn read_layout(map: &Mapping, expected: Option<Kind>) -> Result<Layout, Problem> {
     let mut bytes = [0u8; COMMON_LEN];
@@ -455,22 +464,12 @@ fn read_layout(map: &Mapping, expected: Option<Kind>) -> Result<Layout, Problem>
     if n >= 8 {
         // Acquire pairs with the creator's release store of the magic: when
         // we see it, we see the header written before it.
-        // SAFETY: the mapping has at least 8 bytes and is page-aligned, so
-        // its first word is an aligned, readable u64.
-        let magic = unsafe { std::sync::atomic::AtomicU64::from_ptr(map.as_ptr().cast::<u64>()) }
-            .load(Ordering::Acquire);
+        let magic = header_word(map, 0).map_or(0, |m| m.load(Ordering::Acquire));
         if magic == 0 {
-            let owner = if map.len() >= 48 {
-                // SAFETY: as above, and offset 40 is 8-aligned and inside
-                // the mapping's first 48 bytes.
-                unsafe {
-                    std::sync::atomic::AtomicU64::from_ptr(map.as_ptr().add(40).cast::<u64>())
-                }
-                .load(Ordering::Relaxed)
-            } else {
-                0
-            };
-            return Err(Problem::Uninitialized { owner });
+            let owner = header_word(map, header::OWNER_OFFSET);
+            return Err(Problem::Uninitialized {
+                owner: owner.map_or(0, |o| o.load(Ordering::Relaxed)),
+            });
         }
     }
     // SAFETY: `n` bytes from the start of the mapping are mapped and
@@ -580,17 +579,12 @@ pub(crate) fn remove_if_unfinished(name: &Name) -> bool {
     let Ok(map) = Mapping::open(&object, name.namespace(), true) else {
         return false;
     };
-    if map.len() < 48 {
+    let (Some(magic), Some(owner)) = (
+        header_word(&map, 0),
+        header_word(&map, header::OWNER_OFFSET),
+    ) else {
         // Killed before it even had a size: by age alone.
         return map.len() == 0 && old() && os::unlink(&object).is_ok();
-    }
-    // SAFETY: the mapping is page-aligned with at least 48 bytes, so the
-    // words at offsets 0 and 40 are aligned and mapped; any bits are valid.
-    let (magic, owner) = unsafe {
-        (
-            std::sync::atomic::AtomicU64::from_ptr(map.as_ptr().cast::<u64>()),
-            std::sync::atomic::AtomicU64::from_ptr(map.as_ptr().add(40).cast::<u64>()),
-        )
     };
     if magic.load(Ordering::Acquire) != 0 {
         return false;

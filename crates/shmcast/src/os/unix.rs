@@ -78,9 +78,6 @@ fn shm_file(object: &str) -> String {
     format!("{SHM_DIR}/{object}")
 }
 
-/// The offset of the owner word in the common header.
-const OWNER_OFFSET: u64 = 40;
-
 impl Mapping {
     /// Creates a new object of `size` bytes, fails if it exists. The memory is
     /// reserved (`fallocate`) before it is mapped, so a full `/dev/shm` is an
@@ -98,8 +95,9 @@ impl Mapping {
             rustix::fs::fchmod(&fd, mode).map_err(|e| OsError::new("fchmod", e.into()))?;
             rustix::fs::ftruncate(&fd, size as u64)
                 .map_err(|e| OsError::new("ftruncate", e.into()))?;
-            if size as u64 >= OWNER_OFFSET + 8 {
-                rustix::io::pwrite(&fd, &spec.owner.to_ne_bytes(), OWNER_OFFSET)
+            let at = crate::header::OWNER_OFFSET;
+            if size >= at + 8 {
+                rustix::io::pwrite(&fd, &spec.owner.to_ne_bytes(), at as u64)
                     .map_err(|e| OsError::new("pwrite", e.into()))?;
             }
             reserve(&fd, size)?;

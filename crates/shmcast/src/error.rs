@@ -421,6 +421,16 @@ pub enum SubscriberError {
         /// The table's size.
         max: u32,
     },
+    /// Leasing was asked for, but this user may not write the channel's
+    /// lease table.
+    #[error("cannot lease frames of channel {name}: its publisher did not let this user write its lease table (it must grant that: serve --lease-mode 666 on Linux, --lease-sddl on Windows); subscribe read-only instead")]
+    LeasingDenied {
+        /// The channel.
+        name: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
     /// The channel did not appear in time.
     #[error("channel {name} did not appear within {waited:?}; is its publisher running?")]
     Timeout {

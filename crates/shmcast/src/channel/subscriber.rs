@@ -176,9 +176,9 @@ impl Subscriber {
     ///
     /// # Errors
     /// As [`Subscriber::open`] and [`Subscriber::open_wait`]; for leasing,
-    /// also [`SubscriberError::TableFull`], and `Open` errors of the lease
-    /// table (`PermissionDenied` when the publisher did not grant this
-    /// user write access to it).
+    /// also [`SubscriberError::TableFull`], [`SubscriberError::LeasingDenied`]
+    /// (the publisher did not grant this user write access to its lease
+    /// table), and `Open` errors of the lease table.
     pub fn open_with<N: IntoName>(
         name: N,
         options: &SubscriberOptions,
@@ -213,7 +213,13 @@ impl Subscriber {
         let me = ProcessId::current().token();
         let mut entry = None;
         if access == Access::Leasing {
-            let leases = channel.open_leases(name, true)?;
+            let leases = channel.open_leases(name, true).map_err(|e| match e {
+                OpenError::PermissionDenied { source, .. } => SubscriberError::LeasingDenied {
+                    name: name.to_string(),
+                    source,
+                },
+                e => e.into(),
+            })?;
             // The lease table must be the channel owner's: one planted by
             // someone else could be truncated under us at will. (Where the
             // OS cannot say, as Wine cannot for sections, it is allowed.)

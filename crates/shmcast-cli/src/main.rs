@@ -125,7 +125,7 @@ enum Command {
         /// Frame height in pixels
         #[arg(long, default_value_t = 720)]
         height: u32,
-        /// Pixel format: rgb24, bgr24, rgba, gray8, yuyv, nv12, i420
+        /// Pixel format: rgb24, bgr24, rgba, bgra, gray8, yuyv, nv12, i420
         #[arg(long, default_value = "rgb24")]
         format: PixelFormat,
         /// Frames per second (the pattern's pace; 0: as fast as possible,
@@ -152,7 +152,7 @@ enum Command {
         /// Frame height in pixels
         #[arg(long)]
         height: u32,
-        /// Pixel format: rgb24, bgr24, rgba, gray8, yuyv, nv12, i420 (or
+        /// Pixel format: rgb24, bgr24, rgba, bgra, gray8, yuyv, nv12, i420 (or
         /// ffmpeg's names gray, yuyv422, yuv420p)
         #[arg(long)]
         format: PixelFormat,

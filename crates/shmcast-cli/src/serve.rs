@@ -281,19 +281,20 @@ pub fn draw(frame: &mut [u8], meta: &FrameMeta, t: u64) {
         ((u32::from(r) * 77 + u32::from(g) * 150 + u32::from(b) * 29) >> 8) as u8
     };
     match meta.format {
-        PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Rgba => {
-            let bpp = if meta.format == PixelFormat::Rgba {
+        PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Rgba | PixelFormat::Bgra => {
+            let bpp = if matches!(meta.format, PixelFormat::Rgba | PixelFormat::Bgra) {
                 4
             } else {
                 3
             };
             for (i, px) in frame.chunks_exact_mut(bpp).enumerate() {
                 let [r, g, b] = rgb(i % w, i / w);
-                let (first, third) = if meta.format == PixelFormat::Bgr24 {
-                    (b, r)
-                } else {
-                    (r, b)
-                };
+                let (first, third) =
+                    if matches!(meta.format, PixelFormat::Bgr24 | PixelFormat::Bgra) {
+                        (b, r)
+                    } else {
+                        (r, b)
+                    };
                 px[0] = first;
                 px[1] = g;
                 px[2] = third;
@@ -344,7 +345,9 @@ mod tests {
 
     #[test]
     fn the_pattern_fills_every_format_and_moves() {
-        for format in ["rgb24", "bgr24", "rgba", "gray8", "yuyv", "nv12", "i420"] {
+        for format in [
+            "rgb24", "bgr24", "rgba", "bgra", "gray8", "yuyv", "nv12", "i420",
+        ] {
             let format: PixelFormat = format.parse().unwrap();
             let meta = FrameMeta::new(64, 48, format);
             let len = format.frame_len(64, 48).unwrap();

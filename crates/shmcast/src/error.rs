@@ -483,6 +483,15 @@ pub enum ReadError {
         /// The frame that was leased.
         number: u64,
     },
+    /// A detached lease of this subscriber is still held; a subscriber
+    /// holds one lease at a time.
+    #[error(
+        "channel {name}: this subscriber already holds a lease; release it before leasing again"
+    )]
+    LeaseHeld {
+        /// The channel.
+        name: String,
+    },
     /// Another process shrank the channel's memory under us.
     #[error("channel {name}: another process truncated its shared memory; reopen it")]
     Truncated {

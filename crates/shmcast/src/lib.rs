@@ -55,8 +55,8 @@ mod sync;
 
 #[cfg(not(loom))]
 pub use channel::{
-    inspect_channel, Access, ChannelOptions, ChannelStatus, Health, Lease, Loan, Publisher,
-    Subscriber, SubscriberOptions, DEFAULT_MAX_LEASE,
+    inspect_channel, Access, ChannelOptions, ChannelStatus, DetachedLease, Health, Lease, Loan,
+    Publisher, Subscriber, SubscriberOptions, Waiter, DEFAULT_MAX_LEASE,
 };
 pub use channel::{
     FrameInfo, FrameMeta, PixelFormat, UnknownFormat, DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS,

@@ -409,6 +409,59 @@ fn metadata_and_loans_round_trip() {
 }
 
 #[test]
+fn a_detached_lease_outlives_its_subscriber_and_holds_the_entry_alone() {
+    fn send_and_sync<T: Send + Sync>(_: &T) {}
+    let name = unique("detach");
+    let mut publisher = Publisher::create(&name, 256).unwrap();
+    let mut sub = open_leasing(&name).unwrap();
+    publisher.publish(&meta(), &[7; 256]).unwrap();
+    let lease = sub.lease_latest().unwrap().unwrap().detach();
+    send_and_sync(&lease);
+    // One lease per subscriber: a second is refused, a copy still works.
+    assert!(matches!(
+        sub.lease_latest(),
+        Err(shmcast::ReadError::LeaseHeld { .. })
+    ));
+    publisher.publish(&meta(), &[8; 256]).unwrap();
+    let (info, bytes) = sub.read_latest_vec().unwrap().unwrap();
+    assert_eq!((info.number, bytes), (2, vec![8; 256]));
+    // Released on another thread; then the subscriber leases again.
+    std::thread::spawn(move || {
+        assert_eq!(lease.info().number, 1);
+        assert!(lease.iter().all(|&b| b == 7));
+        lease.release().unwrap();
+    })
+    .join()
+    .unwrap();
+    let again = sub.lease_latest().unwrap().unwrap();
+    assert_eq!(again.info().number, 2);
+    let kept = again.detach();
+    // The lease keeps the memory mapped after its subscriber is gone.
+    drop(sub);
+    assert!(kept.iter().all(|&b| b == 8));
+    assert!(kept.is_intact());
+    drop(kept);
+}
+
+#[test]
+fn a_waiter_sleeps_on_another_thread_while_the_subscriber_is_used() {
+    let name = unique("waiter");
+    let mut publisher = Publisher::create(&name, 16).unwrap();
+    let sub = Subscriber::open(&name).unwrap();
+    let waiter = sub.waiter();
+    let woken = std::thread::spawn(move || waiter.wait(0, Duration::from_secs(10)));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(sub.read_latest_vec().unwrap().is_none());
+    publisher.publish(&meta(), &[1; 16]).unwrap();
+    assert_eq!(woken.join().unwrap(), 1);
+    // A timeout returns what is there, no newer frame.
+    let waiter = sub.waiter();
+    let started = Instant::now();
+    assert_eq!(waiter.wait(1, Duration::from_millis(50)), 1);
+    assert!(started.elapsed() >= Duration::from_millis(40));
+}
+
+#[test]
 fn copies_always_make_progress_against_a_writer_faster_than_a_copy() {
     let name = unique("starve");
     let len = 4 << 20;

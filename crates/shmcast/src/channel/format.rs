@@ -24,9 +24,12 @@ pub enum PixelFormat {
     Nv12,
     /// 4:2:0, Y, U and V planes (ffmpeg `yuv420p`).
     I420,
+    /// 8-bit B, G, R, A per pixel (ffmpeg `bgra`): what Windows bitmaps
+    /// (`WriteableBitmap`, `Bgra32`) hold, so it copies in unconverted.
+    Bgra,
 }
 
-const ALL: [PixelFormat; 8] = [
+const ALL: [PixelFormat; 9] = [
     PixelFormat::Raw,
     PixelFormat::Rgb24,
     PixelFormat::Bgr24,
@@ -35,15 +38,20 @@ const ALL: [PixelFormat; 8] = [
     PixelFormat::Yuyv,
     PixelFormat::Nv12,
     PixelFormat::I420,
+    PixelFormat::Bgra,
 ];
 
 impl PixelFormat {
-    pub(crate) fn code(self) -> u32 {
+    /// The format's number in shared memory and in the C ABI
+    /// (`shmcast_pixel_format`): raw 0, rgb24 1, bgr24 2, rgba 3, gray8 4,
+    /// yuyv 5, nv12 6, i420 7, bgra 8.
+    pub fn code(self) -> u32 {
         match self {
             PixelFormat::Raw => 0,
             PixelFormat::Rgb24 => 1,
             PixelFormat::Bgr24 => 2,
             PixelFormat::Rgba => 3,
+            PixelFormat::Bgra => 8,
             PixelFormat::Gray8 => 4,
             PixelFormat::Yuyv => 5,
             PixelFormat::Nv12 => 6,
@@ -51,7 +59,8 @@ impl PixelFormat {
         }
     }
 
-    pub(crate) fn from_code(code: u32) -> Option<PixelFormat> {
+    /// The format with number `code` (see [`code`](PixelFormat::code)).
+    pub fn from_code(code: u32) -> Option<PixelFormat> {
         ALL.into_iter().find(|f| f.code() == code)
     }
 
@@ -62,6 +71,7 @@ impl PixelFormat {
             PixelFormat::Rgb24 => "rgb24",
             PixelFormat::Bgr24 => "bgr24",
             PixelFormat::Rgba => "rgba",
+            PixelFormat::Bgra => "bgra",
             PixelFormat::Gray8 => "gray8",
             PixelFormat::Yuyv => "yuyv",
             PixelFormat::Nv12 => "nv12",
@@ -76,6 +86,7 @@ impl PixelFormat {
             PixelFormat::Rgb24 => "rgb24",
             PixelFormat::Bgr24 => "bgr24",
             PixelFormat::Rgba => "rgba",
+            PixelFormat::Bgra => "bgra",
             PixelFormat::Gray8 => "gray",
             PixelFormat::Yuyv => "yuyv422",
             PixelFormat::Nv12 => "nv12",
@@ -93,7 +104,7 @@ impl PixelFormat {
             PixelFormat::Raw => None,
             PixelFormat::Gray8 => Some(pixels),
             PixelFormat::Rgb24 | PixelFormat::Bgr24 => pixels.checked_mul(3),
-            PixelFormat::Rgba => pixels.checked_mul(4),
+            PixelFormat::Rgba | PixelFormat::Bgra => pixels.checked_mul(4),
             PixelFormat::Yuyv => (w % 2 == 0).then(|| pixels.checked_mul(2))?,
             PixelFormat::Nv12 | PixelFormat::I420 => {
                 (w % 2 == 0 && h % 2 == 0).then(|| pixels.checked_mul(3).map(|n| n / 2))?
@@ -106,7 +117,7 @@ impl PixelFormat {
         let per_pixel = match self {
             PixelFormat::Raw | PixelFormat::Gray8 | PixelFormat::Nv12 | PixelFormat::I420 => 1,
             PixelFormat::Rgb24 | PixelFormat::Bgr24 => 3,
-            PixelFormat::Rgba => 4,
+            PixelFormat::Rgba | PixelFormat::Bgra => 4,
             PixelFormat::Yuyv => 2,
         };
         width.saturating_mul(per_pixel)
@@ -121,7 +132,7 @@ impl fmt::Display for PixelFormat {
 
 /// A pixel format name that is not known.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown pixel format {0:?}; use one of raw, rgb24, bgr24, rgba, gray8, yuyv, nv12, i420 (or ffmpeg's names gray, yuyv422, yuv420p)")]
+#[error("unknown pixel format {0:?}; use one of raw, rgb24, bgr24, rgba, bgra, gray8, yuyv, nv12, i420 (or ffmpeg's names gray, yuyv422, yuv420p)")]
 pub struct UnknownFormat(pub String);
 
 impl FromStr for PixelFormat {

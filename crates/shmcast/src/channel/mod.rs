@@ -49,7 +49,7 @@ pub use layout::{MAX_SLOTS, MAX_SUBSCRIBERS, MIN_SLOTS};
 #[cfg(not(loom))]
 pub use publisher::{ChannelOptions, Loan, Publisher, DEFAULT_MAX_LEASE};
 #[cfg(not(loom))]
-pub use subscriber::{Access, Health, Lease, Subscriber, SubscriberOptions};
+pub use subscriber::{Access, DetachedLease, Health, Lease, Subscriber, SubscriberOptions, Waiter};
 
 #[cfg(not(loom))]
 use crate::{

@@ -27,6 +27,8 @@
 
 use std::cell::Cell;
 use std::ops::Deref;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::protocol::ReadFail;
@@ -39,6 +41,7 @@ use crate::name::{IntoName, Name};
 use crate::os::Wakeup;
 use crate::segment::Segment;
 use crate::sync::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Acquire, Release};
 
 /// How many seqlock copies a leasing subscriber tries before falling back
 /// to copying from a lease (which the publisher leaves alone).
@@ -121,16 +124,20 @@ pub enum Health {
 /// each other's. Open one subscriber per thread.
 pub struct Subscriber {
     name: Name,
-    channel: Channel,
+    /// Shared with detached leases and waiters, which keep it mapped.
+    channel: Arc<Channel>,
     access: Access,
     me: u64,
     /// Our lease-table entry (leasing subscribers); it may be cleared as
     /// stale while we are stopped, and is then taken anew.
     entry: Cell<Option<usize>>,
     last_beat: Cell<Instant>,
-    wakeup: Wakeup,
+    wakeup: Arc<Wakeup>,
     /// How many times the name was followed to a new channel.
     reopened: u64,
+    /// Whether a [`DetachedLease`] holds our entry's lease: the entry holds
+    /// one lease at a time, so we lease nothing else until it ends.
+    detached: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -260,13 +267,14 @@ impl Subscriber {
         };
         Ok(Subscriber {
             name: name.clone(),
-            channel,
+            channel: Arc::new(channel),
             access,
             me,
             entry: Cell::new(entry),
             last_beat: Cell::new(Instant::now()),
-            wakeup,
+            wakeup: Arc::new(wakeup),
             reopened: 0,
+            detached: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -352,15 +360,18 @@ impl Subscriber {
     pub fn read_latest(&self, buf: &mut [u8]) -> Result<Option<FrameInfo>, ReadError> {
         self.check_truncated()?;
         let words = self.channel.words();
+        // With our entry's one lease held by a detached lease, copying is a
+        // seqlock read only, as for a read-only subscriber.
+        let can_lease = self.access == Access::Leasing && !self.detached.load(Acquire);
         let tries = match self.access {
-            Access::ReadOnly => READ_ONLY_TRIES,
-            Access::Leasing if self.max_frame_len() <= SEQLOCK_MAX => COPY_TRIES,
-            Access::Leasing => 0,
+            _ if !can_lease => READ_ONLY_TRIES,
+            _ if self.max_frame_len() <= SEQLOCK_MAX => COPY_TRIES,
+            _ => 0,
         };
         if tries > 0 {
             let copied = words.read_latest(tries, |slot, meta| self.copy_out(slot, meta.len, buf));
             match copied {
-                Err(ReadFail::Overrun) if self.access == Access::Leasing => {}
+                Err(ReadFail::Overrun) if can_lease => {}
                 other => {
                     self.check_truncated()?;
                     return other
@@ -370,8 +381,9 @@ impl Subscriber {
             }
         }
         // `&self` proves no `Lease` of ours is alive (it borrows `&mut
-        // self`), and `Subscriber` is not `Sync`, so no other thread is in
-        // here either: our entry's lease is free to use.
+        // self`), `detached` that no detached one is, and `Subscriber` is
+        // not `Sync`, so no other thread is in here either: our entry's
+        // lease is free to use.
         let entry = self.lease_entry()?;
         for _ in 0..COPY_TRIES {
             let (slot, meta, seq) = match words.lease_latest(entry, LEASE_TRIES) {
@@ -495,11 +507,18 @@ impl Subscriber {
     /// has been published yet. Only for [`Access::Leasing`] subscribers.
     ///
     /// # Errors
-    /// [`ReadError::NotLeasing`], [`ReadError::Overrun`],
-    /// [`ReadError::Corrupt`], [`ReadError::Truncated`].
+    /// [`ReadError::NotLeasing`], [`ReadError::LeaseHeld`] (a
+    /// [`DetachedLease`] of this subscriber is still held),
+    /// [`ReadError::Overrun`], [`ReadError::Corrupt`],
+    /// [`ReadError::Truncated`].
     pub fn lease_latest(&mut self) -> Result<Option<Lease<'_>>, ReadError> {
         self.check_truncated()?;
         let entry = self.lease_entry()?;
+        if self.detached.load(Acquire) {
+            return Err(ReadError::LeaseHeld {
+                name: self.channel.name(),
+            });
+        }
         let words = self.channel.words();
         let leased = words.lease_latest(entry, LEASE_TRIES).map_err(|e| match e {
             ReadFail::Corrupt => ReadFail::Corrupt,
@@ -628,6 +647,55 @@ impl Subscriber {
         let writer = self.channel.words().header.writer.load(Relaxed);
         (writer != 0).then(|| token_pid(writer))
     }
+
+    /// A [`Waiter`] for this subscriber's channel: sleeps until a new frame
+    /// without borrowing the subscriber, so that another thread can read
+    /// or lease through it meanwhile (language bindings need this; Rust
+    /// code can use [`wait_newer`](Subscriber::wait_newer)).
+    pub fn waiter(&self) -> Waiter {
+        Waiter {
+            channel: Arc::clone(&self.channel),
+            wakeup: Arc::clone(&self.wakeup),
+        }
+    }
+}
+
+/// Sleeps until a channel's next frame, apart from its [`Subscriber`]
+/// (from [`Subscriber::waiter`]). It keeps the channel it was made for
+/// mapped: when the subscriber follows its name to a new channel
+/// ([`Subscriber::follow`]), make a new waiter.
+pub struct Waiter {
+    channel: Arc<Channel>,
+    wakeup: Arc<Wakeup>,
+}
+
+impl Waiter {
+    /// Sleeps until a frame newer than `than` is published, the publisher
+    /// lets go of the channel, or `timeout` passes, whichever is first;
+    /// returns the newest frame number then (`<= than` when it timed out
+    /// or woke for another reason: the caller decides what next, such as
+    /// checking [`Subscriber::health`] and calling
+    /// [`Subscriber::follow`]). Blocks in the kernel, as
+    /// [`Subscriber::wait_newer`] does; may return early, never late by
+    /// more than the OS's timer slack.
+    pub fn wait(&self, than: u64, timeout: Duration) -> u64 {
+        let words = self.channel.words();
+        let generation = words.generation().load(crate::sync::Ordering::Acquire);
+        let latest = words.latest_number();
+        if latest > than || words.header.writer.load(Relaxed) == 0 {
+            return latest;
+        }
+        self.wakeup.wait(words.generation(), generation, timeout);
+        words.latest_number()
+    }
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiter")
+            .field("channel", &self.channel.name())
+            .finish()
+    }
 }
 
 impl Drop for Subscriber {
@@ -683,6 +751,30 @@ impl Lease<'_> {
     }
 }
 
+impl Lease<'_> {
+    /// Frees the lease from the subscriber's borrow, for language bindings
+    /// whose lease objects outlive a call: the [`DetachedLease`] keeps the
+    /// channel mapped (even if the subscriber is dropped or follows its
+    /// name) and can be used and released on any thread. Until it ends,
+    /// the subscriber takes no other lease ([`ReadError::LeaseHeld`]) and
+    /// copies by seqlock only.
+    pub fn detach(self) -> DetachedLease {
+        let this = std::mem::ManuallyDrop::new(self);
+        let subscriber = this.subscriber;
+        subscriber.detached.store(true, Release);
+        DetachedLease {
+            channel: Arc::clone(&subscriber.channel),
+            detached: Arc::clone(&subscriber.detached),
+            me: subscriber.me,
+            entry: this.entry,
+            slot: this.slot,
+            seq: this.seq,
+            info: this.info,
+            released: false,
+        }
+    }
+}
+
 impl Deref for Lease<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -709,5 +801,85 @@ impl Drop for Lease<'_> {
 impl std::fmt::Debug for Lease<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lease").field("info", &self.info).finish()
+    }
+}
+
+/// A lease that does not borrow its subscriber (see [`Lease::detach`]).
+/// Dereferences to the frame's bytes in shared memory; `Send` and `Sync`.
+/// Dropping it ends the lease; [`release`](DetachedLease::release) ends it
+/// and says whether it was revoked.
+#[must_use = "a lease keeps a slot from the publisher until it is dropped"]
+pub struct DetachedLease {
+    channel: Arc<Channel>,
+    detached: Arc<AtomicBool>,
+    me: u64,
+    entry: usize,
+    slot: usize,
+    seq: u64,
+    info: FrameInfo,
+    released: bool,
+}
+
+impl DetachedLease {
+    /// The frame's number and metadata.
+    pub fn info(&self) -> &FrameInfo {
+        &self.info
+    }
+
+    /// Whether the frame is still the one leased (not revoked so far).
+    pub fn is_intact(&self) -> bool {
+        self.channel.words().lease_intact(self.slot, self.seq) && !self.channel.seg.was_truncated()
+    }
+
+    /// Ends the lease, saying whether the frame stayed whole all along.
+    ///
+    /// # Errors
+    /// [`ReadError::Revoked`], as [`Lease::release`].
+    pub fn release(mut self) -> Result<(), ReadError> {
+        let intact = self.is_intact();
+        self.end();
+        if intact {
+            Ok(())
+        } else {
+            Err(ReadError::Revoked {
+                name: self.channel.name(),
+                number: self.info.number,
+            })
+        }
+    }
+
+    fn end(&mut self) {
+        if !self.released {
+            self.released = true;
+            self.channel.words().release_lease(self.entry, self.me);
+            // After the lease word is cleared: the subscriber's next lease
+            // on this entry is ordered after our clear.
+            self.detached.store(false, Release);
+        }
+    }
+}
+
+impl Deref for DetachedLease {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // As for `Lease`: the publisher stays off the slot unless it
+        // revokes the lease, which `release` reports.
+        // SAFETY: slot and length were checked against the geometry when
+        // leased; `self.channel` keeps the payload mapped.
+        unsafe { std::slice::from_raw_parts(self.channel.payload(self.slot), self.info.len) }
+    }
+}
+
+impl Drop for DetachedLease {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+impl std::fmt::Debug for DetachedLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetachedLease")
+            .field("info", &self.info)
+            .finish()
     }
 }

@@ -278,6 +278,11 @@ impl Subscriber {
         })
     }
 
+    /// The channel's name.
+    pub fn name(&self) -> &Name {
+        &self.name
+    }
+
     /// The access level this subscriber was opened with.
     pub fn access(&self) -> Access {
         self.access

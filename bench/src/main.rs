@@ -155,6 +155,19 @@ fn shmcast_case(
     readers: usize,
     secs: f64,
 ) -> Sample {
+    shmcast_case_with("shm-reader", size, writer_mode, reader_mode, readers, secs)
+}
+
+/// As `shmcast_case`, with the reader `reader_role` (`shm-reader` in Rust,
+/// `c-reader` through the C ABI).
+fn shmcast_case_with(
+    reader_role: &str,
+    size: usize,
+    writer_mode: &str,
+    reader_mode: &'static str,
+    readers: usize,
+    secs: f64,
+) -> Sample {
     let name = unique();
     let reader_args = move |_: &str| vec![name.clone(), s(reader_mode)];
     pubsub(
@@ -168,7 +181,7 @@ fn shmcast_case(
                 s(0),
             ],
         ),
-        ("shm-reader", &reader_args),
+        (reader_role, &reader_args),
         readers,
     )
 }
@@ -365,6 +378,16 @@ fn cases(secs: f64, smoke: bool) -> Vec<Case> {
             Box::new(move || shmcast_rtt(secs)),
         ),
     ];
+    if proc::c_reader().is_some() {
+        v.push((
+            "C ABI loan+lease, 1 reader",
+            Box::new(move || shmcast_case_with("c-reader", FRAME, "loan", "lease", 1, secs)),
+        ));
+        v.push((
+            "C ABI loan+lease, 4 readers",
+            Box::new(move || shmcast_case_with("c-reader", FRAME, "loan", "lease", 4, secs)),
+        ));
+    }
     v.extend(ice::cases(secs));
     v
 }
@@ -544,6 +567,16 @@ fn ratios(round: &BTreeMap<String, Sample>) -> BTreeMap<&'static str, f64> {
         p50("futex wake-up, raw"),
     );
     put(
+        "C ABI reader 1r / Rust reader 1r",
+        fps("C ABI loan+lease, 1 reader"),
+        fps("shmcast loan+lease, 1 reader"),
+    );
+    put(
+        "C ABI reader 4r / Rust reader 4r",
+        fps("C ABI loan+lease, 4 readers"),
+        fps("shmcast loan+lease, 4 readers"),
+    );
+    put(
         "writer with 8 readers / writer alone",
         wfps("shmcast loan+lease, 8 readers"),
         wfps("shmcast writer alone"),
@@ -602,7 +635,7 @@ fn relative_table(rounds: &[BTreeMap<String, Sample>]) -> Value {
 }
 
 /// (target key, bound, true if the ratio must be at least the bound)
-const TARGETS: [(&str, f64, bool); 9] = [
+const TARGETS: [(&str, f64, bool); 11] = [
     ("loan+lease 1r / iceoryx2 in place 1r", 1.2, true),
     ("loan+lease 1r / memcpy in cache", 0.9, true),
     ("loan+lease 4r / iceoryx2 in place 4r", 1.2, true),
@@ -612,6 +645,8 @@ const TARGETS: [(&str, f64, bool); 9] = [
     ("iceoryx2 64 B rtt / shmcast 64 B rtt (p50)", 1.0, true),
     ("shmcast wake-up / raw futex wake-up (p50)", 2.0, false),
     ("writer with 8 readers / writer alone", 0.95, true),
+    ("C ABI reader 1r / Rust reader 1r", 0.9, true),
+    ("C ABI reader 4r / Rust reader 4r", 0.9, true),
 ];
 
 fn report(

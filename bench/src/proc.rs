@@ -14,10 +14,18 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts `role`: this binary again, or for `c-reader` the C ABI reader
+    /// (`bench/c_reader.c`) that `scripts/bench` builds.
     pub fn spawn(role: &str, args: &[String]) -> Proc {
-        let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .arg("role")
-            .arg(role)
+        let mut command = match role {
+            "c-reader" => Command::new(c_reader().expect("the C reader, built by scripts/bench")),
+            _ => {
+                let mut own = Command::new(std::env::current_exe().expect("own path"));
+                own.arg("role").arg(role);
+                own
+            }
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -73,6 +81,14 @@ impl Drop for Proc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The C ABI reader's path, when `scripts/bench` built it (it sets
+/// `SHMCAST_BENCH_C_READER`).
+pub fn c_reader() -> Option<std::path::PathBuf> {
+    std::env::var_os("SHMCAST_BENCH_C_READER")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.exists())
 }
 
 /// For children: wait for the parent's `go`.

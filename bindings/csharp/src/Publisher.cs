@@ -1,0 +1,121 @@
+using System;
+using System.Runtime.InteropServices;
+
+namespace Shmcast
+{
+    /// <summary>How to create a channel; unset fields keep the library's defaults.</summary>
+    public sealed class ChannelConfig
+    {
+        /// <summary>The largest frame in bytes (required).</summary>
+        public long MaxFrameLength;
+        /// <summary>Slots, 2 to 64; 0: 4.</summary>
+        public int Slots;
+        /// <summary>Linux permission bits of the channel (for example 0x1A4 = 0644); 0: 0600.</summary>
+        public uint Mode;
+        /// <summary>Linux permission bits of the lease table; 0: as Mode.</summary>
+        public uint LeaseMode;
+        /// <summary>How long a lease that blocks the publisher is honoured; default 1 s.</summary>
+        public TimeSpan MaxLease;
+        /// <summary>Windows security descriptor (SDDL) of the channel; null: the creator's default.</summary>
+        public string Sddl;
+        /// <summary>Windows security descriptor of the lease table; null: as Sddl.</summary>
+        public string LeaseSddl;
+    }
+
+    /// <summary>
+    /// The one process that publishes frames on a channel. Thread-safe (calls
+    /// are serialised); a loan belongs to the publisher, not to a thread.
+    /// </summary>
+    public sealed unsafe class Publisher : IDisposable
+    {
+        private readonly PublisherHandle handle;
+        private int loanLength = -1;
+
+        private Publisher(PublisherHandle handle) { this.handle = handle; }
+
+        /// <summary>Creates channel <paramref name="name"/> for frames of up to <paramref name="maxFrameLength"/> bytes.</summary>
+        public static Publisher Create(string name, long maxFrameLength, int slots = 0)
+        {
+            return Create(name, new ChannelConfig { MaxFrameLength = maxFrameLength, Slots = slots });
+        }
+
+        /// <summary>Creates channel <paramref name="name"/> as <paramref name="config"/> says.</summary>
+        public static Publisher Create(string name, ChannelConfig config)
+        {
+            if (config == null) throw new ArgumentNullException(nameof(config));
+            if (config.MaxFrameLength <= 0) throw new ArgumentOutOfRangeException(nameof(config), "MaxFrameLength must be positive");
+            if (config.Slots < 0) throw new ArgumentOutOfRangeException(nameof(config), "Slots cannot be negative");
+            var c = new NativeChannelConfig
+            {
+                Size = (uint)Marshal.SizeOf(typeof(NativeChannelConfig)),
+                Slots = (uint)config.Slots,
+                MaxFrameLen = (ulong)config.MaxFrameLength,
+                Mode = config.Mode,
+                LeaseMode = config.LeaseMode,
+                MaxLeaseMs = config.MaxLease == TimeSpan.Zero ? 0 : Native.Millis(config.MaxLease),
+            };
+            PublisherHandle h;
+            byte[] sddl = config.Sddl == null ? null : Native.Utf8(config.Sddl, "Sddl");
+            byte[] leaseSddl = config.LeaseSddl == null ? null : Native.Utf8(config.LeaseSddl, "LeaseSddl");
+            fixed (byte* n = Native.Utf8(name, nameof(name)))
+            fixed (byte* s = sddl)
+            fixed (byte* l = leaseSddl)
+            {
+                c.Sddl = (IntPtr)s;
+                c.LeaseSddl = (IntPtr)l;
+                Native.Check(Native.shmcast_publisher_create(n, ref c, out h));
+            }
+            return new Publisher(h);
+        }
+
+        /// <summary>The largest frame the channel takes.</summary>
+        public long MaxFrameLength { get { return (long)Native.shmcast_publisher_max_frame_len(handle); } }
+
+        /// <summary>Publishes <paramref name="frame"/> (one copy, into shared memory); returns its number.</summary>
+        public ulong Publish(FrameMeta meta, ReadOnlySpan<byte> frame)
+        {
+            var m = meta.ToNative();
+            ulong number;
+            fixed (byte* d = &MemoryMarshal.GetReference(frame))
+                Native.Check(Native.shmcast_publisher_publish(handle, ref m, d, (UIntPtr)frame.Length, out number));
+            return number;
+        }
+
+        /// <summary>
+        /// Lends <paramref name="length"/> bytes of a free slot to fill in place;
+        /// publish them with <see cref="Commit"/> or drop them with <see cref="Abandon"/>.
+        /// The span is shared memory: do not keep it past Commit or Abandon.
+        /// </summary>
+        public Span<byte> Loan(int length)
+        {
+            if (length < 0) throw new ArgumentOutOfRangeException(nameof(length));
+            IntPtr p;
+            Native.Check(Native.shmcast_publisher_loan(handle, (UIntPtr)length, out p));
+            loanLength = length;
+            return new Span<byte>((void*)p, length);
+        }
+
+        /// <summary>Publishes the loaned bytes; returns the frame's number.</summary>
+        public ulong Commit(FrameMeta meta)
+        {
+            var m = meta.ToNative();
+            ulong number;
+            Native.Check(Native.shmcast_publisher_commit(handle, ref m, out number));
+            loanLength = -1;
+            return number;
+        }
+
+        /// <summary>Ends the loan without publishing.</summary>
+        public void Abandon()
+        {
+            Native.Check(Native.shmcast_publisher_abandon(handle));
+            loanLength = -1;
+        }
+
+        /// <summary>Whether a slot is on loan.</summary>
+        public bool HasLoan { get { return loanLength >= 0; } }
+
+        /// <summary>Stops publishing: subscribers see the publisher gone.</summary>
+        public void Dispose() { handle.Dispose(); }
+    }
+}

@@ -1,0 +1,190 @@
+using System;
+using System.Runtime.InteropServices;
+
+namespace Shmcast
+{
+    /// <summary>What a subscriber may do.</summary>
+    public enum SubscriberAccess
+    {
+        /// <summary>Wait, copy, health: needs read access only, writes nothing to shared memory.</summary>
+        ReadOnly = 0,
+        /// <summary>Also lease frames in place (<see cref="Subscriber.LeaseLatest"/>); needs write access to the lease table.</summary>
+        Leasing = 1,
+    }
+
+    /// <summary>
+    /// One process's view of a channel. Thread-safe in the way a GUI needs:
+    /// one thread may block in <see cref="WaitForFrame"/> while another
+    /// copies or leases; other calls are serialised. One lease at a time.
+    /// </summary>
+    public sealed unsafe class Subscriber : IDisposable
+    {
+        private readonly SubscriberHandle handle;
+
+        private Subscriber(SubscriberHandle handle) { this.handle = handle; }
+
+        /// <summary>
+        /// Subscribes to channel <paramref name="name"/>, waiting up to
+        /// <paramref name="timeout"/> for it to appear (default: fail at once
+        /// with <see cref="ShmcastNotFoundException"/>).
+        /// </summary>
+        public static Subscriber Open(string name, SubscriberAccess access = SubscriberAccess.ReadOnly, TimeSpan? timeout = null)
+        {
+            SubscriberHandle h;
+            uint ms = timeout.HasValue ? Native.Millis(timeout.Value) : 0;
+            fixed (byte* n = Native.Utf8(name, nameof(name)))
+                Native.Check(Native.shmcast_subscriber_open(n, (uint)access, ms, out h));
+            return new Subscriber(h);
+        }
+
+        /// <summary>The largest frame the channel carries: the buffer size ReadLatest may need.</summary>
+        public int MaxFrameLength { get { return checked((int)Native.shmcast_subscriber_max_frame_len(handle)); } }
+
+        /// <summary>The newest frame's number (0: none yet).</summary>
+        public ulong LatestFrameNumber { get { return Native.shmcast_subscriber_latest_number(handle); } }
+
+        /// <summary>
+        /// Blocks (in the kernel, no spinning) until a frame newer than
+        /// <paramref name="after"/> is published; returns the newest number.
+        /// Throws <see cref="ShmcastTimeoutException"/> when none came in time.
+        /// </summary>
+        public ulong WaitForFrame(ulong after, TimeSpan timeout)
+        {
+            ulong newest;
+            Native.Check(Native.shmcast_subscriber_wait(handle, after, Native.Millis(timeout), out newest));
+            return newest;
+        }
+
+        /// <summary>As <see cref="WaitForFrame"/>, but a timeout returns false instead of throwing.</summary>
+        public bool TryWaitForFrame(ulong after, TimeSpan timeout, out ulong newest)
+        {
+            int status = Native.shmcast_subscriber_wait(handle, after, Native.Millis(timeout), out newest);
+            if (status == (int)Status.Timeout) return false;
+            Native.Check(status);
+            return true;
+        }
+
+        /// <summary>
+        /// Copies the latest frame into <paramref name="buffer"/> (always one
+        /// whole frame) and returns its metadata. Throws
+        /// <see cref="ShmcastNoFrameException"/> before the first frame and
+        /// <see cref="ShmcastBufferTooSmallException"/> when it does not fit.
+        /// </summary>
+        public FrameInfo ReadLatest(Span<byte> buffer)
+        {
+            var info = NativeFrameInfo.New();
+            fixed (byte* b = &MemoryMarshal.GetReference(buffer))
+                Native.Check(Native.shmcast_subscriber_read_latest(handle, b, (UIntPtr)buffer.Length, ref info));
+            return FrameInfo.From(ref info);
+        }
+
+        /// <summary>As <see cref="ReadLatest(Span{byte})"/>, into an array.</summary>
+        public FrameInfo ReadLatest(byte[] buffer)
+        {
+            if (buffer == null) throw new ArgumentNullException(nameof(buffer));
+            return ReadLatest(new Span<byte>(buffer));
+        }
+
+        /// <summary>
+        /// Leases the latest frame in place: no copy, and the publisher keeps
+        /// off it until the lease is disposed (or revokes it if it is held
+        /// too long while the publisher has no other slot; see
+        /// <see cref="FrameLease.Release"/>). Needs <see cref="SubscriberAccess.Leasing"/>.
+        /// </summary>
+        public FrameLease LeaseLatest()
+        {
+            var lease = new LeaseHandle(handle);
+            try
+            {
+                IntPtr raw;
+                Native.Check(Native.shmcast_subscriber_lease_latest(handle, out raw));
+                lease.Set(raw);
+                return new FrameLease(lease);
+            }
+            catch
+            {
+                lease.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>The publisher's health, calling it stalled after <paramref name="stallAfter"/> without a frame.</summary>
+        public ChannelHealth GetHealth(TimeSpan stallAfter)
+        {
+            int health;
+            Native.Check(Native.shmcast_subscriber_health(handle, Native.Millis(stallAfter), out health));
+            return (ChannelHealth)health;
+        }
+
+        /// <summary>The publisher's health, stalled after 2 s without a frame.</summary>
+        public ChannelHealth Health { get { return GetHealth(TimeSpan.FromSeconds(2)); } }
+
+        /// <summary>Closes the subscriber; an outstanding lease keeps it open until that lease is disposed.</summary>
+        public void Dispose() { handle.Dispose(); }
+    }
+
+    /// <summary>
+    /// A frame leased in place, in shared memory. <see cref="Data"/> is the
+    /// frame itself (no copy); it is valid until Dispose, after which every
+    /// member throws <see cref="ObjectDisposedException"/>. Dispose (or
+    /// <see cref="Release"/>) promptly: the publisher keeps off the slot
+    /// meanwhile. May be used and disposed on any thread.
+    /// </summary>
+    public sealed unsafe class FrameLease : IDisposable
+    {
+        private readonly LeaseHandle handle;
+        private readonly FrameInfo info;
+        private readonly IntPtr data;
+        private bool disposed;
+
+        internal FrameLease(LeaseHandle handle)
+        {
+            this.handle = handle;
+            var n = NativeFrameInfo.New();
+            IntPtr d;
+            ulong len;
+            Native.Check(Native.shmcast_lease_data(handle.DangerousGetHandle(), out d, out len, ref n));
+            info = FrameInfo.From(ref n);
+            data = d;
+        }
+
+        private void CheckLive()
+        {
+            if (disposed) throw new ObjectDisposedException(nameof(FrameLease), "this frame lease was disposed; lease the frame again");
+        }
+
+        /// <summary>The frame's bytes in shared memory, read-only.</summary>
+        public ReadOnlySpan<byte> Data
+        {
+            get { CheckLive(); return new ReadOnlySpan<byte>((void*)data, info.Length); }
+        }
+
+        public FrameInfo Info { get { CheckLive(); return info; } }
+        public ulong FrameNumber { get { return Info.Number; } }
+        public uint Width { get { return Info.Width; } }
+        public uint Height { get { return Info.Height; } }
+        public uint Stride { get { return Info.Stride; } }
+        public PixelFormat Format { get { return Info.Format; } }
+        public ulong TimestampNs { get { return Info.TimestampNs; } }
+
+        /// <summary>
+        /// Ends the lease, throwing <see cref="ShmcastRevokedException"/> when
+        /// the publisher revoked it (what was read may be torn: discard it).
+        /// </summary>
+        public void Release()
+        {
+            CheckLive();
+            disposed = true;
+            int status = handle.Release();
+            handle.Dispose();
+            Native.Check(status);
+        }
+
+        /// <summary>Ends the lease (without telling whether it was revoked; see <see cref="Release"/>).</summary>
+        public void Dispose()
+        {
+            disposed = true;
+            handle.Dispose();
+        }
+    }
+}

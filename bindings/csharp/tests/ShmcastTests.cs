@@ -1,0 +1,216 @@
+// Tests of the C# binding, run by bindings/csharp/test with real processes:
+//
+//   ShmcastTests.exe read copy|lease NAME FRAMEMD5_FILE
+//       reads frames that `shmcast publish` (fed by ffmpeg) publishes in
+//       another process until the publisher is gone; every frame's md5 must
+//       equal ffmpeg's own framemd5 of the same frame.
+//   ShmcastTests.exe checks NAME
+//       the binding's own behaviour, in one process: exceptions, leases
+//       after Dispose, a wait that uses no CPU, a wait and a lease on two
+//       threads, loans, regions.
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Security.Cryptography;
+using System.Threading;
+using Shmcast;
+
+static class ShmcastTests
+{
+    static int failures;
+
+    static void Check(bool ok, string what)
+    {
+        Console.WriteLine((ok ? "ok   " : "FAIL ") + what);
+        if (!ok) failures++;
+    }
+
+    static void Throws<T>(Action action, string what, Func<T, bool> about = null) where T : Exception
+    {
+        try
+        {
+            action();
+            Check(false, what + " (nothing thrown)");
+        }
+        catch (T e)
+        {
+            Check(about == null || about(e), what + ": " + e.GetType().Name + ": " + e.Message.Replace("\n", " "));
+        }
+        catch (Exception e)
+        {
+            Check(false, what + " (threw " + e.GetType().Name + ": " + e.Message + ")");
+        }
+    }
+
+    static string Md5(ReadOnlySpan<byte> data)
+    {
+        using (var md5 = MD5.Create())
+        {
+            var hash = md5.ComputeHash(data.ToArray());
+            return BitConverter.ToString(hash).Replace("-", "").ToLowerInvariant();
+        }
+    }
+
+    static int Main(string[] args)
+    {
+        try
+        {
+            if (args.Length == 4 && args[0] == "read") return Read(args[1] == "lease", args[2], args[3]);
+            if (args.Length == 2 && args[0] == "checks") return Checks(args[1]);
+        }
+        catch (Exception e)
+        {
+            Console.WriteLine("FAIL " + e);
+            return 1;
+        }
+        Console.Error.WriteLine("usage: ShmcastTests.exe read copy|lease NAME FRAMEMD5 | checks NAME");
+        return 2;
+    }
+
+    static int Read(bool lease, string name, string reference)
+    {
+        var expected = new List<string>();
+        foreach (var line in File.ReadAllLines(reference))
+            if (!line.StartsWith("#")) expected.Add(line.Substring(line.LastIndexOf(',') + 1).Trim());
+        using (var sub = Subscriber.Open(name, lease ? SubscriberAccess.Leasing : SubscriberAccess.ReadOnly, TimeSpan.FromSeconds(30)))
+        {
+            var buffer = new byte[sub.MaxFrameLength];
+            ulong seen = 0;
+            int checkedFrames = 0, wrong = 0;
+            while (true)
+            {
+                ulong newest;
+                if (!sub.TryWaitForFrame(seen, TimeSpan.FromSeconds(1), out newest))
+                {
+                    if (sub.Health == ChannelHealth.Gone || seen >= (ulong)expected.Count) break;
+                    continue;
+                }
+                FrameInfo info;
+                string md5;
+                if (lease)
+                {
+                    using (var frame = sub.LeaseLatest())
+                    {
+                        info = frame.Info;
+                        md5 = Md5(frame.Data);
+                    }
+                }
+                else
+                {
+                    info = sub.ReadLatest(buffer);
+                    md5 = Md5(new ReadOnlySpan<byte>(buffer, 0, info.Length));
+                }
+                if (info.Number <= seen) { Console.WriteLine("FAIL frame " + info.Number + " after " + seen); return 1; }
+                seen = info.Number;
+                int index = (int)info.Number - 1;
+                if (index >= expected.Count || expected[index] != md5 || info.Format != PixelFormat.Rgb24)
+                {
+                    Console.WriteLine("FAIL frame " + info.Number + ": md5 " + md5 + ", ffmpeg's "
+                        + (index < expected.Count ? expected[index] : "(none)") + ", " + info);
+                    wrong++;
+                }
+                checkedFrames++;
+            }
+            Console.WriteLine($"{(lease ? "lease" : "copy")}: {checkedFrames} of {expected.Count} frames checked against ffmpeg's framemd5, {wrong} wrong, the last {seen}");
+            return wrong == 0 && checkedFrames >= expected.Count / 2 && seen == (ulong)expected.Count ? 0 : 1;
+        }
+    }
+
+    static int Checks(string name)
+    {
+        Console.WriteLine("shmcast " + Library.Version);
+
+        // A missing name: a typed exception that names it.
+        string missing = name + "-missing";
+        Throws<ShmcastNotFoundException>(() => Subscriber.Open(missing), "opening a missing channel",
+            e => e.Message.Contains(missing) && e.Status == Status.NotFound);
+        Throws<ShmcastTimeoutException>(() => Subscriber.Open(missing, timeout: TimeSpan.FromMilliseconds(50)),
+            "waiting 50 ms for a missing channel");
+        Throws<ShmcastArgumentException>(() => Subscriber.Open("bad/name"), "a name with a slash");
+        Throws<ArgumentNullException>(() => Subscriber.Open(null), "a null name");
+
+        var meta = new FrameMeta(4, 2, PixelFormat.Bgra);
+        using (var publisher = Publisher.Create(name, 4 * 2 * 4))
+        {
+            Throws<ShmcastWriterAliveException>(() => Publisher.Create(name, 32), "a second publisher");
+            using (var reader = Subscriber.Open(name))
+            using (var leaser = Subscriber.Open(name, SubscriberAccess.Leasing))
+            {
+                Throws<ShmcastNoFrameException>(() => reader.ReadLatest(new byte[32]), "reading before the first frame");
+                Check(reader.Health == ChannelHealth.Stalled || reader.Health == ChannelHealth.Live, "health before a frame: " + reader.Health);
+
+                // A loan, filled in place.
+                var slot = publisher.Loan(32);
+                for (int i = 0; i < slot.Length; i++) slot[i] = (byte)i;
+                ulong first = publisher.Commit(meta);
+                Check(first == 1, "a committed loan is frame 1");
+                Throws<ShmcastException>(() => publisher.Commit(meta), "committing twice", e => e.Status == Status.NotHeld);
+
+                var buffer = new byte[32];
+                var info = reader.ReadLatest(buffer);
+                Check(info.Number == 1 && info.Length == 32 && info.Width == 4 && info.Format == PixelFormat.Bgra
+                    && buffer[31] == 31, "a copy has the frame and its metadata: " + info);
+                Throws<ShmcastBufferTooSmallException>(() => reader.ReadLatest(new byte[8]), "a buffer too small");
+                Throws<ShmcastException>(() => reader.LeaseLatest(), "leasing read-only", e => e.Status == Status.NotLeasing);
+
+                // A lease: no copy, then unusable after Dispose.
+                var lease = leaser.LeaseLatest();
+                Check(lease.FrameNumber == 1 && lease.Data.Length == 32 && lease.Data[5] == 5
+                    && lease.Width == 4 && lease.Height == 2 && lease.Stride == 16 && lease.Format == PixelFormat.Bgra,
+                    "a lease shows the frame in place");
+                Throws<ShmcastException>(() => leaser.LeaseLatest(), "a second lease at once", e => e.Status == Status.Busy);
+                lease.Dispose();
+                Throws<ObjectDisposedException>(() => { var n = lease.Data.Length; }, "a lease's data after Dispose");
+                Throws<ObjectDisposedException>(() => { var n = lease.FrameNumber; }, "a lease's number after Dispose");
+                Throws<ObjectDisposedException>(() => lease.Release(), "releasing after Dispose");
+                lease.Dispose();
+                using (var again = leaser.LeaseLatest()) again.Release();
+                Check(true, "leasing again after a release");
+
+                // A wait blocks in the kernel: a 2 s wait costs almost no CPU.
+                var process = Process.GetCurrentProcess();
+                var cpuBefore = process.TotalProcessorTime;
+                var clock = Stopwatch.StartNew();
+                Throws<ShmcastTimeoutException>(() => reader.WaitForFrame(first, TimeSpan.FromSeconds(2)), "a 2 s wait without frames");
+                process.Refresh();
+                var cpu = process.TotalProcessorTime - cpuBefore;
+                Check(clock.Elapsed >= TimeSpan.FromMilliseconds(1900) && cpu < TimeSpan.FromMilliseconds(200),
+                    $"the 2 s wait took {clock.Elapsed.TotalMilliseconds:F0} ms and used {cpu.TotalMilliseconds:F1} ms of CPU");
+
+                // A GUI: one thread waits, another leases and draws meanwhile.
+                ulong woke = 0;
+                var waiter = new Thread(() => woke = leaser.WaitForFrame(first, TimeSpan.FromSeconds(10)));
+                waiter.Start();
+                Thread.Sleep(100);
+                using (var drawing = leaser.LeaseLatest()) Check(drawing.FrameNumber == 1, "a lease while another thread waits");
+                publisher.Publish(meta, new byte[32]);
+                Check(waiter.Join(TimeSpan.FromSeconds(10)) && woke == 2, "the waiting thread woke for frame 2");
+
+                // A lease outlives its subscriber's Dispose.
+                var kept = leaser.LeaseLatest();
+                leaser.Dispose();
+                Check(kept.Data.Length == 32 && kept.FrameNumber == 2, "a lease stays readable after its subscriber's Dispose");
+                kept.Release();
+                Throws<ObjectDisposedException>(() => leaser.LeaseLatest(), "a disposed subscriber");
+            }
+            publisher.Dispose();
+            Throws<ObjectDisposedException>(() => publisher.Publish(meta, new byte[32]), "a disposed publisher");
+        }
+
+        // Regions.
+        using (var region = Region.Create(name + "-region", 64))
+        using (var view = Region.Open(name + "-region", readOnly: true))
+        {
+            region.Write(10, new byte[] { 1, 2, 3 });
+            var three = new byte[3];
+            view.Read(10, three);
+            Check(three[0] == 1 && three[2] == 3 && view.Size == 64, "a region write is seen by a read-only view");
+            Throws<ShmcastException>(() => view.Write(0, new byte[1]), "writing a read-only view", e => e.Status == Status.ReadOnly);
+            Throws<ShmcastException>(() => region.Read(60, new byte[8]), "reading past the end", e => e.Status == Status.OutOfBounds);
+        }
+
+        Console.WriteLine(failures == 0 ? "C# binding: all checks passed" : $"C# binding: {failures} checks FAILED");
+        return failures == 0 ? 0 : 1;
+    }
+}

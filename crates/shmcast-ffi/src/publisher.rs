@@ -257,12 +257,24 @@ pub unsafe extern "C" fn shmcast_publisher_loan(
             unreachable!("checked just above");
         };
         let raw = NonNull::from(Box::leak(boxed));
-        // SAFETY: `raw` is the leaked box; this `&mut` is the only
-        // reference to it until the loan ends (the state holds the loan
-        // and the pointer, and touches the publisher through the loan
-        // only).
-        let leaked: &'static mut Publisher = unsafe { &mut *raw.as_ptr() };
-        match leaked.loan(len) {
+        // A panic inside `loan` must not leave the publisher leaked.
+        let loaned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            // SAFETY: `raw` is the leaked box; this `&mut` is the only
+            // reference to it until the loan ends (the state holds the loan
+            // and the pointer, and touches the publisher through the loan
+            // only).
+            let leaked: &'static mut Publisher = unsafe { &mut *raw.as_ptr() };
+            leaked.loan(len)
+        }));
+        let loaned = match loaned {
+            Ok(loaned) => loaned,
+            Err(panic) => {
+                // SAFETY: the panicking call's borrow ended with it.
+                *state = State::Idle(unsafe { LeakedPublisher(raw).reclaim() });
+                std::panic::resume_unwind(panic);
+            }
+        };
+        match loaned {
             Ok(mut loan) => {
                 *ptr = loan.as_mut_ptr();
                 *state = State::Loaned {
@@ -341,10 +353,15 @@ fn finish(
     let State::Loaned { loan, publisher } = std::mem::replace(state, State::Moving) else {
         unreachable!("checked just above");
     };
-    let number = end(loan);
-    // SAFETY: `end` consumed the loan.
+    // Even if `end` panics, the loan is gone (dropped while unwinding) and
+    // the publisher is taken back before the panic goes on.
+    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| end(loan)));
+    // SAFETY: `end` consumed the loan, returning or unwinding.
     *state = State::Idle(unsafe { publisher.reclaim() });
-    Ok(number)
+    match ended {
+        Ok(number) => Ok(number),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 /// Closes the publisher (abandoning a loan): subscribers see it gone, and

@@ -28,6 +28,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* Initialisers for the sized structs: their size set, every other field 0
+ * (the default). */
+#define SHMCAST_FRAME_META_INIT { sizeof(shmcast_frame_meta), 0, 0, 0, 0, 0, 0 }
+#define SHMCAST_FRAME_INFO_INIT { sizeof(shmcast_frame_info), 0, 0, 0, 0, 0, 0, 0, 0 }
+#define SHMCAST_CHANNEL_CONFIG_INIT { sizeof(shmcast_channel_config), 0, 0, 0, 0, 0, 0, 0, 0 }
+
+
 // `shmcast_region_create` flag: when the name is taken by a region whose
 // creator is dead, remove it and create a new one (Linux).
 #define SHMCAST_CREATE_REPLACE_STALE 1
@@ -118,7 +125,8 @@ enum shmcast_status
   // Leasing needs a subscriber opened with `SHMCAST_SUBSCRIBE_LEASING`
   // and write access to the channel's lease table.
   SHMCAST_ERROR_NOT_LEASING = -16,
-  // The handle already holds what was asked for (a loan, a lease).
+  // The handle already holds what was asked for (a loan, a lease), or
+  // the channel's lease table is full of live leasing subscribers.
   SHMCAST_ERROR_BUSY = -17,
   // Nothing to end: no loan to commit or abandon, a lease released
   // twice.
@@ -183,10 +191,14 @@ typedef uint32_t shmcast_pixel_format;
 #endif // __cplusplus
 
 // A frame leased in place, from `shmcast_subscriber_lease_latest`. It
-// lives inside its subscriber: valid until `shmcast_lease_release` (a
-// second release returns `SHMCAST_ERROR_NOT_HELD`) or until the
-// subscriber is closed, which ends it. Any thread may use and release it,
-// also while another thread waits on the subscriber.
+// lives inside its subscriber, which holds one lease at a time: the
+// handle is valid until the subscriber is closed (which ends the lease),
+// and after `shmcast_lease_release` the next lease of that subscriber
+// comes back in the same handle, as a closed file descriptor's number
+// comes back from the next `open`. So a second release returns
+// `SHMCAST_ERROR_NOT_HELD` unless the subscriber leased again meanwhile:
+// then it ends the new lease. Any thread may use and release it, also
+// while another thread waits on the subscriber.
 typedef struct shmcast_lease shmcast_lease;
 
 // A channel's publisher. Any thread may use it; calls are serialised by
@@ -422,12 +434,14 @@ int32_t shmcast_subscriber_open(const char *name,
 
 // Waits until a frame newer than `after_frame` is published, up to
 // `timeout_ms` (`SHMCAST_WAIT_FOREVER`: no limit); the newest frame's
-// number goes to `frame_number` (may be NULL). Sleeps in the kernel (no
-// CPU while waiting) and without holding the handle's lock. When the
-// publisher exits and a new one creates the channel anew, the subscriber
-// follows the name and returns the new channel's first frame, whatever
-// its number (numbers start again). `SHMCAST_ERROR_TIMEOUT` when nothing
-// came.
+// number goes to `frame_number` (may be NULL), on a timeout too. Sleeps
+// in the kernel (no CPU while waiting) and without holding the handle's
+// lock. When the publisher exits and a new one creates the channel anew,
+// the subscriber follows the name and returns the new channel's first
+// frame, whatever its number (numbers start again); while it holds a
+// lease it stays on the old channel (the lease's bytes live there) and
+// follows once the lease is released. `SHMCAST_ERROR_TIMEOUT` when
+// nothing came.
 //
 // # Safety
 // `subscriber` must be NULL or a live handle; `frame_number` NULL or
@@ -522,7 +536,3 @@ void shmcast_subscriber_close(shmcast_subscriber *subscriber);
 #endif  // __cplusplus
 
 #endif  /* SHMCAST_H */
-
-#define SHMCAST_FRAME_META_INIT { sizeof(shmcast_frame_meta), 0, 0, 0, 0, 0, 0 }
-#define SHMCAST_FRAME_INFO_INIT { sizeof(shmcast_frame_info), 0, 0, 0, 0, 0, 0, 0, 0 }
-#define SHMCAST_CHANNEL_CONFIG_INIT { sizeof(shmcast_channel_config), 0, 0, 0, 0, 0, 0, 0, 0 }

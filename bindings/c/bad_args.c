@@ -101,6 +101,12 @@ int main(int argc, char **argv) {
     config.slots = 1000;
     EXPECT(shmcast_publisher_create(channel_name, &config, &p), SHMCAST_ERROR_INVALID_ARGUMENT);
     config.slots = 0;
+    config.mode = 0xFFFFFFFFu;
+    EXPECT(shmcast_publisher_create(channel_name, &config, &p), SHMCAST_ERROR_INVALID_ARGUMENT);
+    config.mode = 0;
+    config.reserved = 1;
+    EXPECT(shmcast_publisher_create(channel_name, &config, &p), SHMCAST_ERROR_INVALID_ARGUMENT);
+    config.reserved = 0;
     config.max_frame_len = UINT64_MAX;
     EXPECT(shmcast_publisher_create(channel_name, &config, &p), SHMCAST_ERROR_INVALID_ARGUMENT);
     config.max_frame_len = 64;
@@ -111,6 +117,9 @@ int main(int argc, char **argv) {
     meta.format = 99;
     EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, NULL), SHMCAST_ERROR_INVALID_ARGUMENT);
     meta.format = SHMCAST_FORMAT_RAW;
+    meta.reserved = 7;
+    EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, NULL), SHMCAST_ERROR_INVALID_ARGUMENT);
+    meta.reserved = 0;
     meta.size = 0;
     EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, NULL), SHMCAST_ERROR_INVALID_ARGUMENT);
     meta.size = sizeof meta;
@@ -149,7 +158,12 @@ int main(int argc, char **argv) {
     shmcast_frame_info bad_info = {0};
     EXPECT(shmcast_subscriber_read_latest(sub, buf, 64, &bad_info), SHMCAST_ERROR_INVALID_ARGUMENT);
     EXPECT(shmcast_subscriber_read_latest(sub, buf, 64, NULL), SHMCAST_OK);
-    EXPECT(shmcast_subscriber_wait(sub, number, 20, NULL), SHMCAST_ERROR_TIMEOUT);
+    uint64_t newest = 99;
+    EXPECT(shmcast_subscriber_wait(sub, number, 20, &newest), SHMCAST_ERROR_TIMEOUT);
+    if (newest != number) {
+        printf("FAIL a timed-out wait gives the newest number (%u, not %u)\n", (unsigned)newest, (unsigned)number);
+        failures++;
+    }
     shmcast_lease *lease = NULL, *other = NULL;
     EXPECT(shmcast_subscriber_lease_latest(sub, &lease), SHMCAST_ERROR_NOT_LEASING);
     EXPECT(shmcast_subscriber_lease_latest(leaser, NULL), SHMCAST_ERROR_INVALID_ARGUMENT);
@@ -165,6 +179,17 @@ int main(int argc, char **argv) {
     EXPECT(shmcast_lease_release(lease), SHMCAST_OK);
     EXPECT(shmcast_lease_release(lease), SHMCAST_ERROR_NOT_HELD);
     EXPECT(shmcast_lease_data(lease, &data, &len, NULL), SHMCAST_ERROR_NOT_HELD);
+    if (data != NULL || len != 0) {
+        printf("FAIL a failed shmcast_lease_data leaves its out-parameters set\n");
+        failures++;
+    }
+    /* The next lease comes back in the same handle (like a file descriptor). */
+    EXPECT(shmcast_subscriber_lease_latest(leaser, &other), SHMCAST_OK);
+    if (other != lease) {
+        printf("FAIL a subscriber's next lease is not in the same handle\n");
+        failures++;
+    }
+    EXPECT(shmcast_lease_release(other), SHMCAST_OK);
     shmcast_health health;
     EXPECT(shmcast_subscriber_health(sub, 10000, NULL), SHMCAST_ERROR_INVALID_ARGUMENT);
     EXPECT(shmcast_subscriber_health(sub, 10000, &health), SHMCAST_OK);
@@ -178,10 +203,24 @@ int main(int argc, char **argv) {
         printf("FAIL health is %d after the publisher closed\n", (int)health);
         failures++;
     }
-    /* A lease outstanding at close is ended by the close. */
-    EXPECT(shmcast_subscriber_lease_latest(leaser, &lease), SHMCAST_OK);
     shmcast_subscriber_close(leaser);
     shmcast_subscriber_close(sub);
+
+    /* Closing a subscriber ends its lease: with 2 slots, one leased and one
+     * latest, the publisher has no free slot until the leaser is closed. */
+    char small_name[220];
+    snprintf(small_name, sizeof small_name, "%s-two", channel_name);
+    config.slots = 2;
+    config.max_lease_ms = 60000;
+    EXPECT(shmcast_publisher_create(small_name, &config, &p), SHMCAST_OK);
+    EXPECT(shmcast_subscriber_open(small_name, SHMCAST_SUBSCRIBE_LEASING, 0, &leaser), SHMCAST_OK);
+    EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, NULL), SHMCAST_OK);
+    EXPECT(shmcast_subscriber_lease_latest(leaser, &lease), SHMCAST_OK);
+    EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, NULL), SHMCAST_OK);
+    EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, NULL), SHMCAST_ERROR_ALL_SLOTS_LEASED);
+    shmcast_subscriber_close(leaser);
+    EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, NULL), SHMCAST_OK);
+    shmcast_publisher_close(p);
 
     printf("%s: %d failed\n", failures ? "FAILED" : "all bad arguments refused", failures);
     return failures ? 1 : 0;

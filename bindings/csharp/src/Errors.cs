@@ -77,7 +77,10 @@ namespace Shmcast
     /// <summary>The buffer is smaller than the frame.</summary>
     public class ShmcastBufferTooSmallException : ShmcastException
     {
-        public ShmcastBufferTooSmallException(string message) : base(Status.BufferTooSmall, message) { }
+        /// <summary>The frame's length: the buffer size needed (0 when not known).</summary>
+        public long Needed { get; }
+
+        public ShmcastBufferTooSmallException(string message, long needed = 0) : base(Status.BufferTooSmall, message) { Needed = needed; }
     }
 
     /// <summary>A bad name or argument, refused by the library.</summary>

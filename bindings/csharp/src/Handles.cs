@@ -36,6 +36,10 @@ namespace Shmcast
     {
         private readonly SubscriberHandle owner;
         private bool ownerReferenced;
+        // Set once the native lease is ended, so that it is ended once: the
+        // subscriber's next lease comes back in the same native handle, and a
+        // second release would end that one.
+        private int released;
 
         internal LeaseHandle(SubscriberHandle owner) : base(IntPtr.Zero, true)
         {
@@ -49,16 +53,30 @@ namespace Shmcast
 
         internal void Set(IntPtr lease) { SetHandle(lease); }
 
-        /// <summary>Releases the lease; the status says whether it was revoked.</summary>
+        /// <summary>
+        /// Releases the lease once; the status says whether it was revoked
+        /// (NotHeld if it was already released). Throws ObjectDisposedException
+        /// once the handle is closed.
+        /// </summary>
         internal int Release()
         {
-            return Native.shmcast_lease_release(handle);
+            bool added = false;
+            try
+            {
+                DangerousAddRef(ref added);
+                if (System.Threading.Interlocked.Exchange(ref released, 1) != 0) return (int)Status.NotHeld;
+                return Native.shmcast_lease_release(handle);
+            }
+            finally
+            {
+                if (added) DangerousRelease();
+            }
         }
 
         protected override bool ReleaseHandle()
         {
-            // A second release (after Release()) answers NotHeld: harmless.
-            if (handle != IntPtr.Zero) Native.shmcast_lease_release(handle);
+            if (handle != IntPtr.Zero && System.Threading.Interlocked.Exchange(ref released, 1) == 0)
+                Native.shmcast_lease_release(handle);
             if (ownerReferenced) owner.DangerousRelease();
             return true;
         }

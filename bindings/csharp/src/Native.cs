@@ -125,6 +125,7 @@ namespace Shmcast
         internal static byte[] Utf8(string s, string what)
         {
             if (s == null) throw new ArgumentNullException(what);
+            if (s.IndexOf('\0') >= 0) throw new ArgumentException("a name cannot contain a NUL character", what);
             int n = System.Text.Encoding.UTF8.GetByteCount(s);
             var bytes = new byte[n + 1];
             System.Text.Encoding.UTF8.GetBytes(s, 0, s.Length, bytes, 0);

@@ -45,6 +45,7 @@ namespace Shmcast
             if (config == null) throw new ArgumentNullException(nameof(config));
             if (config.MaxFrameLength <= 0) throw new ArgumentOutOfRangeException(nameof(config), "MaxFrameLength must be positive");
             if (config.Slots < 0) throw new ArgumentOutOfRangeException(nameof(config), "Slots cannot be negative");
+            if (config.MaxLease < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(config), "MaxLease cannot be negative");
             var c = new NativeChannelConfig
             {
                 Size = (uint)Marshal.SizeOf(typeof(NativeChannelConfig)),
@@ -84,7 +85,8 @@ namespace Shmcast
         /// <summary>
         /// Lends <paramref name="length"/> bytes of a free slot to fill in place;
         /// publish them with <see cref="Commit"/> or drop them with <see cref="Abandon"/>.
-        /// The span is shared memory: do not keep it past Commit or Abandon.
+        /// The span is shared memory: do not keep it past Commit, Abandon or
+        /// Dispose, and keep the Publisher referenced while you use it.
         /// </summary>
         public Span<byte> Loan(int length)
         {
@@ -116,6 +118,10 @@ namespace Shmcast
         public bool HasLoan { get { return loanLength >= 0; } }
 
         /// <summary>Stops publishing: subscribers see the publisher gone.</summary>
-        public void Dispose() { handle.Dispose(); }
+        public void Dispose()
+        {
+            handle.Dispose();
+            loanLength = -1;
+        }
     }
 }

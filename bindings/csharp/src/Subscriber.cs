@@ -38,7 +38,7 @@ namespace Shmcast
         }
 
         /// <summary>The largest frame the channel carries: the buffer size ReadLatest may need.</summary>
-        public int MaxFrameLength { get { return checked((int)Native.shmcast_subscriber_max_frame_len(handle)); } }
+        public long MaxFrameLength { get { return (long)Native.shmcast_subscriber_max_frame_len(handle); } }
 
         /// <summary>The newest frame's number (0: none yet).</summary>
         public ulong LatestFrameNumber { get { return Native.shmcast_subscriber_latest_number(handle); } }
@@ -47,6 +47,8 @@ namespace Shmcast
         /// Blocks (in the kernel, no spinning) until a frame newer than
         /// <paramref name="after"/> is published; returns the newest number.
         /// Throws <see cref="ShmcastTimeoutException"/> when none came in time.
+        /// Dispose does not interrupt a wait: give a finite timeout to a thread
+        /// that must notice the subscriber closing.
         /// </summary>
         public ulong WaitForFrame(ulong after, TimeSpan timeout)
         {
@@ -55,7 +57,10 @@ namespace Shmcast
             return newest;
         }
 
-        /// <summary>As <see cref="WaitForFrame"/>, but a timeout returns false instead of throwing.</summary>
+        /// <summary>
+        /// As <see cref="WaitForFrame"/>, but a timeout returns false instead of
+        /// throwing; <paramref name="newest"/> is the newest frame's number either way.
+        /// </summary>
         public bool TryWaitForFrame(ulong after, TimeSpan timeout, out ulong newest)
         {
             int status = Native.shmcast_subscriber_wait(handle, after, Native.Millis(timeout), out newest);
@@ -73,8 +78,12 @@ namespace Shmcast
         public FrameInfo ReadLatest(Span<byte> buffer)
         {
             var info = NativeFrameInfo.New();
+            int status;
             fixed (byte* b = &MemoryMarshal.GetReference(buffer))
-                Native.Check(Native.shmcast_subscriber_read_latest(handle, b, (UIntPtr)buffer.Length, ref info));
+                status = Native.shmcast_subscriber_read_latest(handle, b, (UIntPtr)buffer.Length, ref info);
+            if (status == (int)Status.BufferTooSmall)
+                throw new ShmcastBufferTooSmallException(Native.LastError(), (long)info.Len);
+            Native.Check(status);
             return FrameInfo.From(ref info);
         }
 
@@ -128,7 +137,15 @@ namespace Shmcast
     /// frame itself (no copy); it is valid until Dispose, after which every
     /// member throws <see cref="ObjectDisposedException"/>. Dispose (or
     /// <see cref="Release"/>) promptly: the publisher keeps off the slot
-    /// meanwhile. May be used and disposed on any thread.
+    /// meanwhile. May be used and disposed on any thread, but not disposed
+    /// while another thread uses it.
+    /// <para>
+    /// The span does not keep the lease alive: use <see cref="Data"/> only
+    /// while the FrameLease is referenced, as inside its <c>using</c> block. A
+    /// FrameLease that is dropped without Dispose is released by its
+    /// finalizer, and a span taken from it then points at memory that may be
+    /// overwritten or (if its Subscriber was disposed) unmapped.
+    /// </para>
     /// </summary>
     public sealed unsafe class FrameLease : IDisposable
     {
@@ -176,8 +193,9 @@ namespace Shmcast
             CheckLive();
             disposed = true;
             int status = handle.Release();
+            string message = status == 0 ? null : Native.LastError();
             handle.Dispose();
-            Native.Check(status);
+            if (status != 0) throw ShmcastException.From((Status)status, message);
         }
 
         /// <summary>Ends the lease (without telling whether it was revoked; see <see cref="Release"/>).</summary>

@@ -129,6 +129,7 @@ static class ShmcastTests
             "waiting 50 ms for a missing channel");
         Throws<ShmcastArgumentException>(() => Subscriber.Open("bad/name"), "a name with a slash");
         Throws<ArgumentNullException>(() => Subscriber.Open(null), "a null name");
+        Throws<ArgumentException>(() => Subscriber.Open(name + "\0x"), "a name with a NUL in it");
 
         var meta = new FrameMeta(4, 2, PixelFormat.Bgra);
         using (var publisher = Publisher.Create(name, 4 * 2 * 4))
@@ -151,7 +152,8 @@ static class ShmcastTests
                 var info = reader.ReadLatest(buffer);
                 Check(info.Number == 1 && info.Length == 32 && info.Width == 4 && info.Format == PixelFormat.Bgra
                     && buffer[31] == 31, "a copy has the frame and its metadata: " + info);
-                Throws<ShmcastBufferTooSmallException>(() => reader.ReadLatest(new byte[8]), "a buffer too small");
+                Throws<ShmcastBufferTooSmallException>(() => reader.ReadLatest(new byte[8]), "a buffer too small",
+                    e => e.Needed == 32);
                 Throws<ShmcastException>(() => reader.LeaseLatest(), "leasing read-only", e => e.Status == Status.NotLeasing);
 
                 // A lease: no copy, then unusable after Dispose.
@@ -187,15 +189,49 @@ static class ShmcastTests
                 publisher.Publish(meta, new byte[32]);
                 Check(waiter.Join(TimeSpan.FromSeconds(10)) && woke == 2, "the waiting thread woke for frame 2");
 
-                // A lease outlives its subscriber's Dispose.
+                // A lease outlives its subscriber's Dispose, in shared memory,
+                // and keeps its slot while the publisher goes on.
                 var kept = leaser.LeaseLatest();
                 leaser.Dispose();
-                Check(kept.Data.Length == 32 && kept.FrameNumber == 2, "a lease stays readable after its subscriber's Dispose");
+                var other = new byte[32];
+                for (byte n = 3; n < 10; n++)
+                {
+                    for (int i = 0; i < other.Length; i++) other[i] = n;
+                    publisher.Publish(meta, other);
+                }
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                bool zeros = true;
+                foreach (var b in kept.Data) zeros &= b == 0;
+                Check(kept.Data.Length == 32 && kept.FrameNumber == 2 && zeros,
+                    "a lease stays readable, and its frame whole, after its subscriber's Dispose and 7 publishes");
                 kept.Release();
                 Throws<ObjectDisposedException>(() => leaser.LeaseLatest(), "a disposed subscriber");
             }
             publisher.Dispose();
             Throws<ObjectDisposedException>(() => publisher.Publish(meta, new byte[32]), "a disposed publisher");
+        }
+
+        // A lease held past the channel's max lease while the publisher has
+        // no other slot is revoked, and Release says so.
+        using (var publisher = Publisher.Create(name + "-revoke", new ChannelConfig
+               { MaxFrameLength = 8, Slots = 2, MaxLease = TimeSpan.FromMilliseconds(20) }))
+        using (var leaser = Subscriber.Open(name + "-revoke", SubscriberAccess.Leasing))
+        {
+            var rawMeta = new FrameMeta(0, 0, PixelFormat.Raw);
+            publisher.Publish(rawMeta, new byte[8]);
+            var held = leaser.LeaseLatest();
+            publisher.Publish(rawMeta, new byte[8]);
+            int refused = 0;
+            var clock = Stopwatch.StartNew();
+            while (clock.Elapsed < TimeSpan.FromSeconds(10))
+            {
+                try { publisher.Publish(rawMeta, new byte[8]); break; }
+                catch (ShmcastException e) when (e.Status == Status.AllSlotsLeased) { refused++; Thread.Sleep(5); }
+            }
+            Throws<ShmcastRevokedException>(() => held.Release(), $"releasing a revoked lease (the publisher was refused {refused} times first)",
+                e => e.Message.Contains("revoked"));
+            Throws<ObjectDisposedException>(() => { var n = held.Data.Length; }, "a revoked lease after Release");
         }
 
         // Regions.

@@ -122,9 +122,12 @@ pub(crate) unsafe fn sized<T: Copy + Default>(ptr: *const T, min: usize, what: &
     Ok(value)
 }
 
-/// The first version's size of each sized struct: what older callers pass.
-pub(crate) const FRAME_META_V1: usize = std::mem::size_of::<shmcast_frame_meta>();
-pub(crate) const FRAME_INFO_V1: usize = std::mem::size_of::<shmcast_frame_info>();
+/// The first version's size of each sized struct: the least an older
+/// caller passes. Fixed numbers: they must not grow with the structs.
+pub(crate) const FRAME_META_V1: usize = 32;
+pub(crate) const FRAME_INFO_V1: usize = 48;
+const _: () = assert!(std::mem::size_of::<shmcast_frame_meta>() >= FRAME_META_V1);
+const _: () = assert!(std::mem::size_of::<shmcast_frame_info>() >= FRAME_INFO_V1);
 
 /// A frame's metadata from C; NULL means raw bytes.
 ///
@@ -136,6 +139,9 @@ pub(crate) unsafe fn frame_meta(meta: *const shmcast_frame_meta) -> Result<Frame
     }
     // SAFETY: forwarded from the caller.
     let m = unsafe { sized(meta, FRAME_META_V1, "shmcast_frame_meta") }?;
+    if m.reserved != 0 {
+        return Err(invalid("shmcast_frame_meta.reserved must be 0"));
+    }
     let format = PixelFormat::from_code(m.format).ok_or_else(|| {
         invalid(format!(
             "shmcast_frame_meta.format is {}, not a shmcast_pixel_format",

@@ -51,7 +51,8 @@ pub enum shmcast_status {
     /// Leasing needs a subscriber opened with `SHMCAST_SUBSCRIBE_LEASING`
     /// and write access to the channel's lease table.
     SHMCAST_ERROR_NOT_LEASING = -16,
-    /// The handle already holds what was asked for (a loan, a lease).
+    /// The handle already holds what was asked for (a loan, a lease), or
+    /// the channel's lease table is full of live leasing subscribers.
     SHMCAST_ERROR_BUSY = -17,
     /// Nothing to end: no loan to commit or abandon, a lease released
     /// twice.
@@ -247,6 +248,10 @@ impl From<SubscriberError> for Failure {
 
 impl From<ReadError> for Failure {
     fn from(e: ReadError) -> Failure {
+        // Say it in the C ABI's words.
+        let message = e
+            .to_string()
+            .replace("Access::Leasing", "SHMCAST_SUBSCRIBE_LEASING");
         let code = match &e {
             ReadError::BufferTooSmall { .. } => SHMCAST_ERROR_BUFFER_TOO_SMALL,
             ReadError::NotLeasing { .. } => SHMCAST_ERROR_NOT_LEASING,
@@ -258,6 +263,6 @@ impl From<ReadError> for Failure {
             ReadError::Timeout { .. } => SHMCAST_ERROR_TIMEOUT,
             _ => SHMCAST_ERROR_OS,
         };
-        Failure(code, e.to_string())
+        Failure(code, message)
     }
 }

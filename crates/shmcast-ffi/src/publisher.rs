@@ -57,7 +57,9 @@ impl Default for shmcast_channel_config {
     }
 }
 
-const CONFIG_V1: usize = std::mem::size_of::<shmcast_channel_config>();
+/// The first version's size (see `args::FRAME_META_V1`).
+const CONFIG_V1: usize = 48;
+const _: () = assert!(std::mem::size_of::<shmcast_channel_config>() >= CONFIG_V1);
 
 /// A channel's publisher. Any thread may use it; calls are serialised by
 /// its lock, and a loan belongs to the handle, not to a thread (loan on
@@ -151,6 +153,16 @@ pub unsafe extern "C" fn shmcast_publisher_create(
                     c.max_frame_len
                 ))
             })?;
+        if c.reserved != 0 {
+            return Err(invalid("shmcast_channel_config.reserved must be 0"));
+        }
+        for (what, mode) in [("mode", c.mode), ("lease_mode", c.lease_mode)] {
+            if mode > 0o777 {
+                return Err(invalid(format!(
+                    "shmcast_channel_config.{what} is {mode:#o}; give permission bits, 0 to 0777"
+                )));
+            }
+        }
         let mut create = CreateOptions::new();
         if c.mode != 0 {
             create = create.mode(c.mode);

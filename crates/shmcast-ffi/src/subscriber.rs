@@ -23,10 +23,14 @@ pub struct shmcast_subscriber {
 }
 
 /// A frame leased in place, from `shmcast_subscriber_lease_latest`. It
-/// lives inside its subscriber: valid until `shmcast_lease_release` (a
-/// second release returns `SHMCAST_ERROR_NOT_HELD`) or until the
-/// subscriber is closed, which ends it. Any thread may use and release it,
-/// also while another thread waits on the subscriber.
+/// lives inside its subscriber, which holds one lease at a time: the
+/// handle is valid until the subscriber is closed (which ends the lease),
+/// and after `shmcast_lease_release` the next lease of that subscriber
+/// comes back in the same handle, as a closed file descriptor's number
+/// comes back from the next `open`. So a second release returns
+/// `SHMCAST_ERROR_NOT_HELD` unless the subscriber leased again meanwhile:
+/// then it ends the new lease. Any thread may use and release it, also
+/// while another thread waits on the subscriber.
 pub struct shmcast_lease {
     held: Mutex<Option<DetachedLease>>,
 }
@@ -114,12 +118,14 @@ pub unsafe extern "C" fn shmcast_subscriber_open(
 
 /// Waits until a frame newer than `after_frame` is published, up to
 /// `timeout_ms` (`SHMCAST_WAIT_FOREVER`: no limit); the newest frame's
-/// number goes to `frame_number` (may be NULL). Sleeps in the kernel (no
-/// CPU while waiting) and without holding the handle's lock. When the
-/// publisher exits and a new one creates the channel anew, the subscriber
-/// follows the name and returns the new channel's first frame, whatever
-/// its number (numbers start again). `SHMCAST_ERROR_TIMEOUT` when nothing
-/// came.
+/// number goes to `frame_number` (may be NULL), on a timeout too. Sleeps
+/// in the kernel (no CPU while waiting) and without holding the handle's
+/// lock. When the publisher exits and a new one creates the channel anew,
+/// the subscriber follows the name and returns the new channel's first
+/// frame, whatever its number (numbers start again); while it holds a
+/// lease it stays on the old channel (the lease's bytes live there) and
+/// follows once the lease is released. `SHMCAST_ERROR_TIMEOUT` when
+/// nothing came.
 ///
 /// # Safety
 /// `subscriber` must be NULL or a live handle; `frame_number` NULL or
@@ -137,29 +143,32 @@ pub unsafe extern "C" fn shmcast_subscriber_wait(
         let started = Instant::now();
         let timeout = args::millis(timeout_ms);
         let reopened_at_start = lock(s).reopened();
-        let newest = loop {
-            let (waiter, gone, name) = {
+        // Whether a wait has passed without a frame: only then is it worth
+        // asking the OS whether the publisher lives (a /proc read).
+        let mut quiet = false;
+        let (newest, outcome) = loop {
+            let (waiter, gone, latest, name) = {
                 let mut sub = lock(s);
+                sub.heartbeat();
                 let latest = sub.latest_number();
                 if latest > after_frame || (sub.reopened() != reopened_at_start && latest > 0) {
-                    break latest;
+                    break (latest, Ok(()));
                 }
-                let mut gone = sub.health(Duration::MAX) == Health::Gone;
+                let gone = sub.publisher_pid().is_none()
+                    || (quiet && sub.health(Duration::MAX) == Health::Gone);
                 // A lease in use pins this channel: follow only without one.
                 if gone && lock_lease(&s.lease).is_none() {
                     if let Ok(true) = sub.follow() {
                         continue;
                     }
-                    gone = true;
                 }
-                (sub.waiter(), gone, sub.name().to_string())
+                (sub.waiter(), gone, latest, sub.name().to_string())
             };
             let waited = started.elapsed();
             if waited >= timeout {
-                return Err(Failure(
-                    SHMCAST_ERROR_TIMEOUT,
-                    format!("channel {name}: no frame newer than {after_frame} within {waited:?}"),
-                ));
+                let message =
+                    format!("channel {name}: no frame newer than {after_frame} within {waited:?}");
+                break (latest, Err(Failure(SHMCAST_ERROR_TIMEOUT, message)));
             }
             let step = if gone { NO_PUBLISHER_STEP } else { WAIT_STEP };
             let step = step.min(timeout - waited);
@@ -168,12 +177,13 @@ pub unsafe extern "C" fn shmcast_subscriber_wait(
             } else {
                 waiter.wait(after_frame, step);
             }
+            quiet = true;
         };
         // SAFETY: forwarded from the caller.
         if let Some(n) = unsafe { frame_number.as_mut() } {
             *n = newest;
         }
-        Ok(())
+        outcome
     })
 }
 
@@ -281,6 +291,15 @@ pub unsafe extern "C" fn shmcast_lease_data(
     info: *mut shmcast_frame_info,
 ) -> i32 {
     guard(|| {
+        // Out-parameters are cleared first, so a failure leaves none stale.
+        // SAFETY: forwarded from the caller.
+        if let Some(d) = unsafe { data.as_mut() } {
+            *d = std::ptr::null();
+        }
+        // SAFETY: forwarded from the caller.
+        if let Some(n) = unsafe { len.as_mut() } {
+            *n = 0;
+        }
         // SAFETY: forwarded from the caller.
         let l = unsafe { args::handle(lease, "lease") }?;
         let held = lock_lease(l);
@@ -320,7 +339,10 @@ pub unsafe extern "C" fn shmcast_lease_release(lease: *const shmcast_lease) -> i
     guard(|| {
         // SAFETY: forwarded from the caller.
         let l = unsafe { args::handle(lease, "lease") }?;
-        let lease = lock_lease(l).take().ok_or_else(released)?;
+        // Ended under the handle's lock, so that a lease taken right after
+        // (on another thread) never finds this one half-released.
+        let mut held = lock_lease(l);
+        let lease = held.take().ok_or_else(released)?;
         lease.release()?;
         Ok(())
     })
@@ -387,6 +409,10 @@ pub unsafe extern "C" fn shmcast_subscriber_close(subscriber: *mut shmcast_subsc
     if !subscriber.is_null() {
         // SAFETY: a live handle is a box we made; the caller gives it up.
         let s = unsafe { Box::from_raw(subscriber) };
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(s)));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // The lease first, then the subscriber that leased it.
+            drop(lock_lease(&s.lease).take());
+            drop(s);
+        }));
     }
 }

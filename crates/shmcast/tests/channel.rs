@@ -436,11 +436,18 @@ fn a_detached_lease_outlives_its_subscriber_and_holds_the_entry_alone() {
     let again = sub.lease_latest().unwrap().unwrap();
     assert_eq!(again.info().number, 2);
     let kept = again.detach();
-    // The lease keeps the memory mapped after its subscriber is gone.
+    // The lease keeps the memory mapped, and its slot protected, after its
+    // subscriber is gone: the publisher writes around it.
     drop(sub);
+    for n in 3..10 {
+        publisher.publish(&meta(), &[n; 256]).unwrap();
+    }
     assert!(kept.iter().all(|&b| b == 8));
     assert!(kept.is_intact());
-    drop(kept);
+    assert_eq!(publisher.subscriber_count(), 1);
+    kept.release().unwrap();
+    // Then the entry is freed.
+    assert_eq!(publisher.subscriber_count(), 0);
 }
 
 #[test]

@@ -27,8 +27,7 @@
 
 use std::cell::Cell;
 use std::ops::Deref;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::protocol::ReadFail;
@@ -41,7 +40,6 @@ use crate::name::{IntoName, Name};
 use crate::os::Wakeup;
 use crate::segment::Segment;
 use crate::sync::Ordering::Relaxed;
-use std::sync::atomic::Ordering::{Acquire, Release};
 
 /// How many seqlock copies a leasing subscriber tries before falling back
 /// to copying from a lease (which the publisher leaves alone).
@@ -135,9 +133,27 @@ pub struct Subscriber {
     wakeup: Arc<Wakeup>,
     /// How many times the name was followed to a new channel.
     reopened: u64,
-    /// Whether a [`DetachedLease`] holds our entry's lease: the entry holds
-    /// one lease at a time, so we lease nothing else until it ends.
-    detached: Arc<AtomicBool>,
+    /// Shared with a [`DetachedLease`] of ours, if one is out.
+    detached: Arc<Mutex<EntryShare>>,
+}
+
+/// What a subscriber and its detached lease agree on about their
+/// lease-table entry. The mutex orders the lease's clear before the
+/// subscriber's next lease on the entry, and decides which of the two
+/// frees the entry.
+#[derive(Default)]
+struct EntryShare {
+    /// A detached lease holds the entry's one lease: the subscriber leases
+    /// nothing else until it ends.
+    leased: bool,
+    /// The subscriber is gone (dropped, or replaced by `follow`) while the
+    /// lease was out: the lease frees the entry when it ends, so that the
+    /// slot stays protected until then.
+    orphaned: bool,
+}
+
+fn share(m: &Mutex<EntryShare>) -> MutexGuard<'_, EntryShare> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -274,7 +290,7 @@ impl Subscriber {
             last_beat: Cell::new(Instant::now()),
             wakeup: Arc::new(wakeup),
             reopened: 0,
-            detached: Arc::new(AtomicBool::new(false)),
+            detached: Arc::default(),
         })
     }
 
@@ -367,7 +383,7 @@ impl Subscriber {
         let words = self.channel.words();
         // With our entry's one lease held by a detached lease, copying is a
         // seqlock read only, as for a read-only subscriber.
-        let can_lease = self.access == Access::Leasing && !self.detached.load(Acquire);
+        let can_lease = self.access == Access::Leasing && !share(&self.detached).leased;
         let tries = match self.access {
             _ if !can_lease => READ_ONLY_TRIES,
             _ if self.max_frame_len() <= SEQLOCK_MAX => COPY_TRIES,
@@ -519,7 +535,7 @@ impl Subscriber {
     pub fn lease_latest(&mut self) -> Result<Option<Lease<'_>>, ReadError> {
         self.check_truncated()?;
         let entry = self.lease_entry()?;
-        if self.detached.load(Acquire) {
+        if share(&self.detached).leased {
             return Err(ReadError::LeaseHeld {
                 name: self.channel.name(),
             });
@@ -583,9 +599,7 @@ impl Subscriber {
                     waited,
                 });
             }
-            if self.entry.get().is_some() {
-                let _ = self.lease_entry();
-            }
+            self.heartbeat();
             let writer = words.header.writer.load(Relaxed);
             if writer == 0 || (quiet && self.publisher_gone()) {
                 if let Ok(true) = self.follow() {
@@ -653,6 +667,17 @@ impl Subscriber {
         (writer != 0).then(|| token_pid(writer))
     }
 
+    /// Tells the lease table that this leasing subscriber is alive (an
+    /// entry that shows no sign of life for 10 s may be given to another
+    /// subscriber when the table is full). Every call that reads or waits
+    /// does this on its own; call it between [`Waiter::wait`]s. Nothing for
+    /// a read-only subscriber.
+    pub fn heartbeat(&self) {
+        if self.entry.get().is_some() {
+            let _ = self.lease_entry();
+        }
+    }
+
     /// A [`Waiter`] for this subscriber's channel: sleeps until a new frame
     /// without borrowing the subscriber, so that another thread can read
     /// or lease through it meanwhile (language bindings need this; Rust
@@ -705,7 +730,12 @@ impl std::fmt::Debug for Waiter {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
-        if let Some(entry) = self.entry.get() {
+        let mut share = share(&self.detached);
+        if share.leased {
+            // A detached lease still holds a slot through our entry: it
+            // frees the entry when it ends.
+            share.orphaned = true;
+        } else if let Some(entry) = self.entry.get() {
             self.channel.words().unregister(entry, self.me);
         }
     }
@@ -759,14 +789,16 @@ impl Lease<'_> {
 impl Lease<'_> {
     /// Frees the lease from the subscriber's borrow, for language bindings
     /// whose lease objects outlive a call: the [`DetachedLease`] keeps the
-    /// channel mapped (even if the subscriber is dropped or follows its
-    /// name) and can be used and released on any thread. Until it ends,
+    /// channel mapped and its slot protected (even if the subscriber is
+    /// dropped or follows its name: the lease then frees the subscriber's
+    /// lease-table entry when it ends) and can be used and released on any
+    /// thread. Until it ends,
     /// the subscriber takes no other lease ([`ReadError::LeaseHeld`]) and
     /// copies by seqlock only.
     pub fn detach(self) -> DetachedLease {
         let this = std::mem::ManuallyDrop::new(self);
         let subscriber = this.subscriber;
-        subscriber.detached.store(true, Release);
+        share(&subscriber.detached).leased = true;
         DetachedLease {
             channel: Arc::clone(&subscriber.channel),
             detached: Arc::clone(&subscriber.detached),
@@ -816,7 +848,7 @@ impl std::fmt::Debug for Lease<'_> {
 #[must_use = "a lease keeps a slot from the publisher until it is dropped"]
 pub struct DetachedLease {
     channel: Arc<Channel>,
-    detached: Arc<AtomicBool>,
+    detached: Arc<Mutex<EntryShare>>,
     me: u64,
     entry: usize,
     slot: usize,
@@ -856,10 +888,15 @@ impl DetachedLease {
     fn end(&mut self) {
         if !self.released {
             self.released = true;
-            self.channel.words().release_lease(self.entry, self.me);
-            // After the lease word is cleared: the subscriber's next lease
-            // on this entry is ordered after our clear.
-            self.detached.store(false, Release);
+            // Under the share's lock: the subscriber's next lease on this
+            // entry is ordered after our clear.
+            let mut share = share(&self.detached);
+            let words = self.channel.words();
+            words.release_lease(self.entry, self.me);
+            share.leased = false;
+            if share.orphaned {
+                words.unregister(self.entry, self.me);
+            }
         }
     }
 }

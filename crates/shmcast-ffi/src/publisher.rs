@@ -1,11 +1,10 @@
 //! Publishing frames.
 
 use std::ffi::{c_char, CStr};
-use std::ptr::NonNull;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shmcast_core::{ChannelOptions, CreateOptions, Loan, Publisher};
+use shmcast_core::{ChannelOptions, CreateOptions, OwnedLoan, Publisher};
 
 use crate::args;
 use crate::errors::{guard, invalid, Failure, Result};
@@ -69,36 +68,12 @@ pub struct shmcast_publisher {
     max_frame_len: u64,
 }
 
-/// The publisher, idle or with a slot on loan. A `Loan` borrows its
-/// publisher mutably, so while one is out the publisher lives in a leaked
-/// box that only the loan uses; `commit`/`abandon` end the loan and take
-/// the box back.
+/// The publisher, idle or with a slot on loan (the loan owns it then).
 enum State {
     Idle(Box<Publisher>),
-    Loaned {
-        loan: Loan<'static>,
-        publisher: LeakedPublisher,
-    },
+    Loaned(OwnedLoan),
     /// Only between two states, never seen by a caller.
     Moving,
-}
-
-struct LeakedPublisher(NonNull<Publisher>);
-
-// SAFETY: the pointer is a leaked `Box<Publisher>` that only this handle
-// owns; `Publisher` is `Send`.
-unsafe impl Send for LeakedPublisher {}
-
-impl LeakedPublisher {
-    /// Ends the leak.
-    ///
-    /// # Safety
-    /// The `Loan` that borrowed the publisher must be gone.
-    unsafe fn reclaim(self) -> Box<Publisher> {
-        // SAFETY: the pointer came from `Box::into_raw` and, the loan being
-        // gone, nothing else refers to it.
-        unsafe { Box::from_raw(self.0.as_ptr()) }
-    }
 }
 
 /// Turns a C string into an SDDL option.
@@ -265,39 +240,17 @@ pub unsafe extern "C" fn shmcast_publisher_loan(
         if !matches!(*state, State::Idle(_)) {
             return Err(busy());
         }
-        let State::Idle(boxed) = std::mem::replace(&mut *state, State::Moving) else {
+        let State::Idle(publisher) = std::mem::replace(&mut *state, State::Moving) else {
             unreachable!("checked just above");
         };
-        let raw = NonNull::from(Box::leak(boxed));
-        // A panic inside `loan` must not leave the publisher leaked.
-        let loaned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-            // SAFETY: `raw` is the leaked box; this `&mut` is the only
-            // reference to it until the loan ends (the state holds the loan
-            // and the pointer, and touches the publisher through the loan
-            // only).
-            let leaked: &'static mut Publisher = unsafe { &mut *raw.as_ptr() };
-            leaked.loan(len)
-        }));
-        let loaned = match loaned {
-            Ok(loaned) => loaned,
-            Err(panic) => {
-                // SAFETY: the panicking call's borrow ended with it.
-                *state = State::Idle(unsafe { LeakedPublisher(raw).reclaim() });
-                std::panic::resume_unwind(panic);
-            }
-        };
-        match loaned {
+        match publisher.into_loan(len) {
             Ok(mut loan) => {
                 *ptr = loan.as_mut_ptr();
-                *state = State::Loaned {
-                    loan,
-                    publisher: LeakedPublisher(raw),
-                };
+                *state = State::Loaned(loan);
                 Ok(())
             }
-            Err(e) => {
-                // SAFETY: the failed `loan` call returned no borrow.
-                *state = State::Idle(unsafe { LeakedPublisher(raw).reclaim() });
+            Err((publisher, e)) => {
+                *state = State::Idle(publisher);
                 Err(e.into())
             }
         }
@@ -322,7 +275,10 @@ pub unsafe extern "C" fn shmcast_publisher_commit(
         // SAFETY: forwarded from the caller.
         let meta = unsafe { args::frame_meta(meta) }?;
         let mut state = lock(p);
-        let number = finish(&mut state, |loan| Some(loan.commit(&meta)))?;
+        let number = finish(&mut state, |loan| {
+            let (publisher, number) = loan.commit(&meta);
+            (publisher, Some(number))
+        })?;
         // SAFETY: forwarded from the caller.
         if let (Some(n), Some(number)) = (unsafe { frame_number.as_mut() }, number) {
             *n = number;
@@ -342,38 +298,28 @@ pub unsafe extern "C" fn shmcast_publisher_abandon(publisher: *const shmcast_pub
         // SAFETY: forwarded from the caller.
         let p = unsafe { args::handle(publisher, "publisher") }?;
         let mut state = lock(p);
-        finish(&mut state, |loan| {
-            drop(loan);
-            None
-        })?;
+        finish(&mut state, |loan| (loan.abandon(), None))?;
         Ok(())
     })
 }
 
-/// Ends the loan in `state` with `end`, which consumes it, then takes the
-/// publisher back.
+/// Ends the loan in `state` with `end`, which gives the publisher back.
 fn finish(
     state: &mut State,
-    end: impl FnOnce(Loan<'static>) -> Option<u64>,
+    end: impl FnOnce(OwnedLoan) -> (Box<Publisher>, Option<u64>),
 ) -> Result<Option<u64>> {
-    if !matches!(state, State::Loaned { .. }) {
+    if !matches!(state, State::Loaned(_)) {
         return Err(Failure(
             SHMCAST_ERROR_NOT_HELD,
             "this publisher has no slot on loan (shmcast_publisher_loan first)".to_owned(),
         ));
     }
-    let State::Loaned { loan, publisher } = std::mem::replace(state, State::Moving) else {
+    let State::Loaned(loan) = std::mem::replace(state, State::Moving) else {
         unreachable!("checked just above");
     };
-    // Even if `end` panics, the loan is gone (dropped while unwinding) and
-    // the publisher is taken back before the panic goes on.
-    let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| end(loan)));
-    // SAFETY: `end` consumed the loan, returning or unwinding.
-    *state = State::Idle(unsafe { publisher.reclaim() });
-    match ended {
-        Ok(number) => Ok(number),
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+    let (publisher, number) = end(loan);
+    *state = State::Idle(publisher);
+    Ok(number)
 }
 
 /// Closes the publisher (abandoning a loan): subscribers see it gone, and
@@ -390,10 +336,7 @@ pub unsafe extern "C" fn shmcast_publisher_close(publisher: *mut shmcast_publish
     let p = unsafe { Box::from_raw(publisher) };
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
         let mut state = p.state.into_inner().unwrap_or_else(|e| e.into_inner());
-        let _ = finish(&mut state, |loan| {
-            drop(loan);
-            None
-        });
+        let _ = finish(&mut state, |loan| (loan.abandon(), None));
         drop(state);
     }));
 }

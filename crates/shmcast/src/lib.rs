@@ -56,7 +56,7 @@ mod sync;
 #[cfg(not(loom))]
 pub use channel::{
     inspect_channel, Access, ChannelOptions, ChannelStatus, DetachedLease, Health, Lease, Loan,
-    Publisher, Subscriber, SubscriberOptions, Waiter, DEFAULT_MAX_LEASE,
+    OwnedLoan, Publisher, Subscriber, SubscriberOptions, Waiter, DEFAULT_MAX_LEASE,
 };
 pub use channel::{
     FrameInfo, FrameMeta, PixelFormat, UnknownFormat, DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS,

@@ -451,6 +451,28 @@ fn a_detached_lease_outlives_its_subscriber_and_holds_the_entry_alone() {
 }
 
 #[test]
+fn an_owned_loan_commits_or_abandons_and_gives_the_publisher_back() {
+    let name = unique("owned-loan");
+    let publisher = Box::new(Publisher::create(&name, 16).unwrap());
+    let sub = Subscriber::open(&name).unwrap();
+    let mut loan = publisher.into_loan(16).unwrap();
+    loan.fill(5);
+    let publisher = loan.abandon();
+    assert!(sub.read_latest_vec().unwrap().is_none());
+    let mut loan = publisher.into_loan(16).unwrap();
+    loan.fill(6);
+    loan.truncate(8);
+    let (publisher, number) = loan.commit(&meta());
+    let (info, bytes) = sub.read_latest_vec().unwrap().unwrap();
+    assert_eq!((number, info.number, bytes), (1, 1, vec![6; 8]));
+    let Err((publisher, e)) = publisher.into_loan(17) else {
+        panic!("a loan larger than the slots");
+    };
+    assert!(matches!(e, PublishError::TooLarge { .. }));
+    assert_eq!(publisher.last_frame_number(), 1);
+}
+
+#[test]
 fn a_waiter_sleeps_on_another_thread_while_the_subscriber_is_used() {
     let name = unique("waiter");
     let mut publisher = Publisher::create(&name, 16).unwrap();

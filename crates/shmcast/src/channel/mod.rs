@@ -47,7 +47,7 @@ mod loom_tests;
 pub use format::{FrameInfo, FrameMeta, PixelFormat, UnknownFormat};
 pub use layout::{MAX_SLOTS, MAX_SUBSCRIBERS, MIN_SLOTS};
 #[cfg(not(loom))]
-pub use publisher::{ChannelOptions, Loan, Publisher, DEFAULT_MAX_LEASE};
+pub use publisher::{ChannelOptions, Loan, OwnedLoan, Publisher, DEFAULT_MAX_LEASE};
 #[cfg(not(loom))]
 pub use subscriber::{Access, DetachedLease, Health, Lease, Subscriber, SubscriberOptions, Waiter};
 

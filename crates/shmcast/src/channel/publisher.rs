@@ -322,6 +322,34 @@ impl Publisher {
         })
     }
 
+    /// As [`loan`](Publisher::loan), but the loan owns the publisher (and
+    /// gives it back when committed or abandoned): for language bindings,
+    /// whose loan objects live between calls. On failure the publisher
+    /// comes back with the error.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`].
+    #[allow(clippy::result_large_err)]
+    pub fn into_loan(
+        mut self: Box<Self>,
+        len: usize,
+    ) -> Result<OwnedLoan, (Box<Publisher>, PublishError)> {
+        match self.begin(len) {
+            Ok(slot) => Ok(OwnedLoan {
+                publisher: Some(self),
+                slot,
+                len,
+            }),
+            Err(e) => Err((self, e)),
+        }
+    }
+
+    /// The `len` bytes of slot `slot`'s payload; using them is for a loan of
+    /// that slot (from `begin`), with `len <= max_frame_len`.
+    fn lent(&self, slot: usize, len: usize) -> *mut [u8] {
+        std::ptr::slice_from_raw_parts_mut(self.channel.payload(slot), len)
+    }
+
     fn truncated(&self) -> Result<(), PublishError> {
         if self.channel.seg.was_truncated() {
             return Err(PublishError::Truncated {
@@ -730,7 +758,7 @@ impl Deref for Loan<'_> {
         // SAFETY: the slot is ours (odd; leases on it were not honoured or
         // absent, and readers validate before trusting it) until commit or
         // drop; its payload has at least `len` bytes inside the mapping.
-        unsafe { std::slice::from_raw_parts(self.publisher.channel.payload(self.slot), self.len) }
+        unsafe { &*self.publisher.lent(self.slot, self.len) }
     }
 }
 
@@ -738,9 +766,7 @@ impl DerefMut for Loan<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as for `deref`, and `&mut self` makes this the only borrow;
         // the mapping is writable (publishers open read-write).
-        unsafe {
-            std::slice::from_raw_parts_mut(self.publisher.channel.payload(self.slot), self.len)
-        }
+        unsafe { &mut *self.publisher.lent(self.slot, self.len) }
     }
 }
 
@@ -755,6 +781,84 @@ impl Drop for Loan<'_> {
 impl std::fmt::Debug for Loan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loan")
+            .field("slot", &self.slot)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// A slot on loan that owns its publisher (see [`Publisher::into_loan`]).
+/// Dereferences to the slot's bytes; [`commit`](OwnedLoan::commit)
+/// publishes and [`abandon`](OwnedLoan::abandon) does not, each giving the
+/// publisher back. Dropping it abandons the slot and drops the publisher.
+#[must_use = "a loan publishes nothing unless committed"]
+pub struct OwnedLoan {
+    /// `None` only once committed or abandoned.
+    publisher: Option<Box<Publisher>>,
+    slot: usize,
+    len: usize,
+}
+
+impl OwnedLoan {
+    fn publisher(&self) -> &Publisher {
+        self.publisher
+            .as_deref()
+            .expect("a live loan has its publisher")
+    }
+
+    /// Publishes the loaned slot as the next frame; gives back the
+    /// publisher and the frame's number.
+    pub fn commit(mut self, meta: &FrameMeta) -> (Box<Publisher>, u64) {
+        let mut publisher = self
+            .publisher
+            .take()
+            .expect("a live loan has its publisher");
+        let number = publisher.finish(self.slot, meta, self.len);
+        (publisher, number)
+    }
+
+    /// Publishes nothing; gives back the publisher.
+    pub fn abandon(mut self) -> Box<Publisher> {
+        let publisher = self
+            .publisher
+            .take()
+            .expect("a live loan has its publisher");
+        publisher.channel.words().abort(self.slot);
+        publisher
+    }
+
+    /// Shortens the frame to `len` bytes (no-op if not shorter).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+impl Deref for OwnedLoan {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: as for `Loan`: the slot is ours until commit or abandon.
+        unsafe { &*self.publisher().lent(self.slot, self.len) }
+    }
+}
+
+impl DerefMut for OwnedLoan {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `Loan`; `&mut self` makes this the only borrow.
+        unsafe { &mut *self.publisher().lent(self.slot, self.len) }
+    }
+}
+
+impl Drop for OwnedLoan {
+    fn drop(&mut self) {
+        if let Some(publisher) = &self.publisher {
+            publisher.channel.words().abort(self.slot);
+        }
+    }
+}
+
+impl std::fmt::Debug for OwnedLoan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnedLoan")
             .field("slot", &self.slot)
             .field("len", &self.len)
             .finish()

@@ -2,16 +2,13 @@
 
 use std::ffi::c_char;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
 
 use shmcast_core::{Access, DetachedLease, Health, Subscriber, SubscriberOptions};
 
 use crate::args;
 use crate::errors::{guard, invalid, Failure};
 use crate::shmcast_frame_info;
-use crate::shmcast_status::{
-    SHMCAST_ERROR_NOT_HELD, SHMCAST_ERROR_NO_FRAME, SHMCAST_ERROR_TIMEOUT,
-};
+use crate::shmcast_status::{SHMCAST_ERROR_NOT_HELD, SHMCAST_ERROR_NO_FRAME};
 
 /// A subscriber. Any thread may use it, and two at once in the way a GUI
 /// needs: `shmcast_subscriber_wait` sleeps without holding the handle's
@@ -55,12 +52,6 @@ pub enum shmcast_health {
     /// No publisher: it stopped, or its process died.
     SHMCAST_HEALTH_GONE = 2,
 }
-
-/// The longest sleep of one `shmcast_subscriber_wait` step; the publisher's
-/// health is checked between steps.
-const WAIT_STEP: Duration = Duration::from_millis(250);
-/// How long to sleep between looks when there is no publisher to wake us.
-const NO_PUBLISHER_STEP: Duration = Duration::from_millis(50);
 
 fn lock(s: &shmcast_subscriber) -> MutexGuard<'_, Subscriber> {
     s.sub.lock().unwrap_or_else(|e| e.into_inner())
@@ -122,10 +113,8 @@ pub unsafe extern "C" fn shmcast_subscriber_open(
 /// in the kernel (no CPU while waiting) and without holding the handle's
 /// lock. When the publisher exits and a new one creates the channel anew,
 /// the subscriber follows the name and returns the new channel's first
-/// frame, whatever its number (numbers start again); while it holds a
-/// lease it stays on the old channel (the lease's bytes live there) and
-/// follows once the lease is released. `SHMCAST_ERROR_TIMEOUT` when
-/// nothing came.
+/// frame, whatever its number (numbers start again; a lease held from the
+/// old channel stays valid). `SHMCAST_ERROR_TIMEOUT` when nothing came.
 ///
 /// # Safety
 /// `subscriber` must be NULL or a live handle; `frame_number` NULL or
@@ -140,50 +129,17 @@ pub unsafe extern "C" fn shmcast_subscriber_wait(
     guard(|| {
         // SAFETY: forwarded from the caller.
         let s = unsafe { args::handle(subscriber, "subscriber") }?;
-        let started = Instant::now();
-        let timeout = args::millis(timeout_ms);
-        let reopened_at_start = lock(s).reopened();
-        // Whether a wait has passed without a frame: only then is it worth
-        // asking the OS whether the publisher lives (a /proc read).
-        let mut quiet = false;
-        let (newest, outcome) = loop {
-            let (waiter, gone, latest, name) = {
-                let mut sub = lock(s);
-                sub.heartbeat();
-                let latest = sub.latest_number();
-                if latest > after_frame || (sub.reopened() != reopened_at_start && latest > 0) {
-                    break (latest, Ok(()));
-                }
-                let gone = sub.publisher_pid().is_none()
-                    || (quiet && sub.health(Duration::MAX) == Health::Gone);
-                // A lease in use pins this channel: follow only without one.
-                if gone && lock_lease(&s.lease).is_none() {
-                    if let Ok(true) = sub.follow() {
-                        continue;
-                    }
-                }
-                (sub.waiter(), gone, latest, sub.name().to_string())
-            };
-            let waited = started.elapsed();
-            if waited >= timeout {
-                let message =
-                    format!("channel {name}: no frame newer than {after_frame} within {waited:?}");
-                break (latest, Err(Failure(SHMCAST_ERROR_TIMEOUT, message)));
-            }
-            let step = if gone { NO_PUBLISHER_STEP } else { WAIT_STEP };
-            let step = step.min(timeout - waited);
-            if gone {
-                std::thread::sleep(step);
-            } else {
-                waiter.wait(after_frame, step);
-            }
-            quiet = true;
+        let got = Subscriber::wait_newer_shared(&s.sub, after_frame, args::millis(timeout_ms));
+        let newest = match &got {
+            Ok(newest) => *newest,
+            Err(shmcast_core::ReadError::Timeout { latest, .. }) => *latest,
+            Err(_) => 0,
         };
         // SAFETY: forwarded from the caller.
         if let Some(n) = unsafe { frame_number.as_mut() } {
             *n = newest;
         }
-        outcome
+        got.map(drop).map_err(Failure::from)
     })
 }
 

@@ -690,6 +690,62 @@ impl Subscriber {
     }
 }
 
+impl Subscriber {
+    /// [`wait_newer`](Subscriber::wait_newer) for a subscriber that several
+    /// threads share behind a mutex (language bindings: one thread waits
+    /// while another reads or leases): the lock is held only for short
+    /// looks, never while sleeping. Follows the name to a restarted
+    /// publisher's channel as `wait_newer` does.
+    ///
+    /// # Errors
+    /// [`ReadError::Timeout`], whose `latest` is the newest frame's number.
+    pub fn wait_newer_shared(
+        shared: &Mutex<Subscriber>,
+        than: u64,
+        timeout: Duration,
+    ) -> Result<u64, ReadError> {
+        let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
+        let started = Instant::now();
+        let reopened_at_start = lock().reopened;
+        // As in `wait_newer`: ask the OS whether the publisher lives (a
+        // /proc read) only after a wait without a frame.
+        let mut quiet = false;
+        loop {
+            let (waiter, gone) = {
+                let mut sub = lock();
+                sub.heartbeat();
+                let latest = sub.latest_number();
+                if latest > than || (sub.reopened != reopened_at_start && latest > 0) {
+                    return Ok(latest);
+                }
+                let writer = sub.channel.words().header.writer.load(Relaxed);
+                let gone = writer == 0 || (quiet && sub.publisher_gone());
+                if gone && sub.follow().unwrap_or(false) {
+                    continue;
+                }
+                let waited = started.elapsed();
+                if waited >= timeout {
+                    return Err(ReadError::Timeout {
+                        name: sub.channel.name(),
+                        than,
+                        latest,
+                        waited,
+                    });
+                }
+                (sub.waiter(), gone)
+            };
+            let left = timeout.saturating_sub(started.elapsed());
+            if gone {
+                // Nobody to wake us: look again after a short sleep.
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+            } else {
+                waiter.wait(than, left.min(WAIT_SLICE));
+            }
+            quiet = true;
+        }
+    }
+}
+
 /// Sleeps until a channel's next frame, apart from its [`Subscriber`]
 /// (from [`Subscriber::waiter`]). It keeps the channel it was made for
 /// mapped: when the subscriber follows its name to a new channel

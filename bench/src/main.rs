@@ -378,7 +378,7 @@ fn cases(secs: f64, smoke: bool) -> Vec<Case> {
             Box::new(move || shmcast_rtt(secs)),
         ),
     ];
-    if proc::c_reader().is_some() {
+    if proc::external("c-reader").is_some() {
         v.push((
             "C ABI loan+lease, 1 reader",
             Box::new(move || shmcast_case_with("c-reader", FRAME, "loan", "lease", 1, secs)),
@@ -386,6 +386,12 @@ fn cases(secs: f64, smoke: bool) -> Vec<Case> {
         v.push((
             "C ABI loan+lease, 4 readers",
             Box::new(move || shmcast_case_with("c-reader", FRAME, "loan", "lease", 4, secs)),
+        ));
+    }
+    if proc::external("py-reader").is_some() {
+        v.push((
+            "Python loan+lease, 1 reader",
+            Box::new(move || shmcast_case_with("py-reader", FRAME, "loan", "lease", 1, secs)),
         ));
     }
     v.extend(ice::cases(secs));
@@ -577,6 +583,11 @@ fn ratios(round: &BTreeMap<String, Sample>) -> BTreeMap<&'static str, f64> {
         fps("shmcast loan+lease, 4 readers"),
     );
     put(
+        "Python reader 1r / Rust reader 1r",
+        fps("Python loan+lease, 1 reader"),
+        fps("shmcast loan+lease, 1 reader"),
+    );
+    put(
         "writer with 8 readers / writer alone",
         wfps("shmcast loan+lease, 8 readers"),
         wfps("shmcast writer alone"),
@@ -635,7 +646,7 @@ fn relative_table(rounds: &[BTreeMap<String, Sample>]) -> Value {
 }
 
 /// (target key, bound, true if the ratio must be at least the bound)
-const TARGETS: [(&str, f64, bool); 11] = [
+const TARGETS: [(&str, f64, bool); 12] = [
     ("loan+lease 1r / iceoryx2 in place 1r", 1.2, true),
     ("loan+lease 1r / memcpy in cache", 0.9, true),
     ("loan+lease 4r / iceoryx2 in place 4r", 1.2, true),
@@ -647,6 +658,7 @@ const TARGETS: [(&str, f64, bool); 11] = [
     ("writer with 8 readers / writer alone", 0.95, true),
     ("C ABI reader 1r / Rust reader 1r", 0.9, true),
     ("C ABI reader 4r / Rust reader 4r", 0.9, true),
+    ("Python reader 1r / Rust reader 1r", 0.9, true),
 ];
 
 fn report(

@@ -14,12 +14,16 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// Starts `role`: this binary again, or for `c-reader` the C ABI reader
-    /// (`bench/c_reader.c`) that `scripts/bench` builds.
+    /// Starts `role`: this binary again, or a reader in another language
+    /// (see [`external`]).
     pub fn spawn(role: &str, args: &[String]) -> Proc {
-        let mut command = match role {
-            "c-reader" => Command::new(c_reader().expect("the C reader, built by scripts/bench")),
-            _ => {
+        let mut command = match external(role) {
+            Some(program) => {
+                let mut command = Command::new(&program[0]);
+                command.args(&program[1..]);
+                command
+            }
+            None => {
                 let mut own = Command::new(std::env::current_exe().expect("own path"));
                 own.arg("role").arg(role);
                 own
@@ -83,12 +87,21 @@ impl Drop for Proc {
     }
 }
 
-/// The C ABI reader's path, when `scripts/bench` built it (it sets
-/// `SHMCAST_BENCH_C_READER`).
-pub fn c_reader() -> Option<std::path::PathBuf> {
-    std::env::var_os("SHMCAST_BENCH_C_READER")
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.exists())
+/// The readers in other languages that `scripts/bench` prepares, and the
+/// command line that starts each: `c-reader` (the C ABI, `bench/c_reader.c`,
+/// from `SHMCAST_BENCH_C_READER`) and `py-reader` (the Python wheel,
+/// `bench/py_reader.py` run by `SHMCAST_BENCH_PYTHON`). `None` when not
+/// prepared.
+pub fn external(role: &str) -> Option<Vec<std::ffi::OsString>> {
+    let var = |name: &str| std::env::var_os(name).filter(|p| std::path::Path::new(p).exists());
+    match role {
+        "c-reader" => Some(vec![var("SHMCAST_BENCH_C_READER")?]),
+        "py-reader" => Some(vec![
+            var("SHMCAST_BENCH_PYTHON")?,
+            var("SHMCAST_BENCH_PY_READER")?,
+        ]),
+        _ => None,
+    }
 }
 
 /// For children: wait for the parent's `go`.

@@ -1,0 +1,230 @@
+"""Type stubs for shmcast (the extension module shmcast._shmcast)."""
+
+from types import TracebackType
+from typing import Literal, Optional, Self
+
+from collections.abc import Buffer
+
+__version__: str
+
+PixelFormat = Literal["raw", "rgb24", "bgr24", "rgba", "bgra", "gray8", "yuyv", "nv12", "i420"]
+Health = Literal["live", "stalled", "gone"]
+
+class Error(Exception):
+    """Any shmcast failure; the message says what failed and what to do."""
+
+class NotFound(Error):
+    """No segment or channel has this name."""
+
+class Timeout(Error):
+    """Nothing happened in time: no frame, no channel."""
+
+class WriterAlive(Error):
+    """Another live process publishes on this channel."""
+
+class AlreadyExists(Error):
+    """The name is taken."""
+
+class PermissionDenied(Error):
+    """The OS refused access; the creator must grant it."""
+
+class InvalidName(Error):
+    """The name breaks the naming rule (1-200 of A-Z a-z 0-9 - _ .)."""
+
+class Revoked(Error):
+    """The publisher revoked a lease: discard what was read through it."""
+
+class AllSlotsLeased(Error):
+    """Subscribers lease every free slot: the frame was dropped."""
+
+class TooLarge(Error):
+    """The frame is larger than the channel's slots."""
+
+class BufferTooSmall(Error):
+    """The buffer is smaller than the frame."""
+
+class NotLeasing(Error):
+    """Leasing needs a subscriber opened with leasing=True."""
+
+class FrameInfo:
+    """A frame's number and metadata."""
+
+    @property
+    def number(self) -> int:
+        """1 for the channel's first frame, one more per frame."""
+    @property
+    def len(self) -> int:
+        """Payload bytes."""
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def stride(self) -> int:
+        """Bytes per row of the first plane."""
+    @property
+    def format(self) -> PixelFormat: ...
+    @property
+    def timestamp_ns(self) -> int:
+        """Capture time, nanoseconds since the Unix epoch."""
+
+class Subscriber:
+    """A channel's subscriber; read-only unless opened with leasing=True.
+
+    Any thread may use it; one thread may wait while another reads or leases.
+    """
+
+    def __init__(self, name: str, timeout: Optional[float] = 0.0, leasing: bool = False) -> None:
+        """Subscribes to channel `name`, waiting up to `timeout` seconds for
+        it to appear (0: fail at once with NotFound; None: no limit).
+        leasing=True also lets it lease frames in place, which needs write
+        access to the channel's lease table."""
+    def wait(self, after: int = 0, timeout: Optional[float] = None) -> int:
+        """Blocks until a frame newer than `after` is published and returns
+        its number; releases the GIL and uses no CPU while it waits. Raises
+        Timeout. Follows the name to a restarted publisher's channel (frame
+        numbers then start again)."""
+    def read_latest(self, out: Optional[Buffer] = None) -> Optional[tuple[FrameInfo, bytes]] | Optional[FrameInfo]:
+        """The latest frame, copied: (FrameInfo, bytes), or None before the
+        first one. With `out` (a writable C-contiguous buffer such as a
+        bytearray or numpy array of at least the frame's length), copies into
+        it (releasing the GIL) and returns the FrameInfo. Always one whole
+        frame. Raises BufferTooSmall."""
+    def lease_latest(self) -> Optional[Lease]:
+        """Leases the latest frame in place (needs leasing=True), or None
+        before the first frame. One lease per subscriber at a time."""
+    def health(self, stall_after: float = 2.0) -> Health:
+        """"live", "stalled" (no frame for `stall_after` s) or "gone"."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def leasing(self) -> bool: ...
+    @property
+    def max_frame_len(self) -> int: ...
+    @property
+    def latest_number(self) -> int:
+        """The newest frame's number (0: none yet)."""
+    @property
+    def publisher_pid(self) -> Optional[int]: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None:
+        """Closes it; leases taken from it stay valid until released."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, ty: Optional[type[BaseException]], value: Optional[BaseException], tb: Optional[TracebackType]) -> bool: ...
+
+class Lease(Buffer):
+    """A frame leased in place: a read-only buffer over shared memory.
+
+    np.frombuffer(lease, np.uint8) copies nothing. The lease stays held while
+    any view of it lives; release() (or leaving a `with` block) while views
+    exist raises BufferError. The publisher keeps off the slot meanwhile, and
+    revokes the lease only if it holds its last free slot for longer than
+    the channel's max lease (then release() raises Revoked).
+    """
+
+    def release(self) -> None:
+        """Ends the lease; raises BufferError while views exist, Revoked if
+        the publisher revoked it. Releasing twice is allowed."""
+    @property
+    def info(self) -> FrameInfo: ...
+    @property
+    def intact(self) -> bool:
+        """Whether the frame is still the one leased (not revoked so far)."""
+    @property
+    def released(self) -> bool: ...
+    @property
+    def address(self) -> int:
+        """The frame's address in memory."""
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, ty: Optional[type[BaseException]], value: Optional[BaseException], tb: Optional[TracebackType]) -> bool: ...
+
+class Publisher:
+    """The one process that publishes frames on a channel."""
+
+    def __init__(
+        self,
+        name: str,
+        max_frame_len: int,
+        slots: int = 4,
+        mode: Optional[int] = None,
+        lease_mode: Optional[int] = None,
+        sddl: Optional[str] = None,
+        lease_sddl: Optional[str] = None,
+        max_lease: Optional[float] = None,
+    ) -> None:
+        """Creates channel `name` for frames of up to `max_frame_len` bytes.
+        mode/lease_mode: Linux permission bits of the channel (readers need
+        read access only, e.g. 0o644) and of its lease table (leasing
+        readers write it); sddl/lease_sddl: the same on Windows. A channel
+        whose publisher died is taken over; a live one raises WriterAlive."""
+    def publish(
+        self,
+        data: Buffer,
+        width: int = 0,
+        height: int = 0,
+        format: PixelFormat = "raw",
+        stride: int = 0,
+        timestamp_ns: int = 0,
+    ) -> int:
+        """Publishes `data` (C-contiguous) as the next frame, one copy into
+        shared memory; returns its number. Raises TooLarge, AllSlotsLeased
+        (the frame was dropped; the publisher never waits)."""
+    def loan(self, n: int) -> Loan:
+        """Lends `n` bytes of a free slot, writable, to fill in place."""
+    @property
+    def name(self) -> str: ...
+    @property
+    def max_frame_len(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None:
+        """Stops publishing; subscribers see the publisher gone."""
+    def __enter__(self) -> Self: ...
+    def __exit__(self, ty: Optional[type[BaseException]], value: Optional[BaseException], tb: Optional[TracebackType]) -> bool: ...
+
+class Loan(Buffer):
+    """A slot on loan: a writable buffer in shared memory
+    (np.frombuffer(loan, np.uint8) writes straight into it)."""
+
+    def commit(
+        self,
+        width: int = 0,
+        height: int = 0,
+        format: PixelFormat = "raw",
+        stride: int = 0,
+        timestamp_ns: int = 0,
+    ) -> int:
+        """Publishes the slot as the next frame; returns its number. Raises
+        BufferError while views of the loan exist."""
+    def abandon(self) -> None:
+        """Gives the slot back unpublished."""
+    def __len__(self) -> int: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, ty: Optional[type[BaseException]], value: Optional[BaseException], tb: Optional[TracebackType]) -> bool:
+        """Abandons the loan if it was not committed."""
+
+class Region:
+    """A raw named shared memory region."""
+
+    def __init__(
+        self,
+        name: str,
+        size: Optional[int] = None,
+        read_only: bool = False,
+        mode: Optional[int] = None,
+        persist: bool = False,
+    ) -> None:
+        """With `size`, creates region `name` (zero-filled); without, opens it."""
+    def read(self, offset: int = 0, length: Optional[int] = None) -> bytes: ...
+    def write(self, data: Buffer, offset: int) -> None: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(self, ty: Optional[type[BaseException]], value: Optional[BaseException], tb: Optional[TracebackType]) -> bool: ...

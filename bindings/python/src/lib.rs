@@ -1,0 +1,1063 @@
+//! `shmcast._shmcast`: the Python binding (re-exported by the `shmcast`
+//! package, whose `__init__.pyi` is the API's reference).
+//!
+//! - Frames in place: a `Lease` implements the buffer protocol over the
+//!   frame in shared memory, read-only, so `np.frombuffer(lease, np.uint8)`
+//!   copies nothing; views keep it alive, and `release()` while views are
+//!   exported raises `BufferError`, as `mmap` does. A `Loan` is the same,
+//!   writable, for a publisher.
+//! - Blocking calls (`wait`, a copy into a caller's buffer, opening with a
+//!   timeout) release the GIL.
+//! - Every object may be used from any thread; a subscriber lets one
+//!   thread wait while another reads or leases.
+
+use std::ffi::c_int;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyBufferError, PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use pyo3::{create_exception, ffi};
+
+use shmcast as core;
+
+create_exception!(
+    shmcast,
+    Error,
+    PyException,
+    "Any shmcast failure; the message says what failed, on which segment, and what to do."
+);
+create_exception!(
+    shmcast,
+    NotFound,
+    Error,
+    "No segment or channel has this name."
+);
+create_exception!(
+    shmcast,
+    Timeout,
+    Error,
+    "Nothing happened in time: no frame, no channel."
+);
+create_exception!(
+    shmcast,
+    WriterAlive,
+    Error,
+    "Another live process publishes on this channel."
+);
+create_exception!(shmcast, AlreadyExists, Error, "The name is taken.");
+create_exception!(
+    shmcast,
+    PermissionDenied,
+    Error,
+    "The OS refused access; the creator must grant it."
+);
+create_exception!(
+    shmcast,
+    InvalidName,
+    Error,
+    "The name breaks the naming rule."
+);
+create_exception!(
+    shmcast,
+    Revoked,
+    Error,
+    "The publisher revoked a lease: discard what was read through it."
+);
+create_exception!(
+    shmcast,
+    AllSlotsLeased,
+    Error,
+    "Subscribers lease every free slot: the frame was dropped."
+);
+create_exception!(
+    shmcast,
+    TooLarge,
+    Error,
+    "The frame is larger than the channel's slots."
+);
+create_exception!(
+    shmcast,
+    BufferTooSmall,
+    Error,
+    "The buffer is smaller than the frame."
+);
+create_exception!(
+    shmcast,
+    NotLeasing,
+    Error,
+    "Leasing needs a subscriber opened with leasing=True."
+);
+
+/// Turns a library error into the Python exception a caller acts on.
+trait IntoPyErr {
+    fn py(self) -> PyErr;
+}
+
+impl IntoPyErr for core::OpenError {
+    fn py(self) -> PyErr {
+        let m = self.to_string();
+        match self {
+            core::OpenError::InvalidName(_) => InvalidName::new_err(m),
+            core::OpenError::NotFound { .. } => NotFound::new_err(m),
+            core::OpenError::PermissionDenied { .. } => PermissionDenied::new_err(m),
+            _ => Error::new_err(m),
+        }
+    }
+}
+
+impl IntoPyErr for core::CreateError {
+    fn py(self) -> PyErr {
+        let m = self.to_string();
+        match self {
+            core::CreateError::InvalidName(_) => InvalidName::new_err(m),
+            core::CreateError::AlreadyExists { .. } | core::CreateError::NotOurs { .. } => {
+                AlreadyExists::new_err(m)
+            }
+            core::CreateError::PermissionDenied { .. } => PermissionDenied::new_err(m),
+            core::CreateError::InvalidSize { .. }
+            | core::CreateError::InvalidSecurityDescriptor { .. } => PyValueError::new_err(m),
+            _ => Error::new_err(m),
+        }
+    }
+}
+
+impl IntoPyErr for core::PublisherError {
+    fn py(self) -> PyErr {
+        match self {
+            core::PublisherError::Create(e) => e.py(),
+            core::PublisherError::Open(e) => e.py(),
+            e @ core::PublisherError::InvalidName(_) => InvalidName::new_err(e.to_string()),
+            e @ core::PublisherError::Geometry { .. } => PyValueError::new_err(e.to_string()),
+            e @ core::PublisherError::WriterAlive { .. } => WriterAlive::new_err(e.to_string()),
+            e => Error::new_err(e.to_string()),
+        }
+    }
+}
+
+impl IntoPyErr for core::PublishError {
+    fn py(self) -> PyErr {
+        let m = self.to_string();
+        match self {
+            core::PublishError::TooLarge { .. } => TooLarge::new_err(m),
+            core::PublishError::AllSlotsLeased { .. } => AllSlotsLeased::new_err(m),
+            _ => Error::new_err(m),
+        }
+    }
+}
+
+impl IntoPyErr for core::SubscriberError {
+    fn py(self) -> PyErr {
+        match self {
+            core::SubscriberError::Open(e) => e.py(),
+            e @ core::SubscriberError::InvalidName(_) => InvalidName::new_err(e.to_string()),
+            e @ core::SubscriberError::Timeout { .. } => Timeout::new_err(e.to_string()),
+            e @ core::SubscriberError::LeasingDenied { .. } => {
+                PermissionDenied::new_err(e.to_string())
+            }
+            e => Error::new_err(e.to_string()),
+        }
+    }
+}
+
+impl IntoPyErr for core::ReadError {
+    fn py(self) -> PyErr {
+        let m = self.to_string().replace("Access::Leasing", "leasing=True");
+        match self {
+            core::ReadError::BufferTooSmall { .. } => BufferTooSmall::new_err(m),
+            core::ReadError::NotLeasing { .. } => NotLeasing::new_err(m),
+            core::ReadError::Revoked { .. } => Revoked::new_err(m),
+            core::ReadError::Timeout { .. } => Timeout::new_err(m),
+            _ => Error::new_err(m),
+        }
+    }
+}
+
+impl IntoPyErr for core::RegionError {
+    fn py(self) -> PyErr {
+        let m = self.to_string();
+        match self {
+            core::RegionError::OutOfBounds { .. } => PyValueError::new_err(m),
+            core::RegionError::Timeout { .. } => Timeout::new_err(m),
+            _ => Error::new_err(m),
+        }
+    }
+}
+
+fn closed(what: &str) -> PyErr {
+    PyValueError::new_err(format!("this {what} is closed"))
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Seconds (None: no limit) as a Duration.
+fn seconds(timeout: Option<f64>) -> PyResult<Duration> {
+    match timeout {
+        None => Ok(Duration::MAX),
+        Some(s) if s.is_nan() || s < 0.0 => Err(PyValueError::new_err(format!(
+            "a timeout of {s} seconds is impossible; give 0 or more, or None to wait without limit"
+        ))),
+        Some(s) => Ok(Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)),
+    }
+}
+
+/// A frame's number and metadata.
+#[pyclass(module = "shmcast", frozen, get_all)]
+#[derive(Clone)]
+struct FrameInfo {
+    /// 1 for the channel's first frame, one more per frame.
+    number: u64,
+    /// Payload bytes.
+    len: usize,
+    width: u32,
+    height: u32,
+    /// Bytes per row of the first plane.
+    stride: u32,
+    /// The pixel format's name: raw, rgb24, bgr24, rgba, bgra, gray8, yuyv, nv12, i420.
+    format: String,
+    /// Capture time, nanoseconds since the Unix epoch.
+    timestamp_ns: u64,
+}
+
+#[pymethods]
+impl FrameInfo {
+    fn __repr__(&self) -> String {
+        format!(
+            "FrameInfo(number={}, len={}, width={}, height={}, stride={}, format={:?}, timestamp_ns={})",
+            self.number,
+            self.len,
+            self.width,
+            self.height,
+            self.stride,
+            self.format,
+            self.timestamp_ns
+        )
+    }
+}
+
+impl From<&core::FrameInfo> for FrameInfo {
+    fn from(i: &core::FrameInfo) -> FrameInfo {
+        FrameInfo {
+            number: i.number,
+            len: i.len,
+            width: i.meta.width,
+            height: i.meta.height,
+            stride: i.meta.stride,
+            format: i.meta.format.name().to_owned(),
+            timestamp_ns: i.meta.timestamp_ns,
+        }
+    }
+}
+
+fn frame_meta(
+    width: u32,
+    height: u32,
+    format: &str,
+    stride: u32,
+    timestamp_ns: u64,
+) -> PyResult<core::FrameMeta> {
+    let format =
+        core::PixelFormat::from_str(format).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let mut meta = core::FrameMeta::new(width, height, format);
+    if stride != 0 {
+        meta.stride = stride;
+    }
+    meta.timestamp_ns = timestamp_ns;
+    Ok(meta)
+}
+
+/// Fills a buffer-protocol view over `len` bytes at `ptr`, owned by
+/// `owner`.
+///
+/// # Safety
+/// `view` must be the view Python passed to `__getbuffer__`; the memory
+/// must stay valid while `owner` has the view exported.
+unsafe fn fill_view(
+    view: *mut ffi::Py_buffer,
+    flags: c_int,
+    ptr: *mut u8,
+    len: usize,
+    writable: bool,
+    owner: Bound<'_, PyAny>,
+) -> PyResult<()> {
+    if view.is_null() {
+        return Err(PyBufferError::new_err("no view to fill"));
+    }
+    if !writable && flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
+        return Err(PyBufferError::new_err(
+            "a leased frame is read-only (it is the publisher's memory)",
+        ));
+    }
+    // SAFETY: `view` is the caller's valid Py_buffer; the fields point into
+    // itself (shape, strides) or at static data (format), as the protocol
+    // allows; `obj` takes a reference to `owner`, which keeps the memory.
+    unsafe {
+        (*view).obj = owner.into_ptr();
+        (*view).buf = ptr.cast();
+        (*view).len = len as isize;
+        (*view).readonly = c_int::from(!writable);
+        (*view).itemsize = 1;
+        (*view).format = if flags & ffi::PyBUF_FORMAT == ffi::PyBUF_FORMAT {
+            c"B".as_ptr().cast_mut()
+        } else {
+            std::ptr::null_mut()
+        };
+        (*view).ndim = 1;
+        (*view).shape = if flags & ffi::PyBUF_ND == ffi::PyBUF_ND {
+            &mut (*view).len
+        } else {
+            std::ptr::null_mut()
+        };
+        (*view).strides = if flags & ffi::PyBUF_STRIDES == ffi::PyBUF_STRIDES {
+            &mut (*view).itemsize
+        } else {
+            std::ptr::null_mut()
+        };
+        (*view).suboffsets = std::ptr::null_mut();
+        (*view).internal = std::ptr::null_mut();
+    }
+    Ok(())
+}
+
+/// A C-contiguous byte buffer of the caller's (bytes, bytearray, numpy).
+fn contiguous(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<PyBuffer<u8>> {
+    let buf = PyBuffer::<u8>::get(obj)?;
+    if !buf.is_c_contiguous() {
+        return Err(PyValueError::new_err("the buffer must be C-contiguous"));
+    }
+    if writable && buf.readonly() {
+        return Err(PyValueError::new_err("the buffer is read-only"));
+    }
+    Ok(buf)
+}
+
+// ---- Subscriber ---------------------------------------------------------------
+
+type Shared = Arc<Mutex<core::Subscriber>>;
+
+/// A channel's subscriber. Read-only unless opened with leasing=True.
+#[pyclass(module = "shmcast", frozen)]
+struct Subscriber {
+    inner: RwLock<Option<Shared>>,
+    name: String,
+    leasing: bool,
+    /// Reused for `read_latest()` without a buffer.
+    scratch: Mutex<Vec<u8>>,
+}
+
+impl Subscriber {
+    fn get(&self) -> PyResult<Shared> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.clone().ok_or_else(|| closed("subscriber"))
+    }
+}
+
+#[pymethods]
+impl Subscriber {
+    #[new]
+    #[pyo3(signature = (name, timeout = 0.0, leasing = false))]
+    fn new(py: Python<'_>, name: &str, timeout: Option<f64>, leasing: bool) -> PyResult<Self> {
+        let mut options = core::SubscriberOptions::new();
+        if leasing {
+            options = options.access(core::Access::Leasing);
+        }
+        let wait = seconds(timeout)?;
+        if wait > Duration::ZERO {
+            options = options.wait(wait);
+        }
+        let sub = py
+            .detach(|| core::Subscriber::open_with(name, &options))
+            .map_err(IntoPyErr::py)?;
+        Ok(Subscriber {
+            name: sub.name().to_string(),
+            inner: RwLock::new(Some(Arc::new(Mutex::new(sub)))),
+            leasing,
+            scratch: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Blocks until a frame newer than `after` is published (the GIL is
+    /// released meanwhile, and no CPU is used); returns its number.
+    #[pyo3(signature = (after = 0, timeout = None))]
+    fn wait(&self, py: Python<'_>, after: u64, timeout: Option<f64>) -> PyResult<u64> {
+        let shared = self.get()?;
+        let timeout = seconds(timeout)?;
+        py.detach(|| core::Subscriber::wait_newer_shared(&shared, after, timeout))
+            .map_err(IntoPyErr::py)
+    }
+
+    /// The latest frame as (FrameInfo, bytes), or None before the first
+    /// one; with `out` (a writable buffer: bytearray, numpy array), copies
+    /// into it and returns the FrameInfo.
+    #[pyo3(signature = (out = None))]
+    fn read_latest(&self, py: Python<'_>, out: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let shared = self.get()?;
+        if let Some(out) = out {
+            let buf = contiguous(out, true)?;
+            let (ptr, len) = (buf.buf_ptr() as usize, buf.len_bytes());
+            let got = py.detach(|| {
+                // SAFETY: `buf` keeps the caller's writable, contiguous
+                // buffer exported (so neither moved nor resized) for the
+                // whole call; Python code may race on its bytes, which
+                // is the caller's business, not unsoundness here.
+                let dst = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, len) };
+                lock(&shared).read_latest(dst)
+            });
+            drop(buf);
+            return match got.map_err(IntoPyErr::py)? {
+                Some(info) => Ok(Py::new(py, FrameInfo::from(&info))?.into_any()),
+                None => Ok(py.None()),
+            };
+        }
+        let mut scratch = lock(&self.scratch);
+        let sub = lock(&shared);
+        scratch.resize(sub.max_frame_len(), 0);
+        let got = sub.read_latest(&mut scratch).map_err(IntoPyErr::py)?;
+        drop(sub);
+        match got {
+            Some(info) => {
+                let bytes = PyBytes::new(py, &scratch[..info.len]);
+                let info = Py::new(py, FrameInfo::from(&info))?;
+                Ok(
+                    PyTuple::new(py, [info.into_any(), bytes.into_any().unbind()])?
+                        .into_any()
+                        .unbind(),
+                )
+            }
+            None => Ok(py.None()),
+        }
+    }
+
+    /// Leases the latest frame in place (needs leasing=True): a Lease, or
+    /// None before the first frame.
+    fn lease_latest(&self) -> PyResult<Option<Lease>> {
+        let shared = self.get()?;
+        let mut sub = lock(&shared);
+        let Some(lease) = sub.lease_latest().map_err(IntoPyErr::py)? else {
+            return Ok(None);
+        };
+        let lease = lease.detach();
+        Ok(Some(Lease {
+            info: FrameInfo::from(lease.info()),
+            ptr: lease.as_ptr() as usize,
+            len: lease.len(),
+            held: Mutex::new(Some(lease)),
+            exports: AtomicUsize::new(0),
+        }))
+    }
+
+    /// "live", "stalled" (no frame for `stall_after` seconds) or "gone".
+    #[pyo3(signature = (stall_after = 2.0))]
+    fn health(&self, stall_after: f64) -> PyResult<&'static str> {
+        let stall = seconds(Some(stall_after))?;
+        Ok(match lock(&*self.get()?).health(stall) {
+            core::Health::Live => "live",
+            core::Health::Stalled { .. } => "stalled",
+            core::Health::Gone => "gone",
+        })
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn leasing(&self) -> bool {
+        self.leasing
+    }
+
+    #[getter]
+    fn max_frame_len(&self) -> PyResult<usize> {
+        Ok(lock(&*self.get()?).max_frame_len())
+    }
+
+    #[getter]
+    fn latest_number(&self) -> PyResult<u64> {
+        Ok(lock(&*self.get()?).latest_number())
+    }
+
+    #[getter]
+    fn publisher_pid(&self) -> PyResult<Option<u32>> {
+        Ok(lock(&*self.get()?).publisher_pid())
+    }
+
+    /// Closes the subscriber (leases taken from it stay valid until
+    /// released). Closing twice is allowed.
+    fn close(&self) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.take();
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.read().map(|i| i.is_none()).unwrap_or(true)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        _ty: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Subscriber({:?}, leasing={})",
+            self.name,
+            if self.leasing { "True" } else { "False" }
+        )
+    }
+}
+
+// ---- Lease --------------------------------------------------------------------
+
+/// A frame leased in place; a read-only buffer over it in shared memory.
+#[pyclass(module = "shmcast", frozen)]
+struct Lease {
+    held: Mutex<Option<core::DetachedLease>>,
+    info: FrameInfo,
+    ptr: usize,
+    len: usize,
+    exports: AtomicUsize,
+}
+
+#[pymethods]
+impl Lease {
+    /// # Safety
+    /// Called by Python with a valid view.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let held = lock(&this.held);
+        if held.is_none() {
+            return Err(PyBufferError::new_err("this lease was released"));
+        }
+        let (ptr, len) = (this.ptr as *mut u8, this.len);
+        // SAFETY: the frame stays mapped and leased while the lease is held,
+        // and `release` refuses while views are exported.
+        unsafe { fill_view(view, flags, ptr, len, false, slf.clone().into_any()) }?;
+        this.exports.fetch_add(1, SeqCst);
+        Ok(())
+    }
+
+    /// # Safety
+    /// Called by Python with a view this object filled.
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.exports.fetch_sub(1, SeqCst);
+    }
+
+    /// Ends the lease. Raises BufferError while arrays or memoryviews of
+    /// the frame exist, and Revoked if the publisher revoked the lease
+    /// (what was read may be torn). Releasing twice is allowed.
+    fn release(&self) -> PyResult<()> {
+        let mut held = lock(&self.held);
+        let views = self.exports.load(SeqCst);
+        if views > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "cannot release the lease on frame {}: {views} view(s) of it (numpy arrays, memoryviews) still exist; delete them, or copy what you keep",
+                self.info.number
+            )));
+        }
+        match held.take() {
+            Some(lease) => lease.release().map_err(IntoPyErr::py),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the frame is still the one leased (not revoked so far).
+    #[getter]
+    fn intact(&self) -> bool {
+        lock(&self.held).as_ref().is_some_and(|l| l.is_intact())
+    }
+
+    #[getter]
+    fn released(&self) -> bool {
+        lock(&self.held).is_none()
+    }
+
+    #[getter]
+    fn info(&self) -> FrameInfo {
+        self.info.clone()
+    }
+
+    /// The frame's address in memory (to check that views share it).
+    #[getter]
+    fn address(&self) -> usize {
+        self.ptr
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        _ty: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.release()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Lease({})", self.info.__repr__())
+    }
+}
+
+// ---- Publisher and Loan --------------------------------------------------------
+
+enum State {
+    Idle(Box<core::Publisher>),
+    /// The loan owns the publisher until committed or abandoned; `views`
+    /// counts the buffers exported from its `Loan` object.
+    Loaned(core::OwnedLoan, Arc<AtomicUsize>),
+    Closed,
+    /// Only between two states.
+    Moving,
+}
+
+/// A channel's publisher.
+#[pyclass(module = "shmcast", frozen)]
+struct Publisher {
+    state: Mutex<State>,
+    name: String,
+    max_frame_len: usize,
+}
+
+fn loan_out() -> PyErr {
+    Error::new_err("this publisher has a slot on loan; commit or abandon it first")
+}
+
+#[pymethods]
+impl Publisher {
+    #[new]
+    #[pyo3(signature = (name, max_frame_len, slots = 4, mode = None, lease_mode = None, sddl = None, lease_sddl = None, max_lease = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: &str,
+        max_frame_len: usize,
+        slots: u32,
+        mode: Option<u32>,
+        lease_mode: Option<u32>,
+        sddl: Option<&str>,
+        lease_sddl: Option<&str>,
+        max_lease: Option<f64>,
+    ) -> PyResult<Self> {
+        let mut create = core::CreateOptions::new();
+        if let Some(mode) = mode {
+            create = create.mode(mode);
+        }
+        if let Some(sddl) = sddl {
+            create = create.sddl(sddl);
+        }
+        let mut lease = create.clone();
+        if let Some(mode) = lease_mode {
+            lease = lease.mode(mode);
+        }
+        if let Some(sddl) = lease_sddl {
+            lease = lease.sddl(sddl);
+        }
+        let mut options = core::ChannelOptions::new(max_frame_len)
+            .slots(slots)
+            .create_options(create)
+            .lease_options(lease);
+        if max_lease.is_some() {
+            options = options.max_lease(seconds(max_lease)?);
+        }
+        let publisher = core::Publisher::create_with(name, &options).map_err(IntoPyErr::py)?;
+        Ok(Publisher {
+            name: name.to_owned(),
+            max_frame_len: publisher.max_frame_len(),
+            state: Mutex::new(State::Idle(Box::new(publisher))),
+        })
+    }
+
+    /// Publishes `data` (bytes, bytearray, a C-contiguous numpy array) as
+    /// the next frame, one copy into shared memory; returns its number.
+    #[pyo3(signature = (data, width = 0, height = 0, format = "raw", stride = 0, timestamp_ns = 0))]
+    fn publish(
+        &self,
+        data: &Bound<'_, PyAny>,
+        width: u32,
+        height: u32,
+        format: &str,
+        stride: u32,
+        timestamp_ns: u64,
+    ) -> PyResult<u64> {
+        let meta = frame_meta(width, height, format, stride, timestamp_ns)?;
+        let buf = contiguous(data, false)?;
+        // SAFETY: `buf` keeps the caller's contiguous buffer exported for
+        // the call; we hold the GIL, so no Python code writes it meanwhile.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes()) };
+        let mut state = lock(&self.state);
+        match &mut *state {
+            State::Idle(publisher) => publisher.publish(&meta, bytes).map_err(IntoPyErr::py),
+            State::Loaned(..) => Err(loan_out()),
+            _ => Err(closed("publisher")),
+        }
+    }
+
+    /// Lends `n` bytes of a free slot, as a writable buffer to fill in
+    /// place (numpy: `np.frombuffer(loan, np.uint8)`); then
+    /// `loan.commit(...)` publishes it.
+    fn loan(slf: Bound<'_, Self>, n: usize) -> PyResult<Loan> {
+        let this = slf.get();
+        let mut state = lock(&this.state);
+        match std::mem::replace(&mut *state, State::Moving) {
+            State::Idle(publisher) => match publisher.into_loan(n) {
+                Ok(mut loan) => {
+                    let ptr = loan.as_mut_ptr() as usize;
+                    let views = Arc::new(AtomicUsize::new(0));
+                    *state = State::Loaned(loan, Arc::clone(&views));
+                    Ok(Loan {
+                        publisher: slf.clone().unbind(),
+                        ptr,
+                        len: n,
+                        views,
+                    })
+                }
+                Err((publisher, e)) => {
+                    *state = State::Idle(publisher);
+                    Err(e.py())
+                }
+            },
+            other => {
+                let err = if matches!(other, State::Loaned(..)) {
+                    loan_out()
+                } else {
+                    closed("publisher")
+                };
+                *state = other;
+                Err(err)
+            }
+        }
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
+    /// Stops publishing: subscribers see the publisher gone. Raises
+    /// BufferError while views of a loan exist.
+    fn close(&self) -> PyResult<()> {
+        let mut state = lock(&self.state);
+        if let State::Loaned(_, views) = &*state {
+            if views.load(SeqCst) > 0 {
+                return Err(PyBufferError::new_err(
+                    "cannot close the publisher: views of its loaned slot still exist",
+                ));
+            }
+        }
+        *state = State::Closed;
+        Ok(())
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        matches!(*lock(&self.state), State::Closed)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        _ty: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        self.close()?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Publisher({:?}, max_frame_len={})",
+            self.name, self.max_frame_len
+        )
+    }
+}
+
+/// A publisher's slot on loan: a writable buffer in shared memory.
+#[pyclass(module = "shmcast", frozen)]
+struct Loan {
+    publisher: Py<Publisher>,
+    ptr: usize,
+    len: usize,
+    views: Arc<AtomicUsize>,
+}
+
+impl Loan {
+    /// Ends the loan with `end` (commit or abandon), if it is still ours.
+    fn end<R>(
+        &self,
+        py: Python<'_>,
+        end: impl FnOnce(core::OwnedLoan) -> (Box<core::Publisher>, R),
+    ) -> PyResult<R> {
+        let views = self.views.load(SeqCst);
+        if views > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "{views} view(s) of the loaned slot (numpy arrays, memoryviews) still exist; delete them first"
+            )));
+        }
+        let publisher = self.publisher.bind(py).get();
+        let mut state = lock(&publisher.state);
+        match std::mem::replace(&mut *state, State::Moving) {
+            State::Loaned(loan, views) if Arc::ptr_eq(&views, &self.views) => {
+                let (p, r) = end(loan);
+                *state = State::Idle(p);
+                Ok(r)
+            }
+            other => {
+                *state = other;
+                Err(Error::new_err(
+                    "this loan was already committed or abandoned",
+                ))
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Loan {
+    /// # Safety
+    /// Called by Python with a valid view.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let publisher = this.publisher.bind(slf.py()).get();
+        let state = lock(&publisher.state);
+        if !matches!(&*state, State::Loaned(_, v) if Arc::ptr_eq(v, &this.views)) {
+            return Err(PyBufferError::new_err(
+                "this loan was committed or abandoned",
+            ));
+        }
+        // SAFETY: the slot stays ours while the loan is out, and commit,
+        // abandon and close refuse while views are exported.
+        unsafe {
+            fill_view(
+                view,
+                flags,
+                this.ptr as *mut u8,
+                this.len,
+                true,
+                slf.clone().into_any(),
+            )
+        }?;
+        this.views.fetch_add(1, SeqCst);
+        Ok(())
+    }
+
+    /// # Safety
+    /// Called by Python with a view this object filled.
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.views.fetch_sub(1, SeqCst);
+    }
+
+    /// Publishes the loaned bytes as the next frame; returns its number.
+    #[pyo3(signature = (width = 0, height = 0, format = "raw", stride = 0, timestamp_ns = 0))]
+    fn commit(
+        &self,
+        py: Python<'_>,
+        width: u32,
+        height: u32,
+        format: &str,
+        stride: u32,
+        timestamp_ns: u64,
+    ) -> PyResult<u64> {
+        let meta = frame_meta(width, height, format, stride, timestamp_ns)?;
+        self.end(py, |loan| loan.commit(&meta))
+    }
+
+    /// Gives the slot back without publishing.
+    fn abandon(&self, py: Python<'_>) -> PyResult<()> {
+        self.end(py, |loan| (loan.abandon(), ()))
+    }
+
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Leaving a `with` block abandons a loan that was not committed.
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _ty: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let publisher = self.publisher.bind(py).get();
+        let ours =
+            matches!(&*lock(&publisher.state), State::Loaned(_, v) if Arc::ptr_eq(v, &self.views));
+        if ours {
+            self.abandon(py)?;
+        }
+        Ok(false)
+    }
+}
+
+// ---- Region -------------------------------------------------------------------
+
+/// A raw named shared memory region.
+#[pyclass(module = "shmcast", frozen)]
+struct Region {
+    inner: RwLock<Option<Arc<core::Region>>>,
+    name: String,
+}
+
+impl Region {
+    fn get(&self) -> PyResult<Arc<core::Region>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.clone().ok_or_else(|| closed("region"))
+    }
+}
+
+#[pymethods]
+impl Region {
+    /// Opens region `name`, or with `size` creates it (zero-filled).
+    #[new]
+    #[pyo3(signature = (name, size = None, read_only = false, mode = None, persist = false))]
+    fn new(
+        name: &str,
+        size: Option<usize>,
+        read_only: bool,
+        mode: Option<u32>,
+        persist: bool,
+    ) -> PyResult<Self> {
+        let region = match size {
+            Some(size) => {
+                let mut options = core::CreateOptions::new().persist(persist);
+                if let Some(mode) = mode {
+                    options = options.mode(mode);
+                }
+                core::Region::create_with(name, size, &options).map_err(IntoPyErr::py)?
+            }
+            None if read_only => core::Region::open_read_only(name).map_err(IntoPyErr::py)?,
+            None => core::Region::open(name).map_err(IntoPyErr::py)?,
+        };
+        Ok(Region {
+            name: name.to_owned(),
+            inner: RwLock::new(Some(Arc::new(region))),
+        })
+    }
+
+    /// `length` bytes at `offset` (default: to the end), a consistent copy.
+    #[pyo3(signature = (offset = 0, length = None))]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        offset: usize,
+        length: Option<usize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let region = self.get()?;
+        let length = length.unwrap_or_else(|| region.len().saturating_sub(offset));
+        let mut buf = vec![0u8; length];
+        py.detach(|| region.read(offset, &mut buf))
+            .map_err(IntoPyErr::py)?;
+        Ok(PyBytes::new(py, &buf))
+    }
+
+    /// Writes `data` at `offset` under the region's write lock.
+    fn write(&self, data: &Bound<'_, PyAny>, offset: usize) -> PyResult<()> {
+        let region = self.get()?;
+        let buf = contiguous(data, false)?;
+        // SAFETY: as in `Publisher.publish`: exported for the call, GIL held.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes()) };
+        region.write(offset, bytes).map_err(IntoPyErr::py)
+    }
+
+    #[getter]
+    fn size(&self) -> PyResult<usize> {
+        Ok(self.get()?.len())
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn close(&self) {
+        self.inner.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(
+        &self,
+        _ty: Option<&Bound<'_, PyAny>>,
+        _value: Option<&Bound<'_, PyAny>>,
+        _tb: Option<&Bound<'_, PyAny>>,
+    ) -> bool {
+        self.close();
+        false
+    }
+}
+
+#[pymodule]
+fn _shmcast(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<FrameInfo>()?;
+    m.add_class::<Subscriber>()?;
+    m.add_class::<Lease>()?;
+    m.add_class::<Publisher>()?;
+    m.add_class::<Loan>()?;
+    m.add_class::<Region>()?;
+    for (name, ty) in [
+        ("Error", py.get_type::<Error>()),
+        ("NotFound", py.get_type::<NotFound>()),
+        ("Timeout", py.get_type::<Timeout>()),
+        ("WriterAlive", py.get_type::<WriterAlive>()),
+        ("AlreadyExists", py.get_type::<AlreadyExists>()),
+        ("PermissionDenied", py.get_type::<PermissionDenied>()),
+        ("InvalidName", py.get_type::<InvalidName>()),
+        ("Revoked", py.get_type::<Revoked>()),
+        ("AllSlotsLeased", py.get_type::<AllSlotsLeased>()),
+        ("TooLarge", py.get_type::<TooLarge>()),
+        ("BufferTooSmall", py.get_type::<BufferTooSmall>()),
+        ("NotLeasing", py.get_type::<NotLeasing>()),
+    ] {
+        m.add(name, ty)?;
+    }
+    Ok(())
+}

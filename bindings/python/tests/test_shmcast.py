@@ -1,0 +1,279 @@
+"""Tests of the Python binding, with real processes where it matters.
+
+bindings/python/test runs them (it builds the extension into a virtual
+environment first). SHMCAST_BIN names the `shmcast` command.
+"""
+
+import gc
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import shmcast
+
+SHMCAST = os.environ.get("SHMCAST_BIN", "shmcast")
+counter = iter(range(1_000_000))
+
+
+def unique(what: str) -> str:
+    return f"py-{what}-{os.getpid()}-{next(counter)}"
+
+
+def ffmpeg_testsrc(n: int) -> list[str]:
+    return ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30", "-frames:v", str(n)]
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """ffmpeg's own framemd5 of 60 testsrc frames, rgb24."""
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is needed; scripts/test installs it")
+    out = subprocess.run(
+        ffmpeg_testsrc(60) + ["-pix_fmt", "rgb24", "-f", "framemd5", "-"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return [line.rsplit(",", 1)[1].strip() for line in out.splitlines() if not line.startswith("#")]
+
+
+def publish_testsrc(name: str, frames: int) -> subprocess.Popen:
+    """`ffmpeg testsrc | shmcast publish NAME` in the background."""
+    command = " ".join(ffmpeg_testsrc(frames)) + f" -f rawvideo -pix_fmt rgb24 - | '{SHMCAST}' publish {name} --width 320 --height 240 --format rgb24 --fps 30"
+    return subprocess.Popen(["sh", "-c", command], stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("how", ["copy", "copy-into", "lease"])
+def test_frames_from_ffmpeg_through_shmcast_publish_match_ffmpegs_framemd5(reference, how):
+    name = unique("ffmpeg")
+    producer = publish_testsrc(name, len(reference))
+    try:
+        sub = shmcast.Subscriber(name, timeout=30, leasing=(how == "lease"))
+        out = np.empty(sub.max_frame_len, np.uint8)
+        seen, checked = 0, 0
+        while seen < len(reference):
+            try:
+                sub.wait(after=seen, timeout=5)
+            except shmcast.Timeout:
+                break
+            if how == "copy":
+                info, data = sub.read_latest()
+                md5 = hashlib.md5(data).hexdigest()
+            elif how == "copy-into":
+                info = sub.read_latest(out)
+                md5 = hashlib.md5(out[: info.len]).hexdigest()
+            else:
+                with sub.lease_latest() as lease:
+                    info = lease.info
+                    frame = np.frombuffer(lease, np.uint8).reshape(info.height, info.width, 3)
+                    md5 = hashlib.md5(frame).hexdigest()
+                    del frame
+            assert (info.width, info.height, info.format) == (320, 240, "rgb24")
+            assert info.number > seen
+            assert md5 == reference[info.number - 1], f"frame {info.number}"
+            seen = info.number
+            checked += 1
+        assert seen == len(reference), f"the last frame seen was {seen}"
+        assert checked >= len(reference) // 2, f"only {checked} frames checked"
+    finally:
+        assert producer.wait(timeout=30) == 0
+
+
+def test_a_lease_backed_array_is_the_channels_memory_not_a_copy():
+    name = unique("shares")
+    with shmcast.Publisher(name, 64) as pub, shmcast.Subscriber(name, leasing=True) as sub:
+        pub.publish(bytes(range(64)))
+        lease = sub.lease_latest()
+        a = np.frombuffer(lease, np.uint8)
+        b = np.frombuffer(memoryview(lease), np.uint8)
+        assert a.ctypes.data == lease.address
+        assert np.shares_memory(a, b)
+        assert not a.flags.writeable
+        info, copy = sub.read_latest()
+        assert not np.shares_memory(a, np.frombuffer(copy, np.uint8))
+        assert a.tolist() == list(range(64))
+        with pytest.raises(ValueError):
+            a[0] = 1  # read-only: it is the publisher's memory
+        del a, b
+        lease.release()
+
+
+def test_release_with_a_live_view_raises_buffererror_and_views_keep_the_slot():
+    name = unique("views")
+    # Two slots and a long max lease: while frame 1 is leased and frame 2 is
+    # the latest, the publisher has no free slot.
+    with shmcast.Publisher(name, 16, slots=2, max_lease=60) as pub, shmcast.Subscriber(name, leasing=True) as sub:
+        pub.publish(b"1" * 16)
+        lease = sub.lease_latest()
+        arr = np.frombuffer(lease, np.uint8)
+        with pytest.raises(BufferError, match="view"):
+            lease.release()
+        assert not lease.released
+        pub.publish(b"2" * 16)
+        with pytest.raises(shmcast.AllSlotsLeased):
+            pub.publish(b"3" * 16)
+        # Our name for the lease goes; the array still holds it.
+        del lease
+        gc.collect()
+        with pytest.raises(shmcast.AllSlotsLeased):
+            pub.publish(b"3" * 16)
+        assert bytes(arr) == b"1" * 16
+        # The last view goes: the slot is free again.
+        del arr
+        gc.collect()
+        assert pub.publish(b"3" * 16) == 3
+
+
+def test_a_revoked_lease_says_so():
+    name = unique("revoked")
+    with shmcast.Publisher(name, 8, slots=2, max_lease=0.02) as pub, shmcast.Subscriber(name, leasing=True) as sub:
+        pub.publish(b"a" * 8)
+        lease = sub.lease_latest()
+        pub.publish(b"b" * 8)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                pub.publish(b"c" * 8)
+                break
+            except shmcast.AllSlotsLeased:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+        assert not lease.intact
+        with pytest.raises(shmcast.Revoked, match="revoked"):
+            lease.release()
+
+
+def test_wait_releases_the_gil_and_uses_no_cpu():
+    name = unique("gil")
+    with shmcast.Publisher(name, 8), shmcast.Subscriber(name) as sub:
+        # Another Python thread keeps running while we wait.
+        count = 0
+        stop = threading.Event()
+
+        def spin():
+            nonlocal count
+            while not stop.is_set():
+                count += 1
+
+        t = threading.Thread(target=spin)
+        t.start()
+        with pytest.raises(shmcast.Timeout):
+            sub.wait(after=0, timeout=0.5)
+        stop.set()
+        t.join()
+        assert count > 10_000, f"the other thread ran only {count} times"
+        # Alone, a 1 s wait costs (almost) no CPU.
+        cpu = time.process_time()
+        started = time.monotonic()
+        with pytest.raises(shmcast.Timeout):
+            sub.wait(after=0, timeout=1.0)
+        assert time.monotonic() - started >= 0.95
+        used = time.process_time() - cpu
+        assert used < 0.1, f"a 1 s wait used {used:.3f} s of CPU"
+
+
+def test_a_python_publisher_is_read_by_the_rust_cli():
+    name = unique("to-rust")
+
+    def frame(number: int) -> np.ndarray:
+        return ((np.arange(64 * 48) + number * 7) % 256).astype(np.uint8)
+
+    with shmcast.Publisher(name, 64 * 48) as pub:
+        reader = subprocess.Popen(
+            [SHMCAST, "read", name, "--count", "10", "--md5", "--timeout", "10"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        # Publish, 20 frames a second, until the reader has seen ten new
+        # ones (it counts from when it attached).
+        deadline = time.monotonic() + 20
+        number = 0
+        while reader.poll() is None and time.monotonic() < deadline:
+            number += 1
+            loan = pub.loan(64 * 48)
+            np.frombuffer(loan, np.uint8)[:] = frame(number)
+            assert loan.commit(width=64, height=48, format="gray8") == number
+            time.sleep(0.05)
+        out, _ = reader.communicate(timeout=10)
+    assert reader.returncode == 0
+    lines = [line.split() for line in out.splitlines()]
+    assert len(lines) == 10
+    for number, size, fmt, md5 in lines:
+        assert (size, fmt) == ("64x48", "gray8")
+        assert md5 == hashlib.md5(frame(int(number))).hexdigest()
+
+
+def test_errors_are_their_own_exceptions_with_the_librarys_message():
+    missing = unique("missing")
+    with pytest.raises(shmcast.NotFound, match=missing):
+        shmcast.Subscriber(missing)
+    with pytest.raises(shmcast.Timeout, match=missing):
+        shmcast.Subscriber(missing, timeout=0.05)
+    with pytest.raises(shmcast.InvalidName):
+        shmcast.Subscriber("bad/name")
+    name = unique("errors")
+    with shmcast.Publisher(name, 8) as pub:
+        with pytest.raises(shmcast.WriterAlive, match=str(os.getpid())):
+            shmcast.Publisher(name, 8)
+        with pytest.raises(shmcast.TooLarge):
+            pub.publish(b"x" * 9)
+        with pytest.raises(ValueError, match="pixel format"):
+            pub.publish(b"x" * 8, format="rgb48")
+        with shmcast.Subscriber(name) as sub:
+            with pytest.raises(shmcast.NotLeasing, match="leasing=True"):
+                sub.lease_latest()
+            assert sub.read_latest() is None
+            pub.publish(b"x" * 8)
+            with pytest.raises(shmcast.BufferTooSmall):
+                sub.read_latest(bytearray(4))
+            with pytest.raises(shmcast.Timeout):
+                sub.wait(after=1, timeout=0.01)
+            with pytest.raises(ValueError):
+                sub.wait(after=1, timeout=-1)
+            assert issubclass(shmcast.NotFound, shmcast.Error)
+    with pytest.raises(ValueError, match="closed"):
+        sub.read_latest()
+    with pytest.raises(ValueError, match="closed"):
+        pub.publish(b"x")
+
+
+def test_loans_fill_in_place_and_refuse_to_commit_with_live_views():
+    name = unique("loan")
+    with shmcast.Publisher(name, 16) as pub, shmcast.Subscriber(name) as sub:
+        loan = pub.loan(16)
+        view = np.frombuffer(loan, np.uint8)
+        view[:] = 9
+        with pytest.raises(BufferError):
+            loan.commit()
+        with pytest.raises(shmcast.Error, match="loan"):
+            pub.publish(b"x")
+        del view
+        assert loan.commit(width=4, height=4, format="gray8") == 1
+        with pytest.raises(shmcast.Error, match="already"):
+            loan.commit()
+        info, data = sub.read_latest()
+        assert (info.format, data) == ("gray8", b"\x09" * 16)
+        # A with block abandons what it does not commit.
+        with pub.loan(16) as unused:
+            np.frombuffer(unused, np.uint8)[:] = 1
+        assert sub.latest_number == 1
+        assert sub.health() == "live"
+    assert sub.closed
+
+
+def test_regions_round_trip_and_read_only_views_refuse_writes():
+    name = unique("region")
+    with shmcast.Region(name, size=64) as owner, shmcast.Region(name, read_only=True) as view:
+        owner.write(b"hello", 10)
+        assert view.read(10, 5) == b"hello"
+        assert view.size == 64 and len(view.read()) == 64
+        with pytest.raises(shmcast.Error, match="read-only"):
+            view.write(b"x", 0)
+        with pytest.raises(ValueError):
+            owner.read(60, 8)

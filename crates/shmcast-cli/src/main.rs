@@ -502,7 +502,9 @@ fn writer_health(c: &shmcast::ChannelStatus, p: &shmcast::Holder) -> String {
         return "dead".to_owned();
     }
     let idle = idle_of(c);
-    if idle > STALL_AFTER {
+    if let Some(reason) = &c.stall_reason {
+        format!("alive, stalled: {reason}")
+    } else if idle > STALL_AFTER {
         format!(
             "alive, stalled: nothing published for {:.1}s",
             idle.as_secs_f64()
@@ -540,7 +542,9 @@ fn print_info_json(
     }
     if let Some(c) = channel {
         let health = match &c.publisher {
-            Some(p) if p.alive && idle_of(c) > STALL_AFTER => "stalled",
+            Some(p) if p.alive && (idle_of(c) > STALL_AFTER || c.stall_reason.is_some()) => {
+                "stalled"
+            }
             Some(p) if p.alive => "live",
             _ => "gone",
         };
@@ -556,6 +560,7 @@ fn print_info_json(
             "dropped_frames": c.dropped_frames,
             "dropped_because_of": c.dropped_because_of.as_ref().map(holder),
             "max_lease_ms": c.max_lease.as_millis() as u64,
+            "stall_reason": c.stall_reason,
         });
     }
     println!("{v}");

@@ -377,6 +377,31 @@ fn health_tells_live_stalled_and_gone_apart() {
 }
 
 #[test]
+fn a_stalled_source_is_reported_with_its_reason_until_the_next_frame() {
+    let name = unique("stall-reason");
+    let mut publisher = Publisher::create(&name, 8).unwrap();
+    let sub = Subscriber::open(&name).unwrap();
+    publisher.publish(&meta(), &[1; 8]).unwrap();
+    let long = Duration::from_secs(3600);
+    assert_eq!(sub.health(long), Health::Live);
+    assert_eq!(sub.stall_reason(), None);
+    publisher.report_stall("ffmpeg exited with status 1: /dev/video0: No such device");
+    assert!(matches!(sub.health(long), Health::Stalled { .. }));
+    assert_eq!(
+        sub.stall_reason().as_deref(),
+        Some("ffmpeg exited with status 1: /dev/video0: No such device")
+    );
+    let status = shmcast::inspect_channel(&name).unwrap();
+    assert!(status.stall_reason.unwrap().starts_with("ffmpeg exited"));
+    publisher.publish(&meta(), &[2; 8]).unwrap();
+    assert_eq!((sub.health(long), sub.stall_reason()), (Health::Live, None));
+    publisher.report_stall("again");
+    drop(publisher);
+    // No publisher: gone, whatever was said.
+    assert_eq!((sub.health(long), sub.stall_reason()), (Health::Gone, None));
+}
+
+#[test]
 fn metadata_and_loans_round_trip() {
     let name = unique("meta");
     let mut publisher = Publisher::create(&name, 640 * 480 * 3).unwrap();

@@ -39,6 +39,8 @@ pub(crate) mod protocol;
 #[cfg(not(loom))]
 mod publisher;
 #[cfg(not(loom))]
+mod source;
+#[cfg(not(loom))]
 mod subscriber;
 
 #[cfg(all(test, loom))]
@@ -95,6 +97,21 @@ impl Channel {
             geometry,
             leases: None,
         })
+    }
+
+    /// What the publisher says about its source (see `source.rs`).
+    fn source_status(&self) -> &source::SourceStatus {
+        // SAFETY: the status words lie at STATUS_OFFSET inside the header
+        // page, which a valid segment has mapped (checked by the asserts in
+        // source.rs); they are atomics only, valid for any bytes, 8-byte
+        // aligned (the page is), and live as long as the segment.
+        unsafe {
+            &*self
+                .seg
+                .header_ptr()
+                .add(source::STATUS_OFFSET)
+                .cast::<source::SourceStatus>()
+        }
     }
 
     /// The channel's instance number (see [`ChannelHeader::instance`]).
@@ -205,6 +222,9 @@ pub struct ChannelStatus {
     pub dropped_because_of: Option<crate::Holder>,
     /// How long the publisher honours a lease while it has no free slot.
     pub max_lease: std::time::Duration,
+    /// Why the publisher's source is stalled, when it says so (see
+    /// [`Publisher::report_stall`]).
+    pub stall_reason: Option<String>,
 }
 
 #[cfg(not(loom))]
@@ -249,6 +269,9 @@ pub fn inspect_channel<N: crate::IntoName>(
         dropped_frames: h.dropped_frames.load(Relaxed),
         dropped_because_of: (blocked_by != 0).then(|| holder(blocked_by)),
         max_lease: std::time::Duration::from_millis(h.max_lease_ms.load(Relaxed)),
+        stall_reason: (writer != 0)
+            .then(|| channel.source_status().get())
+            .flatten(),
     })
 }
 

@@ -121,6 +121,8 @@ pub struct Publisher {
     leased_since: Vec<Option<Instant>>,
     dropped: u64,
     revoked: u64,
+    /// Whether we said the source is stalled (cleared by the next frame).
+    stalled: bool,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -202,6 +204,8 @@ impl Publisher {
             .max_lease_ms
             .store(max_lease_ms, Relaxed);
         channel.leases = lease_table(&channel, &name, options);
+        // A dead predecessor's word on its source is not ours.
+        channel.source_status().set(None);
         let slots = channel.geometry.slots as usize;
         let (took_over_from, replaced) = match origin {
             Origin::New => (None, None),
@@ -220,7 +224,28 @@ impl Publisher {
             leased_since: vec![None; slots],
             dropped: 0,
             revoked: 0,
+            stalled: false,
         })
+    }
+
+    /// Tells subscribers that the source delivers nothing, and why (say
+    /// "ffmpeg exited with status 1: /dev/video0: No such device"; at most
+    /// 240 bytes are kept). They see [`Health::Stalled`](crate::Health) at
+    /// once, and the reason through
+    /// [`Subscriber::stall_reason`](crate::Subscriber::stall_reason) and
+    /// `shmcast info`. The next published frame clears it, as does
+    /// [`clear_stall`](Publisher::clear_stall).
+    pub fn report_stall(&mut self, reason: &str) {
+        self.channel.source_status().set(Some(reason));
+        self.stalled = true;
+    }
+
+    /// Withdraws a [`report_stall`](Publisher::report_stall).
+    pub fn clear_stall(&mut self) {
+        if self.stalled {
+            self.channel.source_status().set(None);
+            self.stalled = false;
+        }
     }
 
     /// The PID of the dead publisher this one took over from in place, if
@@ -454,6 +479,7 @@ impl Publisher {
         self.wakers.before_publish(next);
         let number = words.commit(slot, &stored, now);
         self.wakers.wake(words.generation());
+        self.clear_stall();
         // A truncation during the write is reported by the next `begin`.
         number
     }

@@ -646,7 +646,8 @@ impl Subscriber {
     }
 
     /// The publisher's health: [`Health::Stalled`] when it runs but has
-    /// published nothing for `stall_after`.
+    /// published nothing for `stall_after`, or says its source is stalled
+    /// ([`stall_reason`](Subscriber::stall_reason)).
     pub fn health(&self, stall_after: Duration) -> Health {
         let header = self.channel.words().header;
         if self.publisher_gone() {
@@ -654,11 +655,21 @@ impl Subscriber {
         }
         let idle =
             Duration::from_nanos(now_ns().saturating_sub(header.last_publish_ns.load(Relaxed)));
-        if idle > stall_after {
+        if idle > stall_after || self.stall_reason().is_some() {
             Health::Stalled { idle }
         } else {
             Health::Live
         }
+    }
+
+    /// Why the publisher's source delivers nothing, when the publisher
+    /// says so (a camera service whose device is gone, say); `None` while
+    /// it delivers, or when there is no publisher.
+    pub fn stall_reason(&self) -> Option<String> {
+        if self.channel.words().header.writer.load(Relaxed) == 0 {
+            return None;
+        }
+        self.channel.source_status().get()
     }
 
     /// The PID of the current publisher, if there is one.

@@ -13,11 +13,10 @@
 
 use std::ffi::c_int;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyBufferError, PyException, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -325,17 +324,73 @@ unsafe fn fill_view(
     Ok(())
 }
 
-/// A C-contiguous byte buffer of the caller's (bytes, bytearray, numpy).
-fn contiguous(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<PyBuffer<u8>> {
-    let buf = PyBuffer::<u8>::get(obj)?;
-    if !buf.is_c_contiguous() {
-        return Err(PyValueError::new_err("the buffer must be C-contiguous"));
-    }
-    if writable && buf.readonly() {
-        return Err(PyValueError::new_err("the buffer is read-only"));
-    }
-    Ok(buf)
+/// A caller's buffer as plain bytes: bytes, bytearray, memoryview, a numpy
+/// array of any dtype, anything with the buffer protocol that is
+/// C-contiguous (`PyBUF_SIMPLE`: no format check, so a uint16 depth image is
+/// its bytes). Released when dropped.
+struct Bytes {
+    view: ffi::Py_buffer,
 }
+
+impl Bytes {
+    fn get(obj: &Bound<'_, PyAny>, writable: bool) -> PyResult<Bytes> {
+        let flags = if writable {
+            ffi::PyBUF_SIMPLE | ffi::PyBUF_WRITABLE
+        } else {
+            ffi::PyBUF_SIMPLE
+        };
+        // SAFETY: an all-zero Py_buffer is what PyObject_GetBuffer fills.
+        let mut view: ffi::Py_buffer = unsafe { std::mem::zeroed() };
+        // SAFETY: `obj` is a live object (we hold the GIL); on success the
+        // view is ours to release, which `Drop` does.
+        if unsafe { ffi::PyObject_GetBuffer(obj.as_ptr(), &mut view, flags) } != 0 {
+            return Err(PyErr::fetch(obj.py()));
+        }
+        Ok(Bytes { view })
+    }
+
+    fn ptr(&self) -> *mut u8 {
+        self.view.buf.cast()
+    }
+
+    fn len(&self) -> usize {
+        usize::try_from(self.view.len).unwrap_or(0)
+    }
+}
+
+impl Drop for Bytes {
+    fn drop(&mut self) {
+        // SAFETY: the view came from a successful PyObject_GetBuffer; the
+        // GIL is held wherever a `Bytes` lives (it is never sent across a
+        // `detach`: only its pointer and length are).
+        unsafe { ffi::PyBuffer_Release(&mut self.view) };
+    }
+}
+
+/// Set by an `atexit` hook: the interpreter is finalizing, and a thread
+/// that took the GIL back now would be ended by unwinding through our
+/// frames (CPython < 3.14), which aborts the process. Threads coming back
+/// from a blocking call park instead; the process is about to end.
+static FINALIZING: AtomicBool = AtomicBool::new(false);
+
+#[pyfunction]
+fn _at_exit() {
+    FINALIZING.store(true, SeqCst);
+}
+
+/// Runs `f` without the GIL; never returns into a finalizing interpreter.
+fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    py.detach(|| {
+        let out = f();
+        while FINALIZING.load(SeqCst) {
+            std::thread::park();
+        }
+        out
+    })
+}
+
+/// How long one blocking step lasts before signals (Ctrl-C) are looked at.
+const STEP: Duration = Duration::from_millis(100);
 
 // ---- Subscriber ---------------------------------------------------------------
 
@@ -347,8 +402,6 @@ struct Subscriber {
     inner: RwLock<Option<Shared>>,
     name: String,
     leasing: bool,
-    /// Reused for `read_latest()` without a buffer.
-    scratch: Mutex<Vec<u8>>,
 }
 
 impl Subscriber {
@@ -368,17 +421,30 @@ impl Subscriber {
             options = options.access(core::Access::Leasing);
         }
         let wait = seconds(timeout)?;
-        if wait > Duration::ZERO {
-            options = options.wait(wait);
+        let started = Instant::now();
+        // Waited for in steps, so that Ctrl-C is seen between them.
+        let sub = loop {
+            if wait.is_zero() {
+                break detached(py, || core::Subscriber::open_with(name, &options));
+            }
+            let left = wait.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(Timeout::new_err(format!(
+                    "channel {name} did not appear within {:?}; is its publisher running?",
+                    started.elapsed()
+                )));
+            }
+            let step = options.clone().wait(left.min(STEP));
+            match detached(py, || core::Subscriber::open_with(name, &step)) {
+                Err(core::SubscriberError::Timeout { .. }) => py.check_signals()?,
+                other => break other,
+            }
         }
-        let sub = py
-            .detach(|| core::Subscriber::open_with(name, &options))
-            .map_err(IntoPyErr::py)?;
+        .map_err(IntoPyErr::py)?;
         Ok(Subscriber {
             name: sub.name().to_string(),
             inner: RwLock::new(Some(Arc::new(Mutex::new(sub)))),
             leasing,
-            scratch: Mutex::new(Vec::new()),
         })
     }
 
@@ -386,10 +452,27 @@ impl Subscriber {
     /// released meanwhile, and no CPU is used); returns its number.
     #[pyo3(signature = (after = 0, timeout = None))]
     fn wait(&self, py: Python<'_>, after: u64, timeout: Option<f64>) -> PyResult<u64> {
-        let shared = self.get()?;
         let timeout = seconds(timeout)?;
-        py.detach(|| core::Subscriber::wait_newer_shared(&shared, after, timeout))
-            .map_err(IntoPyErr::py)
+        let started = Instant::now();
+        // In steps: Ctrl-C and close() are seen between them.
+        loop {
+            let shared = self.get()?;
+            let left = timeout.saturating_sub(started.elapsed());
+            let got = detached(py, || {
+                core::Subscriber::wait_newer_shared(&shared, after, left.min(STEP))
+            });
+            match got {
+                Err(core::ReadError::Timeout { .. }) if left > STEP => py.check_signals()?,
+                Err(core::ReadError::Timeout { latest, .. }) => {
+                    return Err(Timeout::new_err(format!(
+                        "channel {}: no frame newer than {after} within {:?} (latest is {latest})",
+                        self.name,
+                        started.elapsed()
+                    )));
+                }
+                other => return other.map_err(IntoPyErr::py),
+            }
+        }
     }
 
     /// The latest frame as (FrameInfo, bytes), or None before the first
@@ -399,9 +482,9 @@ impl Subscriber {
     fn read_latest(&self, py: Python<'_>, out: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
         let shared = self.get()?;
         if let Some(out) = out {
-            let buf = contiguous(out, true)?;
-            let (ptr, len) = (buf.buf_ptr() as usize, buf.len_bytes());
-            let got = py.detach(|| {
+            let buf = Bytes::get(out, true)?;
+            let (ptr, len) = (buf.ptr() as usize, buf.len());
+            let got = detached(py, || {
                 // SAFETY: `buf` keeps the caller's writable, contiguous
                 // buffer exported (so neither moved nor resized) for the
                 // whole call; Python code may race on its bytes, which
@@ -415,23 +498,36 @@ impl Subscriber {
                 None => Ok(py.None()),
             };
         }
-        let mut scratch = lock(&self.scratch);
-        let sub = lock(&shared);
-        scratch.resize(sub.max_frame_len(), 0);
-        let got = sub.read_latest(&mut scratch).map_err(IntoPyErr::py)?;
-        drop(sub);
-        match got {
-            Some(info) => {
-                let bytes = PyBytes::new(py, &scratch[..info.len]);
-                let info = Py::new(py, FrameInfo::from(&info))?;
-                Ok(
-                    PyTuple::new(py, [info.into_any(), bytes.into_any().unbind()])?
-                        .into_any()
-                        .unbind(),
-                )
+        // A buffer of the latest frame's length (not the channel's largest):
+        // if a longer frame lands meanwhile, again with its length.
+        let mut len = lock(&shared)
+            .read_in_place(|info, _| info.len)
+            .map_err(IntoPyErr::py)?
+            .map_or(0, |(_, len)| len);
+        for _ in 0..8 {
+            let mut buf = Vec::new();
+            buf.try_reserve_exact(len)
+                .map_err(|_| pyo3::exceptions::PyMemoryError::new_err(format!("{len} bytes")))?;
+            buf.resize(len, 0);
+            match lock(&shared).read_latest(&mut buf) {
+                Ok(Some(info)) => {
+                    let bytes = PyBytes::new(py, &buf[..info.len]);
+                    let info = Py::new(py, FrameInfo::from(&info))?;
+                    return Ok(
+                        PyTuple::new(py, [info.into_any(), bytes.into_any().unbind()])?
+                            .into_any()
+                            .unbind(),
+                    );
+                }
+                Ok(None) => return Ok(py.None()),
+                Err(core::ReadError::BufferTooSmall { needed, .. }) => len = needed,
+                Err(e) => return Err(e.py()),
             }
-            None => Ok(py.None()),
         }
+        Err(Error::new_err(format!(
+            "channel {}: the frames kept growing while being copied",
+            self.name
+        )))
     }
 
     /// Leases the latest frame in place (needs leasing=True): a Lease, or
@@ -613,12 +709,17 @@ impl Lease {
 
     fn __exit__(
         &self,
-        _ty: Option<&Bound<'_, PyAny>>,
+        ty: Option<&Bound<'_, PyAny>>,
         _value: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        self.release()?;
-        Ok(false)
+        // With an exception already on its way, a failure to release
+        // (views still alive: the lease then ends with the last of them)
+        // does not replace it.
+        match self.release() {
+            Err(_) if ty.is_some_and(|t| !t.is_none()) => Ok(false),
+            other => other.map(|()| false),
+        }
     }
 
     fn __repr__(&self) -> String {
@@ -707,11 +808,10 @@ impl Publisher {
         timestamp_ns: u64,
     ) -> PyResult<u64> {
         let meta = frame_meta(width, height, format, stride, timestamp_ns)?;
-        let buf = contiguous(data, false)?;
+        let buf = Bytes::get(data, false)?;
         // SAFETY: `buf` keeps the caller's contiguous buffer exported for
         // the call; we hold the GIL, so no Python code writes it meanwhile.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes()) };
+        let bytes = unsafe { std::slice::from_raw_parts(buf.ptr(), buf.len()) };
         let mut state = lock(&self.state);
         match &mut *state {
             State::Idle(publisher) => publisher.publish(&meta, bytes).map_err(IntoPyErr::py),
@@ -737,6 +837,7 @@ impl Publisher {
                         ptr,
                         len: n,
                         views,
+                        pid: std::process::id(),
                     })
                 }
                 Err((publisher, e)) => {
@@ -790,14 +891,18 @@ impl Publisher {
         slf
     }
 
+    /// Closes it. With an exception already on its way, a failure to
+    /// close (views of a loan alive) does not replace it.
     fn __exit__(
         &self,
-        _ty: Option<&Bound<'_, PyAny>>,
+        ty: Option<&Bound<'_, PyAny>>,
         _value: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
-        self.close()?;
-        Ok(false)
+        match self.close() {
+            Err(_) if ty.is_some_and(|t| !t.is_none()) => Ok(false),
+            other => other.map(|()| false),
+        }
     }
 
     fn __repr__(&self) -> String {
@@ -815,6 +920,25 @@ struct Loan {
     ptr: usize,
     len: usize,
     views: Arc<AtomicUsize>,
+    /// The process that took the loan (a forked child must not end it).
+    pid: u32,
+}
+
+/// A loan nobody committed (dropped, or its `with` block left by an
+/// exception) goes back to the publisher, which can then publish again.
+impl Drop for Loan {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            return;
+        }
+        let publisher = self.publisher.get();
+        let mut state = lock(&publisher.state);
+        if matches!(&*state, State::Loaned(_, v) if Arc::ptr_eq(v, &self.views)) {
+            if let State::Loaned(loan, _) = std::mem::replace(&mut *state, State::Moving) {
+                *state = State::Idle(loan.abandon());
+            }
+        }
+    }
 }
 
 impl Loan {
@@ -916,10 +1040,12 @@ impl Loan {
     }
 
     /// Leaving a `with` block abandons a loan that was not committed.
+    /// Views still alive keep it until they go (then it is abandoned);
+    /// that is an error only when no exception is already on its way.
     fn __exit__(
         &self,
         py: Python<'_>,
-        _ty: Option<&Bound<'_, PyAny>>,
+        ty: Option<&Bound<'_, PyAny>>,
         _value: Option<&Bound<'_, PyAny>>,
         _tb: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<bool> {
@@ -927,7 +1053,10 @@ impl Loan {
         let ours =
             matches!(&*lock(&publisher.state), State::Loaned(_, v) if Arc::ptr_eq(v, &self.views));
         if ours {
-            self.abandon(py)?;
+            match self.abandon(py) {
+                Err(_) if ty.is_some_and(|t| !t.is_none()) => {}
+                other => other?,
+            }
         }
         Ok(false)
     }
@@ -987,21 +1116,32 @@ impl Region {
         length: Option<usize>,
     ) -> PyResult<Bound<'py, PyBytes>> {
         let region = self.get()?;
-        let length = length.unwrap_or_else(|| region.len().saturating_sub(offset));
+        let size = region.len();
+        let length = length.unwrap_or_else(|| size.saturating_sub(offset));
+        if offset.checked_add(length).is_none_or(|end| end > size) {
+            return Err(PyValueError::new_err(format!(
+                "region {}: {length} bytes at offset {offset} do not fit in its {size} bytes",
+                self.name
+            )));
+        }
         let mut buf = vec![0u8; length];
-        py.detach(|| region.read(offset, &mut buf))
-            .map_err(IntoPyErr::py)?;
+        detached(py, || region.read(offset, &mut buf)).map_err(IntoPyErr::py)?;
         Ok(PyBytes::new(py, &buf))
     }
 
     /// Writes `data` at `offset` under the region's write lock.
-    fn write(&self, data: &Bound<'_, PyAny>, offset: usize) -> PyResult<()> {
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>, offset: usize) -> PyResult<()> {
         let region = self.get()?;
-        let buf = contiguous(data, false)?;
-        // SAFETY: as in `Publisher.publish`: exported for the call, GIL held.
-        let bytes =
-            unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes()) };
-        region.write(offset, bytes).map_err(IntoPyErr::py)
+        let buf = Bytes::get(data, false)?;
+        let (ptr, len) = (buf.ptr() as usize, buf.len());
+        // Without the GIL: the write may wait for the region's lock.
+        detached(py, || {
+            // SAFETY: `buf` keeps the caller's bytes exported until after
+            // this call, and they are only read.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
+            region.write(offset, bytes)
+        })
+        .map_err(IntoPyErr::py)
     }
 
     #[getter]
@@ -1037,6 +1177,9 @@ impl Region {
 fn _shmcast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_function(wrap_pyfunction!(_at_exit, m)?)?;
+    py.import("atexit")?
+        .call_method1("register", (m.getattr("_at_exit")?,))?;
     m.add_class::<FrameInfo>()?;
     m.add_class::<Subscriber>()?;
     m.add_class::<Lease>()?;

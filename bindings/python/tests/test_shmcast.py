@@ -94,6 +94,10 @@ def test_a_lease_backed_array_is_the_channels_memory_not_a_copy():
         b = np.frombuffer(memoryview(lease), np.uint8)
         assert a.ctypes.data == lease.address
         assert np.shares_memory(a, b)
+        # The array's memory is the channel's shared mapping itself.
+        maps = open("/proc/self/maps").read().splitlines()
+        owner = [m for m in maps if int(m.split()[0].split("-")[0], 16) <= a.ctypes.data < int(m.split()[0].split("-")[1], 16)]
+        assert owner and owner[0].endswith(f"/dev/shm/shmcast.{name}"), owner
         assert not a.flags.writeable
         info, copy = sub.read_latest()
         assert not np.shares_memory(a, np.frombuffer(copy, np.uint8))
@@ -259,10 +263,24 @@ def test_loans_fill_in_place_and_refuse_to_commit_with_live_views():
             loan.commit()
         info, data = sub.read_latest()
         assert (info.format, data) == ("gray8", b"\x09" * 16)
-        # A with block abandons what it does not commit.
+        # A with block abandons what it does not commit: the publisher
+        # publishes again, and the abandoned bytes were never published.
         with pub.loan(16) as unused:
             np.frombuffer(unused, np.uint8)[:] = 1
         assert sub.latest_number == 1
+        assert pub.publish(b"2" * 16) == 2
+        # So does a loan left to the garbage collector, or one whose with
+        # block an exception leaves while a view is still alive.
+        pub.loan(16)
+        gc.collect()
+        assert pub.publish(b"3" * 16) == 3
+        with pytest.raises(RuntimeError, match="capture failed"):
+            with pub.loan(16) as failing:
+                kept = np.frombuffer(failing, np.uint8)
+                raise RuntimeError("capture failed")
+        del kept, failing
+        gc.collect()
+        assert pub.publish(b"4" * 16) == 4
         assert sub.health() == "live"
     assert sub.closed
 
@@ -277,3 +295,84 @@ def test_regions_round_trip_and_read_only_views_refuse_writes():
             view.write(b"x", 0)
         with pytest.raises(ValueError):
             owner.read(60, 8)
+
+
+def test_wait_gives_way_to_ctrl_c():
+    import signal
+
+    name = unique("sigint")
+    with shmcast.Publisher(name, 8), shmcast.Subscriber(name) as sub:
+        timer = threading.Timer(0.3, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
+        timer.start()
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            sub.wait(after=0, timeout=30)
+        assert time.monotonic() - started < 5
+        timer.join()
+
+
+def test_one_thread_waits_while_another_leases():
+    name = unique("two-threads")
+    with shmcast.Publisher(name, 8) as pub, shmcast.Subscriber(name, leasing=True) as sub:
+        pub.publish(b"1" * 8)
+        woke = []
+        waiter = threading.Thread(target=lambda: woke.append(sub.wait(after=1, timeout=10)))
+        waiter.start()
+        time.sleep(0.2)
+        with sub.lease_latest() as lease:  # not blocked by the waiting thread
+            assert bytes(lease) == b"1" * 8
+        pub.publish(b"2" * 8)
+        waiter.join(timeout=10)
+        assert woke == [2]
+
+
+def test_a_forked_child_leaves_the_parents_channel_alone():
+    name = unique("fork")
+    with shmcast.Publisher(name, 8, slots=2, max_lease=60) as pub, shmcast.Subscriber(name, leasing=True) as sub:
+        pub.publish(b"1" * 8)
+        lease = sub.lease_latest()
+        pid = os.fork()
+        if pid == 0:
+            # The child closes and drops everything it inherited, as a
+            # careless program's exit would, and must not touch the parent's.
+            try:
+                pub.close()
+                sub.close()
+                lease.release()
+                gc.collect()
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+        # The name, the publisher role and the lease are still the parent's.
+        assert sub.health() == "live"
+        with shmcast.Subscriber(name) as again:
+            assert again.latest_number == 1
+        pub.publish(b"2" * 8)
+        with pytest.raises(shmcast.AllSlotsLeased):
+            pub.publish(b"3" * 8)  # the lease still holds its slot
+        lease.release()
+        assert pub.publish(b"3" * 8) == 3
+
+
+def test_any_contiguous_buffer_goes_in_and_out_whatever_its_item_type():
+    name = unique("dtypes")
+    depth = (np.arange(32, dtype=np.uint16) * 1000).reshape(4, 8)
+    with shmcast.Publisher(name, depth.nbytes) as pub, shmcast.Subscriber(name) as sub:
+        pub.publish(depth, width=8, height=4)
+        out = np.empty((4, 8), np.uint16)
+        info = sub.read_latest(out)
+        assert info.len == depth.nbytes and (out == depth).all()
+        with pytest.raises((BufferError, ValueError)):
+            pub.publish(depth[:, ::2])  # not contiguous
+        with pytest.raises((BufferError, ValueError, TypeError)):
+            sub.read_latest(bytes(64))  # read-only
+
+
+def test_a_region_read_past_its_end_is_refused_before_anything_is_allocated():
+    name = unique("region-huge")
+    with shmcast.Region(name, size=64) as region:
+        with pytest.raises(ValueError, match="do not fit"):
+            region.read(0, 2**45)
+        with pytest.raises(ValueError, match="do not fit"):
+            region.read(2**62, 2**62)

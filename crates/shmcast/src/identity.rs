@@ -75,6 +75,13 @@ impl ProcessId {
     }
 }
 
+/// Whether `token` is another process's than the caller's: true in the
+/// child of a `fork` that inherited a parent's object. Such a child must
+/// not release or remove what the parent holds (Python forks readily).
+pub(crate) fn forked_from(token: u64) -> bool {
+    token_pid(token) != std::process::id()
+}
+
 /// The PID recorded in a lock word made by [`ProcessId::token`].
 pub(crate) fn token_pid(token: u64) -> u32 {
     (token >> 32) as u32

@@ -131,6 +131,8 @@ pub(crate) struct Segment {
     layout: Layout,
     writable: bool,
     remove_on_drop: bool,
+    /// The process that mapped it (a forked child inherits the mapping).
+    mapped_by: u32,
 }
 
 impl Segment {
@@ -216,6 +218,7 @@ impl Segment {
             map,
             writable: true,
             remove_on_drop: !opts.persist,
+            mapped_by: std::process::id(),
         })
     }
 
@@ -238,6 +241,7 @@ impl Segment {
                         layout,
                         writable,
                         remove_on_drop: false,
+                        mapped_by: std::process::id(),
                     })
                 }
                 // The creator may still be writing the header: give it a
@@ -346,7 +350,7 @@ impl Segment {
     /// removed it at all). For owners that must let the name go before they
     /// give up ownership, so a successor cannot adopt a name about to vanish.
     pub(crate) fn remove_name_now(&mut self) {
-        if self.remove_on_drop {
+        if self.remove_on_drop && self.ours() {
             self.map.unlink_if_same(&self.name.object_name());
             self.remove_on_drop = false;
         }
@@ -357,6 +361,11 @@ impl Segment {
     pub(crate) fn remove_name_now_claimed(&mut self) {
         self.map.unlink_if_same(&self.name.object_name());
         self.remove_on_drop = false;
+    }
+
+    /// Whether this process mapped it (not a forked child's inherited copy).
+    fn ours(&self) -> bool {
+        self.mapped_by == std::process::id()
     }
 
     /// Whether our name still names this segment.
@@ -423,7 +432,8 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if self.remove_on_drop {
+        // A forked child's copy is the parent's to remove, not the child's.
+        if self.remove_on_drop && self.ours() {
             self.map.unlink_if_same(&self.name.object_name());
             self.release_claim();
         }

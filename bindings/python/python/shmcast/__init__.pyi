@@ -1,14 +1,20 @@
 """Type stubs for shmcast (the extension module shmcast._shmcast)."""
 
+import sys
 from types import TracebackType
-from typing import Literal, Optional, Self
+from typing import Literal, Optional, Self, overload
 
-from collections.abc import Buffer
+if sys.version_info >= (3, 12):
+    from collections.abc import Buffer
+else:
+    from typing_extensions import Buffer
 
 __version__: str
 
-PixelFormat = Literal["raw", "rgb24", "bgr24", "rgba", "bgra", "gray8", "yuyv", "nv12", "i420"]
-Health = Literal["live", "stalled", "gone"]
+# Pixel format names (case-insensitive; ffmpeg's gray, yuyv422 and yuv420p
+# are accepted too): raw, rgb24, bgr24, rgba, bgra, gray8, yuyv, nv12, i420.
+_PixelFormat = str
+_Health = Literal["live", "stalled", "gone"]
 
 class Error(Exception):
     """Any shmcast failure; the message says what failed and what to do."""
@@ -63,7 +69,8 @@ class FrameInfo:
     def stride(self) -> int:
         """Bytes per row of the first plane."""
     @property
-    def format(self) -> PixelFormat: ...
+    def format(self) -> str:
+        """The pixel format's name: raw, rgb24, bgr24, rgba, bgra, gray8, yuyv, nv12 or i420."""
     @property
     def timestamp_ns(self) -> int:
         """Capture time, nanoseconds since the Unix epoch."""
@@ -72,6 +79,7 @@ class Subscriber:
     """A channel's subscriber; read-only unless opened with leasing=True.
 
     Any thread may use it; one thread may wait while another reads or leases.
+    Methods raise ValueError once it is closed.
     """
 
     def __init__(self, name: str, timeout: Optional[float] = 0.0, leasing: bool = False) -> None:
@@ -81,19 +89,26 @@ class Subscriber:
         access to the channel's lease table."""
     def wait(self, after: int = 0, timeout: Optional[float] = None) -> int:
         """Blocks until a frame newer than `after` is published and returns
-        its number; releases the GIL and uses no CPU while it waits. Raises
+        its number; releases the GIL and uses no CPU while it waits, and
+        looks for Ctrl-C (KeyboardInterrupt) and close() every 0.1 s. Raises
         Timeout. Follows the name to a restarted publisher's channel (frame
         numbers then start again)."""
-    def read_latest(self, out: Optional[Buffer] = None) -> Optional[tuple[FrameInfo, bytes]] | Optional[FrameInfo]:
+    @overload
+    def read_latest(self, out: None = None) -> Optional[tuple[FrameInfo, bytes]]:
         """The latest frame, copied: (FrameInfo, bytes), or None before the
-        first one. With `out` (a writable C-contiguous buffer such as a
-        bytearray or numpy array of at least the frame's length), copies into
-        it (releasing the GIL) and returns the FrameInfo. Always one whole
+        first one. Always one whole frame."""
+    @overload
+    def read_latest(self, out: Buffer) -> Optional[FrameInfo]:
+        """Copies the latest frame into `out` (a writable C-contiguous
+        buffer of any item type: bytearray, numpy array, ...) without
+        holding the GIL and returns its FrameInfo, or None before the first
         frame. Raises BufferTooSmall."""
     def lease_latest(self) -> Optional[Lease]:
-        """Leases the latest frame in place (needs leasing=True), or None
-        before the first frame. One lease per subscriber at a time."""
-    def health(self, stall_after: float = 2.0) -> Health:
+        """Leases the latest frame in place (needs leasing=True, else
+        NotLeasing), or None before the first frame. One lease per
+        subscriber at a time: a second raises Error until the first is
+        released."""
+    def health(self, stall_after: float = 2.0) -> _Health:
         """"live", "stalled" (no frame for `stall_after` s) or "gone"."""
     @property
     def name(self) -> str: ...
@@ -165,7 +180,7 @@ class Publisher:
         data: Buffer,
         width: int = 0,
         height: int = 0,
-        format: PixelFormat = "raw",
+        format: _PixelFormat = "raw",
         stride: int = 0,
         timestamp_ns: int = 0,
     ) -> int:
@@ -181,7 +196,10 @@ class Publisher:
     @property
     def closed(self) -> bool: ...
     def close(self) -> None:
-        """Stops publishing; subscribers see the publisher gone."""
+        """Stops publishing; subscribers see the publisher gone (and on
+        Linux the name is removed). Raises BufferError while views of a loan
+        exist. Close publishers explicitly (or use `with`): one left to the
+        garbage collector at exit may leave its name behind."""
     def __enter__(self) -> Self: ...
     def __exit__(self, ty: Optional[type[BaseException]], value: Optional[BaseException], tb: Optional[TracebackType]) -> bool: ...
 
@@ -193,7 +211,7 @@ class Loan(Buffer):
         self,
         width: int = 0,
         height: int = 0,
-        format: PixelFormat = "raw",
+        format: _PixelFormat = "raw",
         stride: int = 0,
         timestamp_ns: int = 0,
     ) -> int:
@@ -220,7 +238,8 @@ class Region:
     ) -> None:
         """With `size`, creates region `name` (zero-filled); without, opens it."""
     def read(self, offset: int = 0, length: Optional[int] = None) -> bytes: ...
-    def write(self, data: Buffer, offset: int) -> None: ...
+    def write(self, data: Buffer, offset: int) -> None:
+        """Writes `data` at `offset` under the region's lock (without the GIL)."""
     @property
     def size(self) -> int: ...
     @property

@@ -487,6 +487,10 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
+        if crate::identity::forked_from(self.me) {
+            // A forked child's copy: the channel is the parent's.
+            return;
+        }
         // Names first, role second, ownership last: a publisher taking over
         // now either finds no name (and creates a fresh channel) or finds
         // us still owning it; never a free role on a vanishing name.
@@ -798,7 +802,7 @@ impl DerefMut for Loan<'_> {
 
 impl Drop for Loan<'_> {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && !crate::identity::forked_from(self.publisher.me) {
             self.publisher.channel.words().abort(self.slot);
         }
     }
@@ -877,7 +881,9 @@ impl DerefMut for OwnedLoan {
 impl Drop for OwnedLoan {
     fn drop(&mut self) {
         if let Some(publisher) = &self.publisher {
-            publisher.channel.words().abort(self.slot);
+            if !crate::identity::forked_from(publisher.me) {
+                publisher.channel.words().abort(self.slot);
+            }
         }
     }
 }

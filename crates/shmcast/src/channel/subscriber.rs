@@ -210,11 +210,17 @@ impl Subscriber {
         let started = Instant::now();
         loop {
             match Subscriber::open_once(&name, options.access) {
-                Err(SubscriberError::Open(OpenError::NotFound { .. }))
-                    if options.wait.is_some() =>
+                // Not there yet, or there but still being created (a large
+                // channel takes a while to reserve): both are waited out.
+                Err(SubscriberError::Open(
+                    e @ (OpenError::NotFound { .. } | OpenError::Uninitialized { .. }),
+                )) if options.wait.is_some() =>
                 {
                     let timeout = options.wait.unwrap_or_default();
                     if started.elapsed() >= timeout {
+                        if let OpenError::Uninitialized { .. } = e {
+                            return Err(e.into()); // it never got finished
+                        }
                         return Err(SubscriberError::Timeout {
                             name: name.to_string(),
                             waited: started.elapsed(),
@@ -797,6 +803,9 @@ impl std::fmt::Debug for Waiter {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        if crate::identity::forked_from(self.me) {
+            return; // a forked child's copy: the entry is the parent's
+        }
         let mut share = share(&self.detached);
         if share.leased {
             // A detached lease still holds a slot through our entry: it
@@ -895,6 +904,9 @@ impl Deref for Lease<'_> {
 
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
+        if crate::identity::forked_from(self.subscriber.me) {
+            return;
+        }
         self.subscriber
             .channel
             .words()
@@ -953,7 +965,7 @@ impl DetachedLease {
     }
 
     fn end(&mut self) {
-        if !self.released {
+        if !self.released && !crate::identity::forked_from(self.me) {
             self.released = true;
             // Under the share's lock: the subscriber's next lease on this
             // entry is ordered after our clear.

@@ -214,8 +214,7 @@ impl Subscriber {
                 // channel takes a while to reserve): both are waited out.
                 Err(SubscriberError::Open(
                     e @ (OpenError::NotFound { .. } | OpenError::Uninitialized { .. }),
-                )) if options.wait.is_some() =>
-                {
+                )) if options.wait.is_some() => {
                     let timeout = options.wait.unwrap_or_default();
                     if started.elapsed() >= timeout {
                         if let OpenError::Uninitialized { .. } = e {

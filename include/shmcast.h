@@ -438,10 +438,8 @@ int32_t shmcast_subscriber_open(const char *name,
 // in the kernel (no CPU while waiting) and without holding the handle's
 // lock. When the publisher exits and a new one creates the channel anew,
 // the subscriber follows the name and returns the new channel's first
-// frame, whatever its number (numbers start again); while it holds a
-// lease it stays on the old channel (the lease's bytes live there) and
-// follows once the lease is released. `SHMCAST_ERROR_TIMEOUT` when
-// nothing came.
+// frame, whatever its number (numbers start again; a lease held from the
+// old channel stays valid). `SHMCAST_ERROR_TIMEOUT` when nothing came.
 //
 // # Safety
 // `subscriber` must be NULL or a live handle; `frame_number` NULL or

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+mod ffmpeg;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -110,6 +111,10 @@ enum Command {
     },
     /// Remove the segments whose creator is dead (Linux).
     Clean,
+    /// List the cameras ffmpeg can open here (DirectShow on Windows,
+    /// /dev/video* with their formats on Linux), with the name to pass to
+    /// `serve --camera`.
+    Devices,
     /// Own a channel and fill it: the built-in moving test pattern (the
     /// default), or raw frames from stdin. A second serve of a live channel
     /// fails naming its pid; a dead one's channel is taken over.
@@ -138,6 +143,22 @@ enum Command {
         /// Slots in the channel's ring
         #[arg(long, default_value_t = shmcast::DEFAULT_SLOTS)]
         slots: u32,
+        /// ffmpeg's input arguments, for --source ffmpeg: any input ffmpeg
+        /// reads, e.g. "-f v4l2 -input_format mjpeg -video_size 1920x1080
+        /// -i /dev/video0"; ffmpeg is asked for raw frames of --width,
+        /// --height and --format
+        #[arg(long, allow_hyphen_values = true)]
+        input: Option<String>,
+        /// A camera, read through ffmpeg (implies --source ffmpeg): a
+        /// DirectShow name on Windows, a device such as /dev/video0 on
+        /// Linux (`shmcast devices` lists them); asks it for --width x
+        /// --height at --fps
+        #[arg(long, conflicts_with = "input")]
+        camera: Option<String>,
+        /// Seconds ffmpeg may send nothing before it is stopped and started
+        /// again (readers see the channel stalled meanwhile)
+        #[arg(long, default_value_t = 2.0)]
+        stall_after: f64,
         #[command(flatten)]
         access: ChannelAccess,
     },
@@ -222,6 +243,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::Cat { target } => cat(&target.name()?),
         Command::Info { target, json } => info(&target.name()?, json),
         Command::Clean => clean(),
+        Command::Devices => devices(),
         Command::Publish {
             target,
             width,
@@ -242,6 +264,9 @@ fn run(command: Command) -> Result<(), String> {
                 lease_sddl: access.lease_sddl,
                 source: serve::Source::Stdin,
                 frames: None,
+                input: Vec::new(),
+                ffmpeg: ffmpeg_program(),
+                stall_after: Duration::MAX,
             },
         ),
         Command::Serve {
@@ -253,21 +278,52 @@ fn run(command: Command) -> Result<(), String> {
             fps,
             frames,
             slots,
+            input,
+            camera,
+            stall_after,
             access,
-        } => serve::run(
-            &target.name()?,
-            &serve::Job {
-                meta: FrameMeta::new(width, height, format),
-                fps: Some(fps),
-                slots,
-                mode: access.mode,
-                sddl: access.sddl,
-                lease_mode: access.lease_mode,
-                lease_sddl: access.lease_sddl,
-                source,
-                frames,
-            },
-        ),
+        } => {
+            let (source, input) =
+                match (source, input, camera) {
+                    (_, _, Some(camera)) => (
+                        serve::Source::Ffmpeg,
+                        shmcast_cli_camera(&camera, width, height, fps),
+                    ),
+                    (serve::Source::Ffmpeg, Some(input), None) => (
+                        serve::Source::Ffmpeg,
+                        shlex::split(&input)
+                            .filter(|a| !a.is_empty())
+                            .ok_or_else(|| {
+                                format!(
+                                "--input {input:?} is not a list of arguments (check its quotes)"
+                            )
+                            })?,
+                    ),
+                    (serve::Source::Ffmpeg, None, None) => return Err(
+                        "--source ffmpeg needs --input \"ffmpeg input arguments\" or --camera NAME"
+                            .to_owned(),
+                    ),
+                    (_, Some(_), None) => return Err("--input is for --source ffmpeg".to_owned()),
+                    (source, None, None) => (source, Vec::new()),
+                };
+            serve::run(
+                &target.name()?,
+                &serve::Job {
+                    meta: FrameMeta::new(width, height, format),
+                    fps: Some(fps),
+                    slots,
+                    mode: access.mode,
+                    sddl: access.sddl,
+                    lease_mode: access.lease_mode,
+                    lease_sddl: access.lease_sddl,
+                    source,
+                    frames,
+                    input,
+                    ffmpeg: ffmpeg_program(),
+                    stall_after: seconds(stall_after)?,
+                },
+            )
+        }
         Command::Read {
             target,
             count,
@@ -290,6 +346,87 @@ fn run(command: Command) -> Result<(), String> {
         ),
         Command::Remove { target } => shmcast::remove(target.name()?).map_err(|e| e.to_string()),
     }
+}
+
+/// `shmcast devices`: asks ffmpeg what it can open.
+fn devices() -> Result<(), String> {
+    let ffmpeg = ffmpeg_program();
+    let ask = |args: &[&str]| -> Result<String, String> {
+        let out = std::process::Command::new(&ffmpeg)
+            .args(["-hide_banner"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| {
+                format!("cannot run {ffmpeg}: {e} (install ffmpeg, or set SHMCAST_FFMPEG)")
+            })?;
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let found: Vec<ffmpeg::Device> = if cfg!(windows) {
+        ffmpeg::parse_dshow(&ask(&[
+            "-list_devices",
+            "true",
+            "-f",
+            "dshow",
+            "-i",
+            "dummy",
+        ])?)
+    } else {
+        let mut nodes: Vec<String> = std::fs::read_dir("/dev")
+            .map_err(|e| format!("cannot list /dev: {e}"))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().display().to_string())
+            .filter(|p| p.starts_with("/dev/video"))
+            .collect();
+        nodes.sort_by_key(|p| (p.len(), p.clone()));
+        let mut found = Vec::new();
+        for node in nodes {
+            let formats = ffmpeg::parse_v4l2_formats(&ask(&[
+                "-f",
+                "v4l2",
+                "-list_formats",
+                "all",
+                "-i",
+                &node,
+            ])?);
+            // Nodes without capture formats are metadata nodes of the
+            // same camera (UVC makes two per camera).
+            if !formats.is_empty() {
+                found.push(ffmpeg::Device {
+                    name: node,
+                    details: formats,
+                });
+            }
+        }
+        found
+    };
+    if found.is_empty() {
+        return Err(if cfg!(windows) {
+            "no cameras found: ffmpeg lists no DirectShow video device".to_owned()
+        } else {
+            "no cameras found: no /dev/video* device that ffmpeg can capture from (is the camera plugged in, and may this user open it? members of group video may)".to_owned()
+        });
+    }
+    for device in &found {
+        println!("{}", device.name);
+        for detail in &device.details {
+            println!("    {detail}");
+        }
+    }
+    println!(
+        "\nserve one with: shmcast serve cam --camera \"{}\" --width 1920 --height 1080 --fps 30",
+        found[0].name
+    );
+    Ok(())
+}
+
+/// The ffmpeg to run: $SHMCAST_FFMPEG, or `ffmpeg` from the PATH.
+fn ffmpeg_program() -> String {
+    std::env::var("SHMCAST_FFMPEG").unwrap_or_else(|_| "ffmpeg".to_owned())
+}
+
+fn shmcast_cli_camera(camera: &str, width: u32, height: u32, fps: f64) -> Vec<String> {
+    ffmpeg::camera_input(camera, width, height, if fps > 0.0 { fps } else { 30.0 })
 }
 
 /// The error's message, then its OS cause, on one line.

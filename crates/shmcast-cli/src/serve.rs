@@ -1,7 +1,7 @@
 //! `shmcast serve` and `shmcast publish`: the process that owns a channel
-//! and fills it, from the built-in moving test pattern or from raw frames
-//! on stdin. Frames are produced straight into a loaned slot, so each one
-//! crosses memory once.
+//! and fills it, from the built-in moving test pattern, raw frames on
+//! stdin, or ffmpeg (a camera, see `ffmpeg.rs`). Frames are produced
+//! straight into a loaned slot, so each one crosses memory once.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,9 @@ pub enum Source {
     /// Raw frames on stdin, exactly one frame's bytes each (ffmpeg
     /// `-f rawvideo`); stops at EOF.
     Stdin,
+    /// ffmpeg with the input arguments of --input (or --camera), restarted
+    /// whenever it fails or stalls.
+    Ffmpeg,
 }
 
 /// What to serve, and how.
@@ -47,7 +50,18 @@ pub struct Job {
     pub source: Source,
     /// Stop after this many frames (the pattern runs until interrupted).
     pub frames: Option<u64>,
+    /// ffmpeg's input arguments (source ffmpeg).
+    pub input: Vec<String>,
+    /// The ffmpeg to run.
+    pub ffmpeg: String,
+    /// How long ffmpeg may send nothing before it is stopped and started
+    /// again (the first frame gets at least FIRST_FRAME_GRACE).
+    pub stall_after: Duration,
 }
+
+/// How long a freshly started ffmpeg may take to deliver its first frame
+/// (opening a camera can take seconds).
+const FIRST_FRAME_GRACE: Duration = Duration::from_secs(5);
 
 /// Creates (or takes over) channel `name` and fills it until the source
 /// ends, `frames` are out, or Ctrl-C / SIGTERM.
@@ -120,7 +134,11 @@ pub fn run(name: &Name, job: &Job) -> Result<(), String> {
             ))
         );
     }
-    let result = publish_loop(name, job, &mut publisher, frame_len, period, &stop);
+    let result = if job.source == Source::Ffmpeg {
+        ffmpeg_loop(name, job, &mut publisher, frame_len, &stop)
+    } else {
+        publish_loop(name, job, &mut publisher, frame_len, period, &stop)
+    };
     finished.store(true, Ordering::SeqCst);
     drop(publisher);
     result
@@ -176,6 +194,7 @@ fn publish_loop(
                     draw(loan, &meta, published + dropped);
                 }
             }
+            Source::Ffmpeg => unreachable!("ffmpeg_loop serves it"),
             Source::Stdin => {
                 // With no slot, the frame's bytes are still read (and
                 // discarded) so the stream stays aligned on frames.
@@ -224,6 +243,165 @@ fn publish_loop(
     }
     eprintln!("published {published} frames to {name}");
     Ok(())
+}
+
+/// Runs ffmpeg and publishes its frames until `stop` or `job.frames`;
+/// when ffmpeg fails, ends or sends nothing for `job.stall_after`, says so
+/// on the channel ([`Publisher::report_stall`]) and starts it again after
+/// a pause that doubles up to [`ffmpeg::MAX_BACKOFF`] (back to the first
+/// after a frame arrives).
+fn ffmpeg_loop(
+    name: &Name,
+    job: &Job,
+    publisher: &mut Publisher,
+    frame_len: usize,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    use crate::ffmpeg;
+    use std::sync::atomic::AtomicU64;
+    let args = ffmpeg::command_line(&job.ffmpeg, &job.input, &job.meta)
+        .map_err(|e| format!("channel {name}: {e}"))?;
+    let tag = name.to_string();
+    let clock = Instant::now();
+    let now_ms = move || clock.elapsed().as_millis() as u64;
+    let mut backoff = ffmpeg::FIRST_BACKOFF;
+    let (mut published, mut dropped) = (0u64, 0u64);
+    let mut scratch = Vec::new();
+    let done = |published: u64| job.frames.is_some_and(|n| published >= n);
+    while !stop.load(Ordering::SeqCst) && !done(published) {
+        let mut running = match ffmpeg::Running::start(&args, &tag) {
+            Ok(running) => running,
+            Err(e) => {
+                let reason = format!("cannot start {}: {e}", args[0]);
+                stall(publisher, &tag, &reason, backoff);
+                pause(stop, backoff);
+                backoff = (backoff * 2).min(ffmpeg::MAX_BACKOFF);
+                continue;
+            }
+        };
+        eprintln!(
+            "[{tag}] ffmpeg started (pid {}): {}",
+            running.pid,
+            args.join(" ")
+        );
+        // The watchdog stops an ffmpeg that sends nothing for too long.
+        let last_frame = Arc::new(AtomicU64::new(now_ms()));
+        let ended = Arc::new(AtomicBool::new(false));
+        let silenced = Arc::new(AtomicBool::new(false));
+        let watchdog = {
+            let (last_frame, ended, silenced) =
+                (last_frame.clone(), ended.clone(), silenced.clone());
+            let child = running.child.clone();
+            let (stall_after, first) = (job.stall_after, job.stall_after.max(FIRST_FRAME_GRACE));
+            let started_at = now_ms();
+            std::thread::spawn(move || {
+                while !ended.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                    let last = last_frame.load(Ordering::SeqCst);
+                    let limit = if last == started_at {
+                        first
+                    } else {
+                        stall_after
+                    };
+                    if now_ms().saturating_sub(last) > limit.as_millis() as u64 {
+                        silenced.store(true, Ordering::SeqCst);
+                        let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+                        return;
+                    }
+                }
+            })
+        };
+        let mut stdout = running.take_stdout();
+        let mut got_any = false;
+        while !stop.load(Ordering::SeqCst) && !done(published) {
+            let mut loan = match publisher.loan(frame_len) {
+                Ok(loan) => Some(loan),
+                Err(PublishError::AllSlotsLeased { .. }) => None,
+                Err(e) => {
+                    ended.store(true, Ordering::SeqCst);
+                    let _ = running.child.lock().map(|mut c| c.kill());
+                    return Err(one_line(&e));
+                }
+            };
+            scratch.resize(if loan.is_some() { 0 } else { frame_len }, 0);
+            let buf: &mut [u8] = match loan.as_mut() {
+                Some(loan) => loan,
+                None => &mut scratch,
+            };
+            match read_full(&mut stdout, buf) {
+                Ok(n) if n == frame_len => {}
+                _ => break, // ended, killed, or a short last frame
+            }
+            match loan {
+                Some(loan) => {
+                    loan.commit(&job.meta);
+                    published += 1;
+                }
+                None => dropped += 1,
+            }
+            last_frame.store(now_ms(), Ordering::SeqCst);
+            if !got_any {
+                got_any = true;
+                backoff = ffmpeg::FIRST_BACKOFF;
+            }
+        }
+        ended.store(true, Ordering::SeqCst);
+        let child = running.child.clone();
+        let _ = child.lock().map(|mut c| c.kill());
+        let _ = watchdog.join();
+        let status = child
+            .lock()
+            .map(|mut c| c.wait().map_or_else(|e| e.to_string(), |s| s.to_string()))
+            .unwrap_or_default();
+        if stop.load(Ordering::SeqCst) || done(published) {
+            break;
+        }
+        let reason = if silenced.load(Ordering::SeqCst) {
+            format!(
+                "ffmpeg sent no frame for {:.1}s and was stopped",
+                if got_any {
+                    job.stall_after
+                } else {
+                    job.stall_after.max(FIRST_FRAME_GRACE)
+                }
+                .as_secs_f64()
+            )
+        } else {
+            match running.last_error() {
+                Some(line) => format!("ffmpeg ended ({status}): {line}"),
+                None => format!("ffmpeg ended ({status})"),
+            }
+        };
+        stall(publisher, &tag, &reason, backoff);
+        pause(stop, backoff);
+        backoff = (backoff * 2).min(ffmpeg::MAX_BACKOFF);
+    }
+    if dropped > 0 {
+        eprintln!("[{tag}] dropped {dropped} frames: subscribers leased every free slot");
+    }
+    eprintln!("published {published} frames to {name}");
+    Ok(())
+}
+
+/// Marks the channel stalled for `reason` and says so.
+fn stall(publisher: &mut Publisher, tag: &str, reason: &str, retry_in: Duration) {
+    publisher.report_stall(reason);
+    eprintln!(
+        "[{tag}] stalled: {reason}; starting ffmpeg again in {:.1}s",
+        retry_in.as_secs_f64()
+    );
+}
+
+/// Sleeps `how_long`, or less if `stop` is set meanwhile.
+fn pause(stop: &AtomicBool, how_long: Duration) {
+    let until = Instant::now() + how_long;
+    while !stop.load(Ordering::SeqCst) {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
+    }
 }
 
 /// The time between frames for `fps` frames per second: `None` (unpaced)

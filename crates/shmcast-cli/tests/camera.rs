@@ -1,0 +1,245 @@
+//! `serve --source ffmpeg`: the camera path, with ffmpeg's lavfi test
+//! source standing in for the device (the same code: ffmpeg writes raw
+//! frames to a pipe that serve reads into loaned slots). Linux here; the
+//! Windows service bits are tested elsewhere.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{shmcast, unique};
+
+/// `serve NAME ARGS...` with its stderr lines collected as they come.
+fn serve(name: &str, args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = shmcast()
+        .args(["serve", name])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let collected = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            collected.lock().unwrap().push(line);
+        }
+    });
+    (child, lines)
+}
+
+/// The channel as `shmcast info --json` shows it.
+fn channel(name: &str) -> Option<serde_json::Value> {
+    let out = shmcast().args(["info", name, "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(v["channel"].clone())
+}
+
+/// Polls `info` until `ok` holds for the channel; its last state.
+fn until(name: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(c) = channel(name).filter(|c| ok(c)) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}: never {what}: {:?}",
+            channel(name)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const TESTSRC: &str = "-re -f lavfi -i testsrc=size=320x240:rate=60";
+const GEOMETRY: [&str; 6] = ["--width", "320", "--height", "240", "--format", "rgb24"];
+
+#[test]
+fn frames_from_ffmpeg_equal_ffmpegs_own_framemd5() {
+    let reference = std::process::Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=60",
+        ])
+        .args([
+            "-frames:v",
+            "120",
+            "-pix_fmt",
+            "rgb24",
+            "-f",
+            "framemd5",
+            "-",
+        ])
+        .output()
+        .expect("ffmpeg is needed; scripts/test installs it");
+    let reference: Vec<String> = String::from_utf8_lossy(&reference.stdout)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.rsplit(',').next().unwrap().trim().to_owned())
+        .collect();
+    let name = unique("ffmpeg-md5");
+    let reader = shmcast()
+        .args(["read", &name, "--count", "40", "--md5", "--timeout", "20"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (mut server, _) = serve(
+        &name,
+        &[
+            &["--source", "ffmpeg", "--input", TESTSRC, "--frames", "120"][..],
+            &GEOMETRY,
+        ]
+        .concat(),
+    );
+    let out = reader.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(lines.lines().count(), 40, "{lines}");
+    for line in lines.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let number: usize = f[0].parse().unwrap();
+        assert_eq!((f[1], f[2]), ("320x240", "rgb24"));
+        assert_eq!(f[3], reference[number - 1], "frame {number}");
+    }
+    assert!(server.wait().unwrap().success());
+}
+
+#[test]
+fn a_killed_ffmpeg_stalls_the_channel_with_its_reason_then_frames_go_on() {
+    let name = unique("ffmpeg-kill");
+    let args = [
+        &[
+            "--source",
+            "ffmpeg",
+            "--input",
+            TESTSRC,
+            "--stall-after",
+            "1",
+        ][..],
+        &GEOMETRY,
+    ]
+    .concat();
+    let (mut server, log) = serve(&name, &args);
+    let before = until(&name, "publishing", |c| {
+        c["latest_frame"].as_u64() >= Some(10)
+    });
+    assert_eq!(before["health"], "live");
+    let pid = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.split("ffmpeg started (pid ")
+                .nth(1)
+                .map(|r| r.split(')').next().unwrap().to_owned())
+        })
+        .expect("serve says which ffmpeg it started");
+    assert!(std::process::Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let stalled = until(&name, "stalled", |c| c["health"] == "stalled");
+    let reason = stalled["stall_reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        reason.contains("ffmpeg ended") && reason.contains("SIGKILL"),
+        "{reason}"
+    );
+    let stalled_at = stalled["latest_frame"].as_u64().unwrap();
+    // ffmpeg is started again; frame numbers go on from where they were.
+    let after = until(&name, "publishing again", |c| {
+        c["health"] == "live" && c["latest_frame"].as_u64() > Some(stalled_at + 5)
+    });
+    assert_eq!(after["stall_reason"], serde_json::Value::Null);
+    assert!(
+        server.try_wait().unwrap().is_none(),
+        "serve itself stays up"
+    );
+    let log = log.lock().unwrap().join("\n");
+    assert!(log.contains("stalled: ffmpeg ended"), "{log}");
+    assert_eq!(log.matches("ffmpeg started").count(), 2, "{log}");
+    let _ = server.kill();
+}
+
+#[test]
+fn a_source_that_fails_is_retried_with_its_error_as_the_reason() {
+    let name = unique("ffmpeg-bad");
+    let (mut server, log) = serve(
+        &name,
+        &[
+            &[
+                "--source",
+                "ffmpeg",
+                "--input",
+                "-f lavfi -i nosuchfilter=size=8x8",
+            ][..],
+            &GEOMETRY,
+        ]
+        .concat(),
+    );
+    let stalled = until(&name, "stalled", |c| c["health"] == "stalled");
+    let reason = stalled["stall_reason"].as_str().unwrap().to_owned();
+    assert!(reason.starts_with("ffmpeg ended (exit status"), "{reason}");
+    assert!(
+        reason.to_lowercase().contains("nosuchfilter") || reason.contains("filter"),
+        "{reason}"
+    );
+    // Retried, with a growing pause, and the service stays up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("ffmpeg started"))
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not retried: {:?}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("again in 0.5s") && log.contains("again in 1.0s"),
+        "{log}"
+    );
+    assert!(server.try_wait().unwrap().is_none());
+    let _ = server.kill();
+}
+
+#[test]
+fn serve_without_an_input_for_ffmpeg_says_what_is_missing() {
+    let out = shmcast()
+        .args(["serve", &unique("no-input"), "--source", "ffmpeg"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--input"));
+}
+
+#[test]
+fn devices_without_a_camera_says_so_and_fails() {
+    let out = shmcast().arg("devices").output().unwrap();
+    if out.status.success() {
+        // A machine with a camera: it lists at least one device.
+        assert!(!out.stdout.is_empty());
+    } else {
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no cameras found"));
+    }
+}

@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
+mod config;
 mod ffmpeg;
 mod serve;
 
@@ -68,6 +69,10 @@ struct ChannelAccess {
     /// leasing readers need GW on it
     #[arg(long)]
     lease_sddl: Option<String>,
+    /// Give the channel to this group (Linux), so that --mode's group bits
+    /// (640: read) apply to its members
+    #[arg(long)]
+    group: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -119,8 +124,18 @@ enum Command {
     /// default), or raw frames from stdin. A second serve of a live channel
     /// fails naming its pid; a dead one's channel is taken over.
     Serve {
-        #[command(flatten)]
-        target: Target,
+        /// Channel name: 1-200 of A-Z a-z 0-9 - _ . (a `Local\` or
+        /// `Global\` prefix picks the Windows namespace)
+        #[arg(required_unless_present = "config")]
+        name: Option<String>,
+        /// Use the Windows Global\ namespace (shared across sessions;
+        /// creating there needs SeCreateGlobalPrivilege). No effect on Linux.
+        #[arg(long)]
+        global: bool,
+        /// Serve every channel of this TOML file instead (one [[channel]]
+        /// per camera; see the README's "Run it as a service")
+        #[arg(long, conflicts_with = "name")]
+        config: Option<std::path::PathBuf>,
         /// Where frames come from
         #[arg(long, value_enum, default_value = "pattern")]
         source: serve::Source,
@@ -267,10 +282,22 @@ fn run(command: Command) -> Result<(), String> {
                 input: Vec::new(),
                 ffmpeg: ffmpeg_program(),
                 stall_after: Duration::MAX,
+                group: access.group,
             },
         ),
         Command::Serve {
-            target,
+            name,
+            global,
+            config: Some(config),
+            ..
+        } => {
+            let _ = (name, global);
+            serve::run_config(config::load(&config, &ffmpeg_program())?)
+        }
+        Command::Serve {
+            name,
+            global,
+            config: None,
             source,
             width,
             height,
@@ -306,6 +333,10 @@ fn run(command: Command) -> Result<(), String> {
                     (_, Some(_), None) => return Err("--input is for --source ffmpeg".to_owned()),
                     (source, None, None) => (source, Vec::new()),
                 };
+            let target = Target {
+                name: name.unwrap_or_default(),
+                global,
+            };
             serve::run(
                 &target.name()?,
                 &serve::Job {
@@ -321,6 +352,7 @@ fn run(command: Command) -> Result<(), String> {
                     input,
                     ffmpeg: ffmpeg_program(),
                     stall_after: seconds(stall_after)?,
+                    group: access.group,
                 },
             )
         }

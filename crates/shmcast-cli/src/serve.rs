@@ -35,6 +35,7 @@ pub enum Source {
 }
 
 /// What to serve, and how.
+#[derive(Debug)]
 pub struct Job {
     pub meta: FrameMeta,
     /// Frames per second; 0 or none: as fast as the source delivers.
@@ -57,6 +58,8 @@ pub struct Job {
     /// How long ffmpeg may send nothing before it is stopped and started
     /// again (the first frame gets at least FIRST_FRAME_GRACE).
     pub stall_after: Duration,
+    /// The group to give the channel to (Linux).
+    pub group: Option<String>,
 }
 
 /// How long a freshly started ffmpeg may take to deliver its first frame
@@ -66,17 +69,118 @@ const FIRST_FRAME_GRACE: Duration = Duration::from_secs(5);
 /// Creates (or takes over) channel `name` and fills it until the source
 /// ends, `frames` are out, or Ctrl-C / SIGTERM.
 pub fn run(name: &Name, job: &Job) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicBool::new(false));
+    on_stop(&stop, &finished, vec![name.clone()])?;
+    let options = channel_options(name, job)?;
+    let mut publisher = Publisher::create_with(name, &options).map_err(|e| one_line(&e))?;
+    let result = serve_channel(name, job, &mut publisher, &stop);
+    finished.store(true, Ordering::SeqCst);
+    drop(publisher);
+    result
+}
+
+/// Serves every channel of a config file (see `config.rs`), each on its own
+/// thread: a channel whose source fails is stalled and retried, one that
+/// cannot be created is retried every few seconds, and neither stops the
+/// others. Runs until Ctrl-C / SIGTERM (or every channel has ended).
+pub fn run_config(channels: Vec<(Name, Job)>) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicBool::new(false));
+    on_stop(
+        &stop,
+        &finished,
+        channels.iter().map(|(n, _)| n.clone()).collect(),
+    )?;
+    eprintln!("serving {} channels; Ctrl-C stops", channels.len());
+    let threads: Vec<_> = channels
+        .into_iter()
+        .map(|(name, job)| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let result = serve_until_stopped(&name, &job, &stop);
+                if let Err(e) = &result {
+                    eprintln!("[{name}] {e}");
+                }
+                result
+            })
+        })
+        .collect();
+    let failed = threads
+        .into_iter()
+        .map(|t| t.join())
+        .filter(|r| !matches!(r, Ok(Ok(()))))
+        .count();
+    finished.store(true, Ordering::SeqCst);
+    if failed > 0 {
+        return Err(format!(
+            "{failed} channel(s) ended with an error (see above)"
+        ));
+    }
+    Ok(())
+}
+
+/// How long a channel that cannot be created waits before trying again.
+const CREATE_RETRY: Duration = Duration::from_secs(3);
+
+/// One channel of a service: created (retrying while it cannot be, say
+/// while a previous instance still holds it), then served.
+fn serve_until_stopped(name: &Name, job: &Job, stop: &AtomicBool) -> Result<(), String> {
+    let options = channel_options(name, job)?;
+    let mut told = None;
+    let mut publisher = loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match Publisher::create_with(name, &options) {
+            Ok(p) => break p,
+            Err(e) => {
+                let e = one_line(&e);
+                if told.as_ref() != Some(&e) {
+                    eprintln!(
+                        "[{name}] cannot create the channel: {e}; trying again every {}s",
+                        CREATE_RETRY.as_secs()
+                    );
+                    told = Some(e);
+                }
+                pause(stop, CREATE_RETRY);
+            }
+        }
+    };
+    serve_channel(name, job, &mut publisher, stop)
+}
+
+/// Stops every loop on Ctrl-C / SIGTERM. The loops stop by themselves
+/// between frames; a source that sends nothing keeps one blocked in a
+/// read, so after a grace period the handler lets the names go itself and
+/// ends the process.
+fn on_stop(
+    stop: &Arc<AtomicBool>,
+    finished: &Arc<AtomicBool>,
+    names: Vec<Name>,
+) -> Result<(), String> {
+    let (stop, finished) = (stop.clone(), finished.clone());
+    ctrlc::set_handler(move || {
+        stop.store(true, Ordering::SeqCst);
+        std::thread::sleep(STOP_GRACE);
+        if !finished.load(Ordering::SeqCst) {
+            for name in &names {
+                let _ = shmcast::remove_owned(name);
+            }
+            eprintln!(
+                "stopped: removed {} channel(s) (a source was blocked)",
+                names.len()
+            );
+            std::process::exit(0);
+        }
+    })
+    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))
+}
+
+/// The channel's size, slots and permissions, from the job.
+fn channel_options(name: &Name, job: &Job) -> Result<ChannelOptions, String> {
     let meta = job.meta;
-    let frame_len = meta
-        .format
-        .frame_len(meta.width, meta.height)
-        .ok_or_else(|| {
-            format!(
-                "channel {name}: {}x{} is not a valid {} frame size",
-                meta.width, meta.height, meta.format
-            )
-        })?;
-    let period = frame_period(job.fps)?;
+    let frame_len = frame_len(name, &meta)?;
     let mut create = CreateOptions::new().mode(job.mode);
     if let Some(sddl) = &job.sddl {
         create = create.sddl(sddl);
@@ -91,24 +195,33 @@ pub fn run(name: &Name, job: &Job) -> Result<(), String> {
         }
         options = options.lease_options(leases);
     }
-    let mut publisher = Publisher::create_with(name, &options).map_err(|e| one_line(&e))?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let finished = Arc::new(AtomicBool::new(false));
-    {
-        let (stop, finished, name) = (stop.clone(), finished.clone(), name.clone());
-        ctrlc::set_handler(move || {
-            stop.store(true, Ordering::SeqCst);
-            // The loop stops by itself between frames; a source that sends
-            // nothing keeps it blocked in a read, so after a grace period
-            // the handler lets the name go itself and ends the process.
-            std::thread::sleep(STOP_GRACE);
-            if !finished.load(Ordering::SeqCst) {
-                let _ = shmcast::remove_owned(&name);
-                eprintln!("stopped: removed channel {name} (the source was blocked)");
-                std::process::exit(0);
-            }
+    Ok(options)
+}
+
+fn frame_len(name: &Name, meta: &FrameMeta) -> Result<usize, String> {
+    meta.format
+        .frame_len(meta.width, meta.height)
+        .ok_or_else(|| {
+            format!(
+                "channel {name}: {}x{} is not a valid {} frame size",
+                meta.width, meta.height, meta.format
+            )
         })
-        .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+}
+
+/// Fills channel `name` through `publisher` until the source ends, the
+/// job's frames are out, or `stop`.
+fn serve_channel(
+    name: &Name,
+    job: &Job,
+    publisher: &mut Publisher,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let meta = job.meta;
+    let frame_len = frame_len(name, &meta)?;
+    let period = frame_period(job.fps)?;
+    if let Some(group) = &job.group {
+        set_group(name, group)?;
     }
     if let Some(pid) = publisher.took_over_from() {
         eprintln!("took channel {name} over from pid {pid}, which died");
@@ -134,14 +247,57 @@ pub fn run(name: &Name, job: &Job) -> Result<(), String> {
             ))
         );
     }
-    let result = if job.source == Source::Ffmpeg {
-        ffmpeg_loop(name, job, &mut publisher, frame_len, &stop)
+    if job.source == Source::Ffmpeg {
+        ffmpeg_loop(name, job, publisher, frame_len, stop)
     } else {
-        publish_loop(name, job, &mut publisher, frame_len, period, &stop)
-    };
-    finished.store(true, Ordering::SeqCst);
-    drop(publisher);
-    result
+        publish_loop(name, job, publisher, frame_len, period, stop)
+    }
+}
+
+/// Gives the channel's objects (and its lease table) to group `group`, so
+/// that its members get the group bits of the mode (Linux).
+#[cfg(unix)]
+fn set_group(name: &Name, group: &str) -> Result<(), String> {
+    let gid = group_id(group)?;
+    let channel = format!("/dev/shm/{}", shmcast::object_name(name));
+    for (i, path) in [channel.clone(), format!("{channel}~leases")]
+        .iter()
+        .enumerate()
+    {
+        if let Err(e) = std::os::unix::fs::chown(path, None, Some(gid)) {
+            if i == 0 || e.kind() != io::ErrorKind::NotFound {
+                return Err(format!("channel {name}: cannot give {path} to group {group}: {e} (the service must run as root or as a member of {group})"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn set_group(name: &Name, _group: &str) -> Result<(), String> {
+    Err(format!(
+        "channel {name}: a group is for Linux; on Windows give the users access with an SDDL"
+    ))
+}
+
+/// The number of group `group` (a name from /etc/group, or a number).
+#[cfg(unix)]
+fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(gid) = group.parse() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group")
+        .map_err(|e| format!("cannot read /etc/group: {e}"))?;
+    groups
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() >= 3 && f[0] == group)
+                .then(|| f[2].parse().ok())
+                .flatten()
+        })
+        .next()
+        .ok_or_else(|| format!("no group named {group} in /etc/group"))
 }
 
 fn publish_loop(

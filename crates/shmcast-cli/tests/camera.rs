@@ -243,3 +243,112 @@ fn devices_without_a_camera_says_so_and_fails() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("no cameras found"));
     }
 }
+
+/// A config of three channels: a pattern at 20 fps, ffmpeg at 25 fps, and
+/// an ffmpeg input that cannot work.
+fn three_channels(tag: &str) -> (String, [String; 3]) {
+    let names = [
+        unique(&format!("{tag}-a")),
+        unique(&format!("{tag}-b")),
+        unique(&format!("{tag}-bad")),
+    ];
+    let config = format!(
+        r#"
+[[channel]]
+name = "{}"
+source = "pattern"
+width = 64
+height = 48
+format = "gray8"
+fps = 20
+
+[[channel]]
+name = "{}"
+input = "-re -f lavfi -i testsrc=size=64x48:rate=25"
+width = 64
+height = 48
+format = "rgb24"
+
+[[channel]]
+name = "{}"
+input = "-f lavfi -i nosuchfilter"
+width = 64
+height = 48
+format = "rgb24"
+"#,
+        names[0], names[1], names[2]
+    );
+    let path = std::env::temp_dir().join(format!("{}.toml", names[0]));
+    std::fs::write(&path, config).unwrap();
+    (path.display().to_string(), names)
+}
+
+fn latest(name: &str) -> u64 {
+    channel(name)
+        .and_then(|c| c["latest_frame"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_config_serves_each_channel_at_its_rate_whatever_one_failing_source_does() {
+    let (config, [a, b, bad]) = three_channels("cfg");
+    let mut service = shmcast()
+        .args(["serve", "--config", &config])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    until(&a, "publishing", |c| c["latest_frame"].as_u64() > Some(2));
+    until(&b, "publishing", |c| c["latest_frame"].as_u64() > Some(2));
+    let stalled = until(&bad, "stalled", |c| c["health"] == "stalled");
+    assert!(stalled["stall_reason"]
+        .as_str()
+        .unwrap()
+        .contains("ffmpeg ended"));
+    let (a0, b0, t0) = (latest(&a), latest(&b), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let (a1, b1, secs) = (latest(&a), latest(&b), t0.elapsed().as_secs_f64());
+    let (rate_a, rate_b) = ((a1 - a0) as f64 / secs, (b1 - b0) as f64 / secs);
+    assert!(
+        (rate_a - 20.0).abs() <= 2.0,
+        "the pattern ran at {rate_a:.1} fps, not 20"
+    );
+    assert!(
+        (rate_b - 25.0).abs() <= 2.5,
+        "ffmpeg ran at {rate_b:.1} fps, not 25"
+    );
+    assert_eq!(channel(&bad).unwrap()["health"], "stalled");
+
+    // A second service on these names is refused while the first lives...
+    let out = shmcast()
+        .args(["serve", &a, "--frames", "1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let pid = service.id().to_string();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&pid),
+        "{out:?}"
+    );
+
+    // ...and takes over after a kill -9, frame numbers going on.
+    service.kill().unwrap();
+    service.wait().unwrap();
+    let before = latest(&a);
+    let mut again = shmcast()
+        .args(["serve", "--config", &config])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    until(&a, "published again", |c| {
+        c["latest_frame"].as_u64() > Some(before + 3) && c["health"] == "live"
+    });
+    until(&b, "published again", |c| c["health"] == "live");
+    again.kill().unwrap();
+    let _ = again.wait();
+    for name in [&a, &b, &bad] {
+        let _ = shmcast().args(["remove", name]).output();
+    }
+    let _ = std::fs::remove_file(config);
+}

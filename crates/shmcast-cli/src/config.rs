@@ -211,6 +211,16 @@ format = "rgb24"
     }
 
     #[test]
+    fn the_example_config_of_the_systemd_package_parses() {
+        let example = include_str!("../../../packaging/systemd/cameras.toml");
+        let jobs = parse(example, "ffmpeg").unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert!(jobs
+            .iter()
+            .all(|(_, j)| j.group.as_deref() == Some("shmcast-readers")));
+    }
+
+    #[test]
     fn every_mistake_names_its_channel() {
         let bad = |text: &str, says: &str| {
             let e = parse(text, "ffmpeg").unwrap_err();

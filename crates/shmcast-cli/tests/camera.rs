@@ -352,3 +352,37 @@ fn a_config_serves_each_channel_at_its_rate_whatever_one_failing_source_does() {
     }
     let _ = std::fs::remove_file(config);
 }
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let Ok(which) = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+    else {
+        eprintln!("systemd-analyze is not installed: the unit is not checked here");
+        return;
+    };
+    assert!(which.status.success());
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../packaging/systemd/shmcast.service"
+    ))
+    .unwrap();
+    let dir = std::env::temp_dir().join(unique("unit"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("shmcast.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/shmcast", env!("CARGO_BIN_EXE_shmcast")),
+    )
+    .unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .env("SYSTEMD_LOG_LEVEL", "warning")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime};
 mod config;
 mod ffmpeg;
 mod serve;
+#[cfg(windows)]
+mod service;
 
 use clap::{Parser, Subcommand};
 use shmcast::{
@@ -76,6 +78,22 @@ struct ChannelAccess {
 }
 
 #[derive(Subcommand)]
+enum ServiceAction {
+    /// Register the service to start at boot, serving CONFIG
+    Install {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+    /// Stop and remove the service
+    Uninstall,
+    /// Run as the service (the service manager starts this)
+    Run {
+        #[arg(long)]
+        config: std::path::PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Create a region and keep it alive until interrupted (Ctrl-C, SIGTERM),
     /// then remove it. A region left by a dead process is taken over.
@@ -116,6 +134,13 @@ enum Command {
     },
     /// Remove the segments whose creator is dead (Linux).
     Clean,
+    /// The camera service as a Windows service: install (automatic start,
+    /// as LocalSystem), uninstall, or run (what the service manager starts;
+    /// from a console it serves in the foreground). Windows only.
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
     /// List the cameras ffmpeg can open here (DirectShow on Windows,
     /// /dev/video* with their formats on Linux), with the name to pass to
     /// `serve --camera`.
@@ -259,6 +284,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::Info { target, json } => info(&target.name()?, json),
         Command::Clean => clean(),
         Command::Devices => devices(),
+        Command::Service { action } => service(action),
         Command::Publish {
             target,
             width,
@@ -378,6 +404,24 @@ fn run(command: Command) -> Result<(), String> {
         ),
         Command::Remove { target } => shmcast::remove(target.name()?).map_err(|e| e.to_string()),
     }
+}
+
+#[cfg(windows)]
+fn service(action: ServiceAction) -> Result<(), String> {
+    match action {
+        ServiceAction::Install { config } => service::install(&config, &ffmpeg_program()),
+        ServiceAction::Uninstall => service::uninstall(),
+        ServiceAction::Run { config } => service::run(&config, &ffmpeg_program()),
+    }
+}
+
+#[cfg(not(windows))]
+fn service(action: ServiceAction) -> Result<(), String> {
+    let _ = action;
+    Err(
+        "`shmcast service` is for Windows; on Linux use the systemd unit in packaging/systemd"
+            .to_owned(),
+    )
 }
 
 /// `shmcast devices`: asks ffmpeg what it can open.

@@ -92,11 +92,19 @@ pub fn run_config(channels: Vec<(Name, Job)>) -> Result<(), String> {
         &finished,
         channels.iter().map(|(n, _)| n.clone()).collect(),
     )?;
+    let result = serve_all(channels, &stop);
+    finished.store(true, Ordering::SeqCst);
+    result
+}
+
+/// Serves `channels` until `stop` (set by Ctrl-C, or by a service
+/// manager's stop request) or until every one has ended.
+pub fn serve_all(channels: Vec<(Name, Job)>, stop: &Arc<AtomicBool>) -> Result<(), String> {
     eprintln!("serving {} channels; Ctrl-C stops", channels.len());
     let threads: Vec<_> = channels
         .into_iter()
         .map(|(name, job)| {
-            let stop = Arc::clone(&stop);
+            let stop = Arc::clone(stop);
             std::thread::spawn(move || {
                 let result = serve_until_stopped(&name, &job, &stop);
                 if let Err(e) = &result {
@@ -111,7 +119,6 @@ pub fn run_config(channels: Vec<(Name, Job)>) -> Result<(), String> {
         .map(|t| t.join())
         .filter(|r| !matches!(r, Ok(Ok(()))))
         .count();
-    finished.store(true, Ordering::SeqCst);
     if failed > 0 {
         return Err(format!(
             "{failed} channel(s) ended with an error (see above)"

@@ -1,0 +1,225 @@
+//! `shmcast service install | uninstall | run`: the camera service as a
+//! Windows service, started at boot by the service control manager (SCM)
+//! as LocalSystem, serving the channels of a config file
+//! (`serve --config`).
+//!
+//! - `install --config FILE` registers it (automatic start) with the
+//!   config's absolute path; `uninstall` stops and removes it.
+//! - `run --config FILE` is what the SCM starts. Started from a console
+//!   instead (the SCM refuses to connect), it serves in the foreground, so
+//!   the same path can be run and tested without a service manager.
+//! - A stop or shutdown request from the SCM stops every channel as Ctrl-C
+//!   does: ffmpeg ended, names released, status "stopped".
+//! - Logs: a service has no console, so its log is the file next to the
+//!   config with `.log` added (`C:\ProgramData\shmcast\cameras.toml.log`),
+//!   appended to; the SCM's own events name start and stop failures.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use windows_service::service::{
+    ServiceAccess, ServiceControl, ServiceControlAccept, ServiceErrorControl, ServiceExitCode,
+    ServiceInfo, ServiceStartType, ServiceState, ServiceStatus, ServiceType,
+};
+use windows_service::service_control_handler::{self, ServiceControlHandlerResult};
+use windows_service::service_manager::{ServiceManager, ServiceManagerAccess};
+use windows_service::{define_windows_service, service_dispatcher};
+
+/// A service error with its OS cause (the crate's own text alone says
+/// only "IO error in winapi call").
+fn why(e: windows_service::Error) -> String {
+    match e {
+        windows_service::Error::Winapi(os) => os.to_string(),
+        other => crate::one_line(&other),
+    }
+}
+
+/// The service's name (`sc query shmcast`).
+pub const SERVICE_NAME: &str = "shmcast";
+
+fn absolute(config: &Path) -> Result<PathBuf, String> {
+    std::fs::canonicalize(config).map_err(|e| format!("cannot find {}: {e}", config.display()))
+}
+
+/// Registers the service, to start at boot with `config`.
+pub fn install(config: &Path, ffmpeg: &str) -> Result<(), String> {
+    let config = absolute(config)?;
+    // A config that does not parse is refused now, not at the next boot.
+    crate::config::load(&config, ffmpeg)?;
+    let manager = ServiceManager::local_computer(
+        None::<&str>,
+        ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
+    )
+    .map_err(|e| {
+        format!(
+            "cannot reach the service manager: {} (run as an administrator)",
+            why(e)
+        )
+    })?;
+    let info = ServiceInfo {
+        name: SERVICE_NAME.into(),
+        display_name: "shmcast camera service".into(),
+        service_type: ServiceType::OWN_PROCESS,
+        start_type: ServiceStartType::AutoStart,
+        error_control: ServiceErrorControl::Normal,
+        executable_path: std::env::current_exe().map_err(|e| e.to_string())?,
+        launch_arguments: vec![
+            "service".into(),
+            "run".into(),
+            "--config".into(),
+            config.clone().into_os_string(),
+        ],
+        dependencies: vec![],
+        account_name: None, // LocalSystem
+        account_password: None,
+    };
+    let service = manager
+        .create_service(&info, ServiceAccess::CHANGE_CONFIG)
+        .map_err(|e| format!("cannot create service {SERVICE_NAME}: {}", why(e)))?;
+    let _ = service.set_description(format!(
+        "Publishes the cameras of {} into named shared memory (shmcast)",
+        config.display()
+    ));
+    println!(
+        "installed service {SERVICE_NAME} (automatic start) serving {}; start it now with: sc start {SERVICE_NAME}",
+        config.display()
+    );
+    Ok(())
+}
+
+/// Stops the service if it runs, and removes it.
+pub fn uninstall() -> Result<(), String> {
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+        .map_err(|e| {
+            format!(
+                "cannot reach the service manager: {} (run as an administrator)",
+                why(e)
+            )
+        })?;
+    let service = manager
+        .open_service(
+            SERVICE_NAME,
+            ServiceAccess::QUERY_STATUS | ServiceAccess::STOP | ServiceAccess::DELETE,
+        )
+        .map_err(|e| {
+            format!(
+                "cannot open service {SERVICE_NAME}: {} (is it installed?)",
+                why(e)
+            )
+        })?;
+    let running = |s: &windows_service::service::Service| {
+        s.query_status()
+            .map(|st| st.current_state != ServiceState::Stopped)
+            .unwrap_or(false)
+    };
+    if running(&service) {
+        let _ = service.stop();
+        for _ in 0..100 {
+            if !running(&service) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    service
+        .delete()
+        .map_err(|e| format!("cannot remove service {SERVICE_NAME}: {}", why(e)))?;
+    println!("removed service {SERVICE_NAME}");
+    Ok(())
+}
+
+/// What `service_main` serves (the SCM passes no arguments of ours).
+static CONFIG: OnceLock<(PathBuf, String)> = OnceLock::new();
+
+define_windows_service!(ffi_service_main, service_main);
+
+/// Runs as the service (started by the SCM), or in the foreground when
+/// started from a console.
+pub fn run(config: &Path, ffmpeg: &str) -> Result<(), String> {
+    let config = absolute(config)?;
+    let _ = CONFIG.set((config.clone(), ffmpeg.to_owned()));
+    match service_dispatcher::start(SERVICE_NAME, ffi_service_main) {
+        Ok(()) => Ok(()),
+        // ERROR_FAILED_SERVICE_CONTROLLER_CONNECT: not started by the SCM.
+        Err(windows_service::Error::Winapi(e)) if e.raw_os_error() == Some(1063) => {
+            eprintln!("not started by the service manager: serving in the foreground");
+            crate::serve::run_config(crate::config::load(&config, ffmpeg)?)
+        }
+        Err(e) => Err(format!("cannot start as a service: {}", why(e))),
+    }
+}
+
+fn service_main(_arguments: Vec<OsString>) {
+    let Some((config, ffmpeg)) = CONFIG.get() else {
+        return;
+    };
+    log_to_file(config);
+    let stop = Arc::new(AtomicBool::new(false));
+    let on_control = {
+        let stop = Arc::clone(&stop);
+        move |control| match control {
+            ServiceControl::Stop | ServiceControl::Shutdown => {
+                eprintln!("the service manager asks us to stop");
+                stop.store(true, Ordering::SeqCst);
+                ServiceControlHandlerResult::NoError
+            }
+            ServiceControl::Interrogate => ServiceControlHandlerResult::NoError,
+            _ => ServiceControlHandlerResult::NotImplemented,
+        }
+    };
+    let Ok(status) = service_control_handler::register(SERVICE_NAME, on_control) else {
+        eprintln!("cannot register with the service manager");
+        return;
+    };
+    let report = |state, exit: u32| {
+        let _ = status.set_service_status(ServiceStatus {
+            service_type: ServiceType::OWN_PROCESS,
+            current_state: state,
+            controls_accepted: if state == ServiceState::Running {
+                ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
+            } else {
+                ServiceControlAccept::empty()
+            },
+            exit_code: ServiceExitCode::Win32(exit),
+            checkpoint: 0,
+            wait_hint: Duration::from_secs(5),
+            process_id: None,
+        });
+    };
+    report(ServiceState::Running, 0);
+    eprintln!("service started: serving {}", config.display());
+    let result = crate::config::load(config, ffmpeg)
+        .and_then(|channels| crate::serve::serve_all(channels, &stop));
+    let exit = match &result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("service ends: {e}");
+            1
+        }
+    };
+    eprintln!("service stopped");
+    report(ServiceState::Stopped, exit);
+}
+
+/// Sends this process's stderr (every log line, ffmpeg's included) to
+/// `CONFIG.log`, appended.
+fn log_to_file(config: &Path) {
+    use std::os::windows::io::IntoRawHandle;
+    use windows_sys::Win32::System::Console::{SetStdHandle, STD_ERROR_HANDLE};
+    let mut path = config.as_os_str().to_owned();
+    path.push(".log");
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    else {
+        return;
+    };
+    let handle = file.into_raw_handle();
+    // SAFETY: `handle` is an open file handle we own and never close; Rust's
+    // stderr looks the standard handle up on every write.
+    unsafe { SetStdHandle(STD_ERROR_HANDLE, handle) };
+}

@@ -774,6 +774,7 @@ fn print_info_json(
             "dropped_because_of": c.dropped_because_of.as_ref().map(holder),
             "max_lease_ms": c.max_lease.as_millis() as u64,
             "stall_reason": c.stall_reason,
+            "instance": format!("{:016x}", c.instance),
         });
     }
     println!("{v}");

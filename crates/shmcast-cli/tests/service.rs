@@ -123,3 +123,131 @@ fn install_refuses_a_config_that_does_not_parse() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing field"));
     let _ = std::fs::remove_file(path);
 }
+
+/// The DACL of the kernel object `name` (a section or an event), as SDDL.
+fn dacl_of(
+    name: &str,
+    open: impl Fn(*const u16) -> windows_sys::Win32::Foundation::HANDLE,
+) -> String {
+    use windows_sys::Win32::Foundation::{CloseHandle, LocalFree};
+    use windows_sys::Win32::Security::Authorization::{
+        ConvertSecurityDescriptorToStringSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
+        SE_KERNEL_OBJECT,
+    };
+    use windows_sys::Win32::Security::DACL_SECURITY_INFORMATION;
+    let wide: Vec<u16> = name.encode_utf16().chain([0]).collect();
+    let handle = open(wide.as_ptr());
+    assert!(!handle.is_null(), "cannot open {name} to read its security");
+    let mut sd = std::ptr::null_mut();
+    // SAFETY: a live handle opened with READ_CONTROL; the out-pointers are
+    // valid; the descriptor is freed below.
+    let rc = unsafe {
+        GetSecurityInfo(
+            handle,
+            SE_KERNEL_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            &mut sd,
+        )
+    };
+    assert_eq!(rc, 0, "GetSecurityInfo on {name}");
+    let mut text = std::ptr::null_mut();
+    let mut len = 0u32;
+    // SAFETY: `sd` came from GetSecurityInfo; `text` is allocated by the call.
+    let ok = unsafe {
+        ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            sd,
+            SDDL_REVISION_1,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            &mut len,
+        )
+    };
+    assert_ne!(ok, 0);
+    // SAFETY: `text` holds `len` UTF-16 units, NUL included.
+    let sddl = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, len as usize) });
+    // SAFETY: both were allocated by the calls above; the handle is ours.
+    unsafe {
+        LocalFree(text.cast());
+        LocalFree(sd);
+        CloseHandle(handle);
+    }
+    sddl.trim_end_matches('\0').to_owned()
+}
+
+#[test]
+fn serve_global_with_an_sddl_puts_it_on_the_section_and_the_wake_events() {
+    use windows_sys::Win32::Foundation::GENERIC_READ;
+    use windows_sys::Win32::System::Memory::OpenFileMappingW;
+    use windows_sys::Win32::System::Threading::OpenEventW;
+    const READ_CONTROL: u32 = 0x0002_0000;
+    let name = unique("global");
+    let sddl = "D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGX;;;IU)";
+    let mut server = shmcast()
+        .args([
+            "serve", &name, "--global", "--sddl", sddl, "--width", "64", "--height", "48",
+        ])
+        .args(["--format", "gray8", "--fps", "20"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let global = format!("Global\\{name}");
+    until(&global, "publishing", |c| {
+        c["latest_frame"].as_u64() > Some(2)
+    });
+    // A reader opens the Global\ channel read-only.
+    let out = shmcast()
+        .args([
+            "read",
+            &name,
+            "--global",
+            "--read-only",
+            "--count",
+            "2",
+            "--md5",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    // The descriptor reached the section and every wake-up event.
+    let instance = channel(&global).unwrap()["instance"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let section = dacl_of(&format!("Global\\shmcast.{name}"), |n| {
+        // SAFETY: `n` is a NUL-terminated UTF-16 name.
+        unsafe { OpenFileMappingW(READ_CONTROL | GENERIC_READ, 0, n) }
+    });
+    for ace in ["(A;;GA;;;SY)", "(A;;GA;;;BA)", ";;;IU)"] {
+        // Windows may write generic rights back as the object's own.
+        let sid = &ace[ace.len() - 4..];
+        assert!(
+            section.contains(ace) || section.contains(sid),
+            "section: {section}"
+        );
+    }
+    for i in [0, 15] {
+        let event = dacl_of(
+            &format!("Global\\shmcast.{name}~wake.{instance}.{i}"),
+            |n| {
+                // SAFETY: as above.
+                unsafe { OpenEventW(READ_CONTROL, 0, n) }
+            },
+        );
+        assert!(
+            event.contains(";;;SY)") && event.contains(";;;BA)") && event.contains(";;;IU)"),
+            "event {i}: {event}"
+        );
+        assert!(
+            !event.contains(";;;WD)"),
+            "event {i} lets everyone in: {event}"
+        );
+    }
+    server.kill().unwrap();
+    let _ = server.wait();
+}

@@ -225,6 +225,10 @@ pub struct ChannelStatus {
     /// Why the publisher's source is stalled, when it says so (see
     /// [`Publisher::report_stall`]).
     pub stall_reason: Option<String>,
+    /// The random number that tells this channel from earlier ones of the
+    /// same name; on Windows it names the wake-up events,
+    /// `NS\shmcast.NAME~wake.INSTANCE.I` (16 hex digits, I from 0 to 15).
+    pub instance: u64,
 }
 
 #[cfg(not(loom))]
@@ -272,6 +276,7 @@ pub fn inspect_channel<N: crate::IntoName>(
         stall_reason: (writer != 0)
             .then(|| channel.source_status().get())
             .flatten(),
+        instance: channel.instance(),
     })
 }
 

@@ -120,7 +120,7 @@ impl Running {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    eprintln!("[{name}] ffmpeg: {line}");
+                    crate::status::log(format!("[{name}] ffmpeg: {line}"));
                     let mut kept = errors.lock().unwrap_or_else(|e| e.into_inner());
                     if kept.len() == KEEP_LINES {
                         kept.pop_front();

@@ -12,6 +12,7 @@ mod ffmpeg;
 mod serve;
 #[cfg(windows)]
 mod service;
+mod status;
 
 use clap::{Parser, Subcommand};
 use shmcast::{

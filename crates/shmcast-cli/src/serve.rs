@@ -74,6 +74,7 @@ pub fn run(name: &Name, job: &Job) -> Result<(), String> {
     on_stop(&stop, &finished, vec![name.clone()])?;
     let options = channel_options(name, job)?;
     let mut publisher = Publisher::create_with(name, &options).map_err(|e| one_line(&e))?;
+    crate::status::show(std::slice::from_ref(name));
     let result = serve_channel(name, job, &mut publisher, &stop);
     finished.store(true, Ordering::SeqCst);
     drop(publisher);
@@ -100,7 +101,8 @@ pub fn run_config(channels: Vec<(Name, Job)>) -> Result<(), String> {
 /// Serves `channels` until `stop` (set by Ctrl-C, or by a service
 /// manager's stop request) or until every one has ended.
 pub fn serve_all(channels: Vec<(Name, Job)>, stop: &Arc<AtomicBool>) -> Result<(), String> {
-    eprintln!("serving {} channels; Ctrl-C stops", channels.len());
+    crate::status::show(&channels.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
+    crate::status::log(format!("serving {} channels; Ctrl-C stops", channels.len()));
     let threads: Vec<_> = channels
         .into_iter()
         .map(|(name, job)| {
@@ -108,7 +110,7 @@ pub fn serve_all(channels: Vec<(Name, Job)>, stop: &Arc<AtomicBool>) -> Result<(
             std::thread::spawn(move || {
                 let result = serve_until_stopped(&name, &job, &stop);
                 if let Err(e) = &result {
-                    eprintln!("[{name}] {e}");
+                    crate::status::log(format!("[{name}] {e}"));
                 }
                 result
             })
@@ -144,10 +146,10 @@ fn serve_until_stopped(name: &Name, job: &Job, stop: &AtomicBool) -> Result<(), 
             Err(e) => {
                 let e = one_line(&e);
                 if told.as_ref() != Some(&e) {
-                    eprintln!(
+                    crate::status::log(format!(
                         "[{name}] cannot create the channel: {e}; trying again every {}s",
                         CREATE_RETRY.as_secs()
-                    );
+                    ));
                     told = Some(e);
                 }
                 pause(stop, CREATE_RETRY);
@@ -174,10 +176,10 @@ fn on_stop(
             for name in &names {
                 let _ = shmcast::remove_owned(name);
             }
-            eprintln!(
+            crate::status::log(format!(
                 "stopped: removed {} channel(s) (a source was blocked)",
                 names.len()
-            );
+            ));
             std::process::exit(0);
         }
     })
@@ -231,16 +233,20 @@ fn serve_channel(
         set_group(name, group)?;
     }
     if let Some(pid) = publisher.took_over_from() {
-        eprintln!("took channel {name} over from pid {pid}, which died");
+        crate::status::log(format!(
+            "took channel {name} over from pid {pid}, which died"
+        ));
     }
     if let Some((pid, why)) = publisher.replaced() {
-        eprintln!("replaced channel {name} of dead pid {pid}: it had {why}");
+        crate::status::log(format!(
+            "replaced channel {name} of dead pid {pid}: it had {why}"
+        ));
     }
     if !publisher.leasing_available() {
-        eprintln!(
+        crate::status::log(format!(
             "channel {name}: its lease table could not be made (another user holds the name \
              {name}~leases?); subscribers can read, none can lease"
-        );
+        ));
     }
     if job.source == Source::Pattern {
         println!(
@@ -325,10 +331,10 @@ fn publish_loop(
     while !stop.load(Ordering::SeqCst) && job.frames.is_none_or(|n| published + dropped < n) {
         if !told_truncated && publisher.lease_table_truncated() {
             told_truncated = true;
-            eprintln!(
+            crate::status::log(format!(
                 "channel {name}: a subscriber truncated the lease table; leases are no longer \
                  honoured (frames go on; leasing readers see their leases revoked)"
-            );
+            ));
         }
         let mut loan = match publisher.loan(frame_len) {
             Ok(loan) => Some(loan),
@@ -337,7 +343,7 @@ fn publish_loop(
                 if last_drop_log.is_none_or(|t| t.elapsed() >= DROP_LOG_EVERY) {
                     last_drop_log = Some(Instant::now());
                     let pids: Vec<String> = holders.iter().map(|p| format!("pid {p}")).collect();
-                    eprintln!(
+                    crate::status::log(format!(
                         "channel {name}: dropping frames: every free slot is leased by {} \
                          (leases that block the publisher longer than the max lease are revoked)",
                         if pids.is_empty() {
@@ -345,7 +351,7 @@ fn publish_loop(
                         } else {
                             pids.join(", ")
                         }
-                    );
+                    ));
                 }
                 None
             }
@@ -400,11 +406,11 @@ fn publish_loop(
         }
     }
     if dropped > 0 {
-        eprintln!(
+        crate::status::log(format!(
             "dropped {dropped} frames: subscribers leased every free slot (try more --slots)"
-        );
+        ));
     }
-    eprintln!("published {published} frames to {name}");
+    crate::status::log(format!("published {published} frames to {name}"));
     Ok(())
 }
 
@@ -442,11 +448,11 @@ fn ffmpeg_loop(
                 continue;
             }
         };
-        eprintln!(
+        crate::status::log(format!(
             "[{tag}] ffmpeg started (pid {}): {}",
             running.pid,
             args.join(" ")
-        );
+        ));
         // The watchdog stops an ffmpeg that sends nothing for too long.
         let last_frame = Arc::new(AtomicU64::new(now_ms()));
         let ended = Arc::new(AtomicBool::new(false));
@@ -540,19 +546,21 @@ fn ffmpeg_loop(
         backoff = (backoff * 2).min(ffmpeg::MAX_BACKOFF);
     }
     if dropped > 0 {
-        eprintln!("[{tag}] dropped {dropped} frames: subscribers leased every free slot");
+        crate::status::log(format!(
+            "[{tag}] dropped {dropped} frames: subscribers leased every free slot"
+        ));
     }
-    eprintln!("published {published} frames to {name}");
+    crate::status::log(format!("published {published} frames to {name}"));
     Ok(())
 }
 
 /// Marks the channel stalled for `reason` and says so.
 fn stall(publisher: &mut Publisher, tag: &str, reason: &str, retry_in: Duration) {
     publisher.report_stall(reason);
-    eprintln!(
+    crate::status::log(format!(
         "[{tag}] stalled: {reason}; starting ffmpeg again in {:.1}s",
         retry_in.as_secs_f64()
-    );
+    ));
 }
 
 /// Sleeps `how_long`, or less if `stop` is set meanwhile.

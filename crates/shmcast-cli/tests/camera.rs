@@ -386,3 +386,49 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     assert!(out.status.success() && said.trim().is_empty(), "{said}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn on_a_terminal_serve_keeps_a_status_line_per_channel_and_plain_logs_otherwise() {
+    let name = unique("status");
+    let command = format!(
+        "timeout -s INT 2.5 '{}' serve {name} --width 64 --height 48 --format gray8 --fps 10",
+        env!("CARGO_BIN_EXE_shmcast")
+    );
+    // `script` gives serve a terminal (a pty) and copies what it shows.
+    let Ok(out) = std::process::Command::new("script")
+        .args(["-qc", &command, "/dev/null"])
+        .output()
+    else {
+        eprintln!("script (util-linux) is missing: not checked");
+        return;
+    };
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("\x1b[1F\x1b[2K"),
+        "no redrawn line: {screen:?}"
+    );
+    assert!(
+        screen.contains(&format!("{name} "))
+            && screen.contains("10.0 fps")
+            && screen.contains("publishing"),
+        "{screen:?}"
+    );
+    // Without a terminal: no escape sequences at all.
+    let out = shmcast()
+        .args([
+            "serve",
+            &unique("status-plain"),
+            "--width",
+            "64",
+            "--height",
+            "48",
+            "--format",
+            "gray8",
+            "--frames",
+            "20",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\x1b'));
+}

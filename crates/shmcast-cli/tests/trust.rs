@@ -284,6 +284,69 @@ mod linux {
         assert!(!std::path::Path::new(&format!("/dev/shm/shmcast.{name}~leases")).exists());
     }
 
+    /// `serve --mode 640 --group G`: the group's members read, nobody else
+    /// (the service's way to name the desktop users who may watch).
+    #[test]
+    fn a_channel_given_to_a_group_is_readable_by_its_members_and_nobody_else() {
+        const GROUP: &str = "shmcast-readers";
+        let in_group = Command::new("id")
+            .args(["-nG", OTHER])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .split_whitespace()
+                    .any(|g| g == GROUP)
+            });
+        if !other_user_exists() || !in_group {
+            eprintln!(
+                "skipped: {OTHER} is not in group {GROUP} (scripts/test sets that up as root)"
+            );
+            return;
+        }
+        let name = unique("group");
+        let bin = shared_binary();
+        let mut server = serve(
+            &name,
+            &[
+                "--mode", "640", "--group", GROUP, "--width", "8", "--height", "8",
+            ],
+        );
+        let meta = std::fs::metadata(format!("/dev/shm/shmcast.{name}")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(meta.mode() & 0o777, 0o640);
+        let gid = Command::new("getent")
+            .args(["group", GROUP])
+            .output()
+            .unwrap();
+        let gid: u32 = String::from_utf8_lossy(&gid.stdout)
+            .split(':')
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(meta.gid(), gid);
+        let member = as_other(&format!("exec {bin} read {name} --count 1 --timeout 5"))
+            .output()
+            .unwrap();
+        assert!(member.status.success(), "{member:?}");
+        let mut outsider = Command::new("su");
+        outsider.args([
+            "nobody",
+            "-s",
+            "/bin/sh",
+            "-c",
+            &format!("exec {bin} read {name} --count 1 --timeout 5"),
+        ]);
+        let outsider = outsider.output().unwrap();
+        assert!(!outsider.status.success());
+        assert!(
+            String::from_utf8_lossy(&outsider.stderr).contains("permission denied"),
+            "{outsider:?}"
+        );
+        sigterm(&server);
+        wait_or_fail(&mut server, Duration::from_secs(5), "serve");
+    }
+
     /// Finding 3: a FIFO planted under our prefix hung clean, info, serve
     /// and hold forever.
     #[test]

@@ -158,7 +158,7 @@ enum Command {
         /// creating there needs SeCreateGlobalPrivilege). No effect on Linux.
         #[arg(long)]
         global: bool,
-        /// Serve every channel of this TOML file instead (one [[channel]]
+        /// Serve every channel of this TOML file instead (one channel table
         /// per camera; see the README's "Run it as a service")
         #[arg(long, conflicts_with = "name")]
         config: Option<std::path::PathBuf>,

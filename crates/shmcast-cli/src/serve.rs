@@ -417,7 +417,7 @@ fn publish_loop(
 /// Runs ffmpeg and publishes its frames until `stop` or `job.frames`;
 /// when ffmpeg fails, ends or sends nothing for `job.stall_after`, says so
 /// on the channel ([`Publisher::report_stall`]) and starts it again after
-/// a pause that doubles up to [`ffmpeg::MAX_BACKOFF`] (back to the first
+/// a pause that doubles up to [`crate::ffmpeg::MAX_BACKOFF`] (back to the first
 /// after a frame arrives).
 fn ffmpeg_loop(
     name: &Name,

@@ -485,10 +485,10 @@ impl Subscriber {
             let buf = Bytes::get(out, true)?;
             let (ptr, len) = (buf.ptr() as usize, buf.len());
             let got = detached(py, || {
+                // Python code may race on these bytes: the caller's
+                // business, not unsoundness here.
                 // SAFETY: `buf` keeps the caller's writable, contiguous
-                // buffer exported (so neither moved nor resized) for the
-                // whole call; Python code may race on its bytes, which
-                // is the caller's business, not unsoundness here.
+                // buffer exported (neither moved nor resized) for the call.
                 let dst = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, len) };
                 lock(&shared).read_latest(dst)
             });

@@ -101,9 +101,9 @@ impl Channel {
 
     /// What the publisher says about its source (see `source.rs`).
     fn source_status(&self) -> &source::SourceStatus {
-        // SAFETY: the status words lie at STATUS_OFFSET inside the header
-        // page, which a valid segment has mapped (checked by the asserts in
-        // source.rs); they are atomics only, valid for any bytes, 8-byte
+        // The status words lie at STATUS_OFFSET inside the header page,
+        // which a valid segment has mapped (the asserts in source.rs).
+        // SAFETY: in the mapping; atomics only, valid for any bytes, 8-byte
         // aligned (the page is), and live as long as the segment.
         unsafe {
             &*self

@@ -409,7 +409,7 @@ fn on_a_terminal_serve_keeps_a_status_line_per_channel_and_plain_logs_otherwise(
     );
     assert!(
         screen.contains(&format!("{name} "))
-            && screen.contains("10.0 fps")
+            && screen.contains(" fps  frame ")
             && screen.contains("publishing"),
         "{screen:?}"
     );

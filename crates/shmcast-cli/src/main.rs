@@ -142,6 +142,17 @@ enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// Write a channel's latest frame as a PNG, converted from its pixel
+    /// format (read-only: needs only read access).
+    Snapshot {
+        #[command(flatten)]
+        target: Target,
+        /// The PNG file to write
+        file: std::path::PathBuf,
+        /// Wait up to this many seconds for the channel and its first frame
+        #[arg(long, default_value_t = 0.0)]
+        wait: f64,
+    },
     /// List the cameras ffmpeg can open here (DirectShow on Windows,
     /// /dev/video* with their formats on Linux), with the name to pass to
     /// `serve --camera`.
@@ -285,6 +296,9 @@ fn run(command: Command) -> Result<(), String> {
         Command::Info { target, json } => info(&target.name()?, json),
         Command::Clean => clean(),
         Command::Devices => devices(),
+        Command::Snapshot { target, file, wait } => {
+            snapshot(&target.name()?, &file, seconds(wait)?)
+        }
         Command::Service { action } => service(action),
         Command::Publish {
             target,
@@ -423,6 +437,50 @@ fn service(action: ServiceAction) -> Result<(), String> {
         "`shmcast service` is for Windows; on Linux use the systemd unit in packaging/systemd"
             .to_owned(),
     )
+}
+
+/// `shmcast snapshot`: the latest frame, as RGB, in a PNG.
+fn snapshot(name: &Name, file: &std::path::Path, wait: Duration) -> Result<(), String> {
+    let sub = if wait.is_zero() {
+        Subscriber::open(name)
+    } else {
+        Subscriber::open_wait(name, wait)
+    };
+    let mut sub = sub.map_err(|e| one_line(&e))?;
+    if sub.latest_number() == 0 {
+        if wait.is_zero() {
+            return Err(format!(
+                "channel {name} has no frame yet (--wait SECS waits for one)"
+            ));
+        }
+        sub.wait_newer(0, wait).map_err(|e| one_line(&e))?;
+    }
+    let (info, bytes) = sub
+        .read_latest_vec()
+        .map_err(|e| one_line(&e))?
+        .ok_or_else(|| format!("channel {name} has no frame yet"))?;
+    let m = info.meta;
+    let mut rgb = Vec::new();
+    shmcast::convert::to_rgb24(m.format, m.width, m.height, m.stride, &bytes, &mut rgb)
+        .map_err(|e| format!("channel {name}, frame {}: {e}", info.number))?;
+    let out = std::fs::File::create(file)
+        .map_err(|e| format!("cannot create {}: {e}", file.display()))?;
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(out), m.width, m.height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .and_then(|mut w| w.write_image_data(&rgb))
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    println!(
+        "frame {} of {name}: {}x{} {} -> {}",
+        info.number,
+        m.width,
+        m.height,
+        m.format,
+        file.display()
+    );
+    Ok(())
 }
 
 /// `shmcast devices`: asks ffmpeg what it can open.

@@ -41,6 +41,7 @@
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 
 mod channel;
+pub mod convert;
 mod copy;
 mod error;
 mod header;

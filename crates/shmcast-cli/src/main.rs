@@ -153,6 +153,14 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         wait: f64,
     },
+    /// List every shmcast segment on this machine (Linux: /dev/shm;
+    /// Windows: this session's Local\ and Global\): kind, size, creator,
+    /// whether it lives.
+    List {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// List the cameras ffmpeg can open here (DirectShow on Windows,
     /// /dev/video* with their formats on Linux), with the name to pass to
     /// `serve --camera`.
@@ -296,6 +304,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::Info { target, json } => info(&target.name()?, json),
         Command::Clean => clean(),
         Command::Devices => devices(),
+        Command::List { json } => list(json),
         Command::Snapshot { target, file, wait } => {
             snapshot(&target.name()?, &file, seconds(wait)?)
         }
@@ -437,6 +446,52 @@ fn service(action: ServiceAction) -> Result<(), String> {
         "`shmcast service` is for Windows; on Linux use the systemd unit in packaging/systemd"
             .to_owned(),
     )
+}
+
+/// `shmcast list`.
+fn list(json: bool) -> Result<(), String> {
+    let found = shmcast::list().map_err(|e| format!("cannot list shared memory: {e}"))?;
+    if json {
+        let rows: Vec<serde_json::Value> = found
+            .iter()
+            .map(|l| match &l.info {
+                Ok(i) => serde_json::json!({
+                    "name": l.name.to_string(),
+                    "kind": i.kind.to_string(),
+                    "data_len": i.data_len,
+                    "total_len": i.total_len,
+                    "creator": {"pid": i.creator.pid, "alive": i.creator_alive},
+                }),
+                Err(e) => serde_json::json!({"name": l.name.to_string(), "error": e.to_string()}),
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    if found.is_empty() {
+        println!("no shmcast segments");
+        return Ok(());
+    }
+    println!("{:<40} {:<8} {:>12}  creator", "name", "kind", "bytes");
+    for l in &found {
+        match &l.info {
+            Ok(i) => println!(
+                "{:<40} {:<8} {:>12}  pid {} ({})",
+                l.name.to_string(),
+                i.kind.to_string(),
+                i.total_len,
+                i.creator.pid,
+                if i.creator_alive { "alive" } else { "dead" }
+            ),
+            Err(e) => println!(
+                "{:<40} ?        {:>12}  {}",
+                l.name.to_string(),
+                "",
+                one_line(e)
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// `shmcast snapshot`: the latest frame, as RGB, in a PNG.

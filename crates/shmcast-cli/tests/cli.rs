@@ -246,3 +246,63 @@ fn stop(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn list_shows_regions_channels_and_lease_tables_with_their_creators() {
+    let region = unique("list-region");
+    let channel = unique("list-channel");
+    /// Kills its child when the test ends, passed or not.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut hold = shmcast()
+        .args(["hold", &region, "--size", "4096"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(hold.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let hold = Kill(hold);
+    let serve = Kill(common::start_serve(
+        &channel,
+        &["--width", "8", "--height", "8", "--format", "gray8"],
+    ));
+    let out = shmcast().args(["list", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |name: &str| {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} not listed: {rows}"))
+    };
+    let r = find(&region);
+    assert_eq!(
+        (r["kind"].as_str(), r["data_len"].as_u64()),
+        (Some("region"), Some(4096))
+    );
+    assert_eq!(r["creator"]["pid"].as_u64(), Some(u64::from(hold.0.id())));
+    assert_eq!(r["creator"]["alive"], true);
+    let c = find(&channel);
+    assert_eq!(c["kind"], "channel");
+    assert_eq!(c["creator"]["pid"].as_u64(), Some(u64::from(serve.0.id())));
+    if cfg!(target_os = "linux") {
+        assert_eq!(find(&format!("{channel} (leases)"))["kind"], "lease table");
+    }
+    let text = shmcast().arg("list").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&region) && text.contains(&channel) && text.contains("alive"),
+        "{text}"
+    );
+}

@@ -107,6 +107,34 @@ where
     Ok(removed)
 }
 
+/// A segment found by [`list`]: its name, and what opening it said.
+#[derive(Debug)]
+pub struct Listed {
+    /// The segment's name (with its namespace on Windows).
+    pub name: Name,
+    /// Its header, or why it could not be read (another user's segment
+    /// this user may not open, a half-made or foreign object, ...).
+    pub info: Result<SegmentInfo, OpenError>,
+}
+
+/// Every shmcast segment this process can see: on Linux the objects in
+/// `/dev/shm`; on Windows the sections of this session's `Local\`
+/// namespace and of `Global\`, read from the kernel's object directories.
+/// Lease tables (`NAME~leases`) are listed as segments of their own.
+///
+/// # Errors
+/// Only when there is nowhere to look (Linux: `/dev/shm` cannot be read).
+pub fn list() -> io::Result<Vec<Listed>> {
+    Ok(os::list_sections()?
+        .into_iter()
+        .filter_map(|(ns, object)| {
+            let name = Name::from_object_name(&object)?.in_namespace(ns);
+            let info = inspect(name.clone());
+            Some(Listed { name, info })
+        })
+        .collect())
+}
+
 /// What [`clean`] did.
 #[derive(Clone, Debug, Default)]
 pub struct CleanReport {

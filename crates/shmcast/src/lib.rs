@@ -68,7 +68,9 @@ pub use error::{
     SubscriberError,
 };
 pub use header::{Kind, HEADER_LEN, LAYOUT_VERSION};
-pub use housekeeping::{clean, inspect, remove, remove_owned, CleanReport, SegmentInfo};
+pub use housekeeping::{
+    clean, inspect, list, remove, remove_owned, CleanReport, Listed, SegmentInfo,
+};
 pub use identity::{Liveness, ProcessId};
 pub use lock::READER_SLOTS;
 pub use name::{IntoName, Name, NameError, Namespace, MAX_NAME_LEN};

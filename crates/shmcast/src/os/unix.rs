@@ -280,6 +280,14 @@ pub(crate) fn list_objects() -> io::Result<Vec<String>> {
     Ok(names)
 }
 
+/// The objects under our prefix, all in the one namespace Linux has.
+pub(crate) fn list_sections() -> io::Result<Vec<(Namespace, String)>> {
+    Ok(list_objects()?
+        .into_iter()
+        .map(|o| (Namespace::Local, o))
+        .collect())
+}
+
 /// Bytes free on the filesystem that holds shared memory, for error messages.
 pub(crate) fn shm_space() -> Option<(String, u64)> {
     let vfs = rustix::fs::statvfs(SHM_DIR).ok()?;

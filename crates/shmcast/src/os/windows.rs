@@ -47,7 +47,7 @@ use windows_sys::Win32::System::Threading::{
 };
 
 use super::OsError;
-use crate::name::Namespace;
+use crate::name::{Namespace, OBJECT_PREFIX};
 
 /// A mapped view of a named section, and the handle that keeps it alive.
 pub(crate) struct Mapping {
@@ -411,6 +411,117 @@ pub(crate) fn unlink(_object: &str) -> io::Result<()> {
 /// anything to clean; Win32 has no call that lists sections either.
 pub(crate) fn list_objects() -> io::Result<Vec<String>> {
     Ok(Vec::new())
+}
+
+/// The sections under our prefix in this session's `Local\` namespace
+/// (`\Sessions\N\BaseNamedObjects`) and in `Global\` (`\BaseNamedObjects`),
+/// read from the kernel's object directories (`NtQueryDirectoryObject`):
+/// Windows has no file system to list, and a section has no other index.
+/// A directory that cannot be opened is skipped.
+pub(crate) fn list_sections() -> io::Result<Vec<(Namespace, String)>> {
+    use windows_sys::Win32::System::RemoteDesktop::ProcessIdToSessionId;
+    let mut session = 0u32;
+    // SAFETY: plain call with a valid out-pointer.
+    unsafe { ProcessIdToSessionId(std::process::id(), &mut session) };
+    let mut found = Vec::new();
+    for (ns, dir) in [
+        (
+            Namespace::Local,
+            format!("\\Sessions\\{session}\\BaseNamedObjects"),
+        ),
+        (Namespace::Global, "\\BaseNamedObjects".to_owned()),
+    ] {
+        if let Ok(names) = directory_sections(&dir) {
+            found.extend(
+                names
+                    .into_iter()
+                    .filter(|n| n.starts_with(OBJECT_PREFIX))
+                    .map(|n| (ns, n)),
+            );
+        }
+    }
+    found.sort_by(|a, b| (a.0 == Namespace::Global, &a.1).cmp(&(b.0 == Namespace::Global, &b.1)));
+    found.dedup();
+    Ok(found)
+}
+
+/// The names of the sections in object directory `path`.
+fn directory_sections(path: &str) -> io::Result<Vec<String>> {
+    use windows_sys::Wdk::Foundation::OBJECT_ATTRIBUTES;
+    use windows_sys::Wdk::Storage::FileSystem::{NtOpenDirectoryObject, NtQueryDirectoryObject};
+    use windows_sys::Win32::Foundation::UNICODE_STRING;
+    /// One entry of what NtQueryDirectoryObject returns.
+    #[repr(C)]
+    struct Entry {
+        name: UNICODE_STRING,
+        type_name: UNICODE_STRING,
+    }
+    const DIRECTORY_QUERY: u32 = 0x0001;
+    const OBJ_CASE_INSENSITIVE: u32 = 0x40;
+    let mut wide: Vec<u16> = path.encode_utf16().collect();
+    let bytes = (wide.len() * 2) as u16;
+    let name = UNICODE_STRING {
+        Length: bytes,
+        MaximumLength: bytes,
+        Buffer: wide.as_mut_ptr(),
+    };
+    let attributes = OBJECT_ATTRIBUTES {
+        Length: std::mem::size_of::<OBJECT_ATTRIBUTES>() as u32,
+        RootDirectory: std::ptr::null_mut(),
+        ObjectName: &name,
+        Attributes: OBJ_CASE_INSENSITIVE,
+        SecurityDescriptor: std::ptr::null(),
+        SecurityQualityOfService: std::ptr::null(),
+    };
+    let mut dir: HANDLE = std::ptr::null_mut();
+    // SAFETY: `attributes` and the name it points to outlive the call.
+    let status = unsafe { NtOpenDirectoryObject(&mut dir, DIRECTORY_QUERY, &attributes) };
+    if status < 0 {
+        return Err(io::Error::other(format!(
+            "NtOpenDirectoryObject({path}): {status:#x}"
+        )));
+    }
+    let mut names = Vec::new();
+    // One entry per call (Wine implements only that), the context moving
+    // on. u64s: the entry's pointers need 8-byte alignment.
+    let mut buf = vec![0u64; 1024];
+    let mut context = 0u32;
+    for first in (0..).map(|i| i == 0) {
+        let mut returned = 0u32;
+        // SAFETY: `buf` is writable for its whole byte length; `dir` is open.
+        let status = unsafe {
+            NtQueryDirectoryObject(
+                dir,
+                buf.as_mut_ptr().cast(),
+                (buf.len() * 8) as u32,
+                true,
+                first,
+                &mut context,
+                &mut returned,
+            )
+        };
+        if status < 0 {
+            break; // STATUS_NO_MORE_ENTRIES, or an error: what we have
+        }
+        // SAFETY: the kernel wrote one entry at the start of the buffer,
+        // its strings inside the buffer.
+        let entry = unsafe { &*buf.as_ptr().cast::<Entry>() };
+        let text = |s: &UNICODE_STRING| {
+            if s.Buffer.is_null() {
+                return String::new();
+            }
+            // SAFETY: the kernel's string: `Length` bytes at `Buffer`.
+            String::from_utf16_lossy(unsafe {
+                std::slice::from_raw_parts(s.Buffer, usize::from(s.Length) / 2)
+            })
+        };
+        if text(&entry.type_name) == "Section" {
+            names.push(text(&entry.name));
+        }
+    }
+    // SAFETY: our handle, closed once.
+    unsafe { CloseHandle(dir) };
+    Ok(names)
 }
 
 /// Free space for shared memory: not a filesystem on Windows.

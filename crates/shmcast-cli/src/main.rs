@@ -13,6 +13,7 @@ mod serve;
 #[cfg(windows)]
 mod service;
 mod status;
+mod watch;
 
 use clap::{Parser, Subcommand};
 use shmcast::{
@@ -161,6 +162,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Watch channels live: fps, frames, dropped, leasing readers, the
+    /// latest frame's age and the publisher's health, refreshed every
+    /// second (q or Ctrl-C quits; without a terminal, one line per channel
+    /// per second). No names: every channel there is.
+    Watch {
+        /// Channels to watch
+        names: Vec<String>,
+        /// Look in the Windows Global\ namespace. No effect on Linux.
+        #[arg(long)]
+        global: bool,
+    },
     /// List the cameras ffmpeg can open here (DirectShow on Windows,
     /// /dev/video* with their formats on Linux), with the name to pass to
     /// `serve --camera`.
@@ -304,6 +316,13 @@ fn run(command: Command) -> Result<(), String> {
         Command::Info { target, json } => info(&target.name()?, json),
         Command::Clean => clean(),
         Command::Devices => devices(),
+        Command::Watch { names, global } => {
+            let names = names
+                .into_iter()
+                .map(|name| Target { name, global }.name())
+                .collect::<Result<Vec<_>, _>>()?;
+            watch::run(names)
+        }
         Command::List { json } => list(json),
         Command::Snapshot { target, file, wait } => {
             snapshot(&target.name()?, &file, seconds(wait)?)

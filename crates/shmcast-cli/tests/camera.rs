@@ -432,3 +432,66 @@ fn on_a_terminal_serve_keeps_a_status_line_per_channel_and_plain_logs_otherwise(
     assert!(out.status.success());
     assert!(!String::from_utf8_lossy(&out.stderr).contains('\x1b'));
 }
+
+#[test]
+fn watch_in_tmux_shows_the_channel_at_its_rate_and_quits_on_q() {
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        panic!("tmux is needed for this test; scripts/test installs it");
+    }
+    let name = unique("watch");
+    let (mut server, _) = serve(
+        &name,
+        &[
+            "--width", "64", "--height", "48", "--format", "gray8", "--fps", "20",
+        ],
+    );
+    until(&name, "publishing", |c| {
+        c["latest_frame"].as_u64() > Some(2)
+    });
+    let session = unique("tmux");
+    let tmux = |args: &[&str]| {
+        std::process::Command::new("tmux")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let command = format!("'{}' watch {name}", env!("CARGO_BIN_EXE_shmcast"));
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "120",
+        "-y",
+        "20",
+        &command
+    ])
+    .status
+    .success());
+    // Over 3 s the screen settles on the publisher's rate.
+    std::thread::sleep(Duration::from_secs(3));
+    let screen =
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
+    let line = screen
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("{screen}"));
+    let fps: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(
+        (fps - 20.0).abs() <= 2.0,
+        "watch says {fps} fps, the publisher runs at 20: {screen}"
+    );
+    assert!(line.ends_with("live"), "{line}");
+    tmux(&["send-keys", "-t", &session, "q"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tmux(&["has-session", "-t", &session]).status.success() {
+        assert!(Instant::now() < deadline, "q did not quit watch");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = server.kill();
+}

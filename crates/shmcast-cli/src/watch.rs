@@ -1,0 +1,166 @@
+//! `shmcast watch [NAME...]`: channels at a glance, live. On a terminal a
+//! screen that refreshes in place every second until q or Ctrl-C; without
+//! one (a pipe, a log), one line per channel per second until interrupted.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use shmcast::{Kind, Name};
+
+/// What one channel showed last time: its frame number and when.
+type Last = Option<(u64, Instant)>;
+
+/// One channel's line.
+fn row(name: &Name, last: &mut Last) -> String {
+    let Ok(c) = shmcast::inspect_channel(name) else {
+        return format!("{:<28} (no such channel)", name.to_string());
+    };
+    let now = Instant::now();
+    let fps = match *last {
+        Some((frame, at)) if now > at => {
+            c.latest_frame.saturating_sub(frame) as f64 / now.duration_since(at).as_secs_f64()
+        }
+        _ => 0.0,
+    };
+    *last = Some((c.latest_frame, now));
+    let unix_ns = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let age_ms = unix_ns.saturating_sub(c.last_publish_ns) as f64 / 1e6;
+    let health = match (&c.publisher, &c.stall_reason) {
+        (None, _) => "gone".to_owned(),
+        (Some(p), _) if !p.alive => "gone (publisher died)".to_owned(),
+        (Some(_), Some(reason)) => format!("stalled: {reason}"),
+        (Some(_), None) if age_ms > 2000.0 => format!("stalled: nothing for {:.1}s", age_ms / 1e3),
+        (Some(_), None) => "live".to_owned(),
+    };
+    format!(
+        "{:<28} {fps:7.1} {:>9} {:>8} {:>7} {:>9.1}  {health}",
+        name.to_string(),
+        c.latest_frame,
+        c.dropped_frames,
+        c.subscribers.map_or("-".to_owned(), |n| n.to_string()),
+        age_ms,
+    )
+}
+
+const HEADER: &str =
+    "channel                          fps    frame  dropped leasers  age (ms)  health";
+
+/// The channels to show: those named, or every channel there is now.
+fn channels(named: &[Name]) -> Vec<Name> {
+    if !named.is_empty() {
+        return named.to_vec();
+    }
+    shmcast::list()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|l| matches!(&l.info, Ok(i) if i.kind == Kind::Channel))
+        .map(|l| l.name)
+        .collect()
+}
+
+pub fn run(named: Vec<Name>) -> Result<(), String> {
+    if std::io::stdout().is_terminal() {
+        screen(&named)
+    } else {
+        lines(&named)
+    }
+}
+
+/// One line per channel per second, until Ctrl-C.
+fn lines(named: &[Name]) -> Result<(), String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
+            .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))?;
+    }
+    let mut last: Vec<(Name, Last)> = Vec::new();
+    let mut out = std::io::stdout();
+    println!("{HEADER}");
+    while !stop.load(Ordering::SeqCst) {
+        refresh(named, &mut last);
+        for (name, l) in &mut last {
+            // Whoever reads us has gone (`| head`): so do we.
+            if writeln!(out, "{}", row(name, l)).is_err() {
+                return Ok(());
+            }
+        }
+        if out.flush().is_err() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+/// Keeps `last` in step with the channels to show.
+fn refresh(named: &[Name], last: &mut Vec<(Name, Last)>) {
+    let now = channels(named);
+    last.retain(|(n, _)| now.contains(n));
+    for n in now {
+        if !last.iter().any(|(m, _)| *m == n) {
+            last.push((n, None));
+        }
+    }
+}
+
+/// The live screen: redrawn every second, q or Ctrl-C quits.
+fn screen(named: &[Name]) -> Result<(), String> {
+    use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyModifiers};
+    use crossterm::{cursor, execute, terminal};
+    terminal::enable_raw_mode().map_err(|e| format!("cannot use the terminal: {e}"))?;
+    let mut out = std::io::stdout();
+    let _ = execute!(out, terminal::EnterAlternateScreen, cursor::Hide);
+    let mut last: Vec<(Name, Last)> = Vec::new();
+    let result = loop {
+        refresh(named, &mut last);
+        let _ = execute!(
+            out,
+            cursor::MoveTo(0, 0),
+            terminal::Clear(terminal::ClearType::All)
+        );
+        let _ = write!(out, "shmcast watch: q quits\r\n\r\n{HEADER}\r\n");
+        if last.is_empty() {
+            let _ = write!(out, "(no channels)\r\n");
+        }
+        for (name, l) in &mut last {
+            let _ = write!(out, "{}\r\n", row(name, l));
+        }
+        let _ = out.flush();
+        // Wait out the second, answering keys meanwhile.
+        let until = Instant::now() + Duration::from_secs(1);
+        let mut quit = false;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match event::poll(left) {
+                Ok(true) => {
+                    if let Ok(Event::Key(KeyEvent {
+                        code, modifiers, ..
+                    })) = event::read()
+                    {
+                        quit = matches!(code, KeyCode::Char('q') | KeyCode::Esc)
+                            || (code == KeyCode::Char('c')
+                                && modifiers.contains(KeyModifiers::CONTROL));
+                    }
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    quit = true;
+                    eprintln!("{e}");
+                }
+            }
+            if quit {
+                break;
+            }
+        }
+        if quit {
+            break Ok(());
+        }
+    };
+    let _ = execute!(out, cursor::Show, terminal::LeaveAlternateScreen);
+    let _ = terminal::disable_raw_mode();
+    result
+}

@@ -13,6 +13,7 @@ mod serve;
 #[cfg(windows)]
 mod service;
 mod status;
+mod view;
 mod watch;
 
 use clap::{Parser, Subcommand};
@@ -161,6 +162,12 @@ enum Command {
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
+    },
+    /// Show a channel live in a window (any pixel format; waits for it,
+    /// keeps the last frame when its publisher stops). Esc or q closes.
+    View {
+        #[command(flatten)]
+        target: Target,
     },
     /// Watch channels live: fps, frames, dropped, leasing readers, the
     /// latest frame's age and the publisher's health, refreshed every
@@ -316,6 +323,7 @@ fn run(command: Command) -> Result<(), String> {
         Command::Info { target, json } => info(&target.name()?, json),
         Command::Clean => clean(),
         Command::Devices => devices(),
+        Command::View { target } => view::run(&target.name()?),
         Command::Watch { names, global } => {
             let names = names
                 .into_iter()

@@ -1,0 +1,196 @@
+//! `shmcast view` under Xvfb: a still frame of four coloured quadrants
+//! shows in the window where it belongs (checked on a real screenshot,
+//! ImageMagick's `import`), and when the publisher is killed the window
+//! stays up, keeps the frame and says the publisher is gone.
+#![cfg(target_os = "linux")]
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{shmcast, unique};
+
+/// Kills its child when the test ends, passed or not.
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const W: usize = 64;
+const H: usize = 48;
+
+/// Red, green / blue, white.
+fn quadrants() -> Vec<u8> {
+    let mut frame = Vec::with_capacity(W * H * 3);
+    for y in 0..H {
+        for x in 0..W {
+            frame.extend_from_slice(match (x < W / 2, y < H / 2) {
+                (true, true) => &[255, 0, 0],
+                (false, true) => &[0, 255, 0],
+                (true, false) => &[0, 0, 255],
+                (false, false) => &[255, 255, 255],
+            });
+        }
+    }
+    frame
+}
+
+fn title(display: &str) -> String {
+    let out = Command::new("xwininfo")
+        .args(["-display", display, "-root", "-tree"])
+        .output()
+        .expect("xwininfo (x11-utils)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.contains("\"shmcast: "))
+        .unwrap_or("")
+        .to_owned()
+}
+
+fn wait_title(display: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = title(display);
+        if ok(&t) {
+            return t;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the window never showed {what}: {t:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The centre of the pixels of `colour` on the screenshot, and how many.
+fn centre(pixels: &[u8], width: usize, colour: [u8; 3]) -> (f64, f64, usize) {
+    let (mut sx, mut sy, mut n) = (0.0, 0.0, 0usize);
+    for (i, px) in pixels.chunks_exact(3).enumerate() {
+        if px.iter().zip(colour).all(|(a, b)| a.abs_diff(b) <= 8) {
+            sx += (i % width) as f64;
+            sy += (i / width) as f64;
+            n += 1;
+        }
+    }
+    (sx / n.max(1) as f64, sy / n.max(1) as f64, n)
+}
+
+fn screenshot(display: &str, path: &std::path::Path) -> (usize, Vec<u8>) {
+    let status = Command::new("import")
+        .args(["-display", display, "-window", "root"])
+        .arg(path)
+        .status()
+        .expect("import (imagemagick)");
+    assert!(status.success());
+    // ImageMagick may write RGB, RGBA or a palette; read it back as RGB.
+    let mut decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    // A screenshot of few colours comes as a palette: expanded to RGB.
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    let rgb = match info.color_type {
+        png::ColorType::Rgb => buf,
+        png::ColorType::Rgba => buf
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        other => panic!("screenshot in {other:?}"),
+    };
+    (info.width as usize, rgb)
+}
+
+#[test]
+fn view_shows_the_quadrants_where_they_belong_and_outlives_its_publisher() {
+    let n = 100 + std::process::id() % 100;
+    let display = format!(":{n}");
+    let _xvfb = Kill(
+        Command::new("Xvfb")
+            .args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is needed; scripts/test installs it"),
+    );
+    let socket = format!("/tmp/.X11-unix/X{n}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&socket).exists() {
+        assert!(Instant::now() < deadline, "Xvfb did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let name = unique("view");
+    let mut publisher = Kill(
+        shmcast()
+            .args([
+                "publish", &name, "--width", "64", "--height", "48", "--format", "rgb24",
+            ])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // One frame; stdin stays open, so the publisher lives on, idle.
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    stdin.write_all(&quadrants()).unwrap();
+    stdin.flush().unwrap();
+    let mut view = Kill(
+        shmcast()
+            .args(["view", &name])
+            .env("DISPLAY", &display)
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    wait_title(&display, "frame 1", |t| t.contains("frame 1 "));
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = std::env::temp_dir().join(unique("shots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |path: &std::path::Path| {
+        let (width, pixels) = screenshot(&display, path);
+        let [red, green, blue, white] = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]]
+            .map(|c| centre(&pixels, width, c));
+        for (what, c) in [
+            ("red", red),
+            ("green", green),
+            ("blue", blue),
+            ("white", white),
+        ] {
+            assert!(
+                c.2 > 2000,
+                "{what}: only {} pixels on the screenshot {}",
+                c.2,
+                path.display()
+            );
+        }
+        assert!(
+            red.0 < green.0 && blue.0 < white.0,
+            "left/right swapped: {red:?} {green:?} {blue:?} {white:?}"
+        );
+        assert!(
+            red.1 < blue.1 && green.1 < white.1,
+            "top/bottom swapped: {red:?} {green:?} {blue:?} {white:?}"
+        );
+        assert!(
+            (red.1 - green.1).abs() < 2.0 && (red.0 - blue.0).abs() < 2.0,
+            "quadrants not aligned"
+        );
+    };
+    check(&dir.join("live.png"));
+    // The publisher dies: the window stays, with its last frame, and says so.
+    drop(stdin);
+    publisher.0.kill().unwrap();
+    publisher.0.wait().unwrap();
+    let t = wait_title(&display, "the publisher gone", |t| t.contains("gone"));
+    assert!(t.contains("frame 1 "), "{t}");
+    assert!(view.0.try_wait().unwrap().is_none(), "the window closed");
+    check(&dir.join("gone.png"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,7 +1,8 @@
 //! `shmcast view` under Xvfb: a still frame of four coloured quadrants
 //! shows in the window where it belongs (checked on a real screenshot,
-//! ImageMagick's `import`), and when the publisher is killed the window
-//! stays up, keeps the frame and says the publisher is gone.
+//! ImageMagick's `import`); when the publisher is killed the window stays
+//! up, keeps the frame and says the publisher is gone; and a new publisher
+//! is picked up.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -88,7 +89,8 @@ fn screenshot(display: &str, path: &std::path::Path) -> (usize, Vec<u8>) {
         .expect("import (imagemagick)");
     assert!(status.success());
     // ImageMagick may write RGB, RGBA or a palette; read it back as RGB.
-    let mut decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut decoder =
+        png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
     // A screenshot of few colours comes as a palette: expanded to RGB.
     decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder.read_info().unwrap();
@@ -192,5 +194,23 @@ fn view_shows_the_quadrants_where_they_belong_and_outlives_its_publisher() {
     assert!(t.contains("frame 1 "), "{t}");
     assert!(view.0.try_wait().unwrap().is_none(), "the window closed");
     check(&dir.join("gone.png"));
+    // A new publisher takes the channel over: the window picks it up.
+    let mut again = Kill(
+        shmcast()
+            .args([
+                "publish", &name, "--width", "64", "--height", "48", "--format", "rgb24",
+            ])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = again.0.stdin.take().unwrap();
+    stdin.write_all(&quadrants()).unwrap();
+    stdin.flush().unwrap();
+    wait_title(&display, "the new publisher's frame", |t| {
+        t.contains("frame 2 ") && t.contains("live")
+    });
+    drop(stdin);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -12,6 +12,7 @@
 //! mode = "640"                # Linux: who may read (default 600)
 //! group = "video"             # Linux: the group whose members may read
 //! lease_mode = "660"          # Linux: who may lease (default: as mode)
+//! lease_sddl = "D:..."        # Windows: who may lease (default: as sddl)
 //! sddl = "D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGX;;;IU)"   # Windows
 //! global = true               # Windows: the Global\ namespace
 //! stall_after = 2.0           # seconds without a frame before ffmpeg is restarted
@@ -134,12 +135,15 @@ pub fn parse(text: &str, ffmpeg: &str) -> Result<Vec<(Name, Job)>, String> {
                 .transpose()
         };
         frame_period(Some(c.fps)).map_err(|e| format!("{at}: {e}"))?;
-        let stall_after = Duration::try_from_secs_f64(c.stall_after).map_err(|_| {
-            format!(
-                "{at}: stall_after {} is not a number of seconds",
-                c.stall_after
-            )
-        })?;
+        let stall_after = Duration::try_from_secs_f64(c.stall_after)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| {
+                format!(
+                    "{at}: stall_after {} is not a number of seconds above zero",
+                    c.stall_after
+                )
+            })?;
         let job = Job {
             meta: FrameMeta::new(c.width, c.height, format),
             fps: Some(c.fps),

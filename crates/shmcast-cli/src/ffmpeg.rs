@@ -29,8 +29,11 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// ffmpeg's input arguments for camera `camera` (a DirectShow name on
 /// Windows, a device path such as /dev/video0 on Linux, an AVFoundation
-/// index or name on macOS), asking for `width`x`height` at `fps`.
+/// index or name on macOS), asking for `width`x`height` at `fps` (30 when
+/// 0).
 pub fn camera_input(camera: &str, width: u32, height: u32, fps: f64) -> Vec<String> {
+    // 0 ("as fast as the source") is no rate to ask a camera for.
+    let fps = if fps > 0.0 { fps } else { 30.0 };
     let size = format!("{width}x{height}");
     let rate = format!("{fps}");
     let mut args: Vec<String> = LOW_LATENCY.iter().map(|s| s.to_string()).collect();

@@ -93,6 +93,9 @@ enum ServiceAction {
     Run {
         #[arg(long)]
         config: std::path::PathBuf,
+        /// The ffmpeg to run (install writes the one it found)
+        #[arg(long)]
+        ffmpeg: Option<String>,
     },
 }
 
@@ -185,8 +188,10 @@ enum Command {
     /// `serve --camera`.
     Devices,
     /// Own a channel and fill it: the built-in moving test pattern (the
-    /// default), or raw frames from stdin. A second serve of a live channel
-    /// fails naming its pid; a dead one's channel is taken over.
+    /// default), raw frames from stdin, or a camera or any input through
+    /// ffmpeg (--camera, --input); or every channel of a TOML file
+    /// (--config). A second serve of a live channel fails naming its pid; a
+    /// dead one's channel is taken over.
     Serve {
         /// Channel name: 1-200 of A-Z a-z 0-9 - _ . (a `Local\` or
         /// `Global\` prefix picks the Windows namespace)
@@ -198,7 +203,10 @@ enum Command {
         global: bool,
         /// Serve every channel of this TOML file instead (one channel table
         /// per camera; see the README's "Run it as a service")
-        #[arg(long, conflicts_with = "name")]
+        #[arg(long, conflicts_with_all = [
+            "name", "global", "source", "width", "height", "format", "fps", "frames", "slots",
+            "input", "camera", "stall_after", "mode", "sddl", "lease_mode", "lease_sddl", "group",
+        ])]
         config: Option<std::path::PathBuf>,
         /// Where frames come from
         #[arg(long, value_enum, default_value = "pattern")]
@@ -393,7 +401,8 @@ fn run(command: Command) -> Result<(), String> {
                         serve::Source::Ffmpeg,
                         shmcast_cli_camera(&camera, width, height, fps),
                     ),
-                    (serve::Source::Ffmpeg, Some(input), None) => (
+                    // --input means ffmpeg, as --camera does.
+                    (serve::Source::Ffmpeg | serve::Source::Pattern, Some(input), None) => (
                         serve::Source::Ffmpeg,
                         shlex::split(&input)
                             .filter(|a| !a.is_empty())
@@ -407,7 +416,9 @@ fn run(command: Command) -> Result<(), String> {
                         "--source ffmpeg needs --input \"ffmpeg input arguments\" or --camera NAME"
                             .to_owned(),
                     ),
-                    (_, Some(_), None) => return Err("--input is for --source ffmpeg".to_owned()),
+                    (serve::Source::Stdin, Some(_), None) => {
+                        return Err("--input is for --source ffmpeg, not stdin".to_owned())
+                    }
                     (source, None, None) => (source, Vec::new()),
                 };
             let target = Target {
@@ -428,7 +439,7 @@ fn run(command: Command) -> Result<(), String> {
                     frames,
                     input,
                     ffmpeg: ffmpeg_program(),
-                    stall_after: seconds(stall_after)?,
+                    stall_after: positive_seconds(stall_after, "--stall-after")?,
                     group: access.group,
                 },
             )
@@ -462,7 +473,9 @@ fn service(action: ServiceAction) -> Result<(), String> {
     match action {
         ServiceAction::Install { config } => service::install(&config, &ffmpeg_program()),
         ServiceAction::Uninstall => service::uninstall(),
-        ServiceAction::Run { config } => service::run(&config, &ffmpeg_program()),
+        ServiceAction::Run { config, ffmpeg } => {
+            service::run(&config, &ffmpeg.unwrap_or_else(ffmpeg_program))
+        }
     }
 }
 
@@ -523,6 +536,7 @@ fn list(json: bool) -> Result<(), String> {
 
 /// `shmcast snapshot`: the latest frame, as RGB, in a PNG.
 fn snapshot(name: &Name, file: &std::path::Path, wait: Duration) -> Result<(), String> {
+    let started = std::time::Instant::now();
     let sub = if wait.is_zero() {
         Subscriber::open(name)
     } else {
@@ -535,7 +549,8 @@ fn snapshot(name: &Name, file: &std::path::Path, wait: Duration) -> Result<(), S
                 "channel {name} has no frame yet (--wait SECS waits for one)"
             ));
         }
-        sub.wait_newer(0, wait).map_err(|e| one_line(&e))?;
+        sub.wait_newer(0, wait.saturating_sub(started.elapsed()))
+            .map_err(|e| one_line(&e))?;
     }
     let (info, bytes) = sub
         .read_latest_vec()
@@ -643,7 +658,7 @@ fn ffmpeg_program() -> String {
 }
 
 fn shmcast_cli_camera(camera: &str, width: u32, height: u32, fps: f64) -> Vec<String> {
-    ffmpeg::camera_input(camera, width, height, if fps > 0.0 { fps } else { 30.0 })
+    ffmpeg::camera_input(camera, width, height, fps)
 }
 
 /// The error's message, then its OS cause, on one line.
@@ -943,6 +958,14 @@ fn clean() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A duration that must be more than zero, named in the error.
+fn positive_seconds(s: f64, what: &str) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("{what} {s} is not a number of seconds above zero"))
 }
 
 fn seconds(s: f64) -> Result<Duration, String> {

@@ -134,7 +134,7 @@ const CREATE_RETRY: Duration = Duration::from_secs(3);
 
 /// One channel of a service: created (retrying while it cannot be, say
 /// while a previous instance still holds it), then served.
-fn serve_until_stopped(name: &Name, job: &Job, stop: &AtomicBool) -> Result<(), String> {
+fn serve_until_stopped(name: &Name, job: &Job, stop: &Arc<AtomicBool>) -> Result<(), String> {
     let options = channel_options(name, job)?;
     let mut told = None;
     let mut publisher = loop {
@@ -224,7 +224,7 @@ fn serve_channel(
     name: &Name,
     job: &Job,
     publisher: &mut Publisher,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Result<(), String> {
     let meta = job.meta;
     let frame_len = frame_len(name, &meta)?;
@@ -424,7 +424,7 @@ fn ffmpeg_loop(
     job: &Job,
     publisher: &mut Publisher,
     frame_len: usize,
-    stop: &AtomicBool,
+    stop: &Arc<AtomicBool>,
 ) -> Result<(), String> {
     use crate::ffmpeg;
     use std::sync::atomic::AtomicU64;
@@ -462,10 +462,17 @@ fn ffmpeg_loop(
                 (last_frame.clone(), ended.clone(), silenced.clone());
             let child = running.child.clone();
             let (stall_after, first) = (job.stall_after, job.stall_after.max(FIRST_FRAME_GRACE));
-            let started_at = now_ms();
+            let started_at = last_frame.load(Ordering::SeqCst);
+            let stop = Arc::clone(stop);
             std::thread::spawn(move || {
                 while !ended.load(Ordering::SeqCst) {
                     std::thread::sleep(Duration::from_millis(50));
+                    // Stopping: ffmpeg goes now (it holds the camera), not
+                    // when it next sends a frame.
+                    if stop.load(Ordering::SeqCst) {
+                        let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+                        return;
+                    }
                     let last = last_frame.load(Ordering::SeqCst);
                     let limit = if last == started_at {
                         first

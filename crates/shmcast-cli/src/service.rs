@@ -66,12 +66,7 @@ pub fn install(config: &Path, ffmpeg: &str) -> Result<(), String> {
         start_type: ServiceStartType::AutoStart,
         error_control: ServiceErrorControl::Normal,
         executable_path: std::env::current_exe().map_err(|e| e.to_string())?,
-        launch_arguments: vec![
-            "service".into(),
-            "run".into(),
-            "--config".into(),
-            config.clone().into_os_string(),
-        ],
+        launch_arguments: launch_arguments(&config, ffmpeg),
         dependencies: vec![],
         account_name: None, // LocalSystem
         account_password: None,
@@ -88,6 +83,40 @@ pub fn install(config: &Path, ffmpeg: &str) -> Result<(), String> {
         config.display()
     );
     Ok(())
+}
+
+/// `service run --config CONFIG [--ffmpeg PATH]`. The service runs as
+/// LocalSystem, which sees neither the installing user's PATH nor their
+/// SHMCAST_FFMPEG: the ffmpeg found now is written into its command line.
+fn launch_arguments(config: &Path, ffmpeg: &str) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec![
+        "service".into(),
+        "run".into(),
+        "--config".into(),
+        config.as_os_str().to_owned(),
+    ];
+    match find_program(ffmpeg) {
+        Some(path) => {
+            args.push("--ffmpeg".into());
+            args.push(path.into_os_string());
+        }
+        None => eprintln!(
+            "warning: {ffmpeg} is not on this PATH; the service will look for it on the system PATH"
+        ),
+    }
+    args
+}
+
+/// `program` as an absolute path: itself if it names a file, else the
+/// first `program` or `program.exe` on the PATH.
+fn find_program(program: &str) -> Option<PathBuf> {
+    let direct = Path::new(program);
+    if direct.components().count() > 1 {
+        return std::fs::canonicalize(direct).ok();
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .flat_map(|dir| [dir.join(program), dir.join(format!("{program}.exe"))])
+        .find(|p| p.is_file())
 }
 
 /// Stops the service if it runs, and removes it.
@@ -131,6 +160,28 @@ pub fn uninstall() -> Result<(), String> {
     Ok(())
 }
 
+/// The handle to report our state with, for the control handler too.
+static STATUS: OnceLock<service_control_handler::ServiceStatusHandle> = OnceLock::new();
+
+fn report(state: ServiceState, exit: u32) {
+    let Some(status) = STATUS.get() else {
+        return;
+    };
+    let _ = status.set_service_status(ServiceStatus {
+        service_type: ServiceType::OWN_PROCESS,
+        current_state: state,
+        controls_accepted: if state == ServiceState::Running {
+            ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
+        } else {
+            ServiceControlAccept::empty()
+        },
+        exit_code: ServiceExitCode::Win32(exit),
+        checkpoint: 0,
+        wait_hint: Duration::from_secs(5),
+        process_id: None,
+    });
+}
+
 /// What `service_main` serves (the SCM passes no arguments of ours).
 static CONFIG: OnceLock<(PathBuf, String)> = OnceLock::new();
 
@@ -163,6 +214,7 @@ fn service_main(_arguments: Vec<OsString>) {
         move |control| match control {
             ServiceControl::Stop | ServiceControl::Shutdown => {
                 eprintln!("the service manager asks us to stop");
+                report(ServiceState::StopPending, 0);
                 stop.store(true, Ordering::SeqCst);
                 ServiceControlHandlerResult::NoError
             }
@@ -174,21 +226,7 @@ fn service_main(_arguments: Vec<OsString>) {
         eprintln!("cannot register with the service manager");
         return;
     };
-    let report = |state, exit: u32| {
-        let _ = status.set_service_status(ServiceStatus {
-            service_type: ServiceType::OWN_PROCESS,
-            current_state: state,
-            controls_accepted: if state == ServiceState::Running {
-                ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
-            } else {
-                ServiceControlAccept::empty()
-            },
-            exit_code: ServiceExitCode::Win32(exit),
-            checkpoint: 0,
-            wait_hint: Duration::from_secs(5),
-            process_id: None,
-        });
-    };
+    let _ = STATUS.set(status);
     report(ServiceState::Running, 0);
     eprintln!("service started: serving {}", config.display());
     let result = crate::config::load(config, ffmpeg)

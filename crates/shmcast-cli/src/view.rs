@@ -40,6 +40,8 @@ pub fn run(name: &Name) -> Result<(), String> {
     let (mut counted, mut since, mut fps) = (0u32, Instant::now(), 0.0);
     let mut latency_ms = 0.0;
     let mut title = String::new();
+    // Why the latest frame cannot be shown (a raw channel, a bad geometry).
+    let mut unshowable: Option<String> = None;
     while window.is_open() && !window.is_key_down(Key::Escape) && !window.is_key_down(Key::Q) {
         if sub.is_none() && last_open.elapsed() > Duration::from_millis(250) {
             last_open = Instant::now();
@@ -51,11 +53,11 @@ pub fn run(name: &Name) -> Result<(), String> {
                 seen = newest;
                 if let Ok(Some((info, bytes))) = s.read_latest_vec() {
                     let m = info.meta;
-                    if shmcast::convert::to_rgb24(
+                    let converted = shmcast::convert::to_rgb24(
                         m.format, m.width, m.height, m.stride, &bytes, &mut rgb,
-                    )
-                    .is_ok()
-                    {
+                    );
+                    unshowable = converted.as_ref().err().map(|e| e.to_string());
+                    if converted.is_ok() {
                         (width, height) = (m.width as usize, m.height as usize);
                         pixels.clear();
                         pixels.extend(rgb.chunks_exact(3).map(|p| {
@@ -82,6 +84,9 @@ pub fn run(name: &Name) -> Result<(), String> {
         if since.elapsed() >= Duration::from_secs(1) {
             fps = f64::from(counted) / since.elapsed().as_secs_f64();
             (counted, since) = (0, Instant::now());
+        }
+        if let Some(why) = &unshowable {
+            state = format!("{state}; cannot show frame {seen}: {why}");
         }
         let new_title = match shown {
             Some(n) => {

@@ -6,13 +6,15 @@
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shmcast::Name;
 
+use crate::watch::Last;
+
 struct Board {
     /// The channels shown, and for each its last frame number and when.
-    rows: Vec<(Name, Option<(u64, Instant)>)>,
+    rows: Vec<(Name, Last)>,
     /// The lines drawn last time (to move back over them).
     drawn: usize,
     lines: Vec<String>,
@@ -85,18 +87,10 @@ fn redraw() {
 }
 
 /// One channel's line: `cam1  30.0 fps  frame 1234  leasers 1  dropped 0  live`.
-fn row(name: &Name, last: &mut Option<(u64, Instant)>) -> String {
-    let Ok(c) = shmcast::inspect_channel(name) else {
+fn row(name: &Name, last: &mut Last) -> String {
+    let Some((c, fps)) = crate::watch::sample(name, last) else {
         return format!("{name:<20} (not created yet)");
     };
-    let now = Instant::now();
-    let fps = match *last {
-        Some((frame, at)) if now > at => {
-            c.latest_frame.saturating_sub(frame) as f64 / now.duration_since(at).as_secs_f64()
-        }
-        _ => 0.0,
-    };
-    *last = Some((c.latest_frame, now));
     let state = match (&c.publisher, &c.stall_reason) {
         (None, _) => "no publisher".to_owned(),
         (Some(_), Some(reason)) => format!("stalled: {reason}"),

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant, SystemTime};
 use shmcast::{Kind, Name};
 
 /// What one channel showed last time: its frame number and when.
-type Last = Option<(u64, Instant)>;
+pub type Last = Option<(u64, Instant)>;
 
-/// One channel's line.
-fn row(name: &Name, last: &mut Last) -> String {
-    let Ok(c) = shmcast::inspect_channel(name) else {
-        return format!("{:<28} (no such channel)", name.to_string());
-    };
+/// Channel `name`'s state now, and its frame rate since `last` (0 the
+/// first time), which it updates. `None`: no such channel. Shared by
+/// `watch` and `serve`'s status line.
+pub fn sample(name: &Name, last: &mut Last) -> Option<(shmcast::ChannelStatus, f64)> {
+    let c = shmcast::inspect_channel(name).ok()?;
     let now = Instant::now();
     let fps = match *last {
         Some((frame, at)) if now > at => {
@@ -25,6 +25,14 @@ fn row(name: &Name, last: &mut Last) -> String {
         _ => 0.0,
     };
     *last = Some((c.latest_frame, now));
+    Some((c, fps))
+}
+
+/// One channel's line.
+fn row(name: &Name, last: &mut Last) -> String {
+    let Some((c, fps)) = sample(name, last) else {
+        return format!("{:<28} (no such channel)", name.to_string());
+    };
     let unix_ns = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{shmcast, unique};
+use common::{channel, shmcast, unique};
 
 /// `serve NAME ARGS...` with its stderr lines collected as they come.
 fn serve(name: &str, args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
@@ -33,27 +33,16 @@ fn serve(name: &str, args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
     (child, lines)
 }
 
-/// The channel as `shmcast info --json` shows it.
-fn channel(name: &str) -> Option<serde_json::Value> {
-    let out = shmcast().args(["info", name, "--json"]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(v["channel"].clone())
-}
-
-/// Polls `info` until `ok` holds for the channel; its last state.
+/// Polls `info` until `ok` holds for the channel (20 s at most); its
+/// state then.
 fn until(name: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(c) = channel(name).filter(|c| ok(c)) {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name}: never {what}: {:?}",
-            channel(name)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::until(
+        name,
+        what,
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        ok,
+    )
 }
 
 const TESTSRC: &str = "-re -f lavfi -i testsrc=size=320x240:rate=60";

@@ -251,14 +251,6 @@ fn stop(child: &mut std::process::Child) {
 fn list_shows_regions_channels_and_lease_tables_with_their_creators() {
     let region = unique("list-region");
     let channel = unique("list-channel");
-    /// Kills its child when the test ends, passed or not.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut hold = shmcast()
         .args(["hold", &region, "--size", "4096"])
         .stdout(std::process::Stdio::piped())
@@ -270,8 +262,8 @@ fn list_shows_regions_channels_and_lease_tables_with_their_creators() {
         &mut line,
     )
     .unwrap();
-    let hold = Kill(hold);
-    let serve = Kill(common::start_serve(
+    let hold = common::Kill(hold);
+    let serve = common::Kill(common::start_serve(
         &channel,
         &["--width", "8", "--height", "8", "--format", "gray8"],
     ));

@@ -9,28 +9,21 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{shmcast, unique};
+use common::{channel, shmcast, unique};
 
 fn sc(args: &[&str]) -> std::process::Output {
     Command::new("sc").args(args).output().expect("sc.exe")
 }
 
-fn channel(name: &str) -> Option<serde_json::Value> {
-    let out = shmcast().args(["info", name, "--json"]).output().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(v["channel"].clone())
-}
-
+/// Polls `info` until `ok` holds for the channel (30 s at most).
 fn until(name: &str, what: &str, ok: impl Fn(&serde_json::Value) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !channel(name).is_some_and(|c| ok(&c)) {
-        assert!(
-            Instant::now() < deadline,
-            "{name}: never {what}: {:?}",
-            channel(name)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    common::until(
+        name,
+        what,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        ok,
+    );
 }
 
 fn config(name: &str) -> std::path::PathBuf {

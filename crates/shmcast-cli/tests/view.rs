@@ -8,19 +8,10 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{shmcast, unique};
-
-/// Kills its child when the test ends, passed or not.
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::{shmcast, unique, Kill};
 
 const W: usize = 64;
 const H: usize = 48;
@@ -108,6 +99,25 @@ fn screenshot(display: &str, path: &std::path::Path) -> (usize, Vec<u8>) {
     (info.width as usize, rgb)
 }
 
+/// `shmcast publish NAME` with one quadrants frame written; its stdin is
+/// left open, so it lives on, idle, until that is dropped or it is killed.
+fn publish_quadrants(name: &str) -> (Kill, std::process::ChildStdin) {
+    let mut publisher = Kill(
+        shmcast()
+            .args([
+                "publish", name, "--width", "64", "--height", "48", "--format", "rgb24",
+            ])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    stdin.write_all(&quadrants()).unwrap();
+    stdin.flush().unwrap();
+    (publisher, stdin)
+}
+
 #[test]
 fn view_shows_the_quadrants_where_they_belong_and_outlives_its_publisher() {
     let n = 100 + std::process::id() % 100;
@@ -127,20 +137,7 @@ fn view_shows_the_quadrants_where_they_belong_and_outlives_its_publisher() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let name = unique("view");
-    let mut publisher = Kill(
-        shmcast()
-            .args([
-                "publish", &name, "--width", "64", "--height", "48", "--format", "rgb24",
-            ])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    // One frame; stdin stays open, so the publisher lives on, idle.
-    let mut stdin = publisher.0.stdin.take().unwrap();
-    stdin.write_all(&quadrants()).unwrap();
-    stdin.flush().unwrap();
+    let (mut publisher, stdin) = publish_quadrants(&name);
     let mut view = Kill(
         shmcast()
             .args(["view", &name])
@@ -195,19 +192,7 @@ fn view_shows_the_quadrants_where_they_belong_and_outlives_its_publisher() {
     assert!(view.0.try_wait().unwrap().is_none(), "the window closed");
     check(&dir.join("gone.png"));
     // A new publisher takes the channel over: the window picks it up.
-    let mut again = Kill(
-        shmcast()
-            .args([
-                "publish", &name, "--width", "64", "--height", "48", "--format", "rgb24",
-            ])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stdin = again.0.stdin.take().unwrap();
-    stdin.write_all(&quadrants()).unwrap();
-    stdin.flush().unwrap();
+    let (_again, stdin) = publish_quadrants(&name);
     wait_title(&display, "the new publisher's frame", |t| {
         t.contains("frame 2 ") && t.contains("live")
     });

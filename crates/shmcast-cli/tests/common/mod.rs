@@ -48,3 +48,45 @@ pub fn start_serve(name: &str, args: &[&str]) -> Child {
     assert!(line.starts_with("serving "), "serve said {line:?}");
     child
 }
+
+/// Kills its child when dropped, so a failing test leaves no process
+/// behind.
+pub struct Kill(pub Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Channel `name` as `shmcast info --json` shows it; `None` when it cannot
+/// be opened.
+pub fn channel(name: &str) -> Option<serde_json::Value> {
+    let out = shmcast().args(["info", name, "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(v["channel"].clone())
+}
+
+/// Polls `info` every `every` until `ok` holds for the channel, failing
+/// after `limit`; the channel's state then.
+pub fn until(
+    name: &str,
+    what: &str,
+    limit: std::time::Duration,
+    every: std::time::Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(c) = channel(name).filter(|c| ok(c)) {
+            return c;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: never {what}: {:?}",
+            channel(name)
+        );
+        std::thread::sleep(every);
+    }
+}

@@ -512,11 +512,11 @@ fn list(json: bool) -> Result<(), String> {
         println!("no shmcast segments");
         return Ok(());
     }
-    println!("{:<40} {:<8} {:>12}  creator", "name", "kind", "bytes");
+    println!("{:<40} {:<11} {:>12}  creator", "name", "kind", "bytes");
     for l in &found {
         match &l.info {
             Ok(i) => println!(
-                "{:<40} {:<8} {:>12}  pid {} ({})",
+                "{:<40} {:<11} {:>12}  pid {} ({})",
                 l.name.to_string(),
                 i.kind.to_string(),
                 i.total_len,
@@ -524,7 +524,7 @@ fn list(json: bool) -> Result<(), String> {
                 if i.creator_alive { "alive" } else { "dead" }
             ),
             Err(e) => println!(
-                "{:<40} ?        {:>12}  {}",
+                "{:<40} ?           {:>12}  {}",
                 l.name.to_string(),
                 "",
                 one_line(e)

@@ -99,6 +99,57 @@ fn screenshot(display: &str, path: &std::path::Path) -> (usize, Vec<u8>) {
     (info.width as usize, rgb)
 }
 
+/// An Xvfb server on a display it picks itself (`-displayfd`: no clash
+/// with another run's server or a stale lock file), stopped with SIGTERM so
+/// it removes its lock.
+struct Xvfb {
+    child: std::process::Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Xvfb {
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "800x600x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is needed; scripts/test installs it");
+        // It writes the display number once it accepts clients.
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let n: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb did not start: {line:?}"));
+        Xvfb {
+            child,
+            display: format!(":{n}"),
+        }
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
 /// `shmcast publish NAME` with one quadrants frame written; its stdin is
 /// left open, so it lives on, idle, until that is dropped or it is killed.
 fn publish_quadrants(name: &str) -> (Kill, std::process::ChildStdin) {
@@ -120,22 +171,8 @@ fn publish_quadrants(name: &str) -> (Kill, std::process::ChildStdin) {
 
 #[test]
 fn view_shows_the_quadrants_where_they_belong_and_outlives_its_publisher() {
-    let n = 100 + std::process::id() % 100;
-    let display = format!(":{n}");
-    let _xvfb = Kill(
-        Command::new("Xvfb")
-            .args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb is needed; scripts/test installs it"),
-    );
-    let socket = format!("/tmp/.X11-unix/X{n}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !std::path::Path::new(&socket).exists() {
-        assert!(Instant::now() < deadline, "Xvfb did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let xvfb = Xvfb::start();
+    let display = xvfb.display.clone();
     let name = unique("view");
     let (mut publisher, stdin) = publish_quadrants(&name);
     let mut view = Kill(

@@ -3,6 +3,7 @@
 //! in interleaved rounds. `scripts/bench` builds and runs it; `--help` says
 //! what it takes. Figures are printed, never asserted.
 
+mod bridge;
 mod ice;
 mod plot;
 mod proc;
@@ -76,6 +77,8 @@ struct Sample {
     dropped: f64,
     /// The writer's CPU time over its run time: its share of one core.
     writer_core: f64,
+    /// CPU of every process per frame a reader got (bridge cases).
+    cpu_per_frame_ms: f64,
 }
 
 fn unique() -> String {
@@ -141,6 +144,19 @@ fn pubsub(writer: (&str, Vec<String>), reader: (&str, ReaderArgs<'_>), readers: 
         shm_bytes: f(&wres, "shm"),
         dropped: f(&wres, "dropped"),
         writer_core: f(&wres, "run_cpu") / f(&wres, "secs").max(1e-9),
+        cpu_per_frame_ms: cpu_per_frame_ms(&wres, &rres),
+    }
+}
+
+/// CPU of the writer and every reader per frame the readers got (all
+/// readers' frames counted), in ms.
+fn cpu_per_frame_ms(writer: &Value, readers: &[Value]) -> f64 {
+    let cpu = f(writer, "cpu") + readers.iter().map(|r| f(r, "cpu")).sum::<f64>();
+    let delivered: f64 = readers.iter().map(|r| f(r, "frames")).sum();
+    if delivered > 0.0 {
+        cpu * 1000.0 / delivered
+    } else {
+        0.0
     }
 }
 
@@ -395,6 +411,7 @@ fn cases(secs: f64, smoke: bool) -> Vec<Case> {
         ));
     }
     v.extend(ice::cases(secs));
+    v.extend(bridge::cases(secs));
     v
 }
 
@@ -489,6 +506,7 @@ fn main() {
         &placement,
         &round_ratios,
     );
+    bridge::report(&samples);
     let relative = relative_table(&by_round);
     if let Some(path) = &opts.plot {
         if !growth.is_empty() {
@@ -512,6 +530,7 @@ fn sample_json(s: &Sample) -> Value {
         "writer_fps": s.writer_fps, "reader_fps": s.reader_fps,
         "p50_us": s.p50_us, "p99_us": s.p99_us, "cpu_s": s.cpu_s,
         "shm_bytes": s.shm_bytes, "dropped": s.dropped, "writer_core": s.writer_core,
+        "cpu_per_frame_ms": s.cpu_per_frame_ms,
     })
 }
 

@@ -5,10 +5,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use shmcast::{Access, FrameMeta, PublishError, Publisher, Region, Subscriber, SubscriberOptions};
+use shmcast::{
+    Access, FrameMeta, PixelFormat, PublishError, Publisher, Region, Subscriber, SubscriberOptions,
+};
 
 use crate::proc::{say, stop_flag, wait_go};
-use crate::util::{cpu_time, fill, now_ns, stamped, touch, Latencies};
+use crate::util::{cpu_time, fill, now_ns, stamped, touch, wall_ns, Latencies};
 
 fn result(frames: u64, secs: f64, lat: &Latencies, extra: serde_json::Value) {
     let mut v = json!({
@@ -31,7 +33,14 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
 
 pub fn run(role: &str, args: &[String]) {
     match role {
-        "shm-writer" => shm_writer(&args[0], arg(args, 1), &args[2], arg(args, 3), arg(args, 4)),
+        "shm-writer" => shm_writer(
+            &args[0],
+            arg(args, 1),
+            &args[2],
+            arg(args, 3),
+            arg(args, 4),
+            args.get(5).is_some_and(|a| a == "rgb24"),
+        ),
         "shm-reader" => shm_reader(&args[0], &args[1]),
         "sock-writer" => sock_writer(&args[0], arg(args, 1), arg(args, 2), arg(args, 3)),
         "sock-reader" => sock_reader(&args[0], &args[1], arg(args, 2)),
@@ -50,12 +59,23 @@ pub fn run(role: &str, args: &[String]) {
 /// Publishes `size`-byte frames for `secs`: by loan (filled in place) or by
 /// copy (filled in a private buffer, then published). `gap_us` > 0 paces
 /// the frames (for wake-up latency, so readers are asleep when one comes).
-fn shm_writer(name: &str, size: usize, mode: &str, secs: f64, gap_us: u64) {
+/// `rgb24`: the frames say they are 1920 pixels wide rgb24 images (so a
+/// bridge can encode them) instead of raw bytes.
+fn shm_writer(name: &str, size: usize, mode: &str, secs: f64, gap_us: u64, rgb24: bool) {
     let mut publisher = Publisher::create(name, size).expect("create channel");
     let shm = shmcast::inspect(name).map(|i| i.total_len).unwrap_or(0);
     say(&format!("ready {shm}"));
     wait_go();
-    let meta = FrameMeta::raw();
+    let meta = if rgb24 {
+        let width = 1920;
+        FrameMeta::new(
+            width,
+            (size / (width as usize * 3)) as u32,
+            PixelFormat::Rgb24,
+        )
+    } else {
+        FrameMeta::raw()
+    };
     let mut buf = vec![0u8; size];
     let (mut frames, mut dropped) = (0u64, 0u64);
     let started = Instant::now();
@@ -93,6 +113,9 @@ fn shm_writer(name: &str, size: usize, mode: &str, secs: f64, gap_us: u64) {
 /// Reads frames until told to stop: `lease` uses them in place, `copy`
 /// copies them out. Either way it blocks in `wait_newer` between frames.
 /// Both register as leasing subscribers: large copies go through a lease.
+/// `copy-meta` copies too, and takes the latency from the frame's capture
+/// timestamp instead of its first bytes (which a JPEG bridge does not
+/// keep).
 fn shm_reader(name: &str, mode: &str) {
     let options = SubscriberOptions::new()
         .access(Access::Leasing)
@@ -119,6 +142,13 @@ fn shm_reader(name: &str, mode: &str) {
             let Some(info) = sub.read_latest(&mut buf).expect("copy") else {
                 continue;
             };
+            if mode == "copy-meta" {
+                lat.push(wall_ns().saturating_sub(info.meta.timestamp_ns));
+                frames += 1;
+                first.get_or_insert_with(Instant::now);
+                last_at = Instant::now();
+                continue;
+            }
             stamped(&buf[..info.len])
         };
         lat.push(now_ns().saturating_sub(sent));

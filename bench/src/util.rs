@@ -9,9 +9,19 @@ pub fn now_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// This process's user + system CPU time.
-pub fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CLOCK_REALTIME in ns: the clock of shmcast's frame timestamps.
+pub fn wall_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A process's user + system CPU time, from /proc/PID/stat.
+pub fn cpu_time_of(pid: u32) -> Duration {
+    stat_cpu(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default())
+}
+
+fn stat_cpu(stat: &str) -> Duration {
     let rest = stat.rfind(')').map_or("", |i| &stat[i + 1..]);
     let ticks: u64 = rest
         .split_whitespace()
@@ -20,6 +30,11 @@ pub fn cpu_time() -> Duration {
         .filter_map(|f| f.parse::<u64>().ok())
         .sum();
     Duration::from_millis(ticks * 10)
+}
+
+/// This process's user + system CPU time.
+pub fn cpu_time() -> Duration {
+    stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
 }
 
 /// What the writer does to make a frame: writes every byte (a capture

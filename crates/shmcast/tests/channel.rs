@@ -766,3 +766,29 @@ fn child_entry_point() {
     };
     std::process::exit(code);
 }
+
+#[test]
+fn commit_numbered_keeps_a_sources_numbers_and_never_goes_back() {
+    let name = unique("numbered");
+    let mut publisher = Publisher::create(&name, 16).unwrap();
+    let sub = Subscriber::open(&name).unwrap();
+    let mut publish = |number: u64| {
+        let mut loan = publisher.loan(8).unwrap();
+        loan.copy_from_slice(&number.to_le_bytes());
+        loan.commit_numbered(&meta(), number)
+    };
+    // Gaps are kept, as a bridge that dropped frames keeps them.
+    assert_eq!(publish(5), 5);
+    assert_eq!(publish(9), 9);
+    let (info, bytes) = sub.read_latest_vec().unwrap().unwrap();
+    assert_eq!((info.number, bytes), (9, 9u64.to_le_bytes().to_vec()));
+    // Never back, never the same: the next number instead.
+    assert_eq!(publish(3), 10);
+    assert_eq!(publish(10), 11);
+    // A number the channel cannot hold is not taken either.
+    assert_eq!(publish(u64::MAX), 12);
+    assert_eq!(publish(0), 13);
+    assert_eq!(sub.latest_number(), 13);
+    // Plain publishes go on from there.
+    assert_eq!(publisher.publish(&meta(), &[0; 8]).unwrap(), 14);
+}

@@ -229,9 +229,16 @@ impl Words<'_> {
             .map(|r| r.token.load(Relaxed) & !RECLAIMING)
     }
 
-    /// Publishes the frame written into slot `s`; returns its number.
+    /// Publishes the frame written into slot `s`; returns its number: the
+    /// next one, or `meta.number` when that is higher (a bridge keeps its
+    /// source's numbers, gaps and all) and fits the `latest` word.
     pub(crate) fn commit(&self, s: usize, meta: &SlotMeta, now_ns: u64) -> u64 {
-        let number = latest_number(self.header.latest.load(Relaxed)).wrapping_add(1);
+        let next = latest_number(self.header.latest.load(Relaxed)).wrapping_add(1);
+        let number = if meta.number > next && meta.number <= MAX_NUMBER {
+            meta.number
+        } else {
+            next
+        };
         let slot = &self.slots[s];
         slot.store_meta(&SlotMeta { number, ..*meta });
         let seq = slot.seq.load(Relaxed);
@@ -492,6 +499,9 @@ impl Words<'_> {
         &self.header.generation
     }
 }
+
+/// The highest frame number the `latest` word holds.
+pub(crate) const MAX_NUMBER: u64 = u64::MAX >> 8;
 
 /// The `latest` word: frame number << 8 | slot index + 1.
 fn pack(number: u64, slot: usize) -> u64 {

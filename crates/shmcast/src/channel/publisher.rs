@@ -328,7 +328,7 @@ impl Publisher {
                 payload.len(),
             );
         }
-        Ok(self.finish(slot, meta, payload.len()))
+        Ok(self.finish(slot, meta, payload.len(), 0))
     }
 
     /// Lends the caller `len` bytes of a free slot to fill in place (a
@@ -458,10 +458,12 @@ impl Publisher {
         }
     }
 
-    fn finish(&mut self, slot: usize, meta: &FrameMeta, len: usize) -> u64 {
+    /// Publishes the frame in `slot` as number `at_least` if that is above
+    /// the newest (0: the next number).
+    fn finish(&mut self, slot: usize, meta: &FrameMeta, len: usize, at_least: u64) -> u64 {
         let now = now_ns();
         let stored = SlotMeta {
-            number: 0,
+            number: at_least,
             timestamp_ns: if meta.timestamp_ns == 0 {
                 now
             } else {
@@ -773,7 +775,17 @@ impl Loan<'_> {
     /// Publishes the loaned slot as the next frame; returns its number.
     pub fn commit(mut self, meta: &FrameMeta) -> u64 {
         self.committed = true;
-        self.publisher.finish(self.slot, meta, self.len)
+        self.publisher.finish(self.slot, meta, self.len, 0)
+    }
+
+    /// Publishes the loaned slot as frame `number` when that is above the
+    /// channel's newest, otherwise as the next frame (numbers never go
+    /// back); returns the number used. For bridges and relays, whose
+    /// readers should see the source's numbers, gaps and all, so that a
+    /// frame is known by one number on both sides.
+    pub fn commit_numbered(mut self, meta: &FrameMeta, number: u64) -> u64 {
+        self.committed = true;
+        self.publisher.finish(self.slot, meta, self.len, number)
     }
 
     /// Shortens the frame to `len` bytes (no-op if not shorter).
@@ -843,7 +855,7 @@ impl OwnedLoan {
             .publisher
             .take()
             .expect("a live loan has its publisher");
-        let number = publisher.finish(self.slot, meta, self.len);
+        let number = publisher.finish(self.slot, meta, self.len, 0);
         (publisher, number)
     }
 

@@ -1,0 +1,286 @@
+//! `shmcast-zenoh import`: a Zenoh subscriber that publishes what the
+//! exporter sends into a local channel, whose readers use the ordinary API
+//! and cannot tell the frames crossed a network.
+//!
+//! - Frames keep the source's numbers (gaps where the bridge dropped
+//!   frames), metadata and capture timestamps. JPEG frames are decoded
+//!   straight into the loan.
+//! - Latest wins: Zenoh hands over at most one waiting message (a ring of
+//!   one), so a slow importer drops frames instead of queueing them.
+//! - Health crosses: the exporter's "stalled" becomes a stall reported on
+//!   this channel; "gone" closes this channel's publisher, so its readers
+//!   see `Gone` (and follow the name when frames return); silence for
+//!   `link_timeout` (a cut link, a killed exporter) is reported as a stall.
+//! - Every message is checked ([`wire::decode`]) and
+//!   bounded by `max_frame_len` before anything is created or written.
+
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use shmcast::{ChannelOptions, CreateOptions, FrameMeta, PublishError, Publisher, PublisherError};
+use zenoh::handlers::RingChannel;
+use zenoh::Wait;
+
+use crate::wire::{self, Encoding, Header, Kind, State};
+use crate::BridgeError;
+
+/// What `import` was asked to do.
+pub struct Import {
+    pub key: String,
+    pub name: String,
+    pub slots: u32,
+    pub create: CreateOptions,
+    /// Frames above this many bytes are refused.
+    pub max_frame_len: usize,
+    /// Nothing from the exporter for this long: the link is reported down.
+    pub link_timeout: Duration,
+}
+
+/// Runs until `stop` is set.
+pub fn run(
+    session: &zenoh::Session,
+    import: &Import,
+    stop: &AtomicBool,
+) -> Result<(), BridgeError> {
+    let subscriber = session
+        .declare_subscriber(import.key.clone())
+        .with(RingChannel::new(1))
+        .wait()
+        .map_err(|e| BridgeError::Zenoh(format!("subscribing to {}: {e}", import.key)))?;
+    eprintln!(
+        "shmcast-zenoh: importing {} into channel {}",
+        import.key, import.name
+    );
+    let mut channel = Channel {
+        import,
+        publisher: None,
+        last_number: 0,
+        link_down: false,
+        refused: None,
+    };
+    let mut last_message: Option<Instant> = None;
+    while !stop.load(Relaxed) {
+        match subscriber.recv_timeout(Duration::from_millis(100)) {
+            Ok(Some(sample)) => {
+                last_message = Some(Instant::now());
+                let bytes = sample.payload().to_bytes();
+                channel.take(&bytes)?;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(BridgeError::Zenoh(format!(
+                    "receiving on {}: {e}",
+                    import.key
+                )))
+            }
+        }
+        if last_message.is_some_and(|t| t.elapsed() > import.link_timeout) {
+            channel.link_lost();
+        }
+    }
+    Ok(())
+}
+
+/// The local side: the channel and what it last published.
+struct Channel<'a> {
+    import: &'a Import,
+    /// `None` before the first frame, and while the source is gone.
+    publisher: Option<Publisher>,
+    last_number: u64,
+    /// A stall for a silent link is reported.
+    link_down: bool,
+    /// The last refusal said, so a stream of bad messages is said once.
+    refused: Option<String>,
+}
+
+impl Channel<'_> {
+    /// Handles one message. Bad messages are reported and skipped; only a
+    /// channel that cannot be created at all is an error.
+    fn take(&mut self, message: &[u8]) -> Result<(), BridgeError> {
+        let result = match wire::decode(message) {
+            Ok((header, payload)) => {
+                if self.link_down {
+                    eprintln!("shmcast-zenoh: the exporter is heard again");
+                    self.link_down = false;
+                    if let Some(p) = self.publisher.as_mut() {
+                        p.clear_stall();
+                    }
+                }
+                match header.kind {
+                    Kind::Frame(encoding) => self.frame(&header, encoding, payload),
+                    Kind::Status => self.status(&header),
+                }
+            }
+            Err(e) => Err(Refused::Message(e.to_string())),
+        };
+        match result {
+            Ok(()) => {
+                self.refused = None;
+                Ok(())
+            }
+            Err(Refused::Create(e)) => Err(BridgeError::Channel(e)),
+            Err(Refused::Message(why)) => {
+                if self.refused.as_ref() != Some(&why) {
+                    eprintln!(
+                        "shmcast-zenoh: skipping a message on {}: {why}",
+                        self.import.key
+                    );
+                }
+                self.refused = Some(why);
+                Ok(())
+            }
+        }
+    }
+
+    fn frame(&mut self, h: &Header, encoding: Encoding, payload: &[u8]) -> Result<(), Refused> {
+        let jpeg = match encoding {
+            Encoding::Raw => None,
+            Encoding::Jpeg => {
+                let d = crate::jpeg::open(payload).map_err(Refused::Message)?;
+                if (d.width, d.height) != (h.width, h.height) {
+                    return Err(Refused::Message(format!(
+                        "a JPEG of {}x{} for a frame of {}x{}",
+                        d.width, d.height, h.width, h.height
+                    )));
+                }
+                Some(d)
+            }
+        };
+        let len = jpeg.as_ref().map_or(payload.len(), |d| d.len);
+        let max = self.import.max_frame_len;
+        if len > max {
+            return Err(Refused::Message(format!(
+                "frame {} has {len} bytes, above --max-frame-len {max}",
+                h.number
+            )));
+        }
+        // The channel holds the source's largest frame when it can (so a
+        // size change there needs no new channel here), and this one.
+        let want = usize::try_from(h.source_max_frame_len)
+            .unwrap_or(usize::MAX)
+            .min(max)
+            .max(len);
+        if h.number == self.last_number && self.publisher.is_some() {
+            // Published already (a second exporter on the key, say).
+            return Ok(());
+        }
+        let restarted = h.number < self.last_number;
+        if restarted && self.publisher.is_some() {
+            eprintln!(
+                "shmcast-zenoh: frame {} after {}: the source restarted; so does channel {}",
+                h.number, self.last_number, self.import.name
+            );
+        }
+        if restarted
+            || self
+                .publisher
+                .as_ref()
+                .is_none_or(|p| p.max_frame_len() < len)
+        {
+            self.open(want)?;
+        }
+        let publisher = self.publisher.as_mut().expect("opened above");
+        let mut loan = match publisher.loan(len) {
+            Ok(loan) => loan,
+            // Readers hold every other slot: this frame is dropped, as a
+            // local publisher's would be.
+            Err(PublishError::AllSlotsLeased { .. }) => return Ok(()),
+            Err(e) => return Err(Refused::Message(format!("frame {}: {e}", h.number))),
+        };
+        let meta = match jpeg {
+            None => {
+                loan.copy_from_slice(payload);
+                FrameMeta {
+                    width: h.width,
+                    height: h.height,
+                    format: h.format,
+                    stride: h.stride,
+                    timestamp_ns: h.timestamp_ns,
+                }
+            }
+            Some(d) => {
+                let format = d.format;
+                d.decode_into(&mut loan)
+                    .map_err(|e| Refused::Message(format!("frame {}: {e}", h.number)))?;
+                FrameMeta {
+                    timestamp_ns: h.timestamp_ns,
+                    ..FrameMeta::new(h.width, h.height, format)
+                }
+            }
+        };
+        self.last_number = loan.commit_numbered(&meta, h.number);
+        Ok(())
+    }
+
+    fn status(&mut self, h: &Header) -> Result<(), Refused> {
+        match h.state {
+            State::Live => {
+                if let Some(p) = self.publisher.as_mut() {
+                    p.clear_stall();
+                }
+            }
+            State::Stalled => {
+                if self.publisher.is_none() && h.source_max_frame_len > 0 {
+                    let len = usize::try_from(h.source_max_frame_len).unwrap_or(usize::MAX);
+                    self.open(len.min(self.import.max_frame_len))?;
+                }
+                if let Some(p) = self.publisher.as_mut() {
+                    p.report_stall(&format!("source stalled: {}", h.reason));
+                }
+            }
+            State::Gone => {
+                if self.publisher.take().is_some() {
+                    eprintln!(
+                        "shmcast-zenoh: {}; channel {} closed until frames return",
+                        h.reason, self.import.name
+                    );
+                }
+                self.last_number = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing heard for `link_timeout`.
+    fn link_lost(&mut self) {
+        if self.link_down {
+            return;
+        }
+        self.link_down = true;
+        let reason = format!(
+            "nothing from the exporter on {} for {:.1} s: the link is down or the exporter stopped",
+            self.import.key,
+            self.import.link_timeout.as_secs_f64()
+        );
+        eprintln!("shmcast-zenoh: {reason}");
+        if let Some(p) = self.publisher.as_mut() {
+            p.report_stall(&reason);
+        }
+    }
+
+    /// (Re)creates the channel for frames of up to `max_frame_len` bytes.
+    fn open(&mut self, max_frame_len: usize) -> Result<(), Refused> {
+        // Our own earlier channel first, so its name is free.
+        self.publisher = None;
+        self.last_number = 0;
+        let options = ChannelOptions::new(max_frame_len.max(1))
+            .slots(self.import.slots)
+            .create_options(self.import.create.clone());
+        let publisher =
+            Publisher::create_with(self.import.name.as_str(), &options).map_err(Refused::Create)?;
+        eprintln!(
+            "shmcast-zenoh: channel {} ready ({max_frame_len} bytes per frame at most)",
+            self.import.name
+        );
+        self.publisher = Some(publisher);
+        Ok(())
+    }
+}
+
+/// Why a message left no frame.
+enum Refused {
+    /// The message is bad or does not fit: skipped.
+    Message(String),
+    /// The local channel cannot be created: fatal.
+    Create(PublisherError),
+}

@@ -1,0 +1,226 @@
+//! The bridge on loopback, with explicit endpoints: an exporter and an
+//! importer as real processes, health carried across, hostile messages
+//! skipped. On Linux and under Wine; tests/ffmpeg.rs checks ffmpeg's
+//! frames across it.
+
+mod common;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use common::{export, free_port, import, unique, until, until_or, Source};
+use shmcast::{FrameMeta, Health, PixelFormat, Subscriber, SubscriberOptions};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+fn open_health_reader(name: &str) -> Subscriber {
+    Subscriber::open_with(name, &SubscriberOptions::new().wait(20 * SECOND)).unwrap()
+}
+
+/// Health as the importer's readers see it, with a stall limit of 5 s (so
+/// `Stalled` here is what the bridge said, not a reader's own clock).
+fn health(sub: &Subscriber) -> (Health, Option<String>) {
+    (sub.health(5 * SECOND), sub.stall_reason())
+}
+
+#[test]
+fn health_crosses_the_bridge_and_recovers() {
+    let (src, dst) = (unique("health-src"), unique("health-dst"));
+    let key = format!("shmcast-test/{src}");
+    let port = free_port();
+    let frame = vec![7u8; 64 * 48 * 3];
+    let meta = FrameMeta::new(64, 48, PixelFormat::Rgb24);
+    let mut source = Source::start(&src, meta, vec![frame.clone()]);
+    let mut exporter = export(&src, &key, port, &["--stall-after", "1"]);
+    let mut importer = import(&key, &dst, port, &["--link-timeout", "1"]);
+    let mut sub = open_health_reader(&dst);
+    sub.wait_newer(0, 10 * SECOND).unwrap();
+    assert_eq!(health(&sub), (Health::Live, None));
+    let (info, bytes) = sub.read_latest_vec().unwrap().unwrap();
+    assert_eq!(
+        (info.meta.width, info.meta.format),
+        (64, PixelFormat::Rgb24)
+    );
+    assert_eq!(bytes, frame, "a frame crossed whole");
+
+    // The source's publisher says why it has nothing.
+    source.paused.store(true, Relaxed);
+    source
+        .publisher
+        .lock()
+        .unwrap()
+        .as_mut()
+        .unwrap()
+        .report_stall("camera unplugged");
+    let reason = until(5 * SECOND, "the stall reason to cross", || {
+        sub.stall_reason()
+            .filter(|r| r.contains("camera unplugged"))
+    });
+    assert!(
+        matches!(sub.health(5 * SECOND), Health::Stalled { .. }),
+        "{reason}"
+    );
+    // The next frame clears it on both sides.
+    source.paused.store(false, Relaxed);
+    until(5 * SECOND, "frames to clear the stall", || {
+        (health(&sub) == (Health::Live, None)).then_some(())
+    });
+
+    // The source stops publishing: stalled, by the exporter's clock.
+    source.stop();
+    let reason = until(5 * SECOND, "a silent source to show as stalled", || {
+        sub.stall_reason().filter(|r| r.contains("no frame for"))
+    });
+    eprintln!("stalled: {reason}");
+
+    // The source's publisher goes away: the import is gone too.
+    drop(source.publisher.lock().unwrap().take());
+    until(5 * SECOND, "the import to be gone", || {
+        (sub.health(5 * SECOND) == Health::Gone).then_some(())
+    });
+    importer.expect("closed until frames return", 5 * SECOND);
+
+    // A new publisher of the source: the readers get frames again. On
+    // Linux the name names a new channel, whose numbers start again, and
+    // the readers follow it; on Windows the section lives on while the
+    // exporter holds it, so the new publisher (and the importer) take it
+    // over in place and numbers go on.
+    let before = sub.latest_number();
+    let _source = Source::start(&src, meta, vec![frame.clone()]);
+    let seen = sub.wait_newer(before, 15 * SECOND).unwrap();
+    if cfg!(unix) {
+        assert!(seen < 10, "numbers start again with the new source: {seen}");
+        assert!(sub.reopened() > 0);
+    } else {
+        assert!(seen > before);
+    }
+    assert_eq!(health(&sub), (Health::Live, None));
+
+    // The exporter is killed: readers are told the link is down.
+    exporter.kill();
+    let reason = until(5 * SECOND, "a killed exporter to show as a stall", || {
+        sub.stall_reason()
+            .filter(|r| r.contains("nothing from the exporter"))
+    });
+    assert!(
+        matches!(sub.health(5 * SECOND), Health::Stalled { .. }),
+        "{reason}"
+    );
+    // ...and frames resume when it is back.
+    let _exporter = export(&src, &key, port, &[]);
+    let before = sub.latest_number();
+    sub.wait_newer(before, 20 * SECOND).unwrap();
+    until(5 * SECOND, "the stall to clear", || {
+        (health(&sub) == (Health::Live, None)).then_some(())
+    });
+    importer.expect("heard again", SECOND);
+}
+
+/// A message as the exporter writes it (see src/wire.rs).
+fn message(kind: u8, encoding: u8, number: u64, source_max: u64, payload: &[u8]) -> Vec<u8> {
+    let mut m = vec![0u8; 64];
+    m[0..4].copy_from_slice(b"SHMZ");
+    m[4] = 1;
+    m[5] = kind;
+    m[6] = encoding;
+    m[8..12].copy_from_slice(&4u32.to_le_bytes());
+    m[12..16].copy_from_slice(&2u32.to_le_bytes());
+    m[16..20].copy_from_slice(&4u32.to_le_bytes());
+    m[20..24].copy_from_slice(&PixelFormat::Gray8.code().to_le_bytes());
+    m[24..32].copy_from_slice(&number.to_le_bytes());
+    m[32..40].copy_from_slice(&77u64.to_le_bytes());
+    m[40..48].copy_from_slice(&source_max.to_le_bytes());
+    m[48..52].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    m.extend_from_slice(payload);
+    m
+}
+
+#[test]
+fn hostile_messages_are_skipped_and_the_importer_goes_on() {
+    use zenoh::Wait;
+    let dst = unique("hostile-dst");
+    let key = format!("shmcast-test/{dst}");
+    let port = free_port();
+    let mut config = zenoh::Config::default();
+    config
+        .insert_json5("scouting/multicast/enabled", "false")
+        .unwrap();
+    config
+        .insert_json5("listen/endpoints", &format!("[\"tcp/127.0.0.1:{port}\"]"))
+        .unwrap();
+    let session = zenoh::open(config).wait().unwrap();
+    let publisher = session.declare_publisher(key.clone()).wait().unwrap();
+    let mut importer = import(&key, &dst, port, &["--max-frame-len", "4096"]);
+    importer.expect("importing", 10 * SECOND);
+    // The importer's subscription reaches this session a moment after it
+    // says so; put until the first good frame lands.
+    let good = message(1, 0, 5, 8, b"abcdefgh");
+    let mut attacks = vec![
+        b"garbage".to_vec(),
+        vec![0u8; 64],
+        message(1, 0, 6, 8, b"abc"),
+        message(1, 9, 6, 8, b"abcdefgh"),
+        message(1, 1, 6, 8, b"not a jpeg"),
+        message(1, 0, 6, 1 << 40, &[1u8; 5000]),
+        message(3, 0, 6, 8, b"abcdefgh"),
+    ];
+    // Lengths that claim more than was sent.
+    let mut overrun = message(1, 0, 6, 8, b"abcdefgh");
+    overrun[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
+    attacks.push(overrun);
+    let sub = until(10 * SECOND, "the first good frame", || {
+        publisher.put(good.clone()).wait().unwrap();
+        Subscriber::open(dst.as_str()).ok()
+    });
+    for attack in &attacks {
+        publisher.put(attack.clone()).wait().unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let next = message(1, 0, 9, 8, b"ijklmnop");
+    let frame = until_or(
+        10 * SECOND,
+        "a good frame after the attacks",
+        &mut importer,
+        || {
+            publisher.put(next.clone()).wait().unwrap();
+            sub.read_latest_vec()
+                .unwrap()
+                .filter(|(info, _)| info.number == 9)
+        },
+    );
+    assert_eq!(frame.1, b"ijklmnop");
+    assert_eq!(frame.0.meta.timestamp_ns, 77);
+    assert_eq!(frame.0.meta.format, PixelFormat::Gray8);
+    importer.expect("above --max-frame-len 4096", SECOND);
+    importer.expect("bad magic", SECOND);
+    assert!(
+        importer.child.try_wait().unwrap().is_none(),
+        "the importer exited"
+    );
+    // The channel was never grown past the limit.
+    assert!(sub.max_frame_len() <= 4096);
+}
+
+#[test]
+fn bad_arguments_are_refused_with_a_message() {
+    let run = |args: &[&str]| {
+        let out = common::bridge().args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert!(run(&["export", "cam", "--key", "a/*"]).contains("wildcards"));
+    assert!(run(&["export", "cam", "--key", "a//b"]).contains("a//b"));
+    assert!(run(&["export", "cam", "--key", "k", "--quality", "0"]).contains("quality"));
+    assert!(run(&["import", "k", "cam", "--link-timeout", "0"]).contains("--link-timeout"));
+    assert!(run(&["import", "k", "cam", "--mode", "999"]).contains("not a mode"));
+    assert!(run(&["import", "k", "bad/name", "--connect", "tcp/127.0.0.1:1"]).contains("bad/name"));
+    let missing = run(&[
+        "export",
+        "cam",
+        "--key",
+        "k",
+        "--config",
+        "/nonexistent.json5",
+    ]);
+    assert!(missing.contains("/nonexistent.json5"), "{missing}");
+}

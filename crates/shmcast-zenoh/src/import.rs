@@ -4,9 +4,14 @@
 //!
 //! - Frames keep the source's numbers (gaps where the bridge dropped
 //!   frames), metadata and capture timestamps. JPEG frames are decoded
-//!   straight into the loan.
-//! - Latest wins: Zenoh hands over at most one waiting message (a ring of
-//!   one), so a slow importer drops frames instead of queueing them.
+//!   straight into the loan. A source restart (a new source instance,
+//!   whose numbers start again) restarts this channel too; a frame numbered
+//!   at or below the last one of the same instance (a second exporter on
+//!   the key) is skipped.
+//! - Latest wins: Zenoh's callback keeps one waiting frame and one waiting
+//!   status (each newer one replaces the last), so a slow importer drops
+//!   frames instead of queueing them, and a status never pushes out a
+//!   frame.
 //! - Health crosses: the exporter's "stalled" becomes a stall reported on
 //!   this channel; "gone" closes this channel's publisher, so its readers
 //!   see `Gone` (and follow the name when frames return); silence for
@@ -15,10 +20,13 @@
 //!   bounded by `max_frame_len` before anything is created or written.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use shmcast::{ChannelOptions, CreateOptions, FrameMeta, PublishError, Publisher, PublisherError};
-use zenoh::handlers::RingChannel;
+use shmcast::{
+    ChannelOptions, CreateOptions, FrameMeta, PixelFormat, PublishError, Publisher, PublisherError,
+};
+use zenoh::sample::Sample;
 use zenoh::Wait;
 
 use crate::wire::{self, Encoding, Header, Kind, State};
@@ -30,10 +38,50 @@ pub struct Import {
     pub name: String,
     pub slots: u32,
     pub create: CreateOptions,
-    /// Frames above this many bytes are refused.
+    /// Frames above this many bytes are refused (and Zenoh refuses
+    /// messages much larger).
     pub max_frame_len: usize,
     /// Nothing from the exporter for this long: the link is reported down.
     pub link_timeout: Duration,
+}
+
+/// The highest frame number taken from the wire (the library's limit).
+const MAX_NUMBER: u64 = 1 << 48;
+
+/// What Zenoh's callback leaves for the loop: the newest frame and the
+/// newest status not yet taken.
+#[derive(Default)]
+struct Inbox {
+    waiting: Mutex<(Option<Sample>, Option<Sample>)>,
+    arrived: Condvar,
+}
+
+impl Inbox {
+    fn put(&self, sample: Sample) {
+        // Byte 5 of a message is its kind: 2 a status, else a frame (or
+        // junk, which the loop refuses). Only the first bytes are looked at.
+        let mut head = [0u8; 6];
+        let is_status = std::io::Read::read_exact(&mut sample.payload().reader(), &mut head)
+            .is_ok_and(|()| head[5] == 2);
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        if is_status {
+            waiting.1 = Some(sample);
+        } else {
+            waiting.0 = Some(sample);
+        }
+        self.arrived.notify_one();
+    }
+
+    /// The waiting messages, status first; waits up to `timeout`.
+    fn take(&self, timeout: Duration) -> Vec<Sample> {
+        let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut waiting, _) = self
+            .arrived
+            .wait_timeout_while(waiting, timeout, |w| w.0.is_none() && w.1.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        let (frame, status) = (waiting.0.take(), waiting.1.take());
+        status.into_iter().chain(frame).collect()
+    }
 }
 
 /// Runs until `stop` is set.
@@ -42,11 +90,15 @@ pub fn run(
     import: &Import,
     stop: &AtomicBool,
 ) -> Result<(), BridgeError> {
-    let subscriber = session
-        .declare_subscriber(import.key.clone())
-        .with(RingChannel::new(1))
-        .wait()
-        .map_err(|e| BridgeError::Zenoh(format!("subscribing to {}: {e}", import.key)))?;
+    let inbox = Arc::new(Inbox::default());
+    let _subscriber = {
+        let inbox = inbox.clone();
+        session
+            .declare_subscriber(import.key.clone())
+            .callback(move |sample| inbox.put(sample))
+            .wait()
+            .map_err(|e| BridgeError::Zenoh(format!("subscribing to {}: {e}", import.key)))?
+    };
     eprintln!(
         "shmcast-zenoh: importing {} into channel {}",
         import.key, import.name
@@ -54,25 +106,16 @@ pub fn run(
     let mut channel = Channel {
         import,
         publisher: None,
+        source_instance: None,
         last_number: 0,
         link_down: false,
         refused: None,
     };
     let mut last_message: Option<Instant> = None;
     while !stop.load(Relaxed) {
-        match subscriber.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(sample)) => {
-                last_message = Some(Instant::now());
-                let bytes = sample.payload().to_bytes();
-                channel.take(&bytes)?;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Err(BridgeError::Zenoh(format!(
-                    "receiving on {}: {e}",
-                    import.key
-                )))
-            }
+        for sample in inbox.take(Duration::from_millis(100)) {
+            last_message = Some(Instant::now());
+            channel.take(&sample.payload().to_bytes())?;
         }
         if last_message.is_some_and(|t| t.elapsed() > import.link_timeout) {
             channel.link_lost();
@@ -86,6 +129,9 @@ struct Channel<'a> {
     import: &'a Import,
     /// `None` before the first frame, and while the source is gone.
     publisher: Option<Publisher>,
+    /// The source channel the frames come from (see `Subscriber::instance`).
+    source_instance: Option<u64>,
+    /// The last frame number published (the source's).
     last_number: u64,
     /// A stall for a silent link is reported.
     link_down: bool,
@@ -154,22 +200,30 @@ impl Channel<'_> {
                 h.number
             )));
         }
+        if h.number == 0 || h.number > MAX_NUMBER {
+            return Err(Refused::Message(format!(
+                "frame number {} is out of range",
+                h.number
+            )));
+        }
+        if jpeg.is_none() {
+            fits(h, len)?;
+        }
         // The channel holds the source's largest frame when it can (so a
         // size change there needs no new channel here), and this one.
         let want = usize::try_from(h.source_max_frame_len)
             .unwrap_or(usize::MAX)
             .min(max)
             .max(len);
-        if h.number == self.last_number && self.publisher.is_some() {
-            // Published already (a second exporter on the key, say).
-            return Ok(());
-        }
-        let restarted = h.number < self.last_number;
+        let restarted = self.source_instance.is_some_and(|i| i != h.source_instance);
         if restarted && self.publisher.is_some() {
             eprintln!(
-                "shmcast-zenoh: frame {} after {}: the source restarted; so does channel {}",
-                h.number, self.last_number, self.import.name
+                "shmcast-zenoh: the source restarted (a new channel); so does channel {}",
+                self.import.name
             );
+        } else if h.number <= self.last_number && self.publisher.is_some() {
+            // Published already, or older (a second exporter on the key).
+            return Ok(());
         }
         if restarted
             || self
@@ -179,6 +233,7 @@ impl Channel<'_> {
         {
             self.open(want)?;
         }
+        self.source_instance = Some(h.source_instance);
         let publisher = self.publisher.as_mut().expect("opened above");
         let mut loan = match publisher.loan(len) {
             Ok(loan) => loan,
@@ -208,7 +263,8 @@ impl Channel<'_> {
                 }
             }
         };
-        self.last_number = loan.commit_numbered(&meta, h.number);
+        loan.commit_numbered(&meta, h.number);
+        self.last_number = h.number;
         Ok(())
     }
 
@@ -223,6 +279,7 @@ impl Channel<'_> {
                 if self.publisher.is_none() && h.source_max_frame_len > 0 {
                     let len = usize::try_from(h.source_max_frame_len).unwrap_or(usize::MAX);
                     self.open(len.min(self.import.max_frame_len))?;
+                    self.source_instance = Some(h.source_instance);
                 }
                 if let Some(p) = self.publisher.as_mut() {
                     p.report_stall(&format!("source stalled: {}", h.reason));
@@ -236,6 +293,7 @@ impl Channel<'_> {
                     );
                 }
                 self.last_number = 0;
+                self.source_instance = None;
             }
         }
         Ok(())
@@ -267,7 +325,17 @@ impl Channel<'_> {
             .slots(self.import.slots)
             .create_options(self.import.create.clone());
         let publisher =
-            Publisher::create_with(self.import.name.as_str(), &options).map_err(Refused::Create)?;
+            Publisher::create_with(self.import.name.as_str(), &options).map_err(|e| {
+                match e {
+                    // Another publisher has the name: nothing to wait for.
+                    PublisherError::WriterAlive { .. } => Refused::Create(e),
+                    // Out of shared memory, readers holding an old section on
+                    // Windows, ...: said once, tried again with the next frame.
+                    e => {
+                        Refused::Message(format!("cannot create channel {}: {e}", self.import.name))
+                    }
+                }
+            })?;
         eprintln!(
             "shmcast-zenoh: channel {} ready ({max_frame_len} bytes per frame at most)",
             self.import.name
@@ -275,6 +343,21 @@ impl Channel<'_> {
         self.publisher = Some(publisher);
         Ok(())
     }
+}
+
+/// Whether a raw frame of `len` bytes holds what its header says.
+fn fits(h: &Header, len: usize) -> Result<(), Refused> {
+    if h.format == PixelFormat::Raw {
+        return Ok(());
+    }
+    let need = h.format.frame_len(h.width, h.height);
+    if need.is_none_or(|n| len < n) || h.stride < h.format.min_stride(h.width) {
+        return Err(Refused::Message(format!(
+            "frame {}: {} bytes (stride {}) cannot hold a {}x{} {} image",
+            h.number, len, h.stride, h.width, h.height, h.format
+        )));
+    }
+    Ok(())
 }
 
 /// Why a message left no frame.

@@ -56,8 +56,13 @@ pub struct Decoded<'a> {
     pub len: usize,
 }
 
-/// Reads a JPEG's headers (untrusted bytes): RGB and gray images only.
+/// Reads a JPEG's headers (untrusted bytes): RGB and gray images only,
+/// whole (the decoder fills a cut-off image with garbage rather than fail,
+/// so a JPEG must end with its end-of-image marker).
 pub fn open(jpeg: &[u8]) -> Result<Decoded<'_>, String> {
+    if !jpeg.ends_with(&[0xFF, 0xD9]) {
+        return Err("a JPEG without its end (cut off?)".to_owned());
+    }
     let decoder = JpegDecoder::new(std::io::Cursor::new(jpeg)).map_err(|e| e.to_string())?;
     let (width, height) = decoder.dimensions();
     let format = match decoder.color_type() {
@@ -124,6 +129,12 @@ mod tests {
     fn garbage_and_short_frames_are_errors() {
         assert!(open(b"not a jpeg").is_err());
         assert!(open(&[0xFF, 0xD8, 0xFF]).is_err());
+        // A good JPEG cut short is refused, not decoded into garbage.
+        let whole = info(64, 32, PixelFormat::Rgb24);
+        let (mut scratch, mut jpeg) = (Vec::new(), Vec::new());
+        encode(&whole, &vec![90; whole.len], 90, &mut scratch, &mut jpeg).unwrap();
+        assert!(open(&jpeg).is_ok());
+        assert!(open(&jpeg[..jpeg.len() - 40]).is_err());
         let info = info(64, 32, PixelFormat::Rgb24);
         let (mut scratch, mut jpeg) = (Vec::new(), Vec::new());
         assert!(encode(&info, &[0; 10], 90, &mut scratch, &mut jpeg).is_err());

@@ -75,14 +75,15 @@ enum Command {
         /// Security descriptor of the local channel (Windows, SDDL)
         #[arg(long)]
         sddl: Option<String>,
-        /// Largest frame accepted, in bytes: a peer cannot make this
-        /// process map more
-        #[arg(long, default_value_t = 128 << 20)]
+        /// Largest frame accepted, in bytes: the local channel is at most
+        /// SLOTS times this, and Zenoh refuses longer messages, whatever a
+        /// peer sends
+        #[arg(long, default_value_t = 64 << 20)]
         max_frame_len: usize,
         /// Seconds without any message from the exporter before readers
-        /// are told the link is down (the exporter sends a status at least
-        /// every 0.25 s)
-        #[arg(long, default_value_t = 1.0)]
+        /// are told the link is down (the exporter sends a status every
+        /// 0.25 s, ahead of frames)
+        #[arg(long, default_value_t = 2.0)]
         link_timeout: f64,
         #[command(flatten)]
         net: Net,
@@ -131,13 +132,42 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `command` on a thread of its own until it ends, or until Ctrl-C
+/// (or SIGTERM) and then at most a second more: a frame put can block for
+/// long on a slow link, and stopping must not wait for it.
 fn run(command: Command) -> Result<(), BridgeError> {
     let stop = Arc::new(AtomicBool::new(false));
+    let (done_tx, done) = std::sync::mpsc::channel();
     {
         let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Relaxed))
-            .map_err(|e| BridgeError::Usage(format!("cannot handle Ctrl-C: {e}")))?;
+        let done_tx = done_tx.clone();
+        ctrlc::set_handler(move || {
+            stop.store(true, Relaxed);
+            let _ = done_tx.send(None);
+        })
+        .map_err(|e| BridgeError::Usage(format!("cannot handle Ctrl-C: {e}")))?;
     }
+    let bridge = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let result = bridge(command, &stop);
+            let _ = done_tx.send(Some(result));
+        })
+    };
+    match done.recv() {
+        Ok(Some(result)) => {
+            let _ = bridge.join();
+            result
+        }
+        // Stopped: the last status goes out within 20 ms.
+        _ => match done.recv_timeout(Duration::from_secs(1)) {
+            Ok(Some(result)) => result,
+            _ => Ok(()),
+        },
+    }
+}
+
+fn bridge(command: Command, stop: &AtomicBool) -> Result<(), BridgeError> {
     match command {
         Command::Export {
             name,
@@ -158,8 +188,20 @@ fn run(command: Command) -> Result<(), BridgeError> {
                 status_every: Duration::from_millis(250),
                 congestion,
             };
-            let session = open(&net)?;
-            export::run(&session, &export, &stop)
+            // See export.rs: a frame put may block this long on a slow link.
+            let wait = export::WAIT_BEFORE_CLOSE_US.to_string();
+            let sndbuf = export::TCP_SEND_BUFFER.to_string();
+            let session = open(
+                &net,
+                &[
+                    (
+                        "transport/link/tx/queue/congestion_control/block/wait_before_close",
+                        wait,
+                    ),
+                    ("transport/link/tcp/so_sndbuf", sndbuf),
+                ],
+            )?;
+            export::run(&session, &export, stop)
         }
         Command::Import {
             key,
@@ -189,14 +231,18 @@ fn run(command: Command) -> Result<(), BridgeError> {
                 max_frame_len,
                 link_timeout: positive_seconds(link_timeout, "--link-timeout")?,
             };
-            let session = open(&net)?;
-            import::run(&session, &import, &stop)
+            // Zenoh's limit on a reassembled message (1 GiB by default):
+            // nothing much longer than a frame, whatever a peer sends.
+            let limit = (max_frame_len + 4096).to_string();
+            let session = open(&net, &[("transport/link/rx/max_message_size", limit)])?;
+            import::run(&session, &import, stop)
         }
     }
 }
 
-/// Opens a Zenoh session as `net` says.
-fn open(net: &Net) -> Result<zenoh::Session, BridgeError> {
+/// Opens a Zenoh session as `net` says, with the bridge's `tuning` unless
+/// a `--config` file is given (then the file says).
+fn open(net: &Net, tuning: &[(&str, String)]) -> Result<zenoh::Session, BridgeError> {
     let mut config = match &net.config {
         Some(path) => zenoh::Config::from_file(path).map_err(|e| {
             BridgeError::Usage(format!("Zenoh configuration {}: {e}", path.display()))
@@ -210,6 +256,11 @@ fn open(net: &Net) -> Result<zenoh::Session, BridgeError> {
     };
     if net.scout || net.config.is_none() {
         set("scouting/multicast/enabled", net.scout.to_string())?;
+    }
+    if net.config.is_none() {
+        for (key, value) in tuning {
+            set(key, value.clone())?;
+        }
     }
     if !net.connect.is_empty() {
         set("connect/endpoints", json_strings(&net.connect))?;

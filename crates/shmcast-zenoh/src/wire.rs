@@ -17,7 +17,9 @@
 //! 40      8   the source channel's largest frame, bytes
 //! 48      4   payload bytes (after the reason)
 //! 52      2   reason bytes (UTF-8, at most 240)
-//! 54     10   zero
+//! 54      2   zero
+//! 56      8   the source channel's instance (a restarted source has a
+//!             new one, and its frame numbers start again; 0: none)
 //! 64      …   reason, then payload
 //! ```
 //!
@@ -69,6 +71,7 @@ pub struct Header {
     pub number: u64,
     pub timestamp_ns: u64,
     pub source_max_frame_len: u64,
+    pub source_instance: u64,
     pub reason: String,
 }
 
@@ -104,6 +107,7 @@ impl Header {
         encoding: Encoding,
         info: &shmcast::FrameInfo,
         source_max_frame_len: usize,
+        source_instance: u64,
     ) -> Header {
         Header {
             kind: Kind::Frame(encoding),
@@ -115,12 +119,18 @@ impl Header {
             number: info.number,
             timestamp_ns: info.meta.timestamp_ns,
             source_max_frame_len: source_max_frame_len as u64,
+            source_instance,
             reason: String::new(),
         }
     }
 
     /// A status report with no payload.
-    pub fn status(state: State, reason: &str, source_max_frame_len: usize) -> Header {
+    pub fn status(
+        state: State,
+        reason: &str,
+        source_max_frame_len: usize,
+        source_instance: u64,
+    ) -> Header {
         Header {
             kind: Kind::Status,
             state,
@@ -131,6 +141,7 @@ impl Header {
             number: 0,
             timestamp_ns: 0,
             source_max_frame_len: source_max_frame_len as u64,
+            source_instance,
             reason: cut(reason, REASON_MAX).to_owned(),
         }
     }
@@ -172,6 +183,7 @@ impl Header {
         out[40..48].copy_from_slice(&self.source_max_frame_len.to_le_bytes());
         out[48..52].copy_from_slice(&payload_len.to_le_bytes());
         out[52..54].copy_from_slice(&(reason.len() as u16).to_le_bytes());
+        out[56..64].copy_from_slice(&self.source_instance.to_le_bytes());
         out[HEADER_LEN..].copy_from_slice(reason);
     }
 }
@@ -235,6 +247,7 @@ pub fn decode(message: &[u8]) -> Result<(Header, &[u8]), WireError> {
         number: u64_at(24),
         timestamp_ns: u64_at(32),
         source_max_frame_len: u64_at(40),
+        source_instance: u64_at(56),
         reason: String::from_utf8_lossy(reason).into_owned(),
     };
     Ok((header, payload))
@@ -275,6 +288,7 @@ mod tests {
             number: 1 << 40,
             timestamp_ns: 1_790_000_000_123_456_789,
             source_max_frame_len: 6_220_800,
+            source_instance: 0x1234_5678_9abc_def0,
             reason: String::new(),
         }
     }
@@ -285,14 +299,14 @@ mod tests {
         let bytes = message(&frame, b"jpeg bytes");
         assert_eq!(decode(&bytes), Ok((frame, &b"jpeg bytes"[..])));
 
-        let status = Header::status(State::Stalled, "ffmpeg exited: no such device", 99);
+        let status = Header::status(State::Stalled, "ffmpeg exited: no such device", 99, 7);
         let bytes = message(&status, &[]);
         assert_eq!(decode(&bytes), Ok((status, &[][..])));
     }
 
     #[test]
     fn long_reasons_are_cut_at_a_character_boundary() {
-        let status = Header::status(State::Stalled, &"é".repeat(200), 0);
+        let status = Header::status(State::Stalled, &"é".repeat(200), 0, 0);
         assert_eq!(status.reason.len(), 240);
         let (back, _) = decode(&message(&status, &[])).unwrap();
         assert_eq!(back.reason, "é".repeat(120));

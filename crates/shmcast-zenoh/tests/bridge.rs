@@ -168,6 +168,19 @@ fn hostile_messages_are_skipped_and_the_importer_goes_on() {
     let mut overrun = message(1, 0, 6, 8, b"abcdefgh");
     overrun[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
     attacks.push(overrun);
+    // Numbers the channel cannot take (0, and past 2^48).
+    for number in [0, (1 << 48) + 1, (1 << 56) - 1, u64::MAX] {
+        attacks.push(message(1, 0, number, 8, b"abcdefgh"));
+    }
+    // Metadata the bytes cannot hold: 4x2 rgb24 needs 24 bytes.
+    let mut short = message(1, 0, 6, 8, b"abcdefgh");
+    short[20..24].copy_from_slice(&PixelFormat::Rgb24.code().to_le_bytes());
+    attacks.push(short);
+    // A JPEG of a few hundred bytes that says it is 8000x5000: refused
+    // from its header, before anything is decoded or created.
+    attacks.push(message(1, 1, 6, 8, &huge_jpeg(8000, 5000)));
+    // A stalled status asking for a terabyte channel.
+    attacks.push(message(2, 0, 0, 1 << 40, b""));
     let sub = until(10 * SECOND, "the first good frame", || {
         publisher.put(good.clone()).wait().unwrap();
         Subscriber::open(dst.as_str()).ok()
@@ -193,12 +206,52 @@ fn hostile_messages_are_skipped_and_the_importer_goes_on() {
     assert_eq!(frame.0.meta.format, PixelFormat::Gray8);
     importer.expect("above --max-frame-len 4096", SECOND);
     importer.expect("bad magic", SECOND);
+    importer.expect("out of range", SECOND);
+    importer.expect("cannot hold a 4x2 rgb24 image", SECOND);
     assert!(
         importer.child.try_wait().unwrap().is_none(),
         "the importer exited"
     );
     // The channel was never grown past the limit.
     assert!(sub.max_frame_len() <= 4096);
+}
+
+/// A small JPEG whose frame header says `w`x`h`.
+fn huge_jpeg(w: u16, h: u16) -> Vec<u8> {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+        .encode(&[128; 8 * 8 * 3], 8, 8, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    // SOF0 (FF C0): length, precision, then height and width.
+    let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+    jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    jpeg
+}
+
+#[test]
+fn a_frame_the_exporter_cannot_send_is_a_stall_with_its_reason_said_once() {
+    let (src, dst) = (unique("nojpeg-src"), unique("nojpeg-dst"));
+    let key = format!("shmcast-test/{src}");
+    let port = free_port();
+    // Raw bytes cannot be made a JPEG.
+    let _source = Source::start(&src, FrameMeta::raw(), vec![vec![1; 1000]]);
+    let mut exporter = export(&src, &key, port, &["--encode", "jpeg"]);
+    let _importer = import(&key, &dst, port, &[]);
+    let sub = open_health_reader(&dst);
+    let reason = until(10 * SECOND, "the exporter's reason to cross", || {
+        sub.stall_reason().filter(|r| r.contains("JPEG"))
+    });
+    assert!(
+        matches!(sub.health(5 * SECOND), Health::Stalled { .. }),
+        "{reason}"
+    );
+    // Said once, not once per frame (30 a second) or per spin.
+    exporter.expect("cannot be sent as JPEG", SECOND);
+    std::thread::sleep(SECOND);
+    exporter.drain();
+    let said = exporter.seen.iter().filter(|l| l.contains("JPEG")).count();
+    assert_eq!(said, 1, "{:?}", exporter.seen);
 }
 
 #[test]

@@ -785,10 +785,19 @@ fn commit_numbered_keeps_a_sources_numbers_and_never_goes_back() {
     // Never back, never the same: the next number instead.
     assert_eq!(publish(3), 10);
     assert_eq!(publish(10), 11);
-    // A number the channel cannot hold is not taken either.
+    // Numbers above 2^48 are not taken either, so counting on never
+    // overflows the channel's word.
     assert_eq!(publish(u64::MAX), 12);
-    assert_eq!(publish(0), 13);
-    assert_eq!(sub.latest_number(), 13);
+    assert_eq!(publish((1 << 56) - 1), 13);
+    assert_eq!(publish((1 << 48) + 1), 14);
+    assert_eq!(publish(0), 15);
+    assert_eq!(publish(1 << 48), 1 << 48);
+    let (info, bytes) = sub.read_latest_vec().unwrap().unwrap();
+    assert_eq!(
+        (info.number, bytes),
+        (1 << 48, (1u64 << 48).to_le_bytes().to_vec())
+    );
     // Plain publishes go on from there.
-    assert_eq!(publisher.publish(&meta(), &[0; 8]).unwrap(), 14);
+    assert_eq!(publisher.publish(&meta(), &[0; 8]).unwrap(), (1 << 48) + 1);
+    assert_eq!(sub.latest_number(), (1 << 48) + 1);
 }

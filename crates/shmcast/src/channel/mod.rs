@@ -115,7 +115,7 @@ impl Channel {
     }
 
     /// The channel's instance number (see [`ChannelHeader::instance`]).
-    fn instance(&self) -> u64 {
+    pub(crate) fn instance(&self) -> u64 {
         Channel::header_of(&self.seg)
             .instance
             .load(crate::sync::Ordering::Relaxed)

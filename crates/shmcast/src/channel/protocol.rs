@@ -500,8 +500,11 @@ impl Words<'_> {
     }
 }
 
-/// The highest frame number the `latest` word holds.
-pub(crate) const MAX_NUMBER: u64 = u64::MAX >> 8;
+/// The highest frame number a publisher may ask for
+/// ([`Loan::commit_numbered`](crate::Loan::commit_numbered)): far below the
+/// 2^56 the `latest` word holds, so that counting on from it never
+/// overflows (at a million frames a second, 2^56 - 2^48 takes 2,000 years).
+pub(crate) const MAX_NUMBER: u64 = 1 << 48;
 
 /// The `latest` word: frame number << 8 | slot index + 1.
 fn pack(number: u64, slot: usize) -> u64 {

@@ -677,6 +677,14 @@ impl Subscriber {
         self.channel.source_status().get()
     }
 
+    /// The channel's instance: a number drawn when the channel was
+    /// created, the same across in-place take-overs, different for a
+    /// channel created anew under the name. A bridge tells a restarted
+    /// source (whose frame numbers start again) by it.
+    pub fn instance(&self) -> u64 {
+        self.channel.instance()
+    }
+
     /// The PID of the current publisher, if there is one.
     pub fn publisher_pid(&self) -> Option<u32> {
         let writer = self.channel.words().header.writer.load(Relaxed);

@@ -44,6 +44,9 @@ mod channel;
 pub mod convert;
 mod copy;
 mod error;
+#[cfg(all(feature = "fuzzing", not(loom)))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod header;
 mod housekeeping;
 mod identity;

@@ -43,6 +43,8 @@ mod source;
 #[cfg(not(loom))]
 mod subscriber;
 
+#[cfg(all(feature = "fuzzing", not(loom)))]
+pub(crate) mod fuzz;
 #[cfg(all(test, loom))]
 mod loom_tests;
 

@@ -259,9 +259,13 @@ impl Words<'_> {
         self.header.blocked_by.store(holder, Relaxed);
     }
 
-    /// The slot holding the newest frame, if any (writer side).
+    /// The slot holding the newest frame, if any (writer side); `None` too
+    /// when the word names no slot of this channel (found by fuzzing: its
+    /// one caller filtered it, but an index should be one).
     pub(crate) fn latest_slot_index(&self) -> Option<usize> {
-        latest_slot_plus_one(self.header.latest.load(Relaxed)).checked_sub(1)
+        latest_slot_plus_one(self.header.latest.load(Relaxed))
+            .checked_sub(1)
+            .filter(|&s| s < self.slots.len())
     }
 
     /// Abandons slot `s`: no frame is published, the slot is empty.

@@ -42,14 +42,17 @@ pub(crate) unsafe fn copy_from_shared(src: *const u8, dst: &mut [u8]) {
         let head = src.align_offset(64).min(len);
         let blocks = (len - head) / 64;
         let tail = head + blocks * 64;
-        // SAFETY: the three ranges [0, head), [head, tail), [tail, len)
-        // partition the caller's readable range; `src + head` is 64-aligned
-        // and `blocks` whole blocks end at `tail`.
+        // The three ranges [0, head), [head, tail), [tail, len) partition
+        // the caller's readable range.
+        // SAFETY: [0, head) of the caller's range, copied to as many bytes.
+        unsafe { copy_atomic(src, &mut dst[..head]) };
+        // SAFETY: [head, tail): `src + head` is 64-aligned and `blocks`
+        // whole blocks end at `tail`; `dst` has tail - head bytes there.
         unsafe {
-            copy_atomic(src, &mut dst[..head]);
-            copy_blocks_volatile(src.add(head), dst[head..tail].as_mut_ptr(), blocks);
-            copy_atomic(src.add(tail), &mut dst[tail..]);
-        }
+            copy_blocks_volatile(src.wrapping_add(head), dst[head..tail].as_mut_ptr(), blocks)
+        };
+        // SAFETY: [tail, len) of the caller's range.
+        unsafe { copy_atomic(src.wrapping_add(tail), &mut dst[tail..]) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: the caller's contract is `copy_atomic`'s.
@@ -69,10 +72,12 @@ unsafe fn copy_blocks_volatile(src: *const u8, dst: *mut u8, blocks: usize) {
     let src = src.cast::<[__m128i; 4]>();
     let dst = dst.cast::<[__m128i; 4]>();
     for i in 0..blocks {
-        // SAFETY: block `i` is inside both ranges (caller); `src` is
-        // 64-aligned so the load is aligned; `dst` may not be, hence
-        // write_unaligned.
-        unsafe { dst.add(i).write_unaligned(src.add(i).read_volatile()) };
+        // SAFETY: block `i` is inside the source range (caller), and `src`
+        // is 64-aligned, so the load is aligned.
+        let block = unsafe { src.wrapping_add(i).read_volatile() };
+        // SAFETY: block `i` is inside the destination range (caller); `dst`
+        // may not be aligned, hence write_unaligned.
+        unsafe { dst.wrapping_add(i).write_unaligned(block) };
     }
 }
 
@@ -87,20 +92,21 @@ unsafe fn copy_atomic(src: *const u8, dst: &mut [u8]) {
     for (i, byte) in dst[..head].iter_mut().enumerate() {
         // SAFETY: `src + i` is inside the readable range (i < head <= len);
         // AtomicU8 has alignment 1; the caller allows racing writers.
-        *byte = unsafe { AtomicU8::from_ptr(src.add(i).cast_mut()) }.load(Relaxed);
+        *byte = unsafe { AtomicU8::from_ptr(src.wrapping_add(i).cast_mut()) }.load(Relaxed);
     }
     for w in 0..words {
         let offset = head + w * 8;
         // SAFETY: `src + head` is 8-aligned (align_offset), so every
         // `src + offset` is too, and offset + 8 <= len keeps it in range.
         let word =
-            unsafe { AtomicU64::from_ptr(src.add(offset).cast::<u64>().cast_mut()) }.load(Relaxed);
+            unsafe { AtomicU64::from_ptr(src.wrapping_add(offset).cast::<u64>().cast_mut()) }
+                .load(Relaxed);
         dst[offset..offset + 8].copy_from_slice(&word.to_ne_bytes());
     }
     let tail = head + words * 8;
     for (i, byte) in dst[tail..].iter_mut().enumerate() {
         // SAFETY: as for the head: in range, alignment 1, racing allowed.
-        *byte = unsafe { AtomicU8::from_ptr(src.add(tail + i).cast_mut()) }.load(Relaxed);
+        *byte = unsafe { AtomicU8::from_ptr(src.wrapping_add(tail + i).cast_mut()) }.load(Relaxed);
     }
 }
 
@@ -131,11 +137,11 @@ mod tests {
             ] {
                 let mut dst = vec![0u8; len];
                 // SAFETY: start + len <= src.len(), and nothing writes `src`.
-                unsafe { copy_from_shared(src.as_ptr().add(start), &mut dst) };
+                unsafe { copy_from_shared(src.as_ptr().wrapping_add(start), &mut dst) };
                 assert_eq!(dst, &src[start..start + len], "start {start} len {len}");
                 let mut dst = vec![0u8; len];
                 // SAFETY: as above.
-                unsafe { copy_atomic(src.as_ptr().add(start), &mut dst) };
+                unsafe { copy_atomic(src.as_ptr().wrapping_add(start), &mut dst) };
                 assert_eq!(
                     dst,
                     &src[start..start + len],

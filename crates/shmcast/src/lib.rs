@@ -39,6 +39,12 @@
 //! - [`inspect`], [`remove`], [`clean`]: tools for any segment.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
+// Every unsafe block says why it is sound, and does one unsafe thing, so
+// that its SAFETY comment covers all of it.
+#![warn(
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block
+)]
 
 mod channel;
 pub mod convert;

@@ -146,7 +146,13 @@ impl Region {
         // SAFETY: the lock words sit right after the common header in the
         // header page, which a valid layout guarantees is mapped; they are
         // atomics, valid for any bit pattern, and live as long as `self`.
-        unsafe { &*self.seg.header_ptr().add(COMMON_LEN).cast::<LockWords>() }
+        unsafe {
+            &*self
+                .seg
+                .header_ptr()
+                .wrapping_add(COMMON_LEN)
+                .cast::<LockWords>()
+        }
     }
 
     fn check_range(&self, offset: usize, len: usize) -> Result<(), RegionError> {

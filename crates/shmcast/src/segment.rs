@@ -337,11 +337,16 @@ impl Segment {
     /// `persist`, removes the name when dropped.
     pub(crate) fn adopt(&mut self, persist: bool) {
         let me = ProcessId::current();
-        let header = self.map.as_ptr().cast::<CommonHeader>();
+        let owner_start = self
+            .map
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(std::mem::offset_of!(CommonHeader, owner_start))
+            .cast::<u64>();
         // SAFETY: mapped writable (claims need it), header page valid;
         // openers copy this plain integer with racy-tolerant loads, so a
         // concurrent one sees the old or the new value, never a fault.
-        unsafe { std::ptr::addr_of_mut!((*header).owner_start).write_volatile(me.start_time) };
+        unsafe { owner_start.write_volatile(me.start_time) };
         self.layout.creator = me;
         self.remove_on_drop = !persist;
     }
@@ -387,12 +392,17 @@ impl Segment {
     /// The owner as the header says now: a publisher that takes a channel
     /// over records itself there (see [`Segment::claim`]).
     pub(crate) fn current_creator(&self) -> ProcessId {
-        let header = self.map.as_ptr().cast::<CommonHeader>();
         let token = self.owner_word().load(Ordering::SeqCst) & !REMOVING;
+        let owner_start = self
+            .map
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(std::mem::offset_of!(CommonHeader, owner_start))
+            .cast::<u64>();
         // SAFETY: the header page is mapped while `self` lives; `adopt` may
         // be rewriting the start time, hence a volatile load (a mix names no
         // live process, and judgements go by the owner word anyway).
-        let start_time = unsafe { std::ptr::addr_of!((*header).owner_start).read_volatile() };
+        let start_time = unsafe { owner_start.read_volatile() };
         ProcessId {
             pid: token_pid(token),
             start_time,
@@ -463,7 +473,7 @@ fn header_word(map: &Mapping, offset: usize) -> Option<&AtomicU64> {
         // atomic loads tolerate.
         // SAFETY: page-aligned mapping, so an 8-aligned offset is an aligned
         // word, inside it (checked) while `map` lives; any bits are valid.
-        unsafe { AtomicU64::from_ptr(map.as_ptr().add(offset).cast::<u64>()) }
+        unsafe { AtomicU64::from_ptr(map.as_ptr().wrapping_add(offset).cast::<u64>()) }
     })
 }
 

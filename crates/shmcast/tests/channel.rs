@@ -633,9 +633,11 @@ fn cpu_time() -> Duration {
         dwHighDateTime: 0,
     };
     let (mut a, mut b, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: no preconditions; a pseudo-handle that needs no closing.
+    let me = unsafe { GetCurrentProcess() };
     // SAFETY: the pseudo-handle of the current process and four writable
     // FILETIMEs.
-    unsafe { GetProcessTimes(GetCurrentProcess(), &mut a, &mut b, &mut kernel, &mut user) };
+    unsafe { GetProcessTimes(me, &mut a, &mut b, &mut kernel, &mut user) };
     let t = |f: FILETIME| (u64::from(f.dwHighDateTime) << 32) | u64::from(f.dwLowDateTime);
     Duration::from_nanos((t(kernel) + t(user)) * 100)
 }

@@ -80,13 +80,11 @@ fn a_read_lock_held_by_a_killed_process_does_not_block_writers() {
 /// Writes `bytes` over the header of `region`, as a hostile or buggy
 /// process could.
 fn scribble_header(region: &Region, at: usize, bytes: &[u8]) {
+    let header = region.as_ptr().cast_mut().wrapping_sub(HEADER_LEN);
     // SAFETY: the header page lies right before the data, inside the same
     // writable mapping, and `at + bytes.len()` stays within it. This test
     // corrupts it on purpose; other openers must cope.
-    unsafe {
-        let header = region.as_ptr().cast_mut().sub(HEADER_LEN);
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), header.add(at), bytes.len());
-    }
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), header.wrapping_add(at), bytes.len()) };
 }
 
 fn open_error_in_child(name: &str) -> String {

@@ -83,12 +83,22 @@ impl Channel {
         // SAFETY: the channel header lies after the common header in the
         // header page, which a valid segment has mapped; it is atomics
         // only, valid for any bytes, and lives as long as the segment.
-        unsafe { &*seg.header_ptr().add(COMMON_LEN).cast::<ChannelHeader>() }
+        unsafe {
+            &*seg
+                .header_ptr()
+                .wrapping_add(COMMON_LEN)
+                .cast::<ChannelHeader>()
+        }
     }
 
     fn lease_header_of(seg: &Segment) -> &LeaseHeader {
         // SAFETY: as for `header_of`, for a lease table's header page.
-        unsafe { &*seg.header_ptr().add(COMMON_LEN).cast::<LeaseHeader>() }
+        unsafe {
+            &*seg
+                .header_ptr()
+                .wrapping_add(COMMON_LEN)
+                .cast::<LeaseHeader>()
+        }
     }
 
     /// Wraps an open channel segment, validating its geometry.
@@ -111,7 +121,7 @@ impl Channel {
             &*self
                 .seg
                 .header_ptr()
-                .add(source::STATUS_OFFSET)
+                .wrapping_add(source::STATUS_OFFSET)
                 .cast::<source::SourceStatus>()
         }
     }

@@ -546,13 +546,13 @@ mod tests {
 
     impl Fixture {
         fn new(slots: usize) -> Fixture {
-            // SAFETY: all three are atomics only, for which all-zero is valid.
-            unsafe {
-                Fixture {
-                    header: Box::new(std::mem::zeroed()),
-                    slots: (0..slots).map(|_| std::mem::zeroed()).collect(),
-                    readers: (0..4).map(|_| std::mem::zeroed()).collect(),
-                }
+            Fixture {
+                // SAFETY: atomics only, for which all-zero is valid.
+                header: Box::new(unsafe { std::mem::zeroed() }),
+                // SAFETY: as for the header.
+                slots: (0..slots).map(|_| unsafe { std::mem::zeroed() }).collect(),
+                // SAFETY: as for the header.
+                readers: (0..4).map(|_| unsafe { std::mem::zeroed() }).collect(),
             }
         }
 

@@ -529,7 +529,7 @@ fn init_header(base: *mut u8, geometry: &Geometry, me: u64, instance: u64) {
     // SAFETY: `base` is the zeroed, writable header page of a new segment
     // that nobody else can open yet; the channel header fits in it after the
     // common header and is atomics only.
-    let header = unsafe { &*base.add(COMMON_LEN).cast::<ChannelHeader>() };
+    let header = unsafe { &*base.wrapping_add(COMMON_LEN).cast::<ChannelHeader>() };
     geometry.store(header);
     header.instance.store(instance, Relaxed);
     header.writer.store(me, Relaxed);
@@ -727,7 +727,7 @@ fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Opti
                 // SAFETY: the zeroed, writable header page of a new segment
                 // nobody can open yet; the lease header (atomics) fits after
                 // the common header.
-                let h = unsafe { &*base.add(COMMON_LEN).cast::<LeaseHeader>() };
+                let h = unsafe { &*base.wrapping_add(COMMON_LEN).cast::<LeaseHeader>() };
                 h.instance.store(instance, Relaxed);
                 h.entries.store(MAX_SUBSCRIBERS, Relaxed);
             },

@@ -503,28 +503,29 @@ mod sigbus {
     }
 
     fn install() {
-        // SAFETY: a zeroed sigaction is a valid value to overwrite; a null
-        // new action makes `sigaction` only report the current one.
-        let previous = unsafe {
-            let mut previous: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut previous);
-            previous
-        };
+        // SAFETY: a zeroed sigaction (plain integers and pointers) is a
+        // valid value to overwrite.
+        let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null new action makes `sigaction` only report the
+        // current one, into `previous`.
+        unsafe { libc::sigaction(libc::SIGBUS, std::ptr::null(), &mut previous) };
         let _ = PREVIOUS.set(previous);
+        // SAFETY: as above, a zeroed sigaction is a valid value.
+        let mut ours: libc::sigaction = unsafe { std::mem::zeroed() };
+        ours.sa_sigaction = handler as *const () as usize;
+        ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
+        // SAFETY: `sa_mask` is a valid sigset_t to clear.
+        unsafe { libc::sigemptyset(&mut ours.sa_mask) };
         // SAFETY: `handler` has the SA_SIGINFO signature; `sigaction` reads
         // `ours` only.
-        unsafe {
-            let mut ours: libc::sigaction = std::mem::zeroed();
-            ours.sa_sigaction = handler as *const () as usize;
-            ours.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-            libc::sigemptyset(&mut ours.sa_mask);
-            libc::sigaction(libc::SIGBUS, &ours, std::ptr::null_mut());
-        }
+        unsafe { libc::sigaction(libc::SIGBUS, &ours, std::ptr::null_mut()) };
     }
 
     extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
-        let addr = unsafe { (*info).si_addr() } as usize;
+        let info_ref = unsafe { &*info };
+        // SAFETY: for SIGBUS the kernel fills in the faulting address.
+        let addr = unsafe { info_ref.si_addr() } as usize;
         for (i, hit) in HIT.iter().enumerate() {
             let Some((start, len)) = range(i) else {
                 continue;
@@ -574,11 +575,10 @@ mod sigbus {
                 // SIG_DFL or SIG_IGN: restore the default and return; the
                 // access faults again and the process ends as it would have.
                 // SAFETY: a zeroed sigaction is SIG_DFL with an empty mask.
-                unsafe {
-                    let mut dfl: libc::sigaction = std::mem::zeroed();
-                    dfl.sa_sigaction = libc::SIG_DFL;
-                    libc::sigaction(sig, &dfl, std::ptr::null_mut());
-                }
+                let mut dfl: libc::sigaction = unsafe { std::mem::zeroed() };
+                dfl.sa_sigaction = libc::SIG_DFL;
+                // SAFETY: `dfl` is a valid action; sigaction only reads it.
+                unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
             }
         }
     }

@@ -266,17 +266,16 @@ impl Mapping {
             let token = ProcessToken::open()?;
             let user = token.info(TokenUser)?;
             let default_owner = token.info(TokenOwner)?;
-            // SAFETY: both buffers were filled by GetTokenInformation for
-            // these classes, whose structs start with the SID pointer; the
-            // SIDs they point to live inside the same buffers.
-            let (user_sid, owner_sid) = unsafe {
-                (
-                    (*user.as_ptr().cast::<TOKEN_USER>()).User.Sid,
-                    (*default_owner.as_ptr().cast::<TOKEN_OWNER>()).Owner,
-                )
-            };
-            // SAFETY: all three SIDs are valid for the duration of the calls.
-            let mine = unsafe { EqualSid(owner, user_sid) != 0 || EqualSid(owner, owner_sid) != 0 };
+            // SAFETY: the buffer was filled by GetTokenInformation for
+            // TokenUser, whose struct starts with the SID pointer; the SID
+            // it points to lives inside the same buffer.
+            let user_sid = unsafe { (*user.as_ptr().cast::<TOKEN_USER>()).User.Sid };
+            // SAFETY: as above, for TokenOwner.
+            let owner_sid = unsafe { (*default_owner.as_ptr().cast::<TOKEN_OWNER>()).Owner };
+            // SAFETY: both SIDs are valid for the duration of the call.
+            let is_user = unsafe { EqualSid(owner, user_sid) } != 0;
+            // SAFETY: as above.
+            let mine = is_user || unsafe { EqualSid(owner, owner_sid) } != 0;
             Ok(Ownership {
                 mine,
                 owner: sid_string(owner),
@@ -295,9 +294,11 @@ struct ProcessToken(HANDLE);
 impl ProcessToken {
     fn open() -> io::Result<ProcessToken> {
         let mut token: HANDLE = ptr::null_mut();
+        // SAFETY: no preconditions; a pseudo-handle that needs no closing.
+        let me = unsafe { GetCurrentProcess() };
         // SAFETY: the pseudo-handle of the current process; `token` is a
         // valid out-pointer.
-        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+        if unsafe { OpenProcessToken(me, TOKEN_QUERY, &mut token) } == 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(ProcessToken(token))
@@ -339,11 +340,13 @@ fn sid_string(sid: PSID) -> String {
     if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 || text.is_null() {
         return "an unknown SID".to_owned();
     }
-    // SAFETY: a NUL-terminated UTF-16 string from the call above.
-    let s = unsafe {
-        let len = (0..).take_while(|&i| *text.add(i) != 0).count();
-        String::from_utf16_lossy(std::slice::from_raw_parts(text, len))
-    };
+    // SAFETY: a NUL-terminated UTF-16 string from the call above: every
+    // unit up to the NUL is readable.
+    let len = (0..)
+        .take_while(|&i| unsafe { *text.wrapping_add(i) } != 0)
+        .count();
+    // SAFETY: the `len` units before the NUL.
+    let s = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, len) });
     // SAFETY: allocated by ConvertSidToStringSidW, freed once.
     unsafe { LocalFree(text.cast()) };
     s
@@ -386,15 +389,16 @@ fn map(handle: HANDLE, access: u32, len: usize) -> Result<Mapping, OsError> {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
-        // SAFETY: the view and handle were created by `map`, are owned by
-        // this value alone, and are released exactly once here; no borrow of
-        // the memory outlives the borrow of `self` it came from.
+        // SAFETY: the view was created by `map`, is owned by this value
+        // alone, and is released exactly once here; no borrow of the
+        // memory outlives the borrow of `self` it came from.
         unsafe {
             UnmapViewOfFile(MEMORY_MAPPED_VIEW_ADDRESS {
                 Value: self.ptr.as_ptr().cast::<c_void>(),
-            });
-            CloseHandle(self.handle);
-        }
+            })
+        };
+        // SAFETY: as for the view: the section handle, closed once.
+        unsafe { CloseHandle(self.handle) };
     }
 }
 
@@ -558,14 +562,14 @@ pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
         dwHighDateTime: 0,
     };
     let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
-    // SAFETY: `handle` is a live process handle with query rights; every
+    // SAFETY: `handle` is a live process handle with query rights; the
     // out-pointer is a valid, writable local.
-    let (got_code, timed) = unsafe {
-        let got_code = GetExitCodeProcess(handle, &mut exit_code) != 0;
-        let timed = GetProcessTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) != 0;
-        CloseHandle(handle);
-        (got_code, timed)
-    };
+    let got_code = unsafe { GetExitCodeProcess(handle, &mut exit_code) } != 0;
+    // SAFETY: as above, for the four times.
+    let timed =
+        unsafe { GetProcessTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) } != 0;
+    // SAFETY: our handle, closed once.
+    unsafe { CloseHandle(handle) };
     if !got_code || !timed {
         // Cannot tell: callers treat that as alive.
         return Err(io::Error::other(

@@ -780,9 +780,9 @@ impl Loan<'_> {
 
     /// Publishes the loaned slot as frame `number` when that is above the
     /// channel's newest and at most 2^48, otherwise as the next frame
-    /// (numbers never go back); returns the number used. For bridges and relays, whose
-    /// readers should see the source's numbers, gaps and all, so that a
-    /// frame is known by one number on both sides.
+    /// (numbers never go back); returns the number used. For bridges and
+    /// relays, whose readers should see the source's numbers, gaps and
+    /// all, so that a frame is known by one number on both sides.
     pub fn commit_numbered(mut self, meta: &FrameMeta, number: u64) -> u64 {
         self.committed = true;
         self.publisher.finish(self.slot, meta, self.len, number)

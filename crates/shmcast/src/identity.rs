@@ -97,6 +97,33 @@ pub(crate) fn token_liveness(token: u64) -> Liveness {
     }
 }
 
+/// Whether the process that wrote `token` is known to be gone (an
+/// unreadable process counts as alive: see [`token_liveness`]).
+pub(crate) fn token_is_dead(token: u64) -> bool {
+    token_liveness(token) == Liveness::Dead
+}
+
+/// A process that holds something: a region's lock, a channel's writer
+/// role, a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// Its PID.
+    pub pid: u32,
+    /// Whether it still runs (what a dead holder held is recovered by the
+    /// next process that wants it).
+    pub alive: bool,
+}
+
+impl Holder {
+    /// The holder a token names, and whether it runs now.
+    pub(crate) fn of_token(token: u64) -> Holder {
+        Holder {
+            pid: token_pid(token),
+            alive: token_liveness(token) == Liveness::Alive,
+        }
+    }
+}
+
 fn fold(start_time: u64) -> u32 {
     // Mix both halves so that start times that differ only high up still
     // give different tokens.

@@ -80,10 +80,10 @@ pub use header::{Kind, HEADER_LEN, LAYOUT_VERSION};
 pub use housekeeping::{
     clean, inspect, list, remove, remove_owned, CleanReport, Listed, SegmentInfo,
 };
-pub use identity::{Liveness, ProcessId};
+pub use identity::{Holder, Liveness, ProcessId};
 pub use lock::READER_SLOTS;
 pub use name::{IntoName, Name, NameError, Namespace, MAX_NAME_LEN};
-pub use region::{Holder, LockState, ReadGuard, Region, WriteGuard, DEFAULT_LOCK_TIMEOUT};
+pub use region::{LockState, ReadGuard, Region, WriteGuard, DEFAULT_LOCK_TIMEOUT};
 pub use segment::CreateOptions;
 
 /// The OS object name behind a segment name, for tools and tests that look

@@ -30,7 +30,7 @@ use crate::copy::copy_from_shared;
 use crate::error::{CreateError, OpenError, RegionError};
 use crate::header::{Kind, COMMON_LEN};
 use crate::housekeeping::SegmentInfo;
-use crate::identity::{token_liveness, token_pid, Liveness, ProcessId};
+use crate::identity::{Holder, ProcessId};
 use crate::lock::{Blocker, LockWords, READER_SLOTS};
 use crate::name::{IntoName, Name};
 use crate::segment::{CreateOptions, Segment};
@@ -304,13 +304,9 @@ impl Region {
     /// Who holds the lock right now, and whether they still run.
     pub fn lock_state(&self) -> LockState {
         let holders = self.lock_words().holders();
-        let holder = |token: u64| Holder {
-            pid: token_pid(token),
-            alive: token_liveness(token) == Liveness::Alive,
-        };
         LockState {
-            writer: holders.writer.map(holder),
-            readers: holders.readers.into_iter().map(holder).collect(),
+            writer: holders.writer.map(Holder::of_token),
+            readers: holders.readers.into_iter().map(Holder::of_token).collect(),
             torn: holders.torn,
         }
     }
@@ -332,16 +328,6 @@ pub struct LockState {
     pub readers: Vec<Holder>,
     /// The last writer died mid-write and nobody has written since.
     pub torn: bool,
-}
-
-/// A process holding a lock.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Holder {
-    /// Its PID.
-    pub pid: u32,
-    /// Whether it still runs (a dead holder's lock is recovered by the next
-    /// process that wants it).
-    pub alive: bool,
 }
 
 /// The write lock; dereferences to the whole region. Released on drop.

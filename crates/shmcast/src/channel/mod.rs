@@ -59,6 +59,7 @@ pub use subscriber::{Access, DetachedLease, Health, Lease, Subscriber, Subscribe
 use crate::{
     error::OpenError,
     header::{Kind, COMMON_LEN},
+    identity::Holder,
     name::{Name, LEASES},
     segment::Segment,
 };
@@ -216,13 +217,13 @@ pub struct ChannelStatus {
     /// The largest frame, in bytes.
     pub max_frame_len: usize,
     /// The publisher's PID and whether it runs; `None`: no publisher.
-    pub publisher: Option<crate::Holder>,
+    pub publisher: Option<Holder>,
     /// Leasing subscribers registered (including dead ones not yet
     /// reclaimed); `None` when the lease table cannot be read. Read-only
     /// subscribers register nowhere and are not counted.
     pub subscribers: Option<usize>,
     /// The processes holding leases right now.
-    pub lease_holders: Vec<crate::Holder>,
+    pub lease_holders: Vec<Holder>,
     /// The newest frame's number (0: none yet).
     pub latest_frame: u64,
     /// When the publisher last published (or started), ns since the epoch.
@@ -231,7 +232,7 @@ pub struct ChannelStatus {
     /// slot.
     pub dropped_frames: u64,
     /// A lease holder that made the publisher drop its last dropped frame.
-    pub dropped_because_of: Option<crate::Holder>,
+    pub dropped_because_of: Option<Holder>,
     /// How long the publisher honours a lease while it has no free slot.
     pub max_lease: std::time::Duration,
     /// Why the publisher's source is stalled, when it says so (see
@@ -241,15 +242,6 @@ pub struct ChannelStatus {
     /// same name; on Windows it names the wake-up events,
     /// `NS\shmcast.NAME~wake.INSTANCE.I` (16 hex digits, I from 0 to 15).
     pub instance: u64,
-}
-
-#[cfg(not(loom))]
-fn holder(token: u64) -> crate::Holder {
-    use crate::identity::{token_liveness, token_pid, Liveness};
-    crate::Holder {
-        pid: token_pid(token),
-        alive: token_liveness(token) == Liveness::Alive,
-    }
 }
 
 /// Reads channel `name`'s state without subscribing (read-only opens of the
@@ -277,13 +269,17 @@ pub fn inspect_channel<N: crate::IntoName>(
     Ok(ChannelStatus {
         slots: channel.geometry.slots,
         max_frame_len: channel.geometry.max_frame_len,
-        publisher: (writer != 0).then(|| holder(writer)),
+        publisher: (writer != 0).then(|| Holder::of_token(writer)),
         subscribers: channel.leases.as_ref().map(|_| words.subscriber_count()),
-        lease_holders: words.lease_holders().into_iter().map(holder).collect(),
+        lease_holders: words
+            .lease_holders()
+            .into_iter()
+            .map(Holder::of_token)
+            .collect(),
         latest_frame: words.latest_number(),
         last_publish_ns: h.last_publish_ns.load(Relaxed),
         dropped_frames: h.dropped_frames.load(Relaxed),
-        dropped_because_of: (blocked_by != 0).then(|| holder(blocked_by)),
+        dropped_because_of: (blocked_by != 0).then(|| Holder::of_token(blocked_by)),
         max_lease: std::time::Duration::from_millis(h.max_lease_ms.load(Relaxed)),
         stall_reason: (writer != 0)
             .then(|| channel.source_status().get())

@@ -25,7 +25,7 @@ use super::layout::{ChannelHeader, Geometry, LeaseHeader, SlotMeta, LEASES_DATA_
 use super::{now_ns, Channel, FrameMeta, DEFAULT_SLOTS, MAX_SUBSCRIBERS};
 use crate::error::{CreateError, OpenError, PublishError, PublisherError};
 use crate::header::{Kind, COMMON_LEN};
-use crate::identity::{token_liveness, token_pid, Liveness, ProcessId};
+use crate::identity::{token_is_dead, token_pid, ProcessId};
 use crate::name::{IntoName, Name, LEASES};
 use crate::os::Wakers;
 use crate::segment::{Claim, CreateOptions, Segment};
@@ -403,7 +403,7 @@ impl Publisher {
         }
         if self.last_sweep.elapsed() >= SWEEP_EVERY {
             self.last_sweep = Instant::now();
-            words.reclaim_dead_readers(self.me, is_dead, None);
+            words.reclaim_dead_readers(self.me, token_is_dead, None);
         }
         let now = Instant::now();
         let (max_lease, leased_since) = (self.max_lease, &mut self.leased_since);
@@ -423,7 +423,7 @@ impl Publisher {
             }
         };
         let mut got = words.begin_write(self.previous, &mut honour_all);
-        if got.is_err() && words.reclaim_dead_readers(self.me, is_dead, None) > 0 {
+        if got.is_err() && words.reclaim_dead_readers(self.me, token_is_dead, None) > 0 {
             got = words.begin_write(self.previous, &mut honour_all);
         }
         // Only with no free slot left, a lease held longer than `max_lease`
@@ -536,10 +536,6 @@ fn init_header(base: *mut u8, geometry: &Geometry, me: u64, instance: u64) {
     header.last_publish_ns.store(now_ns(), Relaxed);
 }
 
-fn is_dead(token: u64) -> bool {
-    token_liveness(token) == Liveness::Dead
-}
-
 fn channel_of(seg: Segment) -> Result<Channel, PublisherError> {
     let name = seg.name().to_string();
     Channel::new(seg).map_err(|what| PublisherError::Open(OpenError::Corrupt { name, what }))
@@ -641,7 +637,7 @@ fn take_over(name: &Name, options: &ChannelOptions, me: u64) -> Result<TakeOver,
     let mut channel = channel_of(seg)?;
     // A live publisher is the first thing to report, whatever the settings.
     let writer = channel.words().header.writer.load(Relaxed);
-    if writer != 0 && writer != me && !is_dead(writer) {
+    if writer != 0 && writer != me && !token_is_dead(writer) {
         return Err(PublisherError::WriterAlive {
             name: name.to_string(),
             pid: token_pid(writer),
@@ -697,7 +693,7 @@ fn take_over(name: &Name, options: &ChannelOptions, me: u64) -> Result<TakeOver,
     let words = channel.words();
     let took_from =
         words
-            .claim_writer(me, is_dead)
+            .claim_writer(me, token_is_dead)
             .map_err(|live| PublisherError::WriterAlive {
                 name: name.to_string(),
                 pid: token_pid(live),

@@ -35,7 +35,7 @@ use super::{frame_info, now_ns, Channel, FrameInfo, MAX_SUBSCRIBERS};
 use crate::copy::copy_from_shared;
 use crate::error::{OpenError, ReadError, SubscriberError};
 use crate::header::Kind;
-use crate::identity::{token_liveness, token_pid, Liveness, ProcessId};
+use crate::identity::{token_is_dead, token_liveness, token_pid, Liveness, ProcessId};
 use crate::name::{IntoName, Name};
 use crate::os::Wakeup;
 use crate::segment::Segment;
@@ -165,10 +165,6 @@ impl std::fmt::Debug for Subscriber {
     }
 }
 
-fn is_dead(token: u64) -> bool {
-    token_liveness(token) == Liveness::Dead
-}
-
 impl Subscriber {
     /// Subscribes read-only to the existing channel `name`. Needs only the
     /// name and read access: the geometry comes from the channel's
@@ -265,7 +261,7 @@ impl Subscriber {
             entry = Some(
                 channel
                     .words()
-                    .register(me, crate::os::monotonic_ns(), is_dead)
+                    .register(me, crate::os::monotonic_ns(), token_is_dead)
                     .ok_or_else(|| SubscriberError::TableFull {
                         name: name.to_string(),
                         max: MAX_SUBSCRIBERS,
@@ -358,7 +354,7 @@ impl Subscriber {
             return Ok(entry);
         }
         let entry = words
-            .register(self.me, now, is_dead)
+            .register(self.me, now, token_is_dead)
             .ok_or_else(|| ReadError::NotLeasing {
                 name: self.channel.name(),
                 what: format!(

@@ -231,9 +231,14 @@ fn bridge(command: Command, stop: &AtomicBool) -> Result<(), BridgeError> {
                 max_frame_len,
                 link_timeout: positive_seconds(link_timeout, "--link-timeout")?,
             };
+            if max_frame_len == 0 {
+                return Err(BridgeError::Usage(
+                    "--max-frame-len 0 would refuse every frame".to_owned(),
+                ));
+            }
             // Zenoh's limit on a reassembled message (1 GiB by default):
             // nothing much longer than a frame, whatever a peer sends.
-            let limit = (max_frame_len + 4096).to_string();
+            let limit = max_frame_len.saturating_add(4096).to_string();
             let session = open(&net, &[("transport/link/rx/max_message_size", limit)])?;
             import::run(&session, &import, stop)
         }

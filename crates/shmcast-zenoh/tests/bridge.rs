@@ -266,6 +266,7 @@ fn bad_arguments_are_refused_with_a_message() {
     assert!(run(&["export", "cam", "--key", "k", "--quality", "0"]).contains("quality"));
     assert!(run(&["import", "k", "cam", "--link-timeout", "0"]).contains("--link-timeout"));
     assert!(run(&["import", "k", "cam", "--mode", "999"]).contains("not a mode"));
+    assert!(run(&["import", "k", "cam", "--max-frame-len", "0"]).contains("--max-frame-len 0"));
     assert!(run(&["import", "k", "bad/name", "--connect", "tcp/127.0.0.1:1"]).contains("bad/name"));
     let missing = run(&[
         "export",

@@ -337,12 +337,7 @@ impl Segment {
     /// `persist`, removes the name when dropped.
     pub(crate) fn adopt(&mut self, persist: bool) {
         let me = ProcessId::current();
-        let owner_start = self
-            .map
-            .as_ptr()
-            .cast::<u8>()
-            .wrapping_add(std::mem::offset_of!(CommonHeader, owner_start))
-            .cast::<u64>();
+        let owner_start = self.owner_start();
         // SAFETY: mapped writable (claims need it), header page valid;
         // openers copy this plain integer with racy-tolerant loads, so a
         // concurrent one sees the old or the new value, never a fault.
@@ -389,16 +384,21 @@ impl Segment {
         self.map.ownership()
     }
 
+    /// Where the header keeps the owner's start time: a plain integer
+    /// (the owner word is the atomic one), read and written volatile.
+    fn owner_start(&self) -> *mut u64 {
+        self.map
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(std::mem::offset_of!(CommonHeader, owner_start))
+            .cast::<u64>()
+    }
+
     /// The owner as the header says now: a publisher that takes a channel
     /// over records itself there (see [`Segment::claim`]).
     pub(crate) fn current_creator(&self) -> ProcessId {
         let token = self.owner_word().load(Ordering::SeqCst) & !REMOVING;
-        let owner_start = self
-            .map
-            .as_ptr()
-            .cast::<u8>()
-            .wrapping_add(std::mem::offset_of!(CommonHeader, owner_start))
-            .cast::<u64>();
+        let owner_start = self.owner_start();
         // SAFETY: the header page is mapped while `self` lives; `adopt` may
         // be rewriting the start time, hence a volatile load (a mix names no
         // live process, and judgements go by the owner word anyway).

@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{role, say, stdin_closed_flag, unique, Proc};
+use common::{fill, is_frame, role, say, stdin_closed_flag, unique, Proc};
 use shmcast::{
     Access, ChannelOptions, FrameMeta, Health, PixelFormat, PublishError, Publisher,
     PublisherError, Subscriber, SubscriberOptions,
@@ -20,25 +20,6 @@ fn open_leasing(name: &str) -> Result<Subscriber, shmcast::SubscriberError> {
 }
 
 const FRAME_LEN: usize = 64 * 1024;
-
-fn word(number: u64, i: usize) -> u64 {
-    number.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
-}
-
-/// Fills `buf` with frame `number`'s bytes.
-fn fill(number: u64, buf: &mut [u8]) {
-    for (i, chunk) in buf.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&word(number, i).to_ne_bytes()[..chunk.len()]);
-    }
-}
-
-/// Whether `bytes` are exactly frame `number`.
-fn is_frame(number: u64, bytes: &[u8]) -> bool {
-    bytes
-        .chunks(8)
-        .enumerate()
-        .all(|(i, chunk)| chunk == &word(number, i).to_ne_bytes()[..chunk.len()])
-}
 
 fn meta() -> FrameMeta {
     FrameMeta::raw()

@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{role, say, stdin_closed_flag, unique, Proc};
+use common::{fill, role, say, stdin_closed_flag, unique, Proc};
 use shmcast::{
     Access, FrameMeta, PublishError, Publisher, ReadError, Subscriber, SubscriberOptions,
 };
@@ -54,22 +54,9 @@ impl Rng {
     }
 }
 
-fn word(number: u64, i: usize) -> u64 {
-    number.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64).wrapping_mul(0xD6E8_FEB8_6659_FD93)
-}
-
-fn fill(number: u64, buf: &mut [u8]) {
-    for (i, chunk) in buf.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&word(number, i).to_ne_bytes()[..chunk.len()]);
-    }
-}
-
-fn is_frame(number: u64, bytes: &[u8]) -> bool {
-    bytes.len() == FRAME_LEN
-        && bytes
-            .chunks(8)
-            .enumerate()
-            .all(|(i, chunk)| chunk == &word(number, i).to_ne_bytes()[..chunk.len()])
+/// Whether `bytes` are frame `number`, whole and of full length.
+fn whole(number: u64, bytes: &[u8]) -> bool {
+    bytes.len() == FRAME_LEN && common::is_frame(number, bytes)
 }
 
 /// Stops (`true`) or continues a process (Linux; nothing elsewhere).
@@ -251,20 +238,20 @@ fn verify(name: &str, mode: &str) -> i32 {
         let got = match mode {
             "lease" => match sub.lease_latest() {
                 Ok(Some(lease)) => {
-                    let got = (lease.info().number, is_frame(lease.info().number, &lease));
+                    let got = (lease.info().number, whole(lease.info().number, &lease));
                     // Revoked: what was read is known bad and not used.
                     lease.release().is_ok().then_some(got)
                 }
                 Ok(None) | Err(ReadError::Overrun { .. }) => None,
                 Err(e) => panic!("{e}"),
             },
-            "inplace" => match sub.read_in_place(|info, bytes| is_frame(info.number, bytes)) {
+            "inplace" => match sub.read_in_place(|info, bytes| whole(info.number, bytes)) {
                 Ok(Some((info, whole))) => Some((info.number, whole)),
                 Ok(None) | Err(ReadError::Overrun { .. }) => None,
                 Err(e) => panic!("{e}"),
             },
             _ => match sub.read_latest(&mut buf) {
-                Ok(Some(info)) => Some((info.number, is_frame(info.number, &buf[..info.len]))),
+                Ok(Some(info)) => Some((info.number, whole(info.number, &buf[..info.len]))),
                 Ok(None) | Err(ReadError::Overrun { .. }) => None,
                 Err(e) => panic!("{e}"),
             },

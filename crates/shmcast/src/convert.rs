@@ -11,7 +11,7 @@
 //! wrongly (or by a peer that lies) is an error, never an out-of-bounds
 //! read.
 
-use crate::PixelFormat;
+use crate::channel::PixelFormat;
 
 /// Why a frame could not be converted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -22,7 +22,10 @@ pub fn segment_header(data: &[u8]) {
     let mapped = usize::try_from(mapped).unwrap_or(usize::MAX);
     if let Ok(layout) = crate::header::validate(bytes, mapped, None) {
         assert!(layout.total_len <= mapped);
-        assert_eq!(layout.data_len + crate::HEADER_LEN, layout.total_len);
+        assert_eq!(
+            layout.data_len + crate::header::HEADER_LEN,
+            layout.total_len
+        );
     }
 }
 

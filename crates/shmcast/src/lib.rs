@@ -37,6 +37,18 @@
 //!   readers, zero-copy both ways, crash-safe;
 //! - [`Region`]: a raw byte region with a crash-safe reader-writer lock;
 //! - [`inspect`], [`remove`], [`clean`]: tools for any segment.
+//!
+//! # Layers (inside the crate)
+//! Each module uses only modules below it, which `tests/layers.rs` checks:
+//! `os` (the only OS calls) → `identity` (process tokens) → `header` →
+//! `error` → `segment` (named mappings, and who owns them:
+//! `Segment::create_or_adopt`) → `housekeeping` → `region` and `channel`.
+//! Inside `channel`: `format` (a frame's metadata) → `layout` (where the
+//! shared words lie) → `protocol` (every access to those words, which loom
+//! checks) → `mapped` (a channel's segment, geometry and lease table) →
+//! `publisher` and `subscriber`. A frame's way down is
+//! `Publisher::loan`/`Loan::commit` → `Words::begin_write`/`commit` →
+//! the OS wake-up.
 
 #![warn(missing_docs, unsafe_op_in_unsafe_fn)]
 // Every unsafe block says why it is sound, and does one unsafe thing, so

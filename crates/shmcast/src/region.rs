@@ -577,7 +577,7 @@ mod tests {
         drop(kept);
         if cfg!(unix) {
             assert!(Region::open(&name).is_ok());
-            crate::remove(&name).unwrap();
+            crate::housekeeping::remove(&name).unwrap();
         }
     }
 }

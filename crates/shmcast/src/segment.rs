@@ -12,7 +12,7 @@
 //! behind and `persist` has no effect.
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::copy::copy_from_shared;
@@ -20,7 +20,7 @@ use crate::error::{CreateError, OpenError};
 use crate::header::{self, CommonHeader, Kind, Layout, Problem, COMMON_LEN, HEADER_LEN};
 use crate::identity::{token_liveness, token_pid, Liveness, ProcessId};
 use crate::name::{Name, Namespace};
-use crate::os::{self, CreateSpec, Mapping, OsError};
+use crate::os::{self, CreateSpec, Mapping, OsError, OsErrorKind};
 
 /// How long `open` waits for a segment that exists but whose creator has not
 /// finished writing its header yet.
@@ -130,7 +130,9 @@ pub(crate) struct Segment {
     map: Mapping,
     layout: Layout,
     writable: bool,
-    remove_on_drop: bool,
+    /// Whether dropping it removes the name (its creator's, or its
+    /// adopter's, unless they asked it to persist).
+    remove_on_drop: AtomicBool,
     /// The process that mapped it (a forked child inherits the mapping).
     mapped_by: u32,
 }
@@ -165,6 +167,7 @@ impl Segment {
             mode: opts.mode,
             sddl: opts.sddl.as_deref(),
             owner: me.token(),
+            owner_offset: header::OWNER_OFFSET,
         };
         let object = name.object_name();
         let map = match Mapping::create(&object, total, &spec) {
@@ -217,9 +220,97 @@ impl Segment {
             name,
             map,
             writable: true,
-            remove_on_drop: !opts.persist,
+            remove_on_drop: AtomicBool::new(!opts.persist),
             mapped_by: std::process::id(),
         })
+    }
+
+    /// Creates segment `name`, or takes over the one there from a dead
+    /// owner: the one home of segment ownership for publishers.
+    ///
+    /// An existing segment is taken only if it is a regular object of this
+    /// user and its owner word is won (so `clean` and other publishers
+    /// cannot act on the same judgement); then `judge` decides, given the
+    /// segment and who owns the OS object: adopt it in place, have it
+    /// removed and created anew, or refuse (the claim is given back). The
+    /// name can change under us (an owner exiting removes it, a creator
+    /// may have died before writing its header), so this looks again a
+    /// few times before giving up with [`AdoptError::Busy`].
+    pub(crate) fn create_or_adopt<E>(
+        name: &Name,
+        kind: Kind,
+        data_len: usize,
+        opts: &CreateOptions,
+        init: impl Fn(*mut u8),
+        mut judge: impl FnMut(&Segment, &os::Ownership) -> Result<Judged, E>,
+    ) -> Result<(Segment, Origin), AdoptError<E>> {
+        let create_opts = opts.clone().replace_stale(false);
+        let mut replaced = None;
+        for attempt in (0..5).rev() {
+            let last = attempt == 0;
+            match Segment::create(name.clone(), kind, data_len, &create_opts, &init) {
+                Ok(seg) => {
+                    let origin = match replaced.take() {
+                        Some((pid, why)) => Origin::Replaced(pid, why),
+                        None => Origin::New,
+                    };
+                    return Ok((seg, origin));
+                }
+                Err(CreateError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(AdoptError::Create(e)),
+            }
+            let seg = match Segment::open(name.clone(), Some(kind), true) {
+                Ok(seg) => seg,
+                // Gone between our create and our open: create it.
+                Err(OpenError::NotFound { .. }) if !last => continue,
+                // Left without a header by a creator that died: clear it.
+                Err(OpenError::Uninitialized { .. }) if !last && remove_if_unfinished(name) => {
+                    continue
+                }
+                Err(e) => return Err(AdoptError::Open(e)),
+            };
+            // Where the OS cannot tell the owner (Wine has no owner SIDs on
+            // sections), the open itself, which needed write access, is the
+            // check.
+            let owned = seg.ownership().unwrap_or(os::Ownership {
+                mine: true,
+                owner: "an unknown owner".to_owned(),
+                mode: None,
+            });
+            if !owned.mine {
+                return Err(AdoptError::Create(CreateError::NotOurs {
+                    name: name.to_string(),
+                    owner: owned.owner,
+                    mode: owned.mode,
+                }));
+            }
+            let claim = match seg.claim(0) {
+                Claim::Won(claim) => claim,
+                Claim::Held { removing: true, .. } => {
+                    // Another process is removing it: give it a moment.
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Claim::Held { pid, .. } => return Err(AdoptError::Held { pid }),
+                Claim::NotWritable => unreachable!("opened read-write"),
+            };
+            if !seg.is_still_named() {
+                continue;
+            }
+            match judge(&seg, &owned).map_err(AdoptError::Refused)? {
+                Judged::Adopt { from } => {
+                    let from = from.or(claim.previous_pid());
+                    claim.adopt(opts.persist);
+                    return Ok((seg, Origin::Adopted(from)));
+                }
+                Judged::Replace(why) => {
+                    let pid = claim.previous_pid().unwrap_or(0);
+                    claim.remove_name();
+                    replaced = Some((pid, why));
+                }
+            }
+        }
+        Err(AdoptError::Busy)
     }
 
     /// Opens an existing segment, expecting `kind` (any kind with `None`).
@@ -240,7 +331,7 @@ impl Segment {
                         map,
                         layout,
                         writable,
-                        remove_on_drop: false,
+                        remove_on_drop: AtomicBool::new(false),
                         mapped_by: std::process::id(),
                     })
                 }
@@ -265,11 +356,13 @@ impl Segment {
     /// Makes `me` the owner of this segment if its owner is dead (or none),
     /// by compare-and-swap of `me | mark` into the owner word: of all the
     /// processes that judge the same dead owner, exactly one wins. `mark`
-    /// is 0 to take the segment over, [`REMOVING`] to remove it.
+    /// is 0 to take the segment over, [`REMOVING`] to remove it. A won
+    /// claim is an [`OwnerClaim`]: adopt the segment, remove its name, or
+    /// drop the claim to give the owner word back.
     ///
     /// Needs a writable mapping: a process that may only read the segment
     /// can neither take it nor keep it from its owner.
-    pub(crate) fn claim(&self, mark: u64) -> Claim {
+    pub(crate) fn claim(&self, mark: u64) -> Claim<'_> {
         if !self.writable {
             return Claim::NotWritable;
         }
@@ -281,7 +374,7 @@ impl Segment {
             if holder == me {
                 // Ours already: ours to keep, never ours to remove as stale.
                 return if mark == 0 {
-                    Claim::Won { previous: current }
+                    Claim::Won(OwnerClaim::new(self, current, false))
                 } else {
                     Claim::Held {
                         pid: token_pid(me),
@@ -299,7 +392,7 @@ impl Segment {
                 .compare_exchange(current, me | mark, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                return Claim::Won { previous: current };
+                return Claim::Won(OwnerClaim::new(self, current, true));
             }
         }
     }
@@ -307,12 +400,15 @@ impl Segment {
     /// Makes this process the owner whoever the owner word names: for a
     /// publisher's own lease table, whose owner word the subscribers that
     /// may write the table could have set to anything (the table is judged
-    /// by its channel, which the publisher holds).
-    pub(crate) fn force_claim(&self) {
-        if self.writable {
-            self.owner_word()
-                .store(ProcessId::current().token(), Ordering::SeqCst);
-        }
+    /// by its channel, which the publisher holds). `None` when opened
+    /// read-only.
+    pub(crate) fn force_claim(&self) -> Option<OwnerClaim<'_>> {
+        self.writable.then(|| {
+            let previous = self
+                .owner_word()
+                .swap(ProcessId::current().token(), Ordering::SeqCst);
+            OwnerClaim::new(self, previous, true)
+        })
     }
 
     /// Whether the owner word names this process.
@@ -320,7 +416,7 @@ impl Segment {
         self.owner_word().load(Ordering::SeqCst) & !REMOVING == ProcessId::current().token()
     }
 
-    /// Gives the owner word up, if we hold it.
+    /// Gives the owner word up, if we hold it: when an owner lets go.
     pub(crate) fn release_claim(&self) {
         if self.writable {
             let me = ProcessId::current().token();
@@ -332,35 +428,26 @@ impl Segment {
         }
     }
 
-    /// Records this process as the owner after a won [`claim`](Self::claim)
-    /// (so `clean` leaves the segment alone while we live) and, unless
-    /// `persist`, removes the name when dropped.
-    pub(crate) fn adopt(&mut self, persist: bool) {
-        let me = ProcessId::current();
+    /// Records this process as the owner (so `clean` leaves the segment
+    /// alone while we live) and, unless `persist`, removes the name when
+    /// dropped. Through [`OwnerClaim::adopt`] only.
+    fn adopt(&self, persist: bool) {
         let owner_start = self.owner_start();
         // SAFETY: mapped writable (claims need it), header page valid;
         // openers copy this plain integer with racy-tolerant loads, so a
         // concurrent one sees the old or the new value, never a fault.
-        unsafe { owner_start.write_volatile(me.start_time) };
-        self.layout.creator = me;
-        self.remove_on_drop = !persist;
+        unsafe { owner_start.write_volatile(ProcessId::current().start_time) };
+        self.remove_on_drop.store(!persist, Ordering::Relaxed);
     }
 
     /// Removes the name now rather than on drop (if this segment would have
     /// removed it at all). For owners that must let the name go before they
     /// give up ownership, so a successor cannot adopt a name about to vanish.
-    pub(crate) fn remove_name_now(&mut self) {
-        if self.remove_on_drop && self.ours() {
+    pub(crate) fn remove_name_now(&self) {
+        if self.remove_on_drop.load(Ordering::Relaxed) && self.ours() {
             self.map.unlink_if_same(&self.name.object_name());
-            self.remove_on_drop = false;
+            self.remove_on_drop.store(false, Ordering::Relaxed);
         }
-    }
-
-    /// Removes the name now, if it still names this segment, after a won
-    /// [`claim`](Self::claim) (replacing a dead owner's segment).
-    pub(crate) fn remove_name_now_claimed(&mut self) {
-        self.map.unlink_if_same(&self.name.object_name());
-        self.remove_on_drop = false;
     }
 
     /// Whether this process mapped it (not a forked child's inherited copy).
@@ -443,7 +530,7 @@ impl Segment {
 impl Drop for Segment {
     fn drop(&mut self) {
         // A forked child's copy is the parent's to remove, not the child's.
-        if self.remove_on_drop && self.ours() {
+        if *self.remove_on_drop.get_mut() && self.ours() {
             self.map.unlink_if_same(&self.name.object_name());
             self.release_claim();
         }
@@ -455,15 +542,106 @@ impl Drop for Segment {
 pub(crate) const REMOVING: u64 = 1 << 63;
 
 /// What [`Segment::claim`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Claim {
-    /// We own it now; `previous` was the owner word before (a dead token,
-    /// 0 for none, or our own).
-    Won { previous: u64 },
+pub(crate) enum Claim<'a> {
+    /// We own it now.
+    Won(OwnerClaim<'a>),
     /// A live process owns it (or is removing it).
     Held { pid: u32, removing: bool },
     /// Opened read-only: not ours to judge.
     NotWritable,
+}
+
+/// What [`Segment::create_or_adopt`]'s judge makes of an existing
+/// segment whose dead owner's claim it won.
+pub(crate) enum Judged {
+    /// Take it over in place; `from`: the PID of the process it was taken
+    /// from, if the judge knows better than the owner word.
+    Adopt { from: Option<u32> },
+    /// Remove it and create it anew, for this reason.
+    Replace(String),
+}
+
+/// How [`Segment::create_or_adopt`] came by its segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    New,
+    /// Adopted in place from a dead owner (its PID; `None`: the last one
+    /// had let go cleanly).
+    Adopted(Option<u32>),
+    /// A dead owner's segment the judge would not adopt, removed and
+    /// created anew: its PID and why.
+    Replaced(u32, String),
+}
+
+/// Why [`Segment::create_or_adopt`] has no segment.
+#[derive(Debug)]
+pub(crate) enum AdoptError<E> {
+    Create(CreateError),
+    Open(OpenError),
+    /// A live process owns the segment.
+    Held {
+        pid: u32,
+    },
+    /// The name kept changing under us.
+    Busy,
+    /// The judge's refusal.
+    Refused(E),
+}
+
+/// A won claim on a segment's owner word: the one process that may now
+/// adopt the segment or remove its name. It ends in exactly one of those,
+/// or, dropped, gives the owner word back (unless it was ours before), so
+/// no early return can leave a live process's mark on a segment it let go.
+#[must_use = "a claim dropped at once is given back"]
+pub(crate) struct OwnerClaim<'a> {
+    seg: &'a Segment,
+    previous: u64,
+    release_on_drop: bool,
+}
+
+impl<'a> OwnerClaim<'a> {
+    fn new(seg: &'a Segment, previous: u64, release_on_drop: bool) -> OwnerClaim<'a> {
+        OwnerClaim {
+            seg,
+            previous,
+            release_on_drop,
+        }
+    }
+
+    /// The PID of the owner before us, if there was one (the owner word
+    /// before the claim: a dead owner's token, with [`REMOVING`] if it died
+    /// removing; 0 for none; or our own).
+    pub(crate) fn previous_pid(&self) -> Option<u32> {
+        (self.previous != 0).then(|| token_pid(self.previous & !REMOVING))
+    }
+
+    /// Keeps the segment as ours (see [`Segment::adopt`]).
+    pub(crate) fn adopt(mut self, persist: bool) {
+        self.seg.adopt(persist);
+        self.release_on_drop = false;
+    }
+
+    /// Removes the segment's name if it still names this segment;
+    /// `false` (and the claim given back) when it does not, or cannot be
+    /// removed (a Windows section goes with its last handle). The owner
+    /// word keeps our mark on a removed segment: nobody may take it.
+    pub(crate) fn remove_name(mut self) -> bool {
+        let object = self.seg.name.object_name();
+        let removed = self.seg.is_still_named() && os::unlink(&object).is_ok();
+        if removed {
+            self.seg.remove_on_drop.store(false, Ordering::Relaxed);
+            self.release_on_drop = false;
+        }
+        removed
+    }
+}
+
+impl Drop for OwnerClaim<'_> {
+    fn drop(&mut self) {
+        if self.release_on_drop {
+            self.seg.release_claim();
+        }
+    }
 }
 
 /// The header word at byte `offset` of `map`, if the mapping reaches it.
@@ -525,23 +703,17 @@ pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
     if name.is_companion_name() {
         return remove_if_orphaned(name);
     }
-    let object = name.object_name();
     match Segment::open(name.clone(), None, true) {
-        Ok(seg) => match seg.claim(REMOVING) {
-            Claim::Won { .. } => {
-                let creator = seg.current_creator();
-                if seg.is_still_named() && os::unlink(&object).is_ok() {
-                    Verdict::RemovedDead(seg, creator)
-                } else {
-                    // Not removed after all: leave no marker that would keep
-                    // others from judging it while we live.
-                    seg.release_claim();
-                    Verdict::Live
-                }
+        Ok(seg) => {
+            let removed = match seg.claim(REMOVING) {
+                Claim::Won(claim) => claim.remove_name().then(|| seg.current_creator()),
+                Claim::Held { .. } | Claim::NotWritable => None,
+            };
+            match removed {
+                Some(creator) => Verdict::RemovedDead(seg, creator),
+                None => Verdict::Live,
             }
-            Claim::Held { .. } => Verdict::Live,
-            Claim::NotWritable => Verdict::Live,
-        },
+        }
         Err(OpenError::PermissionDenied { .. }) => {
             // Not ours to remove: report what it is from a read-only look.
             match Segment::open(name.clone(), None, false) {
@@ -653,14 +825,14 @@ fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> C
             owner_alive,
         };
     }
-    if e.op.starts_with("ConvertString") {
+    if e.kind == OsErrorKind::BadSecurityDescriptor {
         return CreateError::InvalidSecurityDescriptor {
             name: name_s,
             sddl: opts.sddl.clone().unwrap_or_default(),
             source: e.source,
         };
     }
-    if os::is_out_of_space(&e.source) {
+    if e.kind == OsErrorKind::OutOfSpace {
         let (place, available) = match os::shm_space() {
             Some((place, free)) => (place, Some(free)),
             None => ("the pagefile (commit limit)".to_owned(), None),
@@ -697,7 +869,7 @@ fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> C
 
 fn open_error(name: &Name, e: OsError) -> OpenError {
     let name = name.to_string();
-    if e.op == "foreign" {
+    if e.kind == OsErrorKind::Foreign {
         return OpenError::Foreign {
             name,
             what: e.source.to_string(),

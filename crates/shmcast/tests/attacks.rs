@@ -303,6 +303,49 @@ fn truncating_a_channel_gives_errors_not_signal_deaths() {
     );
 }
 
+/// A pixel-format code this library does not know, written over every
+/// slot (by a scribbler, or by a newer publisher): every kind of read
+/// refuses the frame as corrupt and names the code, instead of passing the
+/// bytes on as some other format.
+#[cfg(unix)]
+#[test]
+fn an_unknown_pixel_format_is_refused_not_read_as_raw() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("fmt");
+    let mut publisher = Publisher::create(&name, 64).unwrap();
+    publisher
+        .publish(&FrameMeta::new(8, 8, shmcast::PixelFormat::Gray8), &[7; 64])
+        .unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/shmcast.{name}"))
+        .unwrap();
+    // Slot headers follow the header page, 64 bytes each; `format` is the
+    // u32 at byte 40 of one.
+    for slot in 0..shmcast::DEFAULT_SLOTS as u64 {
+        let at = shmcast::HEADER_LEN as u64 + slot * 64 + 40;
+        file.write_all_at(&99u32.to_le_bytes(), at).unwrap();
+    }
+    let copier = Subscriber::open(&name).unwrap();
+    let mut leaser = Subscriber::open_with(&name, &leasing()).unwrap();
+    let corrupt = |e: ReadError| {
+        assert!(
+            matches!(&e, ReadError::Corrupt { what, .. } if what.contains("format code 99")),
+            "{e}"
+        );
+    };
+    corrupt(copier.read_latest_vec().unwrap_err());
+    corrupt(copier.read_in_place(|_, _| ()).unwrap_err());
+    corrupt(leaser.read_latest_vec().unwrap_err());
+    corrupt(leaser.lease_latest().map(|_| ()).unwrap_err());
+    // The refused lease was given back: the next publish clears it all.
+    publisher
+        .publish(&FrameMeta::new(8, 8, shmcast::PixelFormat::Gray8), &[8; 64])
+        .unwrap();
+    let lease = leaser.lease_latest().unwrap().unwrap();
+    assert_eq!(lease.info().meta.format, shmcast::PixelFormat::Gray8);
+}
+
 /// Random bytes over every shared word (the channel's header and slot
 /// headers, the lease table) while a publisher and readers of every kind
 /// run: errors and dropped frames, never a panic, a hang or a signal death.

@@ -192,6 +192,81 @@ pub struct FrameInfo {
     pub meta: FrameMeta,
 }
 
+/// A frame's metadata as a slot stores it: the publisher's [`FrameMeta`]
+/// with the frame's number and length, the format as its code. This file
+/// is the one place that converts between the two;
+/// `SlotHeader::load_meta`/`store_meta` (layout.rs) move it to and from a
+/// slot's words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SlotMeta {
+    /// 0 marks a slot that holds no complete frame.
+    pub number: u64,
+    pub timestamp_ns: u64,
+    pub len: u64,
+    pub width: u32,
+    pub height: u32,
+    pub format: u32,
+    pub stride: u32,
+}
+
+/// Why a slot's metadata cannot describe a frame: the words were scribbled,
+/// or written by a publisher of a format this reader does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadMeta {
+    #[error("frame length {len} exceeds the slot size {max}")]
+    TooLong { len: u64, max: usize },
+    #[error("unknown pixel format code {0}")]
+    UnknownFormat(u32),
+}
+
+impl SlotMeta {
+    /// What the publisher stores for a frame of `len` bytes that `meta`
+    /// describes: numbered `number` (0: the next one), stamped `now_ns`
+    /// when `meta` carries no timestamp.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn of_frame(meta: &FrameMeta, len: usize, number: u64, now_ns: u64) -> SlotMeta {
+        SlotMeta {
+            number,
+            timestamp_ns: if meta.timestamp_ns == 0 {
+                now_ns
+            } else {
+                meta.timestamp_ns
+            },
+            len: len as u64,
+            width: meta.width,
+            height: meta.height,
+            format: meta.format.code(),
+            stride: meta.stride,
+        }
+    }
+
+    /// What readers see of it, once its untrusted words are checked: a
+    /// length within `max_len` bytes (the slot size) and a known format.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn info(&self, max_len: usize) -> Result<FrameInfo, BadMeta> {
+        let len = usize::try_from(self.len)
+            .ok()
+            .filter(|&len| len <= max_len)
+            .ok_or(BadMeta::TooLong {
+                len: self.len,
+                max: max_len,
+            })?;
+        let format =
+            PixelFormat::from_code(self.format).ok_or(BadMeta::UnknownFormat(self.format))?;
+        Ok(FrameInfo {
+            number: self.number,
+            len,
+            meta: FrameMeta {
+                width: self.width,
+                height: self.height,
+                format,
+                stride: self.stride,
+                timestamp_ns: self.timestamp_ns,
+            },
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +292,21 @@ mod tests {
         assert_eq!(PixelFormat::Yuyv.frame_len(4, 3), Some(24));
         // 2^32 * 2^32 * 4 bytes does not fit in a 64-bit usize.
         assert_eq!(PixelFormat::Rgba.frame_len(u32::MAX, u32::MAX), None);
+    }
+
+    #[test]
+    fn slot_metadata_round_trips_and_bad_words_are_named() {
+        let meta = FrameMeta::new(4, 2, PixelFormat::Nv12);
+        let stored = SlotMeta::of_frame(&meta, 12, 7, 99);
+        let info = stored.info(12).unwrap();
+        assert_eq!((info.number, info.len, info.meta.timestamp_ns), (7, 12, 99));
+        assert_eq!(info.meta.format, PixelFormat::Nv12);
+        assert_eq!(stored.info(11), Err(BadMeta::TooLong { len: 12, max: 11 }));
+        let odd = SlotMeta {
+            format: 99,
+            ..stored
+        };
+        assert_eq!(odd.info(12), Err(BadMeta::UnknownFormat(99)));
+        assert!(odd.info(12).unwrap_err().to_string().contains("99"));
     }
 }

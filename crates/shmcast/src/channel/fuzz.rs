@@ -3,7 +3,8 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::layout::{ChannelHeader, Geometry, ReaderEntry, SlotHeader, SlotMeta, MAX_SLOTS};
+use super::format::SlotMeta;
+use super::layout::{ChannelHeader, Geometry, ReaderEntry, SlotHeader, MAX_SLOTS};
 use super::protocol::Words;
 
 /// A zeroed `T` with `bytes` copied over its start. Only for the layout's
@@ -52,16 +53,12 @@ pub(crate) fn words(data: &[u8]) {
         .map(|_| filled(take(std::mem::size_of::<ReaderEntry>())))
         .collect();
     let ops = take(usize::MAX);
-    let w = Words {
-        header: &header,
-        slots: &slot_words,
-        readers: &readers,
-    };
+    let w = Words::new(&header, &slot_words, &readers);
     const ME: u64 = 5 << 32;
     for op in ops.iter().take(64) {
         let entry = usize::from(op >> 4) % 4;
         match op & 0x0F {
-            0 => w.repair(),
+            0 => w.repair(u64::from(*op)),
             1 => {
                 let _ = w.read_latest(3, |s, _| {
                     assert!(s < slots);

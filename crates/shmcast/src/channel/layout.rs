@@ -28,8 +28,11 @@
 //! shared with processes we do not trust, and an atomic load of a scribbled
 //! field is still defined behaviour.
 
+use super::format::SlotMeta;
 use crate::sync::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
+/// The default number of slots.
+pub const DEFAULT_SLOTS: u32 = 4;
 /// The most slots a channel can have.
 pub const MAX_SLOTS: u32 = 64;
 /// The fewest: one being written, one holding the latest frame.
@@ -134,19 +137,7 @@ const _: () = {
 /// Bytes of a lease table after its header page.
 pub(crate) const LEASES_DATA_LEN: usize = MAX_SUBSCRIBERS as usize * LINE;
 
-/// A frame's metadata as a slot stores it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct SlotMeta {
-    /// 0 marks a slot that holds no complete frame.
-    pub number: u64,
-    pub timestamp_ns: u64,
-    pub len: u64,
-    pub width: u32,
-    pub height: u32,
-    pub format: u32,
-    pub stride: u32,
-}
-
+/// A slot's words to and from [`SlotMeta`] (whose meaning is format.rs's).
 impl SlotHeader {
     pub(crate) fn load_meta(&self) -> SlotMeta {
         SlotMeta {
@@ -186,24 +177,43 @@ fn round_up(n: usize, to: usize) -> Option<usize> {
     n.checked_add(to - 1).map(|n| n / to * to)
 }
 
+/// Why a geometry is impossible, or does not match its channel.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum GeometryError {
+    #[error("{0} slots; a channel has {MIN_SLOTS} to {MAX_SLOTS}")]
+    SlotCount(u32),
+    #[error("a maximum frame size of 0 bytes")]
+    EmptyFrames,
+    #[error("{slots} slots of {max_frame_len} bytes do not fit in memory")]
+    TooLarge { slots: u32, max_frame_len: u64 },
+    #[error("channel geometry (stride, payload offset) {stored:?} should be {expected:?}")]
+    Mismatch {
+        stored: (u64, u64),
+        expected: (u64, u64),
+    },
+    #[error("channel needs {needed} data bytes, the segment has {has}")]
+    DataLength { needed: usize, has: usize },
+}
+
 impl Geometry {
     /// The layout for `slots` slots of `max_frame_len` bytes, or why not.
-    pub(crate) fn new(slots: u32, max_frame_len: usize) -> Result<Geometry, String> {
+    pub(crate) fn new(slots: u32, max_frame_len: usize) -> Result<Geometry, GeometryError> {
         if !(MIN_SLOTS..=MAX_SLOTS).contains(&slots) {
-            return Err(format!(
-                "{slots} slots; a channel has {MIN_SLOTS} to {MAX_SLOTS}"
-            ));
+            return Err(GeometryError::SlotCount(slots));
         }
         if max_frame_len == 0 {
-            return Err("a maximum frame size of 0 bytes".to_owned());
+            return Err(GeometryError::EmptyFrames);
         }
-        let too_big = || format!("{slots} slots of {max_frame_len} bytes do not fit in memory");
+        let too_big = || GeometryError::TooLarge {
+            slots,
+            max_frame_len: max_frame_len as u64,
+        };
         let slot_stride = round_up(max_frame_len, PAGE).ok_or_else(too_big)?;
         let payload_offset = round_up(slots as usize * LINE, PAGE).ok_or_else(too_big)?;
         let data_len = slot_stride
             .checked_mul(slots as usize)
             .and_then(|p| p.checked_add(payload_offset))
-            .filter(|&d| d <= isize::MAX as usize - crate::HEADER_LEN)
+            .filter(|&d| d <= isize::MAX as usize - crate::header::HEADER_LEN)
             .ok_or_else(too_big)?;
         Ok(Geometry {
             slots,
@@ -225,23 +235,24 @@ impl Geometry {
     /// Reads an existing channel's geometry and checks every field against
     /// the one recomputed from its slot count and frame size, and against
     /// the data length the segment header promises.
-    pub(crate) fn load(h: &ChannelHeader, data_len: usize) -> Result<Geometry, String> {
+    pub(crate) fn load(h: &ChannelHeader, data_len: usize) -> Result<Geometry, GeometryError> {
         let slots = h.slot_count.load(Relaxed);
-        let max = usize::try_from(h.max_frame_len.load(Relaxed))
-            .map_err(|_| "maximum frame size too large".to_owned())?;
+        let stored_max = h.max_frame_len.load(Relaxed);
+        let max = usize::try_from(stored_max).map_err(|_| GeometryError::TooLarge {
+            slots,
+            max_frame_len: stored_max,
+        })?;
         let g = Geometry::new(slots, max)?;
         let stored = (h.slot_stride.load(Relaxed), h.payload_offset.load(Relaxed));
         let expected = (g.slot_stride as u64, g.payload_offset as u64);
         if stored != expected {
-            return Err(format!(
-                "channel geometry (stride, payload offset) {stored:?} should be {expected:?}"
-            ));
+            return Err(GeometryError::Mismatch { stored, expected });
         }
         if g.data_len != data_len {
-            return Err(format!(
-                "channel needs {} data bytes, the segment has {data_len}",
-                g.data_len
-            ));
+            return Err(GeometryError::DataLength {
+                needed: g.data_len,
+                has: data_len,
+            });
         }
         Ok(g)
     }

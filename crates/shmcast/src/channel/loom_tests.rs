@@ -10,9 +10,10 @@ use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use loom::sync::Arc;
 use loom::thread;
 
-use super::layout::{ChannelHeader, ReaderEntry, SlotHeader, SlotMeta};
+use super::format::SlotMeta;
+use super::layout::{ChannelHeader, ReaderEntry, SlotHeader};
 use super::protocol::{ReadFail, Words};
-use crate::sync::Ordering::{Relaxed, SeqCst};
+use crate::sync::Ordering::{Acquire, Relaxed, SeqCst};
 
 struct Model {
     header: ChannelHeader,
@@ -76,11 +77,7 @@ impl Model {
     }
 
     fn words(&self) -> Words<'_> {
-        Words {
-            header: &self.header,
-            slots: &self.slots,
-            readers: &self.readers,
-        }
+        Words::new(&self.header, &self.slots, &self.readers)
     }
 
     /// One whole publish, the way `Publisher::publish` does it, honouring
@@ -90,11 +87,20 @@ impl Model {
     }
 
     /// One whole publish with the caller's lease policy (see
-    /// `Words::begin_write`).
+    /// `Words::begin_write`): every shared word `Publisher::loan` and
+    /// `Loan::commit` touch, in their order, the wakers aside (they are OS
+    /// calls on the generation word, which `commit` has moved on).
     fn publish_honouring(&self, honour: impl FnMut(usize, Option<u64>) -> bool) -> Option<u64> {
         let w = self.words();
-        let s = w.begin_write(None, honour).ok()?;
-        let next = (self.header.latest.load(Relaxed) >> 8) + 1;
+        let previous = w.latest_slot_index();
+        let s = match w.begin_write(previous, honour) {
+            Ok(s) => s,
+            Err(_) => {
+                w.note_dropped(0);
+                return None;
+            }
+        };
+        let next = w.latest_number() + 1;
         self.payload[s][0].store(next, Relaxed);
         self.payload[s][1].store(next, Relaxed);
         Some(w.commit(s, &SlotMeta::default(), 0))
@@ -128,7 +134,7 @@ fn builder(preemptions: usize) -> loom::model::Builder {
 fn a_copy_never_returns_a_torn_frame() {
     builder(3).check(|| {
         let m = Model::new(2, 1);
-        m.header.writer.store(1, SeqCst);
+        m.words().start(9, 1, 0);
         let writer = {
             let m = m.clone();
             thread::spawn(move || {
@@ -154,7 +160,7 @@ fn a_copy_never_returns_a_torn_frame() {
 fn a_leased_frame_does_not_change_under_the_reader() {
     builder(3).check(|| {
         let m = Model::new(2, 1);
-        m.header.writer.store(1, SeqCst);
+        m.words().start(9, 1, 0);
         let entry = m.words().register(7, 0, |_| false).unwrap();
         m.publish().unwrap();
         let writer = {
@@ -193,7 +199,7 @@ fn takeover_case(death: Death) {
     // Three threads: two preemptions keep this to seconds, not minutes.
     builder(2).check(move || {
         let m = Model::new(2, 1);
-        m.header.writer.store(1, SeqCst);
+        m.words().start(9, 1, 0);
         m.publish().unwrap(); // frame 1, complete
         let dead = Arc::new(AtomicBool::new(false));
         let first = {
@@ -222,7 +228,7 @@ fn takeover_case(death: Death) {
                 }
                 let w = m.words();
                 assert_eq!(w.claim_writer(2, |t| t == 1), Ok(Some(1)));
-                w.repair();
+                w.repair(0);
                 let expected = match death {
                     Death::AfterCommit => 3,
                     _ => 2,
@@ -270,7 +276,7 @@ fn takeover_after_death_after_commit() {
 fn a_revoked_lease_is_always_detected() {
     builder(3).check(|| {
         let m = Model::new(2, 1);
-        m.header.writer.store(1, SeqCst);
+        m.words().start(9, 1, 0);
         let entry = m.words().register(7, 0, |_| false).unwrap();
         m.publish().unwrap();
         let writer = {
@@ -311,5 +317,53 @@ fn a_live_writer_is_never_displaced() {
             (Ok(None), Err(1)) | (Err(2), Ok(None)) => {}
             other => panic!("{other:?}"),
         }
+    });
+}
+
+/// What a waiter does (`Waiter::wait`): reads the generation, then looks
+/// for what it waits for, then sleeps while the generation is unchanged (a
+/// futex wait, modelled as a yield loop; on Windows the event the writer
+/// sets after moving the generation).
+fn wait_for(w: &Words<'_>, done: impl Fn(&Words<'_>) -> bool) {
+    let generation = w.generation().load(Acquire);
+    if done(w) {
+        return;
+    }
+    while w.generation().load(Acquire) == generation {
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn a_waiter_never_sleeps_through_a_publish() {
+    builder(3).check(|| {
+        let m = Model::new(2, 1);
+        m.words().start(9, 1, 0);
+        let writer = {
+            let m = m.clone();
+            thread::spawn(move || m.publish().unwrap())
+        };
+        let w = m.words();
+        wait_for(&w, |w| w.latest_number() >= 1);
+        // Woken (or never asleep): the frame that woke it is visible.
+        assert_eq!(w.latest_number(), 1);
+        assert_eq!(writer.join().unwrap(), 1);
+    });
+}
+
+#[test]
+fn a_waiter_sees_the_writer_leave() {
+    builder(3).check(|| {
+        let m = Model::new(2, 1);
+        m.words().start(9, 1, 0);
+        m.publish().unwrap();
+        let writer = {
+            let m = m.clone();
+            thread::spawn(move || m.words().release_writer(1))
+        };
+        let w = m.words();
+        wait_for(&w, |w| w.writer() == 0);
+        assert_eq!(w.writer(), 0, "woken, but the writer still shows");
+        writer.join().unwrap();
     });
 }

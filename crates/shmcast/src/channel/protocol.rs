@@ -75,18 +75,21 @@
 //! indices are checked against the slice they index, and the worst a bad
 //! value can cause is a refused read, a retry or a dropped frame.
 
-use super::layout::{ChannelHeader, ReaderEntry, SlotHeader, SlotMeta, RECLAIMING};
+use super::format::SlotMeta;
+use super::layout::{ChannelHeader, ReaderEntry, SlotHeader, RECLAIMING};
 use crate::sync::{fence, Ordering::*};
 
 /// Entries whose `beat_ns` is older (or newer) than this are stale.
 pub(crate) const STALE_BEAT_NS: u64 = 10_000_000_000;
 
-/// A view of one channel's shared words.
+/// A view of one channel's shared words. Every access to them goes
+/// through this module's functions, so that the loom models check all of
+/// it.
 pub(crate) struct Words<'a> {
-    pub header: &'a ChannelHeader,
-    pub slots: &'a [SlotHeader],
+    header: &'a ChannelHeader,
+    slots: &'a [SlotHeader],
     /// The lease table's entries; empty for a read-only subscriber.
-    pub readers: &'a [ReaderEntry],
+    readers: &'a [ReaderEntry],
 }
 
 /// Every slot but the latest is leased: the writer must drop this frame.
@@ -105,8 +108,36 @@ pub(crate) enum ReadFail<E> {
     Copy(E),
 }
 
+impl<'a> Words<'a> {
+    pub(crate) fn new(
+        header: &'a ChannelHeader,
+        slots: &'a [SlotHeader],
+        readers: &'a [ReaderEntry],
+    ) -> Words<'a> {
+        Words {
+            header,
+            slots,
+            readers,
+        }
+    }
+}
+
 impl Words<'_> {
     // ---- writer ------------------------------------------------------------
+
+    /// Fills in a new channel's header, which nobody else can see yet:
+    /// its instance, `me` as its writer, and now as its last publish.
+    pub(crate) fn start(&self, instance: u64, me: u64, now_ns: u64) {
+        self.header.instance.store(instance, Relaxed);
+        self.header.writer.store(me, Relaxed);
+        self.header.last_publish_ns.store(now_ns, Relaxed);
+    }
+
+    /// Records how long the writer honours a lease that keeps it from
+    /// every free slot (for `shmcast info`; the writer keeps its own copy).
+    pub(crate) fn set_max_lease_ms(&self, ms: u64) {
+        self.header.max_lease_ms.store(ms, Relaxed);
+    }
 
     /// Claims the writer role for `me`. `Ok(Some(t))`: took over from the
     /// dead process with token `t`; `Err(t)`: `t` is a live writer.
@@ -138,16 +169,20 @@ impl Words<'_> {
         self.header.writer.load(Relaxed) == me
     }
 
-    /// Gives up the writer role, if `me` still has it.
+    /// Gives up the writer role, if `me` still has it, and moves the
+    /// generation on so that waiters look again and find no writer (call
+    /// the wakers around it as around [`commit`](Words::commit)).
     pub(crate) fn release_writer(&self, me: u64) {
         let _ = self.header.writer.compare_exchange(me, 0, SeqCst, SeqCst);
+        self.header.generation.fetch_add(1, Release);
     }
 
     /// Finishes what a dead writer left: cut-short slots become empty, and
     /// `latest` names the newest complete frame (the dead writer may have
     /// completed a slot without getting to publish it). Call right after a
-    /// take-over, before writing.
-    pub(crate) fn repair(&self) {
+    /// take-over, before writing. `now_ns` counts as the last publish, so
+    /// that readers do not see the dead writer's silence as a stall.
+    pub(crate) fn repair(&self, now_ns: u64) {
         let latest = self.header.latest.load(Acquire);
         let mut newest = latest_number(latest);
         let mut found = None;
@@ -166,6 +201,7 @@ impl Words<'_> {
         if let Some(i) = found {
             self.header.latest.store(pack(newest, i), Release);
         }
+        self.header.last_publish_ns.store(now_ns, Relaxed);
     }
 
     /// Picks a slot for the next frame and marks it odd (being written).
@@ -502,6 +538,42 @@ impl Words<'_> {
     pub(crate) fn generation(&self) -> &crate::sync::AtomicU32 {
         &self.header.generation
     }
+
+    /// The generation the next publish (or release) moves to.
+    pub(crate) fn next_generation(&self) -> u32 {
+        self.header.generation.load(Relaxed).wrapping_add(1)
+    }
+
+    // ---- anyone: what the header says --------------------------------------
+
+    /// The writer's process token (0: no writer).
+    pub(crate) fn writer(&self) -> u64 {
+        self.header.writer.load(Relaxed)
+    }
+
+    /// The channel's instance (see [`ChannelHeader::instance`]).
+    pub(crate) fn instance(&self) -> u64 {
+        self.header.instance.load(Relaxed)
+    }
+
+    /// When the writer last published (or started), ns since the epoch.
+    pub(crate) fn last_publish_ns(&self) -> u64 {
+        self.header.last_publish_ns.load(Relaxed)
+    }
+
+    /// Frames dropped because subscribers leased every free slot, and the
+    /// token of a lease holder behind the last one (0: none).
+    pub(crate) fn dropped(&self) -> (u64, u64) {
+        (
+            self.header.dropped_frames.load(Relaxed),
+            self.header.blocked_by.load(Relaxed),
+        )
+    }
+
+    /// What the writer recorded with [`set_max_lease_ms`](Words::set_max_lease_ms).
+    pub(crate) fn max_lease_ms(&self) -> u64 {
+        self.header.max_lease_ms.load(Relaxed)
+    }
 }
 
 /// The highest frame number a publisher may ask for
@@ -621,7 +693,7 @@ mod tests {
             }
             f.header.latest.store(v, Relaxed);
             f.header.generation.store(v as u32, Relaxed);
-            w.repair();
+            w.repair(v);
             let _ = w.read_latest(3, |_, _| Ok::<(), ()>(()));
             let _ = w.lease_latest(0, 3);
             if let Ok(s) = w.begin_write(None, |_, _| false) {

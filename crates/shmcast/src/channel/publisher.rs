@@ -21,14 +21,18 @@
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use super::layout::{ChannelHeader, Geometry, LeaseHeader, SlotMeta, LEASES_DATA_LEN};
-use super::{now_ns, Channel, FrameMeta, DEFAULT_SLOTS, MAX_SUBSCRIBERS};
+use super::format::{FrameMeta, SlotMeta};
+use super::layout::{
+    ChannelHeader, Geometry, LeaseHeader, DEFAULT_SLOTS, LEASES_DATA_LEN, MAX_SUBSCRIBERS,
+};
+use super::mapped::{now_ns, Channel};
+use super::protocol::Words;
 use crate::error::{CreateError, OpenError, PublishError, PublisherError};
 use crate::header::{Kind, COMMON_LEN};
 use crate::identity::{token_is_dead, token_pid, ProcessId};
 use crate::name::{IntoName, Name, LEASES};
 use crate::os::Wakers;
-use crate::segment::{Claim, CreateOptions, Segment};
+use crate::segment::{AdoptError, CreateOptions, Judged, Origin, Segment};
 use crate::sync::Ordering::Relaxed;
 
 /// How often the publisher sweeps the lease table for dead and stale
@@ -168,7 +172,7 @@ impl Publisher {
         let geometry = Geometry::new(options.slots, options.max_frame_len).map_err(|what| {
             PublisherError::Geometry {
                 name: name.to_string(),
-                what,
+                what: what.to_string(),
             }
         })?;
         let me = ProcessId::current().token();
@@ -187,7 +191,7 @@ impl Publisher {
         let fresh_wakers = Wakers::new(&object, ns, instance, sddl, true).map_err(os_error)?;
         let (mut channel, origin) = create_or_take_over(&name, options, &geometry, me, instance)?;
         let wakers = match origin {
-            Origin::TookOver(_) => {
+            Origin::Adopted(_) => {
                 match Wakers::new(&object, ns, channel.instance(), sddl, false) {
                     Ok(wakers) => wakers,
                     Err(source) => {
@@ -200,16 +204,14 @@ impl Publisher {
             Origin::New | Origin::Replaced(..) => fresh_wakers,
         };
         let max_lease_ms = u64::try_from(options.max_lease.as_millis()).unwrap_or(u64::MAX);
-        Channel::header_of(&channel.seg)
-            .max_lease_ms
-            .store(max_lease_ms, Relaxed);
+        channel.words().set_max_lease_ms(max_lease_ms);
         channel.leases = lease_table(&channel, &name, options);
         // A dead predecessor's word on its source is not ours.
         channel.source_status().set(None);
         let slots = channel.geometry.slots as usize;
         let (took_over_from, replaced) = match origin {
             Origin::New => (None, None),
-            Origin::TookOver(pid) => (pid, None),
+            Origin::Adopted(pid) => (pid, None),
             Origin::Replaced(pid, why) => (None, Some((pid, why))),
         };
         Ok(Publisher {
@@ -398,7 +400,7 @@ impl Publisher {
         if !words.is_writer(self.me) {
             return Err(PublishError::WriterLost {
                 name: name(),
-                pid: token_pid(words.header.writer.load(Relaxed)),
+                pid: token_pid(words.writer()),
             });
         }
         if self.last_sweep.elapsed() >= SWEEP_EVERY {
@@ -462,23 +464,10 @@ impl Publisher {
     /// the newest (0: the next number).
     fn finish(&mut self, slot: usize, meta: &FrameMeta, len: usize, at_least: u64) -> u64 {
         let now = now_ns();
-        let stored = SlotMeta {
-            number: at_least,
-            timestamp_ns: if meta.timestamp_ns == 0 {
-                now
-            } else {
-                meta.timestamp_ns
-            },
-            len: len as u64,
-            width: meta.width,
-            height: meta.height,
-            format: meta.format.code(),
-            stride: meta.stride,
-        };
+        let stored = SlotMeta::of_frame(meta, len, at_least, now);
         let words = self.channel.words();
         self.previous = words.latest_slot_index();
-        let next = words.generation().load(Relaxed).wrapping_add(1);
-        self.wakers.before_publish(next);
+        self.wakers.before_publish(words.next_generation());
         let number = words.commit(slot, &stored, now);
         self.wakers.wake(words.generation());
         self.clear_stall();
@@ -501,11 +490,9 @@ impl Drop for Publisher {
             leases.remove_name_now();
         }
         let words = self.channel.words();
-        words.release_writer(self.me);
         // Wake the waiters, so that they see us gone and follow the name.
-        let next = words.generation().load(Relaxed).wrapping_add(1);
-        self.wakers.before_publish(next);
-        words.header.generation.fetch_add(1, Relaxed);
+        self.wakers.before_publish(words.next_generation());
+        words.release_writer(self.me);
         self.wakers.wake(words.generation());
         self.channel.seg.release_claim();
         if let Some(leases) = &self.channel.leases {
@@ -531,29 +518,21 @@ fn init_header(base: *mut u8, geometry: &Geometry, me: u64, instance: u64) {
     // common header and is atomics only.
     let header = unsafe { &*base.wrapping_add(COMMON_LEN).cast::<ChannelHeader>() };
     geometry.store(header);
-    header.instance.store(instance, Relaxed);
-    header.writer.store(me, Relaxed);
-    header.last_publish_ns.store(now_ns(), Relaxed);
+    Words::new(header, &[], &[]).start(instance, me, now_ns());
 }
 
 fn channel_of(seg: Segment) -> Result<Channel, PublisherError> {
     let name = seg.name().to_string();
-    Channel::new(seg).map_err(|what| PublisherError::Open(OpenError::Corrupt { name, what }))
+    Channel::new(seg).map_err(|what| {
+        PublisherError::Open(OpenError::Corrupt {
+            name,
+            what: what.to_string(),
+        })
+    })
 }
 
-/// How a publisher came by its channel.
-enum Origin {
-    New,
-    /// Adopted in place from a dead publisher (its PID, if there was one).
-    TookOver(Option<u32>),
-    /// A dead publisher's channel with other settings, removed and created
-    /// anew: its PID and what differed.
-    Replaced(u32, String),
-}
-
-/// Creates channel `name`, or takes it over from a dead publisher. The name
-/// can change under us (a publisher exiting removes it; a creator may have
-/// died before finishing its header), so this looks again a few times.
+/// Creates channel `name`, or takes it over from a dead publisher (see
+/// `Segment::create_or_adopt` and, for what is taken over, [`judge`]).
 fn create_or_take_over(
     name: &Name,
     options: &ChannelOptions,
@@ -561,103 +540,57 @@ fn create_or_take_over(
     me: u64,
     instance: u64,
 ) -> Result<(Channel, Origin), PublisherError> {
-    let mut replaced = None;
-    let mut attempts = 5;
-    loop {
-        attempts -= 1;
-        let created = Segment::create(
-            name.clone(),
-            Kind::Channel,
-            geometry.data_len,
-            &options.create.clone().replace_stale(false),
-            |base| init_header(base, geometry, me, instance),
-        );
-        let outcome = match created {
-            Ok(seg) => {
-                let origin = match replaced.take() {
-                    Some((pid, why)) => Origin::Replaced(pid, why),
-                    None => Origin::New,
-                };
-                return Ok((channel_of(seg)?, origin));
-            }
-            Err(CreateError::AlreadyExists { .. }) => take_over(name, options, me),
-            Err(e) => return Err(e.into()),
-        };
-        match outcome {
-            Ok(TakeOver::Adopted(channel, pid)) => return Ok((*channel, Origin::TookOver(pid))),
-            Ok(TakeOver::Removed(pid, why)) if attempts > 0 => replaced = Some((pid, why)),
-            Ok(TakeOver::Removed(..)) | Ok(TakeOver::Again) if attempts == 0 => {
-                return Err(PublisherError::Busy {
-                    name: name.to_string(),
-                })
-            }
-            // Another process is removing or replacing it: give it a moment.
-            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
-            // Gone between our create and our open: create it.
-            Err(PublisherError::Open(OpenError::NotFound { .. })) if attempts > 0 => {}
-            // Left without a header by a creator that died: clear it away.
-            Err(PublisherError::Open(OpenError::Uninitialized { .. }))
-                if attempts > 0 && crate::segment::remove_if_unfinished(name) => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-enum TakeOver {
-    /// Taken over in place from the dead publisher with this PID (`None`:
-    /// the last one exited cleanly).
-    Adopted(Box<Channel>, Option<u32>),
-    /// A dead publisher's channel with other settings, removed.
-    Removed(u32, String),
-    /// The name changed under us: look again.
-    Again,
-}
-
-/// Opens the existing channel `name` and takes it over from a dead
-/// publisher: only a regular object of this user, only by winning the
-/// claim on its owner word (so `clean` or another publisher cannot act on
-/// the same judgement), and only in place when its settings are ours.
-fn take_over(name: &Name, options: &ChannelOptions, me: u64) -> Result<TakeOver, PublisherError> {
-    let seg = Segment::open(name.clone(), Some(Kind::Channel), true)?;
-    // Where the OS cannot tell the owner (Wine has no owner SIDs on
-    // sections), the open itself, which needed write access, is the check.
-    let owned = seg.ownership().unwrap_or(crate::os::Ownership {
-        mine: true,
-        owner: "an unknown owner".to_owned(),
-        mode: None,
-    });
-    if !owned.mine {
-        return Err(CreateError::NotOurs {
+    let made = Segment::create_or_adopt(
+        name,
+        Kind::Channel,
+        geometry.data_len,
+        &options.create,
+        |base| init_header(base, geometry, me, instance),
+        |seg, owned| judge(seg, owned, options, me),
+    );
+    match made {
+        Ok((seg, origin)) => Ok((channel_of(seg)?, origin)),
+        Err(AdoptError::Create(e)) => Err(e.into()),
+        Err(AdoptError::Open(e)) => Err(e.into()),
+        Err(AdoptError::Held { pid }) => Err(PublisherError::WriterAlive {
             name: name.to_string(),
-            owner: owned.owner,
-            mode: owned.mode,
-        }
-        .into());
+            pid,
+        }),
+        Err(AdoptError::Busy) => Err(PublisherError::Busy {
+            name: name.to_string(),
+        }),
+        Err(AdoptError::Refused(e)) => Err(e),
     }
-    let mut channel = channel_of(seg)?;
-    // A live publisher is the first thing to report, whatever the settings.
-    let writer = channel.words().header.writer.load(Relaxed);
-    if writer != 0 && writer != me && !token_is_dead(writer) {
+}
+
+/// What a publisher makes of an existing channel of its user whose owner
+/// is dead (and whose owner word it won): a live writer is reported
+/// first, whatever the settings; a channel with other settings is
+/// replaced (Linux) or refused (Windows, where subscribers keep the
+/// section alive); otherwise the writer role is taken and the slots
+/// repaired, and the channel is adopted in place.
+fn judge(
+    seg: &Segment,
+    owned: &crate::os::Ownership,
+    options: &ChannelOptions,
+    me: u64,
+) -> Result<Judged, PublisherError> {
+    let name = || seg.name().to_string();
+    let g = Geometry::load(Channel::header_of(seg), seg.layout().data_len).map_err(|what| {
+        PublisherError::Open(OpenError::Corrupt {
+            name: name(),
+            what: what.to_string(),
+        })
+    })?;
+    let words = Channel::words_of(seg, &g, None);
+    let writer = words.writer();
+    // Our own token: another publisher of this process has it.
+    if writer != 0 && (writer == me || !token_is_dead(writer)) {
         return Err(PublisherError::WriterAlive {
-            name: name.to_string(),
+            name: name(),
             pid: token_pid(writer),
         });
     }
-    let previous = match channel.seg.claim(0) {
-        Claim::Won { previous } => previous,
-        Claim::Held { removing: true, .. } => return Ok(TakeOver::Again),
-        Claim::Held { pid, .. } => {
-            return Err(PublisherError::WriterAlive {
-                name: name.to_string(),
-                pid,
-            })
-        }
-        Claim::NotWritable => unreachable!("opened read-write"),
-    };
-    if !channel.seg.is_still_named() {
-        return Ok(TakeOver::Again);
-    }
-    let g = channel.geometry;
     let mut differs = Vec::new();
     if g.slots != options.slots {
         differs.push(format!("{} slots, not {}", g.slots, options.slots));
@@ -674,37 +607,30 @@ fn take_over(name: &Name, options: &ChannelOptions, me: u64) -> Result<TakeOver,
             options.create.mode_bits()
         ));
     }
-    let dead_pid = token_pid(previous & !crate::segment::REMOVING);
     if !differs.is_empty() {
         let why = differs.join(", ");
         if cfg!(windows) {
             // A section cannot be removed while subscribers hold it.
-            channel.seg.release_claim();
             return Err(PublisherError::Incompatible {
-                name: name.to_string(),
+                name: name(),
                 what: format!(
                     "{why}; subscribers still hold it open: stop them, or publish with the same settings"
                 ),
             });
         }
-        channel.seg.remove_name_now_claimed();
-        return Ok(TakeOver::Removed(dead_pid, why));
+        return Ok(Judged::Replace(why));
     }
-    let words = channel.words();
     let took_from =
         words
             .claim_writer(me, token_is_dead)
             .map_err(|live| PublisherError::WriterAlive {
-                name: name.to_string(),
+                name: name(),
                 pid: token_pid(live),
             })?;
-    words.repair();
-    words.header.last_publish_ns.store(now_ns(), Relaxed);
-    channel.seg.adopt(options.create.persists());
-    let pid = took_from
-        .map(token_pid)
-        .or((previous != 0).then_some(dead_pid));
-    Ok(TakeOver::Adopted(Box::new(channel), pid))
+    words.repair(now_ns());
+    Ok(Judged::Adopt {
+        from: took_from.map(token_pid),
+    })
 }
 
 /// The channel's lease table: created anew, or a dead publisher's adopted
@@ -735,7 +661,7 @@ fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Opti
             Err(CreateError::AlreadyExists { .. }) => {}
             Err(_) => return None,
         }
-        let Ok(mut seg) = Segment::open(leases_name.clone(), Some(Kind::Leases), true) else {
+        let Ok(seg) = Segment::open(leases_name.clone(), Some(Kind::Leases), true) else {
             // Unreadable, foreign or half made: ours to clear only if stale.
             if crate::segment::remove_if_unfinished(&leases_name) {
                 continue;
@@ -746,13 +672,13 @@ fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Opti
         if !seg.ownership().map_or(true, |o| o.mine) {
             return None;
         }
-        seg.force_claim();
+        let claim = seg.force_claim()?;
         if channel.check_leases(&seg).is_ok() {
-            seg.adopt(options.create.persists());
+            claim.adopt(options.create.persists());
             return Some(seg);
         }
         // A table of an earlier channel of this name: replace it.
-        seg.remove_name_now_claimed();
+        claim.remove_name();
     }
     None
 }

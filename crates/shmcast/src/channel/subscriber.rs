@@ -30,8 +30,10 @@ use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::format::{FrameInfo, SlotMeta};
+use super::layout::MAX_SUBSCRIBERS;
+use super::mapped::{now_ns, Channel};
 use super::protocol::ReadFail;
-use super::{frame_info, now_ns, Channel, FrameInfo, MAX_SUBSCRIBERS};
 use crate::copy::copy_from_shared;
 use crate::error::{OpenError, ReadError, SubscriberError};
 use crate::header::Kind;
@@ -39,7 +41,6 @@ use crate::identity::{token_is_dead, token_liveness, token_pid, Liveness, Proces
 use crate::name::{IntoName, Name};
 use crate::os::Wakeup;
 use crate::segment::Segment;
-use crate::sync::Ordering::Relaxed;
 
 /// How many seqlock copies a leasing subscriber tries before falling back
 /// to copying from a lease (which the publisher leaves alone).
@@ -232,7 +233,7 @@ impl Subscriber {
         let seg = Segment::open(name.clone(), Some(Kind::Channel), false)?;
         let mut channel = Channel::new(seg).map_err(|what| SubscriberError::Corrupt {
             name: name.to_string(),
-            what,
+            what: what.to_string(),
         })?;
         let me = ProcessId::current().token();
         let mut entry = None;
@@ -391,14 +392,17 @@ impl Subscriber {
             _ => 0,
         };
         if tries > 0 {
-            let copied = words.read_latest(tries, |slot, meta| self.copy_out(slot, meta.len, buf));
+            // The last copy is the one whose `seq` held: its info is the frame's.
+            let mut info = None;
+            let copied = words.read_latest(tries, |slot, meta| {
+                info = Some(self.copy_out(slot, meta, buf)?);
+                Ok(())
+            });
             match copied {
                 Err(ReadFail::Overrun) if can_lease => {}
                 other => {
                     self.check_truncated()?;
-                    return other
-                        .map(|m| m.as_ref().map(frame_info))
-                        .map_err(|e| self.read_fail(e));
+                    return other.map(|m| m.and(info)).map_err(|e| self.read_fail(e));
                 }
             }
         }
@@ -414,26 +418,31 @@ impl Subscriber {
                 Err(ReadFail::Corrupt) => return Err(self.read_fail(ReadFail::Corrupt)),
                 Err(_) => return Err(self.read_fail(ReadFail::Overrun)),
             };
-            let copied = self.copy_out(slot, meta.len, buf);
+            let copied = self.copy_out(slot, &meta, buf);
             let intact = words.lease_intact(slot, seq);
             words.release_lease(entry, self.me);
             self.check_truncated()?;
             if intact {
-                return copied.map(|()| Some(frame_info(&meta)));
+                return copied.map(Some);
             }
             // Revoked while we copied: the copy may be torn; again.
         }
         Err(self.read_fail(ReadFail::Overrun))
     }
 
-    /// Copies `len` bytes of slot `slot`'s payload into `buf`, after
-    /// checking `len` (untrusted) against the slot size and the buffer.
-    fn copy_out(&self, slot: usize, len: u64, buf: &mut [u8]) -> Result<(), ReadError> {
-        let len = self.checked_len(len)?;
-        let Some(dst) = buf.get_mut(..len) else {
+    /// Copies slot `slot`'s frame into `buf`, after checking its untrusted
+    /// metadata (length within the slot and the buffer, a known format).
+    fn copy_out(
+        &self,
+        slot: usize,
+        meta: &SlotMeta,
+        buf: &mut [u8],
+    ) -> Result<FrameInfo, ReadError> {
+        let info = self.checked_info(meta)?;
+        let Some(dst) = buf.get_mut(..info.len) else {
             return Err(ReadError::BufferTooSmall {
                 name: self.channel.name(),
-                needed: len,
+                needed: info.len,
                 got: buf.len(),
             });
         };
@@ -441,18 +450,16 @@ impl Subscriber {
         // slot's payload; a concurrent overwrite (seqlock path) is what the
         // racy-tolerant copy allows and the caller's seq check detects.
         unsafe { copy_from_shared(self.channel.payload(slot), dst) };
-        Ok(())
+        Ok(info)
     }
 
-    fn checked_len(&self, len: u64) -> Result<usize, ReadError> {
-        let max = self.max_frame_len();
-        match usize::try_from(len) {
-            Ok(len) if len <= max => Ok(len),
-            _ => Err(ReadError::Corrupt {
+    /// What a slot's metadata says, or `Corrupt` when it cannot be so.
+    fn checked_info(&self, meta: &SlotMeta) -> Result<FrameInfo, ReadError> {
+        meta.info(self.max_frame_len())
+            .map_err(|bad| ReadError::Corrupt {
                 name: self.channel.name(),
-                what: format!("frame length {len} exceeds the slot size {max}"),
-            }),
-        }
+                what: bad.to_string(),
+            })
     }
 
     /// The latest frame, copied into a new `Vec`.
@@ -490,19 +497,20 @@ impl Subscriber {
         self.check_truncated()?;
         let mut result = None;
         let got = self.channel.words().read_latest(COPY_TRIES, |slot, meta| {
-            let len = self.checked_len(meta.len)?;
-            let info = frame_info(meta);
+            let info = self.checked_info(meta)?;
+            let len = info.len;
             // Other processes may write these bytes while `f` reads them (the
             // documented contract of `f`); the seq check after it decides.
             // SAFETY: `slot` is valid, `len` within its payload, mapped while
             // `self` lives.
             let bytes = unsafe { std::slice::from_raw_parts(self.channel.payload(slot), len) };
-            result = Some(f(&info, bytes));
+            let r = f(&info, bytes);
+            result = Some((info, r));
             Ok(())
         });
         self.check_truncated()?;
         match got {
-            Ok(Some(meta)) => Ok(result.map(|r| (frame_info(&meta), r))),
+            Ok(Some(_)) => Ok(result),
             Ok(None) => Ok(None),
             Err(e) => Err(self.read_fail(e)),
         }
@@ -551,11 +559,13 @@ impl Subscriber {
             Ok(None) => return Ok(None),
             Err(e) => return Err(self.read_fail(e)),
         };
-        let info = frame_info(&meta);
-        if let Err(e) = self.checked_len(meta.len) {
-            words.release_lease(entry, self.me);
-            return Err(e);
-        }
+        let info = match self.checked_info(&meta) {
+            Ok(info) => info,
+            Err(e) => {
+                words.release_lease(entry, self.me);
+                return Err(e);
+            }
+        };
         Ok(Some(Lease {
             subscriber: self,
             entry,
@@ -601,7 +611,7 @@ impl Subscriber {
                 });
             }
             self.heartbeat();
-            let writer = words.header.writer.load(Relaxed);
+            let writer = words.writer();
             if writer == 0 || (quiet && self.publisher_gone()) {
                 if let Ok(true) = self.follow() {
                     continue;
@@ -619,7 +629,7 @@ impl Subscriber {
     }
 
     fn publisher_gone(&self) -> bool {
-        let writer = self.channel.words().header.writer.load(Relaxed);
+        let writer = self.channel.words().writer();
         writer == 0 || token_liveness(writer) == Liveness::Dead
     }
 
@@ -650,12 +660,11 @@ impl Subscriber {
     /// published nothing for `stall_after`, or says its source is stalled
     /// ([`stall_reason`](Subscriber::stall_reason)).
     pub fn health(&self, stall_after: Duration) -> Health {
-        let header = self.channel.words().header;
+        let last_publish_ns = self.channel.words().last_publish_ns();
         if self.publisher_gone() {
             return Health::Gone;
         }
-        let idle =
-            Duration::from_nanos(now_ns().saturating_sub(header.last_publish_ns.load(Relaxed)));
+        let idle = Duration::from_nanos(now_ns().saturating_sub(last_publish_ns));
         if idle > stall_after || self.stall_reason().is_some() {
             Health::Stalled { idle }
         } else {
@@ -667,7 +676,7 @@ impl Subscriber {
     /// says so (a camera service whose device is gone, say); `None` while
     /// it delivers, or when there is no publisher.
     pub fn stall_reason(&self) -> Option<String> {
-        if self.channel.words().header.writer.load(Relaxed) == 0 {
+        if self.channel.words().writer() == 0 {
             return None;
         }
         self.channel.source_status().get()
@@ -683,7 +692,7 @@ impl Subscriber {
 
     /// The PID of the current publisher, if there is one.
     pub fn publisher_pid(&self) -> Option<u32> {
-        let writer = self.channel.words().header.writer.load(Relaxed);
+        let writer = self.channel.words().writer();
         (writer != 0).then(|| token_pid(writer))
     }
 
@@ -738,7 +747,7 @@ impl Subscriber {
                 if latest > than || (sub.reopened != reopened_at_start && latest > 0) {
                     return Ok(latest);
                 }
-                let writer = sub.channel.words().header.writer.load(Relaxed);
+                let writer = sub.channel.words().writer();
                 let gone = writer == 0 || (quiet && sub.publisher_gone());
                 if gone && sub.follow().unwrap_or(false) {
                     continue;
@@ -788,7 +797,7 @@ impl Waiter {
         let words = self.channel.words();
         let generation = words.generation().load(crate::sync::Ordering::Acquire);
         let latest = words.latest_number();
-        if latest > than || words.header.writer.load(Relaxed) == 0 {
+        if latest > than || words.writer() == 0 {
             return latest;
         }
         self.wakeup.wait(words.generation(), generation, timeout);

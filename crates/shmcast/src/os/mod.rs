@@ -11,15 +11,54 @@ mod imp;
 
 pub(crate) use imp::*;
 
-/// An OS call that failed, and which one.
+/// An OS call that failed, which one, and what the failure means for the
+/// layers above (so that they never look at a call's name).
 #[derive(Debug)]
 pub(crate) struct OsError {
     pub op: &'static str,
+    pub kind: OsErrorKind,
     pub source: io::Error,
+}
+
+/// What an [`OsError`] means, as far as the OS layer can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OsErrorKind {
+    /// Nothing more than `source` says.
+    Other,
+    /// No room for the object: a full `/dev/shm`, or the commit limit.
+    OutOfSpace,
+    /// The name is taken by something that is not a shared memory object.
+    Foreign,
+    /// The security descriptor (SDDL) could not be parsed.
+    BadSecurityDescriptor,
 }
 
 impl OsError {
     pub(crate) fn new(op: &'static str, source: io::Error) -> OsError {
-        OsError { op, source }
+        let kind = if imp::is_out_of_space(&source) {
+            OsErrorKind::OutOfSpace
+        } else {
+            OsErrorKind::Other
+        };
+        OsError { op, kind, source }
+    }
+
+    /// The name is taken by `what` (a directory, a FIFO...).
+    #[cfg(unix)]
+    pub(crate) fn foreign(what: &str) -> OsError {
+        OsError {
+            op: "open",
+            kind: OsErrorKind::Foreign,
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{what}, not a shared memory object"),
+            ),
+        }
+    }
+
+    #[cfg(windows)]
+    pub(crate) fn with_kind(mut self, kind: OsErrorKind) -> OsError {
+        self.kind = kind;
+        self
     }
 }

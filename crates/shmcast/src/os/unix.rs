@@ -58,10 +58,12 @@ pub(crate) struct CreateSpec<'a> {
     /// Windows security descriptor (SDDL); not used on Linux.
     #[allow(dead_code)]
     pub sddl: Option<&'a str>,
-    /// The creator's token, stamped into the owner word (offset 40) before
-    /// the memory is reserved, so that a creator that dies while reserving
-    /// a large object is known to be dead at once.
+    /// The creator's token, stamped into the owner word (at byte
+    /// `owner_offset`, which the header layer knows) before the memory is
+    /// reserved, so that a creator that dies while reserving a large
+    /// object is known to be dead at once.
     pub owner: u64,
+    pub owner_offset: usize,
 }
 
 /// Who owns an existing object, for take-overs.
@@ -95,7 +97,7 @@ impl Mapping {
             rustix::fs::fchmod(&fd, mode).map_err(|e| OsError::new("fchmod", e.into()))?;
             rustix::fs::ftruncate(&fd, size as u64)
                 .map_err(|e| OsError::new("ftruncate", e.into()))?;
-            let at = crate::header::OWNER_OFFSET;
+            let at = spec.owner_offset;
             if size >= at + 8 {
                 rustix::io::pwrite(&fd, &spec.owner.to_ne_bytes(), at as u64)
                     .map_err(|e| OsError::new("pwrite", e.into()))?;
@@ -111,7 +113,7 @@ impl Mapping {
 
     /// Opens an existing object; its size comes from `fstat`. Never blocks
     /// and never follows a link: anything but a regular file is refused with
-    /// `ErrorKind::InvalidData` (op `"foreign"`).
+    /// `ErrorKind::InvalidData` (kind `OsErrorKind::Foreign`).
     pub(crate) fn open(object: &str, _ns: Namespace, writable: bool) -> Result<Mapping, OsError> {
         let access = if writable {
             OFlags::RDWR
@@ -120,16 +122,16 @@ impl Mapping {
         };
         let flags = access | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::open(shm_file(object), flags, Mode::empty()).map_err(|e| match e {
-            Errno::LOOP => foreign("a symbolic link"),
+            Errno::LOOP => OsError::foreign("a symbolic link"),
             e => OsError::new("shm_open", e.into()),
         })?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| OsError::new("fstat", e.into()))?;
         match FileType::from_raw_mode(stat.st_mode) {
             FileType::RegularFile => {}
-            FileType::Fifo => return Err(foreign("a FIFO")),
-            FileType::Directory => return Err(foreign("a directory")),
-            FileType::Socket => return Err(foreign("a socket")),
-            _ => return Err(foreign("a device or other special file")),
+            FileType::Fifo => return Err(OsError::foreign("a FIFO")),
+            FileType::Directory => return Err(OsError::foreign("a directory")),
+            FileType::Socket => return Err(OsError::foreign("a socket")),
+            _ => return Err(OsError::foreign("a device or other special file")),
         }
         let len = usize::try_from(stat.st_size).unwrap_or(0);
         if len == 0 {
@@ -247,16 +249,6 @@ fn map(fd: OwnedFd, len: usize, writable: bool) -> Result<Mapping, OsError> {
         fd,
         guard,
     })
-}
-
-fn foreign(what: &str) -> OsError {
-    OsError::new(
-        "foreign",
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{what}, not a shared memory object"),
-        ),
-    )
 }
 
 /// Removes the object's name. Processes that have it mapped keep their

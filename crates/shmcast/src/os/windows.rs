@@ -46,7 +46,7 @@ use windows_sys::Win32::System::Threading::{
     OpenProcessToken, ResetEvent, SetEvent, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
-use super::OsError;
+use super::{OsError, OsErrorKind};
 use crate::name::{Namespace, OBJECT_PREFIX};
 
 /// A mapped view of a named section, and the handle that keeps it alive.
@@ -76,6 +76,8 @@ pub(crate) struct CreateSpec<'a> {
     /// before anyone opened it, so nothing needs stamping early here.
     #[allow(dead_code)]
     pub owner: u64,
+    #[allow(dead_code)]
+    pub owner_offset: usize,
 }
 
 /// Who owns an existing section, for take-overs.
@@ -128,7 +130,8 @@ impl SecurityDescriptor {
             return Err(OsError::new(
                 err.op,
                 io::Error::new(io::ErrorKind::InvalidInput, err.source),
-            ));
+            )
+            .with_kind(OsErrorKind::BadSecurityDescriptor));
         }
         Ok(SecurityDescriptor(sd))
     }

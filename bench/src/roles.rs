@@ -50,6 +50,7 @@ pub fn run(role: &str, args: &[String]) {
         "futex-waker" => futex_waker(&args[0], arg(args, 1)),
         "shm-rtt-a" => shm_rtt_a(&args[0], arg(args, 1)),
         "shm-rtt-b" => shm_rtt_b(&args[0]),
+        "instr" => crate::instr::run(args),
         other => crate::ice::run(other, args),
     }
 }

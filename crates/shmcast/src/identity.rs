@@ -79,7 +79,7 @@ impl ProcessId {
 /// child of a `fork` that inherited a parent's object. Such a child must
 /// not release or remove what the parent holds (Python forks readily).
 pub(crate) fn forked_from(token: u64) -> bool {
-    token_pid(token) != std::process::id()
+    token_pid(token) != os::current_pid()
 }
 
 /// The PID recorded in a lock word made by [`ProcessId::token`].
@@ -148,6 +148,9 @@ mod tests {
         assert_eq!(me.liveness(), Liveness::Alive);
         assert_eq!(token_pid(me.token()), me.pid);
         assert_eq!(token_liveness(me.token()), Liveness::Alive);
+        // The cached PID (asked twice: the first call may set the cache).
+        assert_eq!((os::current_pid(), os::current_pid()), (me.pid, me.pid));
+        assert!(!forked_from(me.token()));
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl Segment {
             map,
             writable: true,
             remove_on_drop: AtomicBool::new(!opts.persist),
-            mapped_by: std::process::id(),
+            mapped_by: os::current_pid(),
         })
     }
 
@@ -332,7 +332,7 @@ impl Segment {
                         layout,
                         writable,
                         remove_on_drop: AtomicBool::new(false),
-                        mapped_by: std::process::id(),
+                        mapped_by: os::current_pid(),
                     })
                 }
                 // The creator may still be writing the header: give it a
@@ -452,7 +452,7 @@ impl Segment {
 
     /// Whether this process mapped it (not a forked child's inherited copy).
     fn ours(&self) -> bool {
-        self.mapped_by == std::process::id()
+        self.mapped_by == os::current_pid()
     }
 
     /// Whether our name still names this segment.

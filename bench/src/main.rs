@@ -521,6 +521,7 @@ fn main() {
         &round_ratios,
     );
     bridge::report(&samples);
+    let by_class = class_table(&by_round, &placement);
     let relative = relative_table(&by_round);
     let instructions = opts.instructions.then(|| instr::report(opts.smoke));
     if let Some(path) = &opts.plot {
@@ -536,6 +537,7 @@ fn main() {
             .collect();
         let doc = json!({"summary": summary, "relative": relative, "samples": all,
             "placement": placement.iter().map(Placement::json).collect::<Vec<_>>(),
+            "by_class": by_class,
             "instructions": instructions});
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).expect("write the JSON");
         println!("json: {}", path.display());
@@ -635,6 +637,55 @@ fn ratios(round: &BTreeMap<String, Sample>) -> BTreeMap<&'static str, f64> {
         wfps("shmcast writer alone"),
     );
     r
+}
+
+/// Every frame case's reader frames/s and CPU per delivered frame, median
+/// over the near rounds and over the far rounds apart: what a user gets
+/// in each placement the OS may choose.
+fn class_table(rounds: &[BTreeMap<String, Sample>], placement: &[Placement]) -> Value {
+    let Some(first) = rounds.first() else {
+        return json!([]);
+    };
+    let in_class = |case: &str, class: Class, pick: fn(&Sample) -> f64| -> Option<f64> {
+        let v: Vec<f64> = rounds
+            .iter()
+            .zip(placement)
+            .filter(|(_, p)| p.class() == class)
+            .filter_map(|(r, _)| r.get(case).map(pick))
+            .filter(|v| *v > 0.0)
+            .collect();
+        (!v.is_empty()).then(|| median(v))
+    };
+    println!();
+    println!(
+        "{:<36} {:>12} {:>12} {:>12} {:>12}   (medians by placement class)",
+        "case", "near f/s", "far f/s", "near cpu/f", "far cpu/f"
+    );
+    let show =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+    let mut rows = Vec::new();
+    for case in first.keys() {
+        let near_fps = in_class(case, Class::Near, |s| s.reader_fps);
+        let far_fps = in_class(case, Class::Far, |s| s.reader_fps);
+        let near_cpu = in_class(case, Class::Near, |s| s.cpu_per_frame_ms);
+        let far_cpu = in_class(case, Class::Far, |s| s.cpu_per_frame_ms);
+        if near_cpu.is_none() && far_cpu.is_none() {
+            continue;
+        }
+        println!(
+            "{:<36} {:>12} {:>12} {:>12} {:>12}",
+            case,
+            show(near_fps, 1),
+            show(far_fps, 1),
+            show(near_cpu, 3),
+            show(far_cpu, 3)
+        );
+        rows.push(
+            json!({"case": case, "near_reader_fps": near_fps, "far_reader_fps": far_fps,
+            "near_cpu_per_frame_ms": near_cpu, "far_cpu_per_frame_ms": far_cpu}),
+        );
+    }
+    json!(rows)
 }
 
 /// The case of another transport that a case is compared with, if any.

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 mod config;
 mod ffmpeg;
+mod parse;
 mod serve;
 #[cfg(windows)]
 mod service;
@@ -60,7 +61,7 @@ impl Target {
 struct ChannelAccess {
     /// Permission bits of the channel's /dev/shm object, in octal (Linux):
     /// read access lets a user subscribe read-only (644: everyone)
-    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    #[arg(long, default_value = "600", value_parser = parse::mode)]
     mode: u32,
     /// Security descriptor of the channel in SDDL (Windows); readers need
     /// GR and GX (SYNCHRONIZE, to wait): "D:(A;;GA;;;SY)(A;;GRGX;;;IU)"
@@ -68,7 +69,7 @@ struct ChannelAccess {
     sddl: Option<String>,
     /// Permission bits of the lease table (Linux): write access lets a user
     /// lease frames in place (default: as --mode, so 666 lets everyone lease)
-    #[arg(long, value_parser = parse_mode)]
+    #[arg(long, value_parser = parse::mode)]
     lease_mode: Option<u32>,
     /// Security descriptor of the lease table (Windows; default: --sddl);
     /// leasing readers need GW on it
@@ -107,10 +108,10 @@ enum Command {
         #[command(flatten)]
         target: Target,
         /// Size in bytes (suffixes K, M, G for KiB, MiB, GiB)
-        #[arg(long, value_parser = parse_size)]
+        #[arg(long, value_parser = parse::size)]
         size: usize,
         /// Permission bits of the /dev/shm object, in octal (Linux)
-        #[arg(long, default_value = "600", value_parser = parse_mode)]
+        #[arg(long, default_value = "600", value_parser = parse::mode)]
         mode: u32,
         /// Security descriptor in SDDL, e.g. "D:(A;;GA;;;SY)(A;;GR;;;IU)"
         /// (Windows)
@@ -1046,60 +1047,4 @@ fn read(
         }
     }
     Ok(())
-}
-
-fn parse_size(s: &str) -> Result<usize, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; give bytes, optionally with K, M or G"))?;
-    let factor: usize = match unit.to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        _ => return Err(format!("unknown size unit {unit:?}; use K, M or G")),
-    };
-    match n.checked_mul(factor) {
-        Some(0) => Err(format!(
-            "{s:?} is not a usable size (must be at least 1 byte)"
-        )),
-        Some(n) => Ok(n),
-        None => Err(format!("{s:?} is too large for this machine")),
-    }
-}
-
-fn parse_mode(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|&m| m <= 0o7777)
-        .ok_or_else(|| format!("{s:?} is not an octal mode like 600 or 644"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_parse_with_units() {
-        assert_eq!(parse_size("1048576"), Ok(1 << 20));
-        assert_eq!(parse_size("4K"), Ok(4096));
-        assert_eq!(parse_size("2MiB"), Ok(2 << 20));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("12X").is_err());
-        assert!(parse_size("-1").is_err());
-        assert!(parse_size("99999999999999999999G").is_err());
-        assert!(parse_size("99999999999G")
-            .unwrap_err()
-            .contains("too large"));
-    }
-
-    #[test]
-    fn modes_are_octal() {
-        assert_eq!(parse_mode("600"), Ok(0o600));
-        assert_eq!(parse_mode("0o644"), Ok(0o644));
-        assert!(parse_mode("888").is_err());
-    }
 }

@@ -12,6 +12,9 @@
 mod export;
 mod import;
 mod jpeg;
+// The shmcast command's size and mode parsers, so both read them alike.
+#[path = "../../shmcast-cli/src/parse.rs"]
+mod parse;
 mod wire;
 
 use std::path::PathBuf;
@@ -70,15 +73,15 @@ enum Command {
         slots: u32,
         /// Permission bits of the local channel (Linux), e.g. 0644 to let
         /// every user read it
-        #[arg(long, value_parser = parse_mode)]
+        #[arg(long, value_parser = parse::mode)]
         mode: Option<u32>,
         /// Security descriptor of the local channel (Windows, SDDL)
         #[arg(long)]
         sddl: Option<String>,
-        /// Largest frame accepted, in bytes: the local channel is at most
-        /// SLOTS times this, and Zenoh refuses longer messages, whatever a
-        /// peer sends
-        #[arg(long, default_value_t = 64 << 20)]
+        /// Largest frame accepted, in bytes (K, M, G for KiB, MiB, GiB):
+        /// the local channel is at most SLOTS times this, and Zenoh
+        /// refuses longer messages, whatever a peer sends
+        #[arg(long, default_value = "64M", value_parser = parse::size)]
         max_frame_len: usize,
         /// Seconds without any message from the exporter before readers
         /// are told the link is down (the exporter sends a status every
@@ -231,11 +234,6 @@ fn bridge(command: Command, stop: &AtomicBool) -> Result<(), BridgeError> {
                 max_frame_len,
                 link_timeout: positive_seconds(link_timeout, "--link-timeout")?,
             };
-            if max_frame_len == 0 {
-                return Err(BridgeError::Usage(
-                    "--max-frame-len 0 would refuse every frame".to_owned(),
-                ));
-            }
             // Zenoh's limit on a reassembled message (1 GiB by default):
             // nothing much longer than a frame, whatever a peer sends.
             let limit = max_frame_len.saturating_add(4096).to_string();
@@ -295,13 +293,6 @@ fn check_key(key: &str) -> Result<(), BridgeError> {
         return Err(bad("wildcards (* and **) name many keys; give one"));
     }
     Ok(())
-}
-
-fn parse_mode(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| format!("{s:?} is not a mode; give octal permission bits such as 0644"))
 }
 
 fn positive_seconds(s: f64, what: &str) -> Result<Duration, BridgeError> {

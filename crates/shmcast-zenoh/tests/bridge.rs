@@ -265,8 +265,14 @@ fn bad_arguments_are_refused_with_a_message() {
     assert!(run(&["export", "cam", "--key", "a//b"]).contains("a//b"));
     assert!(run(&["export", "cam", "--key", "k", "--quality", "0"]).contains("quality"));
     assert!(run(&["import", "k", "cam", "--link-timeout", "0"]).contains("--link-timeout"));
-    assert!(run(&["import", "k", "cam", "--mode", "999"]).contains("not a mode"));
-    assert!(run(&["import", "k", "cam", "--max-frame-len", "0"]).contains("--max-frame-len 0"));
+    assert!(run(&["import", "k", "cam", "--mode", "999"]).contains("not an octal mode"));
+    let zero = run(&["import", "k", "cam", "--max-frame-len", "0"]);
+    assert!(
+        zero.contains("--max-frame-len") && zero.contains("at least 1 byte"),
+        "{zero}"
+    );
+    let unit = run(&["import", "k", "cam", "--max-frame-len", "64X"]);
+    assert!(unit.contains("unknown size unit"), "{unit}");
     assert!(run(&["import", "k", "bad/name", "--connect", "tcp/127.0.0.1:1"]).contains("bad/name"));
     let missing = run(&[
         "export",

@@ -1,0 +1,60 @@
+//! Command-line values both binaries take: sizes with K, M, G and octal
+//! modes. `shmcast-zenoh` includes this file (`#[path]`), so the two
+//! commands read `--max-frame-len 64M` and `--mode 0640` the same way.
+
+/// Bytes, optionally with K, M or G (KiB, MiB, GiB); at least 1.
+pub fn size(s: &str) -> Result<usize, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; give bytes, optionally with K, M or G"))?;
+    let factor: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return Err(format!("unknown size unit {unit:?}; use K, M or G")),
+    };
+    match n.checked_mul(factor) {
+        Some(0) => Err(format!(
+            "{s:?} is not a usable size (must be at least 1 byte)"
+        )),
+        Some(n) => Ok(n),
+        None => Err(format!("{s:?} is too large for this machine")),
+    }
+}
+
+/// Octal permission bits (`600`, `0o644`; at most `7777`).
+pub fn mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|&m| m <= 0o7777)
+        .ok_or_else(|| format!("{s:?} is not an octal mode like 600 or 644"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(size("1048576"), Ok(1 << 20));
+        assert_eq!(size("4K"), Ok(4096));
+        assert_eq!(size("2MiB"), Ok(2 << 20));
+        assert!(size("0").is_err());
+        assert!(size("12X").is_err());
+        assert!(size("-1").is_err());
+        assert!(size("99999999999999999999G").is_err());
+        assert!(size("99999999999G").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(mode("600"), Ok(0o600));
+        assert_eq!(mode("0o644"), Ok(0o644));
+        assert!(mode("888").is_err());
+        assert!(mode("17777").is_err());
+    }
+}

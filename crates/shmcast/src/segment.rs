@@ -236,6 +236,11 @@ impl Segment {
     /// name can change under us (an owner exiting removes it, a creator
     /// may have died before writing its header), so this looks again a
     /// few times before giving up with [`AdoptError::Busy`].
+    ///
+    /// Calls in one process take turns: the owner word holds a process's
+    /// token, so two threads of one process cannot tell each other's claim
+    /// from their own, and one giving back a refused claim would clear the
+    /// other's adoption.
     pub(crate) fn create_or_adopt<E>(
         name: &Name,
         kind: Kind,
@@ -244,6 +249,8 @@ impl Segment {
         init: impl Fn(*mut u8),
         mut judge: impl FnMut(&Segment, &os::Ownership) -> Result<Judged, E>,
     ) -> Result<(Segment, Origin), AdoptError<E>> {
+        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let create_opts = opts.clone().replace_stale(false);
         let mut replaced = None;
         for attempt in (0..5).rev() {
@@ -295,6 +302,8 @@ impl Segment {
                 Claim::NotWritable => unreachable!("opened read-write"),
             };
             if !seg.is_still_named() {
+                // Replaced under us: look again in a moment.
+                std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
             match judge(&seg, &owned).map_err(AdoptError::Refused)? {
@@ -438,6 +447,14 @@ impl Segment {
         // concurrent one sees the old or the new value, never a fault.
         unsafe { owner_start.write_volatile(ProcessId::current().start_time) };
         self.remove_on_drop.store(!persist, Ordering::Relaxed);
+    }
+
+    /// Lets the segment go after an adoption that cannot be finished: the
+    /// name stays for the next owner to try, and the owner word is given
+    /// back.
+    pub(crate) fn let_go(&self) {
+        self.remove_on_drop.store(false, Ordering::Relaxed);
+        self.release_claim();
     }
 
     /// Removes the name now rather than on drop (if this segment would have
@@ -705,8 +722,10 @@ pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
     }
     match Segment::open(name.clone(), None, true) {
         Ok(seg) => {
+            // Read before the claim, which puts our own token in the word.
+            let creator = seg.current_creator();
             let removed = match seg.claim(REMOVING) {
-                Claim::Won(claim) => claim.remove_name().then(|| seg.current_creator()),
+                Claim::Won(claim) => claim.remove_name().then_some(creator),
                 Claim::Held { .. } | Claim::NotWritable => None,
             };
             match removed {

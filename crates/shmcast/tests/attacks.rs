@@ -338,7 +338,10 @@ fn an_unknown_pixel_format_is_refused_not_read_as_raw() {
     corrupt(copier.read_in_place(|_, _| ()).unwrap_err());
     corrupt(leaser.read_latest_vec().unwrap_err());
     corrupt(leaser.lease_latest().map(|_| ()).unwrap_err());
-    // The refused lease was given back: the next publish clears it all.
+    // The refused lease was given back at once.
+    let status = shmcast::inspect_channel(&name).unwrap();
+    assert!(status.lease_holders.is_empty(), "{status:?}");
+    // The next publish clears it all.
     publisher
         .publish(&FrameMeta::new(8, 8, shmcast::PixelFormat::Gray8), &[8; 64])
         .unwrap();

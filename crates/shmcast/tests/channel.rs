@@ -684,6 +684,66 @@ fn subscribe(name: &str, mode: &str, count: u64, stop: impl Fn() -> bool) -> i32
     0
 }
 
+/// A forked child that drops everything it inherited (publisher,
+/// subscriber, a held lease) must leave the parent's channel alone: the
+/// name, the writer role and the lease stay the parent's. The fork runs in
+/// a child process of its own (`fork-and-drop`), away from the test
+/// harness's threads.
+#[cfg(unix)]
+#[test]
+fn a_forked_child_dropping_what_it_inherited_leaves_the_parents_channel_alone() {
+    let name = unique("fork");
+    let mut child = Proc::spawn("fork-and-drop", &[&name]);
+    child.expect("parent intact");
+    let (_, status) = child.finish();
+    assert!(status.success(), "{status:?}");
+}
+
+/// The `fork-and-drop` role (see the test above).
+#[cfg(unix)]
+fn fork_and_drop(name: &str) -> i32 {
+    let options = ChannelOptions::new(FRAME_LEN).slots(2);
+    let mut publisher = Publisher::create_with(name, &options).unwrap();
+    let mut buf = vec![0u8; FRAME_LEN];
+    fill(1, &mut buf);
+    publisher.publish(&meta(), &buf).unwrap();
+    let mut subscriber = open_leasing(name).unwrap();
+    let lease = subscriber.lease_latest().unwrap().unwrap();
+    // SAFETY: fork in a process whose only other thread is the test
+    // harness's idle main thread; the child drops, then `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        drop(lease);
+        drop(subscriber);
+        drop(publisher);
+        // SAFETY: ends the child at once, without running the parent's
+        // exit handlers twice.
+        unsafe { libc::_exit(0) };
+    }
+    let mut status = 0;
+    // SAFETY: `pid` is our child; `status` is a valid out-pointer.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(waited, pid);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    // Still named, still ours to publish on, the lease still held.
+    let status = shmcast::inspect_channel(name).unwrap();
+    assert_eq!(status.lease_holders.len(), 1, "{status:?}");
+    assert_eq!(
+        status.publisher.map(|h| h.pid),
+        Some(std::process::id()),
+        "{status:?}"
+    );
+    fill(2, &mut buf);
+    assert_eq!(publisher.publish(&meta(), &buf).unwrap(), 2);
+    // Two slots, one leased: the next frame has nowhere to go.
+    assert!(publisher.publish(&meta(), &buf).is_err());
+    drop(lease);
+    assert_eq!(publisher.publish(&meta(), &buf).unwrap(), 3);
+    say("parent intact");
+    0
+}
+
 /// Not a test: the entry point of the child processes the tests spawn.
 /// Without the role variable it does nothing.
 #[test]
@@ -693,6 +753,8 @@ fn child_entry_point() {
     };
     let name = args[0].as_str();
     let code = match role.as_str() {
+        #[cfg(unix)]
+        "fork-and-drop" => fork_and_drop(name),
         "subscribe" => {
             say("started");
             subscribe(name, &args[2], args[1].parse().unwrap(), || false)

@@ -45,6 +45,11 @@ impl PixelFormat {
     /// The format's number in shared memory and in the C ABI
     /// (`shmcast_pixel_format`): raw 0, rgb24 1, bgr24 2, rgba 3, gray8 4,
     /// yuyv 5, nv12 6, i420 7, bgra 8.
+    ///
+    /// A reader refuses a frame whose code it does not know
+    /// ([`ReadError::Corrupt`](crate::ReadError::Corrupt), naming the code)
+    /// rather than pass its bytes on as some other format: a new format
+    /// needs readers of a version that knows it.
     pub fn code(self) -> u32 {
         match self {
             PixelFormat::Raw => 0,
@@ -215,7 +220,7 @@ pub(crate) struct SlotMeta {
 pub(crate) enum BadMeta {
     #[error("frame length {len} exceeds the slot size {max}")]
     TooLong { len: u64, max: usize },
-    #[error("unknown pixel format code {0}")]
+    #[error("unknown pixel format code {0} (a newer publisher's? this reader does not know it)")]
     UnknownFormat(u32),
 }
 

@@ -110,13 +110,19 @@ impl Channel {
     }
 
     pub(super) fn words(&self) -> protocol::Words<'_> {
-        Channel::words_of(&self.seg, &self.geometry, self.leases.as_ref())
+        // SAFETY: `new` loaded `geometry` from this very segment, and
+        // `leases` is only set to a table `check_leases` accepted.
+        unsafe { Channel::words_of(&self.seg, &self.geometry, self.leases.as_ref()) }
     }
 
-    /// The protocol's view of channel segment `seg`, whose geometry `g`
-    /// is validated (`Geometry::load`), and of its lease table, if open
-    /// and checked.
-    pub(super) fn words_of<'a>(
+    /// The protocol's view of channel segment `seg` and of its lease
+    /// table.
+    ///
+    /// # Safety
+    /// `g` must be what `Geometry::load` returned for this very `seg`, and
+    /// `leases`, if any, a table that `check_leases` accepted: the slices
+    /// made here are as long as they say.
+    pub(super) unsafe fn words_of<'a>(
         seg: &'a Segment,
         g: &Geometry,
         leases: Option<&'a Segment>,

@@ -197,6 +197,7 @@ impl Publisher {
                     Err(source) => {
                         // Leave the channel to the next publisher to try.
                         channel.words().release_writer(me);
+                        channel.seg.let_go();
                         return Err(os_error(source));
                     }
                 }
@@ -582,7 +583,8 @@ fn judge(
             what: what.to_string(),
         })
     })?;
-    let words = Channel::words_of(seg, &g, None);
+    // SAFETY: `g` was loaded from `seg` just above; no lease table.
+    let words = unsafe { Channel::words_of(seg, &g, None) };
     let writer = words.writer();
     // Our own token: another publisher of this process has it.
     if writer != 0 && (writer == me || !token_is_dead(writer)) {

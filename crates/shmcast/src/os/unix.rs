@@ -343,48 +343,39 @@ pub(crate) fn is_out_of_space(err: &io::Error) -> bool {
 
 /// This process's PID, for a memory load instead of a `getpid` system call
 /// (glibc does not cache the PID): fork detection asks on every lease
-/// release and every dropped loan. The PID is kept in a page marked
-/// `MADV_WIPEONFORK`, which the kernel hands a forked child zeroed, so the
-/// child finds 0 and asks the kernel once. Without that page (kernels
-/// before 4.14), every call asks the kernel.
+/// release and every dropped loan. The cache is cleared in a forked child
+/// by a `pthread_atfork` handler, so the child asks the kernel once. Until
+/// the handler is registered (the first call registers it), and in a child
+/// forked while another thread was registering it, every call asks the
+/// kernel: nothing here can block, so a fork at any moment is safe.
 pub(crate) fn current_pid() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-    use std::sync::OnceLock;
-    static PAGE: OnceLock<Option<&'static AtomicU32>> = OnceLock::new();
-    let page = PAGE.get_or_init(|| {
-        // SAFETY: a fresh private anonymous mapping; nothing else uses the
-        // address range it returns.
-        let ptr = unsafe {
-            rustix::mm::mmap_anonymous(
-                ptr::null_mut(),
-                4096,
-                ProtFlags::READ | ProtFlags::WRITE,
-                MapFlags::PRIVATE,
-            )
-        }
-        .ok()?;
-        // SAFETY: `ptr` is the page just mapped; advice changes no memory.
-        let wiped = unsafe { rustix::mm::madvise(ptr, 4096, rustix::mm::Advice::LinuxWipeOnFork) };
-        if wiped.is_err() {
-            // SAFETY: the page just mapped, used by nothing.
-            let _ = unsafe { rustix::mm::munmap(ptr, 4096) };
-            return None;
-        }
-        // SAFETY: the page is mapped for the life of the process (never
-        // unmapped), zeroed (a valid AtomicU32) and page-aligned.
-        Some(unsafe { &*ptr.cast::<AtomicU32>() })
-    });
+    use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::*};
+    static PID: AtomicU32 = AtomicU32::new(0);
+    /// 0: no handler yet, 1: being registered, 2: registered.
+    static HANDLER: AtomicU8 = AtomicU8::new(0);
+    extern "C" fn forked_child() {
+        PID.store(0, Relaxed);
+    }
     let ask = || rustix::process::getpid().as_raw_nonzero().get() as u32;
-    match page {
-        Some(word) => match word.load(Relaxed) {
+    match HANDLER.load(Acquire) {
+        2 => match PID.load(Relaxed) {
             0 => {
                 let pid = ask();
-                word.store(pid, Relaxed);
+                PID.store(pid, Relaxed);
                 pid
             }
             pid => pid,
         },
-        None => ask(),
+        0 if HANDLER.compare_exchange(0, 1, AcqRel, Relaxed).is_ok() => {
+            // SAFETY: registers a child handler that only stores to an
+            // atomic (async-signal-safe); no parent or prepare handler.
+            let registered = unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+            if registered == 0 {
+                HANDLER.store(2, Release);
+            }
+            ask()
+        }
+        _ => ask(),
     }
 }
 

@@ -590,14 +590,14 @@ pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
     ))
 }
 
-/// A clock all processes on this machine share and nobody can set back:
-/// milliseconds since boot, in nanoseconds. For lease-table beats.
 /// This process's PID (a read of the thread's environment block, no system
 /// call; Windows has no fork, so it never changes).
 pub(crate) fn current_pid() -> u32 {
     std::process::id()
 }
 
+/// A clock all processes on this machine share and nobody can set back:
+/// milliseconds since boot, in nanoseconds. For lease-table beats.
 pub(crate) fn monotonic_ns() -> u64 {
     // SAFETY: no preconditions.
     let ms = unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() };

@@ -537,13 +537,8 @@ fn child_entry_point() {
         }
         "read-while-scribbled" => {
             let stop = stdin_closed_flag();
-            let access = if args[1] == "lease" {
-                Access::Leasing
-            } else {
-                Access::ReadOnly
-            };
             let options = SubscriberOptions::new()
-                .access(access)
+                .access(common::access_for(&args[1]))
                 .wait(Duration::from_secs(10));
             let mut sub = Subscriber::open_with(name, &options).unwrap();
             say("reading");

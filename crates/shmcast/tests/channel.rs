@@ -9,7 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fill, is_frame, role, say, stdin_closed_flag, unique, Proc};
+use common::{
+    access_for, fill, is_frame, read_checked, role, say, stdin_closed_flag, unique, Proc,
+};
 use shmcast::{
     Access, ChannelOptions, FrameMeta, Health, PixelFormat, PublishError, Publisher,
     PublisherError, Subscriber, SubscriberOptions,
@@ -626,13 +628,8 @@ fn cpu_time() -> Duration {
 /// Reads frames until `count` new ones were checked or `stop()`; prints
 /// "ok FIRST LAST COUNT" or "torn N" and returns the exit code.
 fn subscribe(name: &str, mode: &str, count: u64, stop: impl Fn() -> bool) -> i32 {
-    let access = if mode == "lease" {
-        Access::Leasing
-    } else {
-        Access::ReadOnly
-    };
     let options = SubscriberOptions::new()
-        .access(access)
+        .access(access_for(mode))
         .wait(Duration::from_secs(30));
     let mut sub = Subscriber::open_with(name, &options).unwrap();
     let mut buf = vec![0u8; sub.max_frame_len()];
@@ -641,31 +638,12 @@ fn subscribe(name: &str, mode: &str, count: u64, stop: impl Fn() -> bool) -> i32
         if sub.wait_newer(last, Duration::from_millis(100)).is_err() {
             continue;
         }
-        let (number, whole) = if mode == "lease" {
-            match sub.lease_latest().unwrap() {
-                Some(lease) => {
-                    let (number, whole) =
-                        (lease.info().number, is_frame(lease.info().number, &lease));
-                    if lease.release().is_err() {
-                        // Revoked: what was read is known bad and not used.
-                        continue;
-                    }
-                    (number, whole)
-                }
-                None => continue,
-            }
-        } else if mode == "inplace" {
-            match sub.read_in_place(|info, bytes| is_frame(info.number, bytes)) {
-                Ok(Some((info, whole))) => (info.number, whole),
-                Ok(None) | Err(shmcast::ReadError::Overrun { .. }) => continue,
-                Err(e) => panic!("{e}"),
-            }
-        } else {
-            match sub.read_latest(&mut buf).unwrap() {
-                Some(info) => (info.number, is_frame(info.number, &buf[..info.len])),
-                None => continue,
-            }
+        // Only an in-place read may be overrun here; any other error fails.
+        let got = match read_checked(&mut sub, mode, &mut buf, is_frame) {
+            Err(shmcast::ReadError::Overrun { .. }) if mode == "inplace" => None,
+            got => got.unwrap(),
         };
+        let Some((number, whole)) = got else { continue };
         if !whole {
             say(format!("torn {number}"));
             return 3;

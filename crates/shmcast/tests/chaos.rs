@@ -15,7 +15,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{fill, role, say, stdin_closed_flag, unique, Proc};
+use common::{access_for, fill, read_checked, role, say, stdin_closed_flag, unique, Proc};
 use shmcast::{
     Access, FrameMeta, PublishError, Publisher, ReadError, Subscriber, SubscriberOptions,
 };
@@ -59,8 +59,34 @@ fn whole(number: u64, bytes: &[u8]) -> bool {
     bytes.len() == FRAME_LEN && common::is_frame(number, bytes)
 }
 
-/// Stops (`true`) or continues a process (Linux; nothing elsewhere).
-fn pause(pid: u32, stop: bool) {
+/// How many processes a test kills (`var`, or CI's short count) and in
+/// how many of those rounds it also stops and continues one. Stops are
+/// Linux's: Windows has no SIGSTOP/SIGCONT pair for a process.
+fn kills_and_stops(var: &str) -> (u64, u64) {
+    let kills = count(var, if cfg!(windows) { 8 } else { 40 });
+    let stops = if cfg!(unix) {
+        count("SHMCAST_CHAOS_STOPS", 10)
+    } else {
+        0
+    };
+    (kills, stops)
+}
+
+/// Whether round `round` of `kills` is one of the `stops` rounds, spread
+/// evenly over them.
+fn stops_in(round: u64, kills: u64, stops: u64) -> bool {
+    round * stops / kills.max(1) != (round + 1) * stops / kills.max(1)
+}
+
+/// Stops process `pid`, lets `ms` milliseconds pass, and continues it
+/// (Linux; elsewhere only the time passes).
+fn pause_for(pid: u32, ms: u64) {
+    stop_or_continue(pid, true);
+    std::thread::sleep(Duration::from_millis(ms));
+    stop_or_continue(pid, false);
+}
+
+fn stop_or_continue(pid: u32, stop: bool) {
     #[cfg(unix)]
     {
         use rustix::process::{kill_process, Pid, Signal};
@@ -87,16 +113,7 @@ fn verified(lines: &[String]) -> (u64, u64, u64) {
 
 #[test]
 fn publishers_killed_at_random_points_never_show_a_torn_frame() {
-    let kills = count(
-        "SHMCAST_CHAOS_PUBLISHER_KILLS",
-        if cfg!(windows) { 8 } else { 40 },
-    );
-    // SIGSTOP/SIGCONT are Linux's; Windows has no such pair for a process.
-    let stops = if cfg!(unix) {
-        count("SHMCAST_CHAOS_STOPS", 10)
-    } else {
-        0
-    };
+    let (kills, stops) = kills_and_stops("SHMCAST_CHAOS_PUBLISHER_KILLS");
     let mut rng = Rng::new();
     let name = unique("chaos-writers");
     let started = Instant::now();
@@ -114,15 +131,13 @@ fn publishers_killed_at_random_points_never_show_a_torn_frame() {
         let mut writer = Proc::spawn("publish-forever", &[&name]);
         writer.expect("publishing");
         // Now and then, stop the writer or a reader for a moment first.
-        if round * stops / kills.max(1) != (round + 1) * stops / kills.max(1) {
+        if stops_in(round, kills, stops) {
             let pid = if rng.below(2) == 0 {
                 writer.id()
             } else {
                 readers[rng.below(4) as usize].id()
             };
-            pause(pid, true);
-            std::thread::sleep(Duration::from_millis(rng.below(50)));
-            pause(pid, false);
+            pause_for(pid, rng.below(50));
             stopped += 1;
         }
         // Kill at a random point: inside a frame, most likely.
@@ -159,16 +174,7 @@ fn publishers_killed_at_random_points_never_show_a_torn_frame() {
 
 #[test]
 fn leasing_readers_killed_holding_leases_never_block_the_publisher() {
-    let kills = count(
-        "SHMCAST_CHAOS_READER_KILLS",
-        if cfg!(windows) { 8 } else { 40 },
-    );
-    // SIGSTOP/SIGCONT are Linux's; Windows has no such pair for a process.
-    let stops = if cfg!(unix) {
-        count("SHMCAST_CHAOS_STOPS", 10)
-    } else {
-        0
-    };
+    let (kills, stops) = kills_and_stops("SHMCAST_CHAOS_READER_KILLS");
     let mut rng = Rng::new();
     let name = unique("chaos-leases");
     let started = Instant::now();
@@ -180,13 +186,11 @@ fn leasing_readers_killed_holding_leases_never_block_the_publisher() {
         let mut reader = Proc::spawn("hold-leases", &[&name]);
         reader.expect("leasing");
         alive.push(reader);
-        if round * stops / kills.max(1) != (round + 1) * stops / kills.max(1) {
+        if stops_in(round, kills, stops) {
             // Stopped while it may hold a lease: the publisher revokes it
             // after max_lease rather than wait.
             let r = &alive[rng.below(alive.len() as u64) as usize];
-            pause(r.id(), true);
-            std::thread::sleep(Duration::from_millis(rng.below(30)));
-            pause(r.id(), false);
+            pause_for(r.id(), rng.below(30));
             stopped += 1;
         }
         std::thread::sleep(Duration::from_micros(500 + rng.below(10_000)));
@@ -217,13 +221,8 @@ fn leasing_readers_killed_holding_leases_never_block_the_publisher() {
 /// Reads until stdin closes, checking every frame; prints
 /// "checked N torn T back B".
 fn verify(name: &str, mode: &str) -> i32 {
-    let access = if mode == "lease" {
-        Access::Leasing
-    } else {
-        Access::ReadOnly
-    };
     let options = SubscriberOptions::new()
-        .access(access)
+        .access(access_for(mode))
         .wait(Duration::from_secs(30));
     // Started before the first publisher: the open waits for it.
     say("started");
@@ -235,26 +234,10 @@ fn verify(name: &str, mode: &str) -> i32 {
         if sub.wait_newer(last, Duration::from_millis(50)).is_err() {
             continue;
         }
-        let got = match mode {
-            "lease" => match sub.lease_latest() {
-                Ok(Some(lease)) => {
-                    let got = (lease.info().number, whole(lease.info().number, &lease));
-                    // Revoked: what was read is known bad and not used.
-                    lease.release().is_ok().then_some(got)
-                }
-                Ok(None) | Err(ReadError::Overrun { .. }) => None,
-                Err(e) => panic!("{e}"),
-            },
-            "inplace" => match sub.read_in_place(|info, bytes| whole(info.number, bytes)) {
-                Ok(Some((info, whole))) => Some((info.number, whole)),
-                Ok(None) | Err(ReadError::Overrun { .. }) => None,
-                Err(e) => panic!("{e}"),
-            },
-            _ => match sub.read_latest(&mut buf) {
-                Ok(Some(info)) => Some((info.number, whole(info.number, &buf[..info.len]))),
-                Ok(None) | Err(ReadError::Overrun { .. }) => None,
-                Err(e) => panic!("{e}"),
-            },
+        let got = match read_checked(&mut sub, mode, &mut buf, whole) {
+            Ok(got) => got,
+            Err(ReadError::Overrun { .. }) => None,
+            Err(e) => panic!("{e}"),
         };
         let Some((number, whole)) = got else { continue };
         checked += 1;

@@ -214,3 +214,40 @@ pub fn is_frame(number: u64, bytes: &[u8]) -> bool {
         .enumerate()
         .all(|(i, chunk)| chunk == &frame_word(number, i).to_ne_bytes()[..chunk.len()])
 }
+
+/// The access a reader role's `mode` asks for: "lease" leases, every other
+/// mode ("copy", "inplace") reads without writing anything.
+pub fn access_for(mode: &str) -> shmcast::Access {
+    if mode == "lease" {
+        shmcast::Access::Leasing
+    } else {
+        shmcast::Access::ReadOnly
+    }
+}
+
+/// One read of the latest frame the way `mode` says: "lease" (held, then
+/// released), "inplace" (`read_in_place`), otherwise a copy into `buf`.
+/// `is_whole(number, bytes)` judges the bytes; the result is the frame's
+/// number and that judgement. `Ok(None)`: no frame yet, or a revoked lease
+/// (what was read is known bad and not used). Errors are the caller's to
+/// judge.
+pub fn read_checked(
+    sub: &mut shmcast::Subscriber,
+    mode: &str,
+    buf: &mut [u8],
+    is_whole: impl Fn(u64, &[u8]) -> bool,
+) -> Result<Option<(u64, bool)>, shmcast::ReadError> {
+    Ok(match mode {
+        "lease" => sub.lease_latest()?.and_then(|lease| {
+            let number = lease.info().number;
+            let got = (number, is_whole(number, &lease));
+            lease.release().is_ok().then_some(got)
+        }),
+        "inplace" => sub
+            .read_in_place(|info, bytes| is_whole(info.number, bytes))?
+            .map(|(info, whole)| (info.number, whole)),
+        _ => sub
+            .read_latest(buf)?
+            .map(|info| (info.number, is_whole(info.number, &buf[..info.len]))),
+    })
+}

@@ -647,14 +647,13 @@ fn class_table(rounds: &[BTreeMap<String, Sample>], placement: &[Placement]) -> 
         return json!([]);
     };
     let in_class = |case: &str, class: Class, pick: fn(&Sample) -> f64| -> Option<f64> {
-        let v: Vec<f64> = rounds
+        let values: Vec<(Class, f64)> = rounds
             .iter()
             .zip(placement)
-            .filter(|(_, p)| p.class() == class)
-            .filter_map(|(r, _)| r.get(case).map(pick))
-            .filter(|v| *v > 0.0)
+            .filter_map(|(r, p)| Some((p.class(), pick(r.get(case)?))))
+            .filter(|(_, v)| *v > 0.0)
             .collect();
-        (!v.is_empty()).then(|| median(v))
+        class_median(&values, Some(class))
     };
     println!();
     println!(

@@ -37,7 +37,7 @@ fn iceoryx2_shm() -> u64 {
 
 /// A publish-subscribe service of byte slices: one publisher, safe
 /// overflow (the writer never waits), no history.
-fn service(
+pub(crate) fn service(
     node: &Node<ipc::Service>,
     name: &str,
     subscribers: usize,

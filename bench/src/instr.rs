@@ -108,16 +108,8 @@ fn iceoryx2_read_op(listener: &IceListener, subscriber: &IceSubscriber) {
 fn iceoryx2_run(op: &str, iterations: u64) -> Result<(), Error> {
     let name = format!("shmcast-bench/instr-{}", std::process::id());
     let node = NodeBuilder::new().create::<ipc::Service>()?;
-    let service = node
-        .service_builder(&name.as_str().try_into()?)
-        .publish_subscribe::<[u8]>()
-        .max_publishers(1)
-        .max_subscribers(1)
-        .subscriber_max_buffer_size(2)
-        .history_size(0)
-        .subscriber_max_borrowed_samples(2)
-        .enable_safe_overflow(true)
-        .open_or_create()?;
+    // Configured as in the frame cases: 2 buffered samples, safe overflow.
+    let service = crate::ice::service(&node, &name, 1, 2)?;
     let events = node
         .service_builder(&name.as_str().try_into()?)
         .event()

@@ -478,8 +478,18 @@ int32_t shmcast_subscriber_lease_latest(const shmcast_subscriber *subscriber,
 
 // The leased frame: `*data` points to its `*len` bytes in shared memory
 // (read-only), `info` (may be NULL) gets its metadata. The bytes stay
-// valid until the lease is released. `SHMCAST_ERROR_NOT_HELD` after a
+// mapped until the lease is released. `SHMCAST_ERROR_NOT_HELD` after a
 // release.
+//
+// The contract of those bytes: the publisher leaves them alone while the
+// lease holds, but a lease is bounded. One that keeps the publisher from
+// every free slot for longer than the channel's max lease (a slow or
+// stopped reader) is revoked, and the publisher writes the slot while the
+// pointer is still out. So read through the pointer, then call
+// `shmcast_lease_release`, and use what was read (or computed from it)
+// only if that returns `SHMCAST_OK`: `SHMCAST_ERROR_REVOKED` means it may
+// be torn. Never hand the pointer to code that assumes the bytes cannot
+// change (in C++, a `std::span` kept past the release check).
 //
 // # Safety
 // `lease` must be NULL or a lease of a live subscriber; `data` and `len`

@@ -170,7 +170,15 @@ namespace Shmcast
             if (disposed) throw new ObjectDisposedException(nameof(FrameLease), "this frame lease was disposed; lease the frame again");
         }
 
-        /// <summary>The frame's bytes in shared memory, read-only.</summary>
+        /// <summary>
+        /// The frame's bytes in shared memory, read-only. The publisher keeps
+        /// off them while the lease holds, but a lease is bounded: one that
+        /// keeps the publisher from every free slot for longer than the
+        /// channel's max lease (a slow or suspended reader) is revoked, and the
+        /// slot is rewritten under the span. So use what was read, or computed
+        /// from it, only after <see cref="Release"/> returned without
+        /// <see cref="ShmcastRevokedException"/>; copy what you keep.
+        /// </summary>
         public ReadOnlySpan<byte> Data
         {
             get { CheckLive(); return new ReadOnlySpan<byte>((void*)data, info.Length); }

@@ -6,6 +6,12 @@
 //!   copies nothing; views keep it alive, and `release()` while views are
 //!   exported raises `BufferError`, as `mmap` does. A `Loan` is the same,
 //!   writable, for a publisher.
+//! - A lease is bounded: one that keeps the publisher from every free slot
+//!   for longer than the channel's max lease is revoked and its slot
+//!   rewritten while views of it may still exist. Python's views are raw
+//!   memory (like `mmap`'s), so that is no undefined behaviour here; the
+//!   contract is the library's: what was read counts only if `release()`
+//!   does not raise `Revoked`.
 //! - Blocking calls (`wait`, a copy into a caller's buffer, opening with a
 //!   timeout) release the GIL.
 //! - Every object may be used from any thread; a subscriber lets one
@@ -541,8 +547,8 @@ impl Subscriber {
         let lease = lease.detach();
         Ok(Some(Lease {
             info: FrameInfo::from(lease.info()),
-            ptr: lease.as_ptr() as usize,
-            len: lease.len(),
+            ptr: lease.bytes().as_ptr() as usize,
+            len: lease.bytes().len(),
             held: Mutex::new(Some(lease)),
             exports: AtomicUsize::new(0),
         }))

@@ -9,7 +9,6 @@ use std::time::{Duration, SystemTime};
 
 mod config;
 mod ffmpeg;
-mod parse;
 mod serve;
 #[cfg(windows)]
 mod service;
@@ -21,6 +20,7 @@ use clap::{Parser, Subcommand};
 use shmcast::{
     CreateOptions, FrameMeta, Kind, Name, Namespace, PixelFormat, Region, SegmentInfo, Subscriber,
 };
+use shmcast_args as parse;
 
 #[derive(Parser)]
 #[command(

@@ -232,8 +232,18 @@ pub unsafe extern "C" fn shmcast_subscriber_lease_latest(
 
 /// The leased frame: `*data` points to its `*len` bytes in shared memory
 /// (read-only), `info` (may be NULL) gets its metadata. The bytes stay
-/// valid until the lease is released. `SHMCAST_ERROR_NOT_HELD` after a
+/// mapped until the lease is released. `SHMCAST_ERROR_NOT_HELD` after a
 /// release.
+///
+/// The contract of those bytes: the publisher leaves them alone while the
+/// lease holds, but a lease is bounded. One that keeps the publisher from
+/// every free slot for longer than the channel's max lease (a slow or
+/// stopped reader) is revoked, and the publisher writes the slot while the
+/// pointer is still out. So read through the pointer, then call
+/// `shmcast_lease_release`, and use what was read (or computed from it)
+/// only if that returns `SHMCAST_OK`: `SHMCAST_ERROR_REVOKED` means it may
+/// be torn. Never hand the pointer to code that assumes the bytes cannot
+/// change (in C++, a `std::span` kept past the release check).
 ///
 /// # Safety
 /// `lease` must be NULL or a lease of a live subscriber; `data` and `len`
@@ -266,11 +276,11 @@ pub unsafe extern "C" fn shmcast_lease_data(
         unsafe { args::write_info(info, Some(lease.info())) }?;
         // SAFETY: forwarded from the caller.
         if let Some(d) = unsafe { data.as_mut() } {
-            *d = lease.as_ptr();
+            *d = lease.bytes().as_ptr();
         }
         // SAFETY: forwarded from the caller.
         if let Some(n) = unsafe { len.as_mut() } {
-            *n = lease.len() as u64;
+            *n = lease.bytes().len() as u64;
         }
         Ok(())
     })

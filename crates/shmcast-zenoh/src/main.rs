@@ -12,11 +12,9 @@
 mod export;
 mod import;
 mod jpeg;
-// The shmcast command's size and mode parsers, so both read them alike.
-#[path = "../../shmcast-cli/src/parse.rs"]
-mod parse;
 mod wire;
 
+use shmcast_args as parse;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};

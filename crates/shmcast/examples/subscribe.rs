@@ -30,13 +30,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 continue;
             }
         }
-        // Read in place, read-only: the result counts only if the publisher
-        // did not touch the frame meanwhile (checked after the closure).
+        // Read in place, read-only: sample one byte per 4 KiB, each copied
+        // out of shared memory (a `&[u8]` there could change under us); the
+        // result counts only if the publisher did not touch the frame
+        // meanwhile (checked after the closure).
         let sampled = sub.read_in_place(|_, frame| {
-            frame
-                .iter()
+            let mut byte = [0u8; 1];
+            (0..frame.len())
                 .step_by(4096)
-                .map(|&b| u64::from(b))
+                .filter_map(|i| frame.get(i..=i))
+                .map(|b| {
+                    b.copy_to(&mut byte);
+                    u64::from(byte[0])
+                })
                 .sum::<u64>()
         })?;
         if let Some((info, sum)) = sampled {

@@ -27,7 +27,173 @@
 //! argument as for device memory); the atomic path stays the reference
 //! everywhere else.
 
+//!
+//! # Why there is no safe `&[u8]` over shared bytes
+//! A `&[u8]` promises that its bytes do not change while it lives; the
+//! compiler may rely on it (load once, reuse the value, assume two reads
+//! agree). Bytes in a mapping that another process can write make no such
+//! promise: a publisher revokes a lease held past the channel's
+//! `max_lease`, a region's writer may ignore the lock, a peer may scribble.
+//! So every place that shows such bytes hands out a [`SharedBytes`]: a
+//! pointer and a length (like memmap2's `MmapRaw`), with safe copies that
+//! tolerate racing writers and an `unsafe fn as_slice` for callers who can
+//! promise more than the library can.
+
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+
+/// Bytes in shared memory that another process may write while this view
+/// lives: a frame leased or read in place, a locked region.
+///
+/// It is a pointer and a length that stay valid (mapped) for `'a`. What it
+/// offers safely is copying: [`copy_to`](SharedBytes::copy_to) and
+/// [`to_vec`](SharedBytes::to_vec) read with loads that are defined even
+/// while another process writes (see the module source), so a copy is
+/// never undefined behaviour; whether it is *whole* is what the caller's
+/// check says afterwards (`Lease::release`, the seqlock re-check).
+///
+/// For work in place without a copy, [`as_slice`](SharedBytes::as_slice)
+/// is `unsafe`: the caller promises that nothing writes the bytes while
+/// the slice lives, which the library cannot promise for another process
+/// (see `Subscriber::lease_latest` for what keeps a publisher off a leased
+/// slot, and for how long).
+///
+/// ```
+/// # use shmcast::{FrameMeta, Publisher, Subscriber};
+/// # let name = format!("doc-bytes-{}", std::process::id());
+/// # let mut publisher = Publisher::create(&name, 64)?;
+/// # publisher.publish(&FrameMeta::raw(), b"hello")?;
+/// let sub = Subscriber::open(&name)?;
+/// let (_info, copy) = sub
+///     .read_in_place(|_, bytes| bytes.to_vec())?
+///     .expect("a frame");
+/// assert_eq!(&copy[..], b"hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// No view of shared bytes is a slice; each of these fails to compile:
+/// ```compile_fail
+/// fn f(lease: &shmcast::Lease<'_>) -> &[u8] { lease }
+/// ```
+/// ```compile_fail
+/// fn f(lease: &shmcast::DetachedLease) -> &[u8] { lease }
+/// ```
+/// ```compile_fail
+/// fn f<'a>(guard: &'a shmcast::ReadGuard<'_>) -> &'a [u8] { guard }
+/// ```
+/// ```compile_fail
+/// fn f(mut guard: shmcast::WriteGuard<'_>) { guard[0] = 1; }
+/// ```
+/// ```compile_fail
+/// fn f(sub: &shmcast::Subscriber) {
+///     let _ = sub.read_in_place(|_, bytes: &[u8]| bytes.len());
+/// }
+/// ```
+#[derive(Clone, Copy)]
+pub struct SharedBytes<'a> {
+    ptr: *const u8,
+    len: usize,
+    mapped: PhantomData<&'a [u8]>,
+}
+
+// SAFETY: a SharedBytes is a pointer into a mapping that lives for 'a plus
+// a length; every safe access copies with loads that tolerate concurrent
+// writers from any thread or process, so sharing or sending the view
+// between threads adds no race the view does not already tolerate.
+unsafe impl Send for SharedBytes<'_> {}
+// SAFETY: as for Send.
+unsafe impl Sync for SharedBytes<'_> {}
+
+impl<'a> SharedBytes<'a> {
+    /// # Safety
+    /// `ptr..ptr + len` is mapped and readable for all of `'a`.
+    pub(crate) unsafe fn new(ptr: *const u8, len: usize) -> SharedBytes<'a> {
+        SharedBytes {
+            ptr,
+            len,
+            mapped: PhantomData,
+        }
+    }
+
+    /// How many bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Where they start, for code (a C library, a GPU upload) that reads
+    /// through raw pointers and checks the frame afterwards.
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr
+    }
+
+    /// The bytes in `range`, or `None` when it does not lie inside.
+    pub fn get(&self, range: impl RangeBounds<usize>) -> Option<SharedBytes<'a>> {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.checked_add(1)?,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.checked_add(1)?,
+            Bound::Excluded(&e) => e,
+            Bound::Unbounded => self.len,
+        };
+        (start <= end && end <= self.len).then(|| SharedBytes {
+            ptr: self.ptr.wrapping_add(start),
+            len: end - start,
+            mapped: PhantomData,
+        })
+    }
+
+    /// Copies the first `dst.len()` bytes (all of them, if `dst` is as long
+    /// or longer) into `dst`; returns how many were copied.
+    pub fn copy_to(&self, dst: &mut [u8]) -> usize {
+        let n = self.len.min(dst.len());
+        // SAFETY: the first `n <= len` bytes are mapped for 'a (`new`), and
+        // `copy_from_shared` tolerates writers racing the copy.
+        unsafe { copy_from_shared(self.ptr, &mut dst[..n]) };
+        n
+    }
+
+    /// The bytes, copied into a new `Vec`.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; self.len];
+        self.copy_to(&mut v);
+        v
+    }
+
+    /// The bytes as a slice, without a copy.
+    ///
+    /// # Safety
+    /// Nothing may write these bytes while the slice lives: no other
+    /// process, and no other thread. For a leased frame that holds while
+    /// the publisher honours the lease (it revokes a lease that keeps it
+    /// from every free slot for longer than the channel's max lease, so
+    /// keep the slice shorter than that, and a stopped process's lease can
+    /// outlast it); for a locked region while every writer takes the lock.
+    /// If it does not hold, the behaviour is undefined, not merely a torn
+    /// frame.
+    pub unsafe fn as_slice(&self) -> &'a [u8] {
+        // SAFETY: mapped and readable for 'a (`new`); the caller promises
+        // that nothing writes it meanwhile.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl std::fmt::Debug for SharedBytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBytes")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .finish()
+    }
+}
 
 /// Copies `dst.len()` bytes from `src`, tolerating concurrent writers.
 ///

@@ -84,6 +84,7 @@ pub use channel::{
     FrameInfo, FrameMeta, PixelFormat, UnknownFormat, DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS,
     MIN_SLOTS,
 };
+pub use copy::SharedBytes;
 pub use error::{
     CreateError, OpenError, PublishError, PublisherError, ReadError, RegionError, RemoveError,
     SubscriberError,

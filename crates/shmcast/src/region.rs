@@ -15,18 +15,21 @@
 //! ```
 //!
 //! `read` and `write` lock for the duration of one copy. For longer work in
-//! place, [`Region::write_lock`] and [`Region::read_lock`] return guards that
-//! dereference to the bytes. A read-only open cannot take locks (it may not
-//! write the lock words, and the OS enforces that), so its reads are seqlock
-//! copies: they retry while a writer is active and never return a mix.
+//! place, [`Region::write_lock`] and [`Region::read_lock`] return guards
+//! that read and write at offsets and show the bytes as [`SharedBytes`]:
+//! the lock binds only processes that take it, and any process allowed to
+//! write the region can write it without, so the guards hand out no `&[u8]`
+//! (a slice is `SharedBytes::as_slice`, on the caller's promise). A
+//! read-only open cannot take locks (it may not write the lock words, and
+//! the OS enforces that), so its reads are seqlock copies: they retry while
+//! a writer is active and never return a mix.
 //!
 //! The lock's holders are recorded by process identity; see [`crate::lock`]
 //! for how a lock held by a dead process is recovered.
 
-use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use crate::copy::copy_from_shared;
+use crate::copy::{copy_from_shared, SharedBytes};
 use crate::error::{CreateError, OpenError, RegionError};
 use crate::header::{Kind, COMMON_LEN};
 use crate::housekeeping::SegmentInfo;
@@ -155,6 +158,21 @@ impl Region {
         }
     }
 
+    /// The data bytes.
+    fn bytes(&self) -> SharedBytes<'_> {
+        // SAFETY: the data is mapped for `len` bytes while `self` lives.
+        unsafe { SharedBytes::new(self.seg.data_ptr(), self.len()) }
+    }
+
+    /// Copies `buf.len()` bytes at `offset` into `buf`, with no lock.
+    fn copy_out(&self, offset: usize, buf: &mut [u8]) -> Result<(), RegionError> {
+        self.check_range(offset, buf.len())?;
+        if let Some(src) = self.bytes().get(offset..offset + buf.len()) {
+            src.copy_to(buf);
+        }
+        Ok(())
+    }
+
     fn check_range(&self, offset: usize, len: usize) -> Result<(), RegionError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len() => Ok(()),
@@ -198,9 +216,7 @@ impl Region {
     /// [`RegionError::Timeout`] after [`DEFAULT_LOCK_TIMEOUT`].
     pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), RegionError> {
         self.check_range(offset, data.len())?;
-        let mut guard = self.write_lock(DEFAULT_LOCK_TIMEOUT)?;
-        guard[offset..offset + data.len()].copy_from_slice(data);
-        Ok(())
+        self.write_lock(DEFAULT_LOCK_TIMEOUT)?.write(offset, data)
     }
 
     /// Copies `buf.len()` bytes at `offset` into `buf`: under the read lock
@@ -225,7 +241,7 @@ impl Region {
                 .map_err(|b| self.timeout("read", b, started.elapsed()))?
         } else {
             let guard = self.read_lock(DEFAULT_LOCK_TIMEOUT)?;
-            buf.copy_from_slice(&guard[offset..offset + buf.len()]);
+            guard.read(offset, buf)?;
             guard.is_torn()
         };
         if torn {
@@ -330,7 +346,8 @@ pub struct LockState {
     pub torn: bool,
 }
 
-/// The write lock; dereferences to the whole region. Released on drop.
+/// The write lock: reads and writes the whole region at offsets. Released
+/// on drop.
 pub struct WriteGuard<'a> {
     region: &'a Region,
     recovered_from: Option<u32>,
@@ -360,20 +377,58 @@ impl WriteGuard<'_> {
     }
 }
 
-impl Deref for WriteGuard<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: `len` bytes are mapped while the region (which outlives the
-        // guard) lives; the write lock excludes other lockers, and read-only
-        // openers only take seqlock copies that discard overlapping writes.
-        unsafe { std::slice::from_raw_parts(self.region.seg.data_ptr(), self.region.len()) }
+impl WriteGuard<'_> {
+    /// Copies `data` into the region at `offset`.
+    ///
+    /// # Errors
+    /// [`RegionError::OutOfBounds`] when it does not fit (nothing is
+    /// written).
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), RegionError> {
+        self.region.check_range(offset, data.len())?;
+        // SAFETY: the range lies inside the data (checked), which is mapped
+        // writable (write_lock checked the open mode) while the region
+        // lives; the destination is shared memory, never a Rust reference,
+        // so a process that writes it without the lock races only with
+        // readers' tolerant copies.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.region.seg.data_ptr().wrapping_add(offset),
+                data.len(),
+            )
+        };
+        Ok(())
     }
-}
 
-impl DerefMut for WriteGuard<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as for `deref`; the mapping is writable (write_lock checked
-        // the open mode) and `&mut self` makes this the only borrow.
+    /// Copies `buf.len()` bytes at `offset` into `buf`.
+    ///
+    /// # Errors
+    /// [`RegionError::OutOfBounds`].
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), RegionError> {
+        self.region.copy_out(offset, buf)
+    }
+
+    /// The whole region where it lies in shared memory.
+    pub fn bytes(&self) -> SharedBytes<'_> {
+        self.region.bytes()
+    }
+
+    /// Where the region's bytes start, for writing through raw pointers.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.region.seg.data_ptr()
+    }
+
+    /// The whole region as a mutable slice, without a copy.
+    ///
+    /// # Safety
+    /// No other process or thread may read or write the region while the
+    /// slice lives except through this lock's protocol: every writer takes
+    /// the write lock, and readers take read locks or seqlock copies. The
+    /// lock binds only the processes that take it.
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: mapped writable for `len` bytes while the region lives;
+        // `&mut self` makes this the only borrow in this process, and the
+        // caller promises the rest.
         unsafe { std::slice::from_raw_parts_mut(self.region.seg.data_ptr(), self.region.len()) }
     }
 }
@@ -386,7 +441,7 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-/// A read lock; dereferences to the whole region. Released on drop.
+/// A read lock: reads the whole region at offsets. Released on drop.
 pub struct ReadGuard<'a> {
     region: &'a Region,
     slot: usize,
@@ -409,13 +464,20 @@ impl ReadGuard<'_> {
     }
 }
 
-impl Deref for ReadGuard<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the data is mapped for `len` bytes while the region lives;
-        // a read lock excludes writers, so the bytes do not change while
-        // this borrow lasts.
-        unsafe { std::slice::from_raw_parts(self.region.seg.data_ptr(), self.region.len()) }
+impl ReadGuard<'_> {
+    /// Copies `buf.len()` bytes at `offset` into `buf`.
+    ///
+    /// # Errors
+    /// [`RegionError::OutOfBounds`].
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), RegionError> {
+        self.region.copy_out(offset, buf)
+    }
+
+    /// The whole region where it lies in shared memory. The read lock
+    /// keeps out writers that take the lock; see [`SharedBytes::as_slice`]
+    /// for borrowing it without a copy.
+    pub fn bytes(&self) -> SharedBytes<'_> {
+        self.region.bytes()
     }
 }
 
@@ -508,7 +570,8 @@ mod tests {
         let r = Region::create(&name, 64).unwrap();
         {
             let mut w = r.try_write_lock().unwrap();
-            w[0] = 1;
+            w.write(0, &[1]).unwrap();
+            assert!(w.write(64, &[1]).is_err(), "past the end");
             let state = r.lock_state();
             let me = std::process::id();
             assert_eq!(
@@ -526,7 +589,11 @@ mod tests {
         }
         let a = r.try_read_lock().unwrap();
         let b = r.try_read_lock().unwrap();
-        assert_eq!(a[0] + b[0], 2);
+        let (mut x, mut y) = ([0u8; 1], [0u8; 1]);
+        a.read(0, &mut x).unwrap();
+        b.read(0, &mut y).unwrap();
+        assert_eq!(x[0] + y[0], 2);
+        assert_eq!(a.bytes().to_vec()[0], 1);
         assert_eq!(r.lock_state().readers.len(), 2);
         assert!(r.try_write_lock().is_err());
         drop((a, b));

@@ -151,6 +151,58 @@ fn a_reader_killed_holding_a_lease_never_stops_the_writer_and_is_reclaimed() {
     }
 }
 
+/// The lease contract (see the subscriber module's docs): a lease is
+/// bounded, so a stopped holder costs the publisher frames for at most the
+/// max lease; its bytes are then rewritten, which is why they come as
+/// `SharedBytes` and not as a slice. The holder, continued, copies them
+/// (always defined) and learns from `release` that they are not its frame.
+/// On Windows the holder is not suspended, only idle: the same to the
+/// publisher.
+#[test]
+fn a_stopped_leasers_frame_is_revoked_after_the_max_lease_and_it_is_told() {
+    let name = unique("stopped");
+    let options = ChannelOptions::new(FRAME_LEN)
+        .slots(2)
+        .max_lease(Duration::from_millis(200));
+    let mut publisher = Publisher::create_with(&name, &options).unwrap();
+    let mut buf = vec![0u8; FRAME_LEN];
+    fill(1, &mut buf);
+    publisher.publish(&meta(), &buf).unwrap();
+    let mut leaser = Proc::spawn("lease-until-told", &[&name]);
+    leaser.expect("leased 1");
+    #[cfg(unix)]
+    let pid = rustix::process::Pid::from_raw(leaser.id() as i32).unwrap();
+    #[cfg(unix)]
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    // Two slots, one leased by a stopped process: frames are dropped until
+    // the lease has kept the publisher out for the max lease, then the
+    // publisher takes the slot back and goes on.
+    let started = Instant::now();
+    let mut published = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        fill(published + 2, &mut buf);
+        match publisher.publish(&meta(), &buf) {
+            Ok(_) => published += 1,
+            Err(PublishError::AllSlotsLeased { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(
+        publisher.revoked_leases() >= 1,
+        "the stopped lease was never revoked"
+    );
+    assert!(
+        published > 100,
+        "the publisher stayed blocked: {published} frames"
+    );
+    #[cfg(unix)]
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    let (lines, status) = leaser.stop_by(Instant::now() + Duration::from_secs(10), "the leaser");
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(lines, ["changed true", "revoked"]);
+}
+
 #[test]
 fn with_default_slots_a_held_lease_costs_the_writer_nothing() {
     let name = unique("lease4");
@@ -266,7 +318,7 @@ fn subscribers_follow_the_name_when_the_publisher_restarts_cleanly() {
     assert_eq!((info.number, bytes), (seen, vec![2; 64]));
     leaser.wait_newer(3, Duration::from_secs(5)).unwrap();
     let lease = leaser.lease_latest().unwrap().unwrap();
-    assert_eq!(&lease[..], &[2; 64][..]);
+    assert_eq!(lease.bytes().to_vec(), [2; 64]);
     lease.release().unwrap();
     if cfg!(windows) {
         // The section lived on in the subscribers: taken over in place.
@@ -403,7 +455,7 @@ fn metadata_and_loans_round_trip() {
     assert_eq!((info.number, info.len, info.meta), (1, 640 * 480 * 3, meta));
     assert!(is_frame(1, &bytes));
     let lease = sub.lease_latest().unwrap().unwrap();
-    assert!(is_frame(1, &lease));
+    assert!(is_frame(1, &lease.bytes().to_vec()));
     drop(lease);
     let mut small = [0u8; 10];
     assert!(matches!(
@@ -436,7 +488,7 @@ fn a_detached_lease_outlives_its_subscriber_and_holds_the_entry_alone() {
     // Released on another thread; then the subscriber leases again.
     std::thread::spawn(move || {
         assert_eq!(lease.info().number, 1);
-        assert!(lease.iter().all(|&b| b == 7));
+        assert!(lease.bytes().to_vec().iter().all(|&b| b == 7));
         lease.release().unwrap();
     })
     .join()
@@ -450,7 +502,7 @@ fn a_detached_lease_outlives_its_subscriber_and_holds_the_entry_alone() {
     for n in 3..10 {
         publisher.publish(&meta(), &[n; 256]).unwrap();
     }
-    assert!(kept.iter().all(|&b| b == 8));
+    assert!(kept.bytes().to_vec().iter().all(|&b| b == 8));
     assert!(kept.is_intact());
     assert_eq!(publisher.subscriber_count(), 1);
     kept.release().unwrap();
@@ -515,7 +567,7 @@ fn a_shared_subscriber_waits_unlocked_and_follows_a_restart_past_a_held_lease() 
     } else {
         assert_eq!((seen, shared.lock().unwrap().reopened()), (1, 1));
     }
-    assert!(held.iter().all(|&b| b == 1));
+    assert!(held.bytes().to_vec().iter().all(|&b| b == 1));
     held.release().unwrap();
     let timed_out = Subscriber::wait_newer_shared(&shared, seen, Duration::from_millis(20));
     assert!(matches!(
@@ -749,6 +801,25 @@ fn child_entry_point() {
             let lease = sub.lease_latest().unwrap().expect("a frame to lease");
             say(format!("leased {}", lease.info().number));
             std::thread::sleep(Duration::from_secs(120));
+            0
+        }
+        "lease-until-told" => {
+            let closed = stdin_closed_flag();
+            let mut sub = open_leasing(name).unwrap();
+            let lease = sub.lease_latest().unwrap().expect("a frame to lease");
+            let number = lease.info().number;
+            say(format!("leased {number}"));
+            while !closed.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // Copying is defined whatever the publisher did meanwhile.
+            let bytes = lease.bytes().to_vec();
+            say(format!("changed {}", !is_frame(number, &bytes)));
+            match lease.release() {
+                Ok(()) => say("intact"),
+                Err(shmcast::ReadError::Revoked { .. }) => say("revoked"),
+                Err(e) => say(e.to_string()),
+            }
             0
         }
         "publish-forever" => {

@@ -294,7 +294,12 @@ fn hold_leases(name: &str) -> i32 {
         }
         if let Ok(Some(lease)) = sub.lease_latest() {
             // Hold it across a few frames, touching it as a reader would.
-            spin = spin.wrapping_add(u64::from(lease[spin as usize % FRAME_LEN]));
+            let at = spin as usize % FRAME_LEN;
+            let mut byte = [0u8];
+            if let Some(b) = lease.bytes().get(at..=at) {
+                b.copy_to(&mut byte);
+            }
+            spin = spin.wrapping_add(u64::from(byte[0]));
             std::thread::sleep(Duration::from_millis(1 + spin % 4));
             let _ = lease.release();
         }

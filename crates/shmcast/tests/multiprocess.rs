@@ -247,7 +247,7 @@ fn child_entry_point() {
         "hold-write-lock" => {
             let r = Region::open(&args[0]).unwrap();
             let mut guard = r.write_lock(Duration::from_secs(5)).unwrap();
-            guard[..4].copy_from_slice(b"half");
+            guard.write(0, b"half").unwrap();
             say("locked");
             std::thread::sleep(Duration::from_secs(120));
             0

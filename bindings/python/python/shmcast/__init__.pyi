@@ -136,6 +136,11 @@ class Lease(Buffer):
     exist raises BufferError. The publisher keeps off the slot meanwhile, and
     revokes the lease only if it holds its last free slot for longer than
     the channel's max lease (then release() raises Revoked).
+
+    The contract: the bytes a view shows can change if the lease is revoked
+    while you read (a slow or stopped reader), so use what you read or
+    computed from them only after release() returned without Revoked. To
+    keep a frame longer, copy it (bytes(lease), numpy's .copy()).
     """
 
     def release(self) -> None:

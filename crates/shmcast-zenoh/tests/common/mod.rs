@@ -17,21 +17,21 @@ pub fn bridge() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shmcast-zenoh"))
 }
 
-/// The `shmcast` command, built beside this crate's binary when missing
-/// (`cargo test -p shmcast-zenoh` alone does not build other packages).
+/// The `shmcast` command: `$SHMCAST_BIN` when set (scripts/test sets it to
+/// the main workspace's build), else the one beside this crate's binary.
+/// The bridge is a workspace of its own and cannot build it.
 pub fn shmcast() -> Command {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_shmcast-zenoh"))
-        .with_file_name(format!("shmcast{}", std::env::consts::EXE_SUFFIX));
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        if !exe.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "shmcast-cli", "--bin", "shmcast"])
-                .status()
-                .unwrap();
-            assert!(status.success(), "building shmcast");
-        }
-    });
+    let exe = std::env::var_os("SHMCAST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_BIN_EXE_shmcast-zenoh"))
+                .with_file_name(format!("shmcast{}", std::env::consts::EXE_SUFFIX))
+        });
+    assert!(
+        exe.exists(),
+        "{} is missing: build the shmcast command (cargo build -p shmcast-cli) and set SHMCAST_BIN",
+        exe.display()
+    );
     Command::new(exe)
 }
 

@@ -22,9 +22,11 @@
 //! reader.wait_newer(number - 1, Duration::from_secs(1))?;
 //! let (info, bytes) = reader.read_latest_vec()?.expect("a frame");
 //! assert_eq!((info.number, bytes), (number, vec![9u8; 8]));
-//! // ...or hold it in place while the publisher writes elsewhere.
+//! // ...or hold it in place while the publisher writes elsewhere. The
+//! // bytes are shared memory: copied safely, or borrowed as a slice
+//! // under a promise (`SharedBytes::as_slice`).
 //! let frame = leaser.lease_latest()?.expect("a frame");
-//! assert_eq!((frame.info().number, &frame[..]), (number, &[9u8; 8][..]));
+//! assert_eq!((frame.info().number, frame.bytes().to_vec()), (number, vec![9u8; 8]));
 //! frame.release()?; // Err if the publisher had to revoke the lease
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

@@ -17,6 +17,21 @@
 //!   publisher grants separately; it registers in one of its
 //!   [`MAX_SUBSCRIBERS`] entries.
 //!
+//! # Reading in place: bounded leases, so no `&[u8]`
+//! A lease must not let a stopped or forged holder keep a slot from the
+//! publisher forever, so the publisher revokes a lease that keeps it from
+//! every free slot for longer than the channel's max lease, and writes
+//! that slot. Its holder's bytes can therefore change under it: a `&[u8]`
+//! over them would be a promise Rust holds the program to, and breaking it
+//! is undefined behaviour even if the result is thrown away. So leased and
+//! in-place frames are shown as [`SharedBytes`] (a pointer and a length):
+//! copying from them is always defined, [`Lease::release`] says whether
+//! what was read is whole, and a zero-copy slice is
+//! [`SharedBytes::as_slice`], an `unsafe fn` whose caller promises to be
+//! done within the max lease. The alternative, never writing a live
+//! holder's slot, would let one stopped reader with leasing rights cost
+//! every other reader its frames for as long as it stays stopped.
+//!
 //! # Following the name
 //! When a publisher exits cleanly it removes the channel's name (Linux);
 //! the next publisher of that name creates a new channel. A subscriber
@@ -26,7 +41,6 @@
 //! subscribers hold it, and the next publisher takes it over in place.
 
 use std::cell::Cell;
-use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,7 +48,7 @@ use super::format::{FrameInfo, SlotMeta};
 use super::layout::MAX_SUBSCRIBERS;
 use super::mapped::{now_ns, Channel};
 use super::protocol::ReadFail;
-use crate::copy::copy_from_shared;
+use crate::copy::{copy_from_shared, SharedBytes};
 use crate::error::{OpenError, ReadError, SubscriberError};
 use crate::header::Kind;
 use crate::identity::{token_is_dead, token_liveness, token_pid, Liveness, ProcessId};
@@ -481,29 +495,29 @@ impl Subscriber {
     /// then `Overrun`. `Ok(None)` when nothing has been published yet.
     ///
     /// While `f` runs, the bytes it sees may be changing under it (that is
-    /// what the check afterwards is for): `f` must not trust them to be
-    /// consistent, must not panic on any value, and should only compute
-    /// something whose result can be thrown away (a checksum, a
-    /// conversion into a buffer of its own). For long work on a frame that
-    /// must not change, lease it ([`Access::Leasing`]) or copy it.
+    /// what the check afterwards is for), which is why they come as
+    /// [`SharedBytes`]: `f` copies what it needs (all of it, or a few rows)
+    /// and computes on the copy, and only a result from bytes that stayed
+    /// put is returned. For long work on a frame that must not change,
+    /// lease it ([`Access::Leasing`]) or copy it.
     ///
     /// # Errors
     /// [`ReadError::Overrun`], [`ReadError::Corrupt`],
     /// [`ReadError::Truncated`].
     pub fn read_in_place<R>(
         &self,
-        mut f: impl FnMut(&FrameInfo, &[u8]) -> R,
+        mut f: impl FnMut(&FrameInfo, SharedBytes<'_>) -> R,
     ) -> Result<Option<(FrameInfo, R)>, ReadError> {
         self.check_truncated()?;
         let mut result = None;
         let got = self.channel.words().read_latest(COPY_TRIES, |slot, meta| {
             let info = self.checked_info(meta)?;
             let len = info.len;
-            // Other processes may write these bytes while `f` reads them (the
-            // documented contract of `f`); the seq check after it decides.
+            // Other processes may write these bytes while `f` reads them;
+            // `SharedBytes` only copies them, and the seq check decides.
             // SAFETY: `slot` is valid, `len` within its payload, mapped while
             // `self` lives.
-            let bytes = unsafe { std::slice::from_raw_parts(self.channel.payload(slot), len) };
+            let bytes = unsafe { SharedBytes::new(self.channel.payload(slot), len) };
             let r = f(&info, bytes);
             result = Some((info, r));
             Ok(())
@@ -529,12 +543,14 @@ impl Subscriber {
         }
     }
 
-    /// Leases the latest frame in place: the guard dereferences to the
-    /// frame's bytes in shared memory, and until it is dropped the
+    /// Leases the latest frame in place: [`Lease::bytes`] are the frame's
+    /// bytes in shared memory, and until the lease is dropped the
     /// publisher writes to other slots, unless the lease keeps it from
     /// every free slot for longer than the channel's max lease; then it is
-    /// revoked, which [`Lease::release`] reports. `Ok(None)` when nothing
-    /// has been published yet. Only for [`Access::Leasing`] subscribers.
+    /// revoked, which [`Lease::release`] reports (see the module docs for
+    /// why leases are bounded, and why that makes the bytes
+    /// [`SharedBytes`]). `Ok(None)` when nothing has been published yet.
+    /// Only for [`Access::Leasing`] subscribers.
     ///
     /// # Errors
     /// [`ReadError::NotLeasing`], [`ReadError::LeaseHeld`] (a
@@ -829,10 +845,10 @@ impl Drop for Subscriber {
     }
 }
 
-/// A frame leased in place; dereferences to its bytes in shared memory.
-/// The publisher leaves its slot alone until the lease is dropped, unless
-/// it revokes the lease (see [`Subscriber::lease_latest`]): call
-/// [`release`](Lease::release) to learn whether what was read is good.
+/// A frame leased in place; [`bytes`](Lease::bytes) are the frame in
+/// shared memory. The publisher leaves its slot alone until the lease is
+/// dropped, unless it revokes the lease (see [`Subscriber::lease_latest`]):
+/// call [`release`](Lease::release) to learn whether what was read is good.
 #[must_use = "a lease keeps a slot from the publisher until it is dropped"]
 pub struct Lease<'a> {
     subscriber: &'a Subscriber,
@@ -846,6 +862,13 @@ impl Lease<'_> {
     /// The frame's number and metadata.
     pub fn info(&self) -> &FrameInfo {
         &self.info
+    }
+
+    /// The frame's bytes where they lie in shared memory.
+    pub fn bytes(&self) -> SharedBytes<'_> {
+        // SAFETY: slot and length were checked against the geometry; the
+        // payload stays mapped while the subscriber we borrow lives.
+        unsafe { SharedBytes::new(self.subscriber.channel.payload(self.slot), self.info.len) }
     }
 
     /// Whether the frame is still the one leased (the lease was not
@@ -900,20 +923,6 @@ impl Lease<'_> {
     }
 }
 
-impl Deref for Lease<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // The lease keeps the publisher off this slot unless it is revoked
-        // (bounded, see `lease_latest`), which `release` reports; the bytes
-        // are then memory another process writes, as in `read_in_place`.
-        // SAFETY: slot and length were checked against the geometry; the
-        // payload stays mapped while the subscriber lives.
-        unsafe {
-            std::slice::from_raw_parts(self.subscriber.channel.payload(self.slot), self.info.len)
-        }
-    }
-}
-
 impl Drop for Lease<'_> {
     fn drop(&mut self) {
         if crate::identity::forked_from(self.subscriber.me) {
@@ -932,8 +941,9 @@ impl std::fmt::Debug for Lease<'_> {
     }
 }
 
-/// A lease that does not borrow its subscriber (see [`Lease::detach`]).
-/// Dereferences to the frame's bytes in shared memory; `Send` and `Sync`.
+/// A lease that does not borrow its subscriber (see [`Lease::detach`]);
+/// `Send` and `Sync`. [`bytes`](DetachedLease::bytes) are the frame in
+/// shared memory, as for [`Lease`].
 /// Dropping it ends the lease; [`release`](DetachedLease::release) ends it
 /// and says whether it was revoked.
 #[must_use = "a lease keeps a slot from the publisher until it is dropped"]
@@ -952,6 +962,13 @@ impl DetachedLease {
     /// The frame's number and metadata.
     pub fn info(&self) -> &FrameInfo {
         &self.info
+    }
+
+    /// The frame's bytes where they lie in shared memory.
+    pub fn bytes(&self) -> SharedBytes<'_> {
+        // SAFETY: slot and length were checked against the geometry when
+        // leased; `self.channel` keeps the payload mapped.
+        unsafe { SharedBytes::new(self.channel.payload(self.slot), self.info.len) }
     }
 
     /// Whether the frame is still the one leased (not revoked so far).
@@ -989,17 +1006,6 @@ impl DetachedLease {
                 words.unregister(self.entry, self.me);
             }
         }
-    }
-}
-
-impl Deref for DetachedLease {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // As for `Lease`: the publisher stays off the slot unless it
-        // revokes the lease, which `release` reports.
-        // SAFETY: slot and length were checked against the geometry when
-        // leased; `self.channel` keeps the payload mapped.
-        unsafe { std::slice::from_raw_parts(self.channel.payload(self.slot), self.info.len) }
     }
 }
 

@@ -240,11 +240,11 @@ pub fn read_checked(
     Ok(match mode {
         "lease" => sub.lease_latest()?.and_then(|lease| {
             let number = lease.info().number;
-            let got = (number, is_whole(number, &lease));
+            let got = (number, is_whole(number, &lease.bytes().to_vec()));
             lease.release().is_ok().then_some(got)
         }),
         "inplace" => sub
-            .read_in_place(|info, bytes| is_whole(info.number, bytes))?
+            .read_in_place(|info, bytes| is_whole(info.number, &bytes.to_vec()))?
             .map(|(info, whole)| (info.number, whole)),
         _ => sub
             .read_latest(buf)?

@@ -1,6 +1,8 @@
-//! Command-line values both binaries take: sizes with K, M, G and octal
-//! modes. `shmcast-zenoh` includes this file (`#[path]`), so the two
-//! commands read `--max-frame-len 64M` and `--mode 0640` the same way.
+//! Command-line values that `shmcast` and `shmcast-zenoh` both take: sizes
+//! with K, M, G and octal modes, so that the two commands read
+//! `--max-frame-len 64M` and `--mode 0640` the same way. Its own crate
+//! (no dependencies) because the bridge is a workspace of its own, which
+//! never compiles the `shmcast` command.
 
 /// Bytes, optionally with K, M or G (KiB, MiB, GiB); at least 1.
 pub fn size(s: &str) -> Result<usize, String> {

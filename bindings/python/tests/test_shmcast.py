@@ -8,7 +8,9 @@ import gc
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -353,6 +355,34 @@ def test_a_forked_child_leaves_the_parents_channel_alone():
             pub.publish(b"3" * 8)  # the lease still holds its slot
         lease.release()
         assert pub.publish(b"3" * 8) == 3
+
+
+def test_a_channel_made_in_a_forked_child_lives_as_long_as_the_child():
+    # The sequence that once let a new publisher take over a live channel:
+    # a parent uses the library, forks, the child publishes on a channel of
+    # its own, the parent exits. The child's channel is the child's.
+    first, second = unique("forkid-a"), unique("forkid-b")
+    script = f"""
+import os, time, shmcast
+shmcast.Publisher({first!r}, 8).close()
+if os.fork() == 0:
+    pub = shmcast.Publisher({second!r}, 8)
+    pub.publish(b"1" * 8)
+    print(os.getpid(), flush=True)
+    time.sleep(60)
+    os._exit(0)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    try:
+        assert parent.wait(timeout=10) == 0
+        with pytest.raises(shmcast.WriterAlive):
+            shmcast.Publisher(second, 8)
+        with shmcast.Subscriber(second) as sub:
+            assert sub.health() == "live" and sub.latest_number == 1
+    finally:
+        os.kill(child, signal.SIGKILL)
+        parent.stdout.close()
 
 
 def test_any_contiguous_buffer_goes_in_and_out_whatever_its_item_type():

@@ -77,6 +77,17 @@ pub enum CreateError {
         /// Its permission bits (Linux).
         mode: Option<u32>,
     },
+    /// The name is taken, and who owns the object cannot be read (on
+    /// Windows: no READ_CONTROL on it), so it is not taken over: only an
+    /// object known to be this user's is.
+    #[error("cannot create segment {name}: the name is taken and its owner cannot be read ({source}); it is not taken over. Remove it as its owner or an administrator, or use another name")]
+    OwnerUnknown {
+        /// The segment.
+        name: String,
+        /// Why the owner could not be read.
+        #[source]
+        source: io::Error,
+    },
     /// The SDDL string is not a valid security descriptor.
     #[error("cannot create segment {name}: {sddl:?} is not a valid SDDL security descriptor (try \"D:(A;;GA;;;SY)(A;;GR;;;IU)\")")]
     InvalidSecurityDescriptor {

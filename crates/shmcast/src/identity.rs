@@ -12,7 +12,7 @@
 //! creation time from `GetProcessTimes` (100 ns units since 1601).
 
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
 
 use crate::os;
 
@@ -37,15 +37,30 @@ pub enum Liveness {
 
 impl ProcessId {
     /// The calling process.
+    ///
+    /// Cached, and the cache is keyed by the PID: a child forked after its
+    /// parent asked gets its own identity (its own start time), so what it
+    /// creates is judged by its own life, never by its parent's. The PID
+    /// itself comes from `os::current_pid`, which a fork resets.
     pub fn current() -> ProcessId {
-        static CURRENT: OnceLock<ProcessId> = OnceLock::new();
-        *CURRENT.get_or_init(|| {
-            let pid = std::process::id();
-            // Our own start time is always readable; 0 is a safe fallback that
-            // no real process shares (so we would look dead only to ourselves).
-            let start_time = os::process_start_time(pid).unwrap_or(Some(0)).unwrap_or(0);
-            ProcessId { pid, start_time }
-        })
+        // The start time is stored before the PID it belongs to, and read
+        // after it: whoever sees our PID sees our start time. Two threads
+        // filling the cache at once store the same values.
+        static PID: AtomicU32 = AtomicU32::new(0);
+        static START: AtomicU64 = AtomicU64::new(0);
+        let pid = os::current_pid();
+        if PID.load(Acquire) == pid {
+            return ProcessId {
+                pid,
+                start_time: START.load(Relaxed),
+            };
+        }
+        // Our own start time is always readable; 0 is a safe fallback that
+        // no real process shares (so we would look dead only to ourselves).
+        let start_time = os::process_start_time(pid).unwrap_or(Some(0)).unwrap_or(0);
+        START.store(start_time, Relaxed);
+        PID.store(pid, Release);
+        ProcessId { pid, start_time }
     }
 
     /// Asks the OS whether this process still runs.

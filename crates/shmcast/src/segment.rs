@@ -276,21 +276,7 @@ impl Segment {
                 }
                 Err(e) => return Err(AdoptError::Open(e)),
             };
-            // Where the OS cannot tell the owner (Wine has no owner SIDs on
-            // sections), the open itself, which needed write access, is the
-            // check.
-            let owned = seg.ownership().unwrap_or(os::Ownership {
-                mine: true,
-                owner: "an unknown owner".to_owned(),
-                mode: None,
-            });
-            if !owned.mine {
-                return Err(AdoptError::Create(CreateError::NotOurs {
-                    name: name.to_string(),
-                    owner: owned.owner,
-                    mode: owned.mode,
-                }));
-            }
+            let owned = ours(name, seg.ownership()).map_err(AdoptError::Create)?;
             let claim = match seg.claim(0) {
                 Claim::Won(claim) => claim,
                 Claim::Held { removing: true, .. } => {
@@ -932,9 +918,70 @@ fn problem_error(name: &Name, expected: Option<Kind>, problem: Problem) -> OpenE
     }
 }
 
+/// `owned` if the object is this user's; a take-over of anything else, or
+/// of an object whose owner cannot be read, is refused (fails closed: see
+/// `Mapping::ownership` for the one platform that has no owners).
+fn ours(name: &Name, owned: io::Result<os::Ownership>) -> Result<os::Ownership, CreateError> {
+    match owned {
+        Ok(owned) if owned.mine => Ok(owned),
+        Ok(owned) => Err(CreateError::NotOurs {
+            name: name.to_string(),
+            owner: owned.owner,
+            mode: owned.mode,
+        }),
+        Err(source) => Err(CreateError::OwnerUnknown {
+            name: name.to_string(),
+            source,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_take_over_is_refused_unless_the_owner_is_known_to_be_us() {
+        let name = Name::new("owned").unwrap();
+        let owner = |mine| os::Ownership {
+            mine,
+            owner: "uid 1001".to_owned(),
+            mode: Some(0o600),
+        };
+        assert!(ours(&name, Ok(owner(true))).is_ok());
+        let other = ours(&name, Ok(owner(false))).unwrap_err();
+        assert!(matches!(other, CreateError::NotOurs { .. }), "{other}");
+        // No READ_CONTROL on Windows, say: not known to be ours, so not ours.
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let unknown = ours(&name, Err(denied)).unwrap_err();
+        assert!(
+            matches!(unknown, CreateError::OwnerUnknown { .. }),
+            "{unknown}"
+        );
+        assert!(unknown.to_string().contains("not taken over"), "{unknown}");
+    }
+
+    /// Our own new segment's owner is readable and ours; under Wine, which
+    /// keeps no owners on sections, it is said to be unknown, and only there.
+    #[test]
+    fn our_own_segments_owner_is_us() {
+        let name = Name::new(&format!("owner-{}", std::process::id())).unwrap();
+        let seg = Segment::create(name, Kind::Region, 64, &CreateOptions::new(), |_| ()).unwrap();
+        let owned = seg.ownership().unwrap();
+        assert!(owned.mine, "{}", owned.owner);
+        #[cfg(windows)]
+        assert_eq!(
+            owned.owner.contains("Wine"),
+            os::is_wine(),
+            "{}",
+            owned.owner
+        );
+        #[cfg(unix)]
+        assert_eq!(
+            owned.owner,
+            format!("uid {}", rustix::process::geteuid().as_raw())
+        );
+    }
 
     #[test]
     fn access_denied_on_a_global_name_names_the_privilege_on_windows() {

@@ -729,6 +729,71 @@ fn a_forked_child_dropping_what_it_inherited_leaves_the_parents_channel_alone() 
     assert!(status.success(), "{status:?}");
 }
 
+/// A child forked after its parent used the library is a process of its
+/// own: a channel it creates is judged by its life. (The identity cache
+/// once outlived the fork, so the channel below was taken over as soon as
+/// the parent exited, although the child still published on it.)
+#[cfg(unix)]
+#[test]
+fn a_channel_made_in_a_forked_child_lives_as_long_as_the_child() {
+    let (first, second) = (unique("forkid-a"), unique("forkid-b"));
+    let mut parent = Proc::spawn("fork-publish", &[&first, &second]);
+    let said = parent.expect("child ");
+    let child: i32 = said.split(' ').nth(1).unwrap().parse().unwrap();
+    parent.expect("parent exits");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while parent.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the parent does not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = shmcast::inspect_channel(&second).unwrap();
+    let refused = Publisher::create(&second, FRAME_LEN);
+    let child_pid = rustix::process::Pid::from_raw(child).unwrap();
+    let _ = rustix::process::kill_process(child_pid, rustix::process::Signal::KILL);
+    assert_eq!(
+        status.publisher.map(|h| (h.pid, h.alive)),
+        Some((child as u32, true))
+    );
+    match refused {
+        Err(PublisherError::WriterAlive { pid, .. }) => assert_eq!(pid, child as u32),
+        other => panic!("the forked child's live channel was not refused: {other:?}"),
+    }
+}
+
+/// The `fork-publish` role (see the test above): use the library, fork,
+/// and let the child publish on its own channel while the parent exits.
+#[cfg(unix)]
+fn fork_publish(first: &str, second: &str) -> i32 {
+    drop(Publisher::create(first, FRAME_LEN).unwrap());
+    // SAFETY: fork in a process whose only other thread is the test
+    // harness's idle main thread; the child only uses the library, then
+    // `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let mut publisher = Publisher::create(second, FRAME_LEN).unwrap();
+        let mut buf = vec![0u8; FRAME_LEN];
+        fill(1, &mut buf);
+        publisher.publish(&meta(), &buf).unwrap();
+        say(format!("child {} published", std::process::id()));
+        // Killed by the test; gone on its own after a minute if not.
+        std::thread::sleep(Duration::from_secs(60));
+        // SAFETY: ends the child without the parent's exit handlers.
+        unsafe { libc::_exit(0) };
+    }
+    // Exit only once the child has published, so that it says so first.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Subscriber::open(second).map_or(0, |s| s.latest_number()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the forked child never published"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    say("parent exits");
+    0
+}
+
 /// The `fork-and-drop` role (see the test above).
 #[cfg(unix)]
 fn fork_and_drop(name: &str) -> i32 {
@@ -785,6 +850,8 @@ fn child_entry_point() {
     let code = match role.as_str() {
         #[cfg(unix)]
         "fork-and-drop" => fork_and_drop(name),
+        #[cfg(unix)]
+        "fork-publish" => fork_publish(name, &args[1]),
         "subscribe" => {
             say("started");
             subscribe(name, &args[2], args[1].parse().unwrap(), || false)

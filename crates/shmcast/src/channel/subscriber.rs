@@ -260,11 +260,18 @@ impl Subscriber {
                 e => e.into(),
             })?;
             // The lease table must be the channel owner's: one planted by
-            // someone else could be truncated under us at will. (Where the
-            // OS cannot say, as Wine cannot for sections, it is allowed.)
+            // someone else could be truncated under us at will. An owner
+            // that cannot be read is not known to be the same: refused.
             let same_owner = match (channel.seg.ownership(), leases.ownership()) {
                 (Ok(a), Ok(b)) => a.owner == b.owner,
-                _ => true,
+                (Err(e), _) | (_, Err(e)) => {
+                    return Err(SubscriberError::Corrupt {
+                        name: name.to_string(),
+                        what: format!(
+                            "the owner of the channel or of its lease table cannot be read ({e}), so the table cannot be trusted"
+                        ),
+                    })
+                }
             };
             if !same_owner {
                 return Err(SubscriberError::Corrupt {

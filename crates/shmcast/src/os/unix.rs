@@ -67,6 +67,7 @@ pub(crate) struct CreateSpec<'a> {
 }
 
 /// Who owns an existing object, for take-overs.
+#[derive(Debug)]
 pub(crate) struct Ownership {
     /// It belongs to the user we run as.
     pub mine: bool,
@@ -482,7 +483,11 @@ mod sigbus {
     use std::sync::{Once, OnceLock};
 
     const ENTRIES: usize = 1024;
-    const PAGE: usize = 4096;
+    /// The system's page size, read when the handler is installed (the
+    /// handler itself may only load it): 4 KiB on x86-64, but 16 or 64 KiB
+    /// on some arm64 and ppc64 kernels, where rounding to 4 KiB would hand
+    /// `mmap` an address that is not page-aligned.
+    static PAGE: AtomicUsize = AtomicUsize::new(0);
 
     static USED: [AtomicBool; ENTRIES] = [const { AtomicBool::new(false) }; ENTRIES];
     /// Per entry, odd while START and LEN are being changed (a seqlock), so
@@ -533,6 +538,7 @@ mod sigbus {
     }
 
     fn install() {
+        PAGE.store(rustix::param::page_size(), Relaxed);
         // SAFETY: a zeroed sigaction (plain integers and pointers) is a
         // valid value to overwrite.
         let mut previous: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -566,7 +572,7 @@ mod sigbus {
             // The faulting thread is using mapping `i`, so it stays mapped
             // while we run; we change what its tail holds, not whether it
             // is mapped, and shared memory is only read racily anyway.
-            let page = addr & !(PAGE - 1);
+            let page = addr & !(PAGE.load(Relaxed).max(1) - 1);
             // SAFETY: `page..start + len` lies inside mapping `i` (above).
             let remapped = unsafe {
                 libc::mmap(

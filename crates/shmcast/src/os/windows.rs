@@ -36,6 +36,7 @@ use windows_sys::Win32::Security::{
     EqualSid, GetTokenInformation, TokenOwner, TokenUser, OWNER_SECURITY_INFORMATION,
     PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_OWNER, TOKEN_QUERY, TOKEN_USER,
 };
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
     FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
@@ -81,6 +82,7 @@ pub(crate) struct CreateSpec<'a> {
 }
 
 /// Who owns an existing section, for take-overs.
+#[derive(Debug)]
 pub(crate) struct Ownership {
     /// Its owner SID is our user's (or our token's default owner).
     pub mine: bool,
@@ -241,7 +243,25 @@ impl Mapping {
     /// The section's owner SID, compared with our token's user and default
     /// owner (an administrator's objects are owned by the Administrators
     /// group by default).
+    ///
+    /// An owner that cannot be read is an error, and callers refuse to take
+    /// the object over: on Windows that means no READ_CONTROL, which is no
+    /// reason to think it ours. Only under Wine, which keeps no owner on
+    /// sections at all (recognised by name, see [`is_wine`]), is it
+    /// reported as ours: there the write access the open needed is the
+    /// only check the OS offers.
     pub(crate) fn ownership(&self) -> io::Result<Ownership> {
+        match self.owner_sid() {
+            Err(_) if is_wine() => Ok(Ownership {
+                mine: true,
+                owner: "an unknown owner (Wine keeps no owner on sections)".to_owned(),
+                mode: None,
+            }),
+            other => other,
+        }
+    }
+
+    fn owner_sid(&self) -> io::Result<Ownership> {
         let mut owner: PSID = ptr::null_mut();
         let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
         // SAFETY: `handle` is our live section handle; the out-pointers are
@@ -289,6 +309,23 @@ impl Mapping {
         unsafe { LocalFree(sd) };
         result
     }
+}
+
+/// Whether this process runs under Wine: its ntdll exports
+/// `wine_get_version`, which Windows' never does.
+pub(crate) fn is_wine() -> bool {
+    static WINE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WINE.get_or_init(|| {
+        let ntdll = wide("ntdll.dll");
+        // SAFETY: a NUL-terminated wide string; ntdll is loaded in every
+        // process, and its handle needs no closing.
+        let module = unsafe { GetModuleHandleW(ntdll.as_ptr()) };
+        if module.is_null() {
+            return false;
+        }
+        // SAFETY: a loaded module and a NUL-terminated name.
+        unsafe { GetProcAddress(module, c"wine_get_version".as_ptr().cast()) }.is_some()
+    })
 }
 
 /// This process's access token, closed on drop.

@@ -73,6 +73,7 @@ mod name;
 mod os;
 mod region;
 mod segment;
+mod seqlock;
 mod sync;
 
 #[cfg(not(loom))]

@@ -31,22 +31,33 @@
 //! **Waiting** spins briefly, then yields, then sleeps in growing steps up to
 //! about 2 ms, and gives up at the caller's deadline: no unbounded spinning.
 //!
+//! `seq` is the crate's one seqlock ([`crate::seqlock`]), and every word is
+//! a [`crate::sync`] atomic, so `loom_tests` below model-checks this very
+//! code: a writer and two readers, and holders that died holding it.
+//!
 //! [token]: crate::identity::ProcessId
 
-use std::sync::atomic::{fence, AtomicU64, Ordering::*};
 use std::time::{Duration, Instant};
 
-use crate::identity::{token_liveness, token_pid, Liveness};
+use crate::identity::{token_is_dead, token_pid};
+use crate::seqlock;
+use crate::sync::{fence, AtomicU64, Ordering::*};
 
 /// How many read locks can be held at once, across all processes.
 pub const READER_SLOTS: usize = 64;
+/// The reader table's length: two in the loom models, whose cost grows
+/// with every word a thread may touch.
+#[cfg(not(loom))]
+const SLOTS: usize = READER_SLOTS;
+#[cfg(loom)]
+const SLOTS: usize = 2;
 
 /// The lock's words, `#[repr(C)]` in the segment header.
 #[repr(C)]
 pub(crate) struct LockWords {
     seq: AtomicU64,
     writer: AtomicU64,
-    readers: [AtomicU64; READER_SLOTS],
+    readers: [AtomicU64; SLOTS],
 }
 
 /// Who kept us from taking the lock by the deadline.
@@ -89,7 +100,10 @@ impl LockWords {
     /// Takes the write lock for `me` (a process token), waiting until
     /// `deadline` at the latest (`deadline <= now`: one try).
     pub(crate) fn lock_write(&self, me: u64, deadline: Instant) -> Result<WriteHeld, Blocker> {
-        let mut wait = Backoff::new(deadline);
+        self.lock_write_with(me, &mut Backoff::new(deadline))
+    }
+
+    fn lock_write_with(&self, me: u64, wait: &mut Backoff) -> Result<WriteHeld, Blocker> {
         let mut recovered_from = None;
         loop {
             match self.writer.compare_exchange(0, me, SeqCst, SeqCst) {
@@ -113,13 +127,13 @@ impl LockWords {
             }
         }
         // We own `writer`, so no other process changes `seq` until we let go.
-        let seq = self.seq.load(SeqCst);
-        let torn = seq & 1 == 1;
-        self.seq
-            .store(seq.wrapping_add(if torn { 2 } else { 1 }), SeqCst);
-        // Seqlock writer side: the odd value must be visible before any data
-        // store that follows.
-        fence(Release);
+        // An odd `seq` is a write its writer never finished.
+        let torn = seqlock::is_writing(self.seq.load(Relaxed));
+        let begun = seqlock::write_begin(&self.seq);
+        // Dekker with `lock_read`: our claim of `writer`, then a look at
+        // the readers. SeqCst operations alone are enough in C++'s model,
+        // but the fence makes it plain (and is what loom can check).
+        fence(SeqCst);
         for slot in &self.readers {
             loop {
                 let holder = slot.load(SeqCst);
@@ -134,7 +148,7 @@ impl LockWords {
                     // Give up cleanly: nothing was written, so moving `seq`
                     // on to even is truthful (a torn state stays torn).
                     if !torn {
-                        self.seq.fetch_add(1, SeqCst);
+                        seqlock::write_end(&self.seq, begun);
                     }
                     self.writer.store(0, SeqCst);
                     return Err(Blocker::Reader(token_pid(holder)));
@@ -154,14 +168,17 @@ impl LockWords {
     /// over must not release its successor's lock (nor complete its write).
     pub(crate) fn unlock_write(&self, me: u64) {
         if self.writer.load(SeqCst) == me {
-            self.seq.fetch_add(1, Release);
+            seqlock::write_end(&self.seq, self.seq.load(Relaxed));
             let _ = self.writer.compare_exchange(me, 0, SeqCst, SeqCst);
         }
     }
 
     /// Takes a read lock for `me`, waiting until `deadline` at the latest.
     pub(crate) fn lock_read(&self, me: u64, deadline: Instant) -> Result<ReadHeld, Blocker> {
-        let mut wait = Backoff::new(deadline);
+        self.lock_read_with(me, &mut Backoff::new(deadline))
+    }
+
+    fn lock_read_with(&self, me: u64, wait: &mut Backoff) -> Result<ReadHeld, Blocker> {
         loop {
             let writer = self.writer.load(SeqCst);
             if writer != 0 {
@@ -176,18 +193,19 @@ impl LockWords {
                 }
                 continue;
             }
-            let Some(slot) = self.claim_slot(me, &mut wait) else {
+            let Some(slot) = self.claim_slot(me, wait) else {
                 if !wait.pause() {
                     return Err(Blocker::ReadersFull);
                 }
                 continue;
             };
-            // Dekker: our slot is published (SeqCst); now look at `writer`.
+            // Dekker: our slot is published; now look at `writer`.
+            fence(SeqCst);
             if self.writer.load(SeqCst) != 0 {
                 self.readers[slot].store(0, SeqCst);
                 continue;
             }
-            let torn = self.seq.load(SeqCst) & 1 == 1;
+            let torn = seqlock::is_writing(self.seq.load(SeqCst));
             return Ok(ReadHeld { slot, torn });
         }
     }
@@ -223,12 +241,20 @@ impl LockWords {
     pub(crate) fn read_consistent(
         &self,
         deadline: Instant,
+        copy: impl FnMut(),
+    ) -> Result<bool, Blocker> {
+        self.read_consistent_with(&mut Backoff::new(deadline), copy)
+    }
+
+    fn read_consistent_with(
+        &self,
+        wait: &mut Backoff,
         mut copy: impl FnMut(),
     ) -> Result<bool, Blocker> {
-        let mut wait = Backoff::new(deadline);
         loop {
-            let before = self.seq.load(Acquire);
-            let torn = before & 1 == 1;
+            let before = seqlock::read_begin(&self.seq);
+            // Odd: a write under way, or one whose writer died.
+            let torn = seqlock::is_writing(before);
             if torn {
                 let writer = self.writer.load(SeqCst);
                 if writer != 0 && !wait.holder_is_dead(writer) {
@@ -239,10 +265,7 @@ impl LockWords {
                 }
             }
             copy();
-            // Seqlock reader side: the data loads above happen before the
-            // re-read of `seq`.
-            fence(Acquire);
-            if self.seq.load(Relaxed) == before {
+            if seqlock::read_valid(&self.seq, before) {
                 return Ok(torn);
             }
             if !wait.pause() {
@@ -263,7 +286,7 @@ impl LockWords {
                 .map(|r| r.load(SeqCst))
                 .filter(|&r| r != 0)
                 .collect(),
-            torn: self.seq.load(SeqCst) & 1 == 1,
+            torn: seqlock::is_writing(self.seq.load(SeqCst)),
         }
     }
 }
@@ -272,26 +295,49 @@ impl LockWords {
 /// liveness checks of whoever is in the way, rationed because each one asks
 /// the OS.
 struct Backoff {
-    deadline: Instant,
+    limit: Limit,
     round: u32,
     known_alive: u64,
     known_dead: u64,
+    is_dead: fn(u64) -> bool,
+}
+
+enum Limit {
+    /// Real waiting, until this instant.
+    Deadline(Instant),
+    /// A model's waiting: this many pauses, each a yield (loom cannot
+    /// explore a clock).
+    #[cfg_attr(not(loom), allow(dead_code))]
+    Rounds(u32),
 }
 
 impl Backoff {
     fn new(deadline: Instant) -> Backoff {
         Backoff {
-            deadline,
+            limit: Limit::Deadline(deadline),
             round: 0,
             known_alive: 0,
             known_dead: 0,
+            is_dead: token_is_dead,
         }
     }
 
     /// Waits a little; `false` once the deadline has passed.
     fn pause(&mut self) -> bool {
+        let deadline = match self.limit {
+            Limit::Deadline(deadline) => deadline,
+            Limit::Rounds(rounds) => {
+                if self.round >= rounds {
+                    return false;
+                }
+                self.round += 1;
+                #[cfg(loom)]
+                loom::thread::yield_now();
+                return true;
+            }
+        };
         let now = Instant::now();
-        if now >= self.deadline {
+        if now >= deadline {
             return false;
         }
         match self.round {
@@ -299,7 +345,7 @@ impl Backoff {
             6..=9 => std::thread::yield_now(),
             _ => {
                 let step = Duration::from_micros(50 << (self.round - 10).min(5));
-                std::thread::sleep(step.min(self.deadline - now));
+                std::thread::sleep(step.min(deadline - now));
             }
         }
         self.round = self.round.saturating_add(1);
@@ -316,7 +362,7 @@ impl Backoff {
         if holder == self.known_alive && self.round % 16 != 15 {
             return false;
         }
-        let dead = token_liveness(holder) == Liveness::Dead;
+        let dead = (self.is_dead)(holder);
         if dead {
             self.known_dead = holder;
         } else {
@@ -326,7 +372,7 @@ impl Backoff {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::identity::ProcessId;
@@ -482,5 +528,146 @@ mod tests {
             .unwrap();
         assert!(!torn);
         assert_eq!(runs, 2);
+    }
+}
+
+/// Model checks of the lock with `loom`: every interleaving of the threads
+/// below (within a preemption bound), on in-process words. The data the
+/// lock guards is two words that a writer changes together; a reader that
+/// holds a read lock and sees them differ has seen a write it was supposed
+/// to be excluded from.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    const W: u64 = 1 << 32;
+    const R1: u64 = 2 << 32;
+    const R2: u64 = 3 << 32;
+    const DEAD: u64 = 9 << 32;
+    const DEAD_READER: u64 = 10 << 32;
+
+    struct Guarded {
+        lock: LockWords,
+        a: AtomicU64,
+        b: AtomicU64,
+    }
+
+    fn guarded(writer: u64, seq: u64, reader: u64) -> Arc<Guarded> {
+        Arc::new(Guarded {
+            lock: LockWords {
+                seq: AtomicU64::new(seq),
+                writer: AtomicU64::new(writer),
+                readers: std::array::from_fn(|i| AtomicU64::new(if i == 0 { reader } else { 0 })),
+            },
+            a: AtomicU64::new(0),
+            b: AtomicU64::new(0),
+        })
+    }
+
+    fn rounds(n: u32) -> Backoff {
+        Backoff {
+            limit: Limit::Rounds(n),
+            round: 0,
+            known_alive: 0,
+            known_dead: 0,
+            is_dead: |t| t == DEAD || t == DEAD_READER,
+        }
+    }
+
+    fn write(g: &Guarded, me: u64, v: u64) -> Option<WriteHeld> {
+        let held = g.lock.lock_write_with(me, &mut rounds(2)).ok()?;
+        g.a.store(v, Relaxed);
+        g.b.store(v, Relaxed);
+        g.lock.unlock_write(me);
+        Some(held)
+    }
+
+    fn read(g: &Guarded, me: u64) -> Option<ReadHeld> {
+        let held = g.lock.lock_read_with(me, &mut rounds(2)).ok()?;
+        assert_eq!(
+            g.a.load(Relaxed),
+            g.b.load(Relaxed),
+            "a reader saw a write under its read lock"
+        );
+        g.lock.unlock_read(held.slot, me);
+        Some(held)
+    }
+
+    fn model(f: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(2);
+        builder.check(f);
+    }
+
+    #[test]
+    fn a_writer_and_two_readers_exclude_each_other() {
+        model(|| {
+            let g = guarded(0, 0, 0);
+            let readers: Vec<_> = [R1, R2]
+                .into_iter()
+                .map(|me| {
+                    let g = Arc::clone(&g);
+                    thread::spawn(move || {
+                        read(&g, me);
+                    })
+                })
+                .collect();
+            write(&g, W, 1);
+            for r in readers {
+                r.join().unwrap();
+            }
+            // Nothing is left held.
+            let holders = g.lock.holders();
+            assert_eq!((holders.writer, holders.readers.len()), (None, 0));
+            assert!(!holders.torn);
+        });
+    }
+
+    #[test]
+    fn holders_that_died_holding_it_are_recovered_and_the_write_is_torn() {
+        model(|| {
+            // A writer died mid-write (seq odd), a reader died holding a
+            // read lock.
+            let g = guarded(DEAD, 1, DEAD_READER);
+            let reader = {
+                let g = Arc::clone(&g);
+                thread::spawn(move || read(&g, R1).map(|h| h.torn))
+            };
+            let wrote = write(&g, W, 1);
+            let read_torn = reader.join().unwrap();
+            if let Some(held) = &wrote {
+                assert!(held.torn, "the dead writer's write was not reported torn");
+            }
+            // A reader that came before any new write sees the torn state.
+            if wrote.is_none() {
+                assert_ne!(read_torn, Some(false));
+            }
+            // Never wedged: the next writer gets it, dead holders or not.
+            let next = g.lock.lock_write_with(R2, &mut rounds(4));
+            assert!(next.is_ok(), "the lock stayed wedged: {next:?}");
+        });
+    }
+
+    #[test]
+    fn a_seqlock_reader_without_write_access_never_keeps_a_torn_copy() {
+        model(|| {
+            let g = guarded(0, 0, 0);
+            let writer = {
+                let g = Arc::clone(&g);
+                thread::spawn(move || {
+                    write(&g, W, 1);
+                })
+            };
+            let mut pair = (0, 0);
+            let copied = g.lock.read_consistent_with(&mut rounds(2), || {
+                pair = (g.a.load(Relaxed), g.b.load(Relaxed));
+            });
+            if copied == Ok(false) {
+                assert_eq!(pair.0, pair.1, "a torn copy was kept");
+            }
+            writer.join().unwrap();
+        });
     }
 }

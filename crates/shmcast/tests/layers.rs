@@ -12,6 +12,7 @@ use std::path::Path;
 const CRATE_LAYERS: &[(&str, u32)] = &[
     ("sync", 0),
     ("copy", 0),
+    ("seqlock", 0),
     ("name", 0),
     ("os", 1),
     ("identity", 2),

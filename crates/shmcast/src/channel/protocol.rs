@@ -48,11 +48,13 @@
 //!
 //! # Copying (seqlock)
 //! A reader that copies (small frames; `Subscriber::read_latest` copies
-//! large ones under a lease) writes nothing to shared memory: it reads `seq`
-//! (acquire), the metadata and payload (racy-tolerant loads), an acquire
-//! fence, and `seq` again; a change means the copy overlapped a write and is
-//! retried. The writer's `SeqCst` fence after marking the slot odd orders
-//! that mark before every payload store.
+//! large ones under a lease) writes nothing to shared memory: it is the
+//! reader side of the crate's one seqlock ([`crate::seqlock`]) on the
+//! slot's `seq`, around the metadata and payload (racy-tolerant loads); a
+//! change means the copy overlapped a write and is retried. The writer side
+//! is the protocol's own, because it must also look for leases: its
+//! `SeqCst` fence after marking the slot odd is the seqlock's release fence
+//! and more, so it orders that mark before every payload store.
 //!
 //! # Take-over and dead readers
 //! The writer claims the channel by compare-and-swap of its process token
@@ -77,6 +79,7 @@
 
 use super::format::SlotMeta;
 use super::layout::{ChannelHeader, ReaderEntry, SlotHeader, RECLAIMING};
+use crate::seqlock;
 use crate::sync::{fence, Ordering::*};
 
 /// Entries whose `beat_ns` is older (or newer) than this are stale.
@@ -331,16 +334,15 @@ impl Words<'_> {
                 return Ok(None);
             };
             let slot = &self.slots[s];
-            let before = slot.seq.load(Acquire);
+            let before = seqlock::read_begin(&slot.seq);
             let meta = slot.load_meta();
-            if before & 1 == 1 || meta.number != number {
+            if seqlock::is_writing(before) || meta.number != number {
                 // Overwritten since `latest` named it: look again.
                 spin();
                 continue;
             }
             let copied = copy(s, &meta);
-            fence(Acquire);
-            if slot.seq.load(Relaxed) != before {
+            if !seqlock::read_valid(&slot.seq, before) {
                 continue;
             }
             return match copied {

@@ -11,7 +11,9 @@
 //! decode the text leniently: whatever a peer writes there yields at worst
 //! a garbled reason, never a fault.
 
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::*};
+
+use crate::seqlock;
 
 /// Where the status words start in the header page.
 pub(crate) const STATUS_OFFSET: usize = 1024;
@@ -43,16 +45,13 @@ impl SourceStatus {
     /// again (`None`). Publisher only.
     pub(crate) fn set(&self, reason: Option<&str>) {
         let text = reason.map_or("", |r| cut(r, REASON_MAX));
-        let seq = self.seq.load(Relaxed);
-        // Odd first, so a reader that overlaps the rewrite retries.
-        self.seq.store(seq.wrapping_add(1) | 1, Relaxed);
-        fence(Release);
+        let begun = seqlock::write_begin(&self.seq);
         for (cell, byte) in self.reason.iter().zip(text.bytes()) {
             cell.store(byte, Relaxed);
         }
         self.reason_len.store(text.len() as u32, Relaxed);
         self.stalled.store(u32::from(reason.is_some()), Relaxed);
-        self.seq.store((seq | 1).wrapping_add(1), Release);
+        seqlock::write_end(&self.seq, begun);
     }
 
     /// The stated reason if the publisher says its source is stalled.
@@ -60,21 +59,13 @@ impl SourceStatus {
     /// the caller's other signs, such as the time since the last frame,
     /// decide).
     pub(crate) fn get(&self) -> Option<String> {
-        for _ in 0..16 {
-            let before = self.seq.load(Acquire);
-            if before & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
+        let (stalled, bytes) = seqlock::read(&self.seq, 16, || {
             let stalled = self.stalled.load(Relaxed) == 1;
             let len = (self.reason_len.load(Relaxed) as usize).min(REASON_MAX);
             let bytes: Vec<u8> = self.reason[..len].iter().map(|b| b.load(Relaxed)).collect();
-            fence(Acquire);
-            if self.seq.load(Relaxed) == before {
-                return stalled.then(|| String::from_utf8_lossy(&bytes).into_owned());
-            }
-        }
-        None
+            (stalled, bytes)
+        })?;
+        stalled.then(|| String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 

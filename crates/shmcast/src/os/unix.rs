@@ -478,9 +478,15 @@ impl Wakers {
 ///
 /// The handler does only what is safe in a signal handler: atomic loads and
 /// stores, and one `mmap` system call.
+///
+/// Left out of loom builds, which model the protocols, never map anything,
+/// and whose atomics cannot live in statics.
+#[cfg(not(loom))]
 mod sigbus {
-    use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicUsize, Ordering::*};
+    use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
     use std::sync::{Once, OnceLock};
+
+    use crate::seqlock;
 
     const ENTRIES: usize = 1024;
     /// The system's page size, read when the handler is installed (the
@@ -490,9 +496,9 @@ mod sigbus {
     static PAGE: AtomicUsize = AtomicUsize::new(0);
 
     static USED: [AtomicBool; ENTRIES] = [const { AtomicBool::new(false) }; ENTRIES];
-    /// Per entry, odd while START and LEN are being changed (a seqlock), so
-    /// the handler never pairs one mapping's start with another's length.
-    static GEN: [AtomicU32; ENTRIES] = [const { AtomicU32::new(0) }; ENTRIES];
+    /// Per entry, the seqlock word over START and LEN, so the handler never
+    /// pairs one mapping's start with another's length.
+    static GEN: [AtomicU64; ENTRIES] = [const { AtomicU64::new(0) }; ENTRIES];
     static START: [AtomicUsize; ENTRIES] = [const { AtomicUsize::new(0) }; ENTRIES];
     static LEN: [AtomicUsize; ENTRIES] = [const { AtomicUsize::new(0) }; ENTRIES];
     static HIT: [AtomicBool; ENTRIES] = [const { AtomicBool::new(false) }; ENTRIES];
@@ -509,18 +515,18 @@ mod sigbus {
                 .compare_exchange(false, true, AcqRel, Relaxed)
                 .is_ok()
         })?;
-        GEN[entry].fetch_add(1, AcqRel);
+        let begun = seqlock::write_begin(&GEN[entry]);
         HIT[entry].store(false, Relaxed);
         START[entry].store(start, Relaxed);
         LEN[entry].store(len, Relaxed);
-        GEN[entry].fetch_add(1, Release);
+        seqlock::write_end(&GEN[entry], begun);
         Some(entry)
     }
 
     pub(super) fn unregister(entry: usize) {
-        GEN[entry].fetch_add(1, AcqRel);
+        let begun = seqlock::write_begin(&GEN[entry]);
         LEN[entry].store(0, Relaxed);
-        GEN[entry].fetch_add(1, Release);
+        seqlock::write_end(&GEN[entry], begun);
         USED[entry].store(false, Release);
     }
 
@@ -531,10 +537,10 @@ mod sigbus {
     /// The range of entry `i`, read consistently; `None` while it changes
     /// or when it is free.
     fn range(i: usize) -> Option<(usize, usize)> {
-        let before = GEN[i].load(Acquire);
+        let before = seqlock::read_begin(&GEN[i]);
         let (start, len) = (START[i].load(Relaxed), LEN[i].load(Relaxed));
-        fence(Acquire);
-        (before & 1 == 0 && GEN[i].load(Relaxed) == before && len != 0).then_some((start, len))
+        let stable = !seqlock::is_writing(before) && seqlock::read_valid(&GEN[i], before);
+        (stable && len != 0).then_some((start, len))
     }
 
     fn install() {
@@ -617,5 +623,20 @@ mod sigbus {
                 unsafe { libc::sigaction(sig, &dfl, std::ptr::null_mut()) };
             }
         }
+    }
+}
+
+/// The guard's stand-in in loom builds (see `sigbus`): nothing registered,
+/// nothing hit.
+#[cfg(loom)]
+mod sigbus {
+    pub(super) fn register(_start: usize, _len: usize) -> Option<usize> {
+        None
+    }
+
+    pub(super) fn unregister(_entry: usize) {}
+
+    pub(super) fn was_hit(_entry: usize) -> bool {
+        false
     }
 }

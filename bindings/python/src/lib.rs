@@ -1029,7 +1029,7 @@ impl Loan {
         timestamp_ns: u64,
     ) -> PyResult<u64> {
         let meta = frame_meta(width, height, format, stride, timestamp_ns)?;
-        self.end(py, |loan| loan.commit(&meta))
+        self.end(py, |loan| loan.commit_returning(&meta))
     }
 
     /// Gives the slot back without publishing.

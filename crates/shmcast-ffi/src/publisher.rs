@@ -276,7 +276,7 @@ pub unsafe extern "C" fn shmcast_publisher_commit(
         let meta = unsafe { args::frame_meta(meta) }?;
         let mut state = lock(p);
         let number = finish(&mut state, |loan| {
-            let (publisher, number) = loan.commit(&meta);
+            let (publisher, number) = loan.commit_returning(&meta);
             (publisher, Some(number))
         })?;
         // SAFETY: forwarded from the caller.

@@ -40,7 +40,9 @@
 //!
 //! # Layers (inside the crate)
 //! Each module uses only modules below it, which `tests/layers.rs` checks:
-//! `os` (the only OS calls) → `identity` (process tokens) → `header` →
+//! `sync`, `copy` and `name` (no dependencies) → `seqlock` (the one
+//! sequence word) → `os` (the only OS calls) → `identity` (process
+//! tokens) → `header` →
 //! `error` → `segment` (named mappings, and who owns them:
 //! `Segment::create_or_adopt`) → `housekeeping` → `region` and `channel`.
 //! Inside `channel`: `format` (a frame's metadata) → `layout` (where the
@@ -78,8 +80,9 @@ mod sync;
 
 #[cfg(not(loom))]
 pub use channel::{
-    inspect_channel, Access, ChannelOptions, ChannelStatus, DetachedLease, Health, Lease, Loan,
-    OwnedLoan, Publisher, Subscriber, SubscriberOptions, Waiter, DEFAULT_MAX_LEASE,
+    inspect_channel, Access, ChannelOptions, ChannelStatus, Detached, DetachedLease, Health,
+    HoldsSubscriber, Lease, Loan, OwnedLoan, Publisher, Subscriber, SubscriberOptions, Waiter,
+    DEFAULT_MAX_LEASE,
 };
 pub use channel::{
     FrameInfo, FrameMeta, PixelFormat, UnknownFormat, DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS,

@@ -522,7 +522,7 @@ fn an_owned_loan_commits_or_abandons_and_gives_the_publisher_back() {
     let mut loan = publisher.into_loan(16).unwrap();
     loan.fill(6);
     loan.truncate(8);
-    let (publisher, number) = loan.commit(&meta());
+    let (publisher, number) = loan.commit_returning(&meta());
     let (info, bytes) = sub.read_latest_vec().unwrap().unwrap();
     assert_eq!((number, info.number, bytes), (1, 1, vec![6; 8]));
     let Err((publisher, e)) = publisher.into_loan(17) else {

@@ -58,7 +58,10 @@ mod loom_tests;
 pub use self::{
     mapped::{inspect_channel, ChannelStatus},
     publisher::{ChannelOptions, Loan, OwnedLoan, Publisher, DEFAULT_MAX_LEASE},
-    subscriber::{Access, DetachedLease, Health, Lease, Subscriber, SubscriberOptions, Waiter},
+    subscriber::{
+        Access, Detached, DetachedLease, Health, HoldsSubscriber, Lease, Subscriber,
+        SubscriberOptions, Waiter,
+    },
 };
 pub use format::{FrameInfo, FrameMeta, PixelFormat, UnknownFormat};
 pub use layout::{DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS, MIN_SLOTS};

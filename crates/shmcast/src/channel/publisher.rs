@@ -18,6 +18,7 @@
 //! says so), and one of another user is never touched
 //! ([`CreateError::NotOurs`](crate::CreateError::NotOurs)).
 
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
@@ -342,12 +343,7 @@ impl Publisher {
     /// As [`Publisher::publish`].
     pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, PublishError> {
         let slot = self.begin(len)?;
-        Ok(Loan {
-            publisher: self,
-            slot,
-            len,
-            committed: false,
-        })
+        Ok(Loan::new(self, slot, len))
     }
 
     /// As [`loan`](Publisher::loan), but the loan owns the publisher (and
@@ -363,11 +359,7 @@ impl Publisher {
         len: usize,
     ) -> Result<OwnedLoan, (Box<Publisher>, PublishError)> {
         match self.begin(len) {
-            Ok(slot) => Ok(OwnedLoan {
-                publisher: Some(self),
-                slot,
-                len,
-            }),
+            Ok(slot) => Ok(Loan::new(self, slot, len)),
             Err(e) => Err((self, e)),
         }
     }
@@ -687,19 +679,58 @@ fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Opti
 
 /// A slot lent to the caller to fill in place. Dereferences to its `len`
 /// bytes; [`commit`](Loan::commit) publishes, dropping discards.
+///
+/// Generic over how it holds its publisher: borrowed (`Loan<'_>`, from
+/// [`Publisher::loan`]) or owned ([`OwnedLoan`], from
+/// [`Publisher::into_loan`], for language bindings whose loan objects live
+/// between calls; it gives the publisher back when it ends).
+///
+/// The slot is a `&mut [u8]` because nothing else writes it while the loan
+/// lives: only processes of the channel's own user can map the channel
+/// writable (the OS enforces it), and among them only the writer, whose
+/// claim passes on only when its holder is dead; leasing readers write the
+/// separate lease table. A process of the same user that ignores all of
+/// that could as well write this process's own memory.
 #[must_use = "a loan publishes nothing unless committed"]
-pub struct Loan<'a> {
-    publisher: &'a mut Publisher,
+pub struct Loan<'a, P: DerefMut<Target = Publisher> = &'a mut Publisher> {
+    /// `None` only once committed or abandoned.
+    publisher: Option<P>,
     slot: usize,
     len: usize,
-    committed: bool,
+    borrow: PhantomData<&'a mut Publisher>,
 }
 
-impl Loan<'_> {
+/// A loan that owns its publisher (see [`Publisher::into_loan`]):
+/// [`commit_returning`](Loan::commit_returning) and
+/// [`abandon`](Loan::abandon) give it back. Dropping it abandons the slot
+/// and drops the publisher.
+pub type OwnedLoan = Loan<'static, Box<Publisher>>;
+
+impl<P: DerefMut<Target = Publisher>> Loan<'_, P> {
+    fn new(publisher: P, slot: usize, len: usize) -> Self {
+        Loan {
+            publisher: Some(publisher),
+            slot,
+            len,
+            borrow: PhantomData,
+        }
+    }
+
+    fn publisher(&self) -> &Publisher {
+        self.publisher
+            .as_deref()
+            .expect("a live loan has its publisher")
+    }
+
+    fn take(&mut self) -> P {
+        self.publisher
+            .take()
+            .expect("a live loan has its publisher")
+    }
+
     /// Publishes the loaned slot as the next frame; returns its number.
-    pub fn commit(mut self, meta: &FrameMeta) -> u64 {
-        self.committed = true;
-        self.publisher.finish(self.slot, meta, self.len, 0)
+    pub fn commit(self, meta: &FrameMeta) -> u64 {
+        self.commit_numbered(meta, 0)
     }
 
     /// Publishes the loaned slot as frame `number` when that is above the
@@ -708,87 +739,22 @@ impl Loan<'_> {
     /// relays, whose readers should see the source's numbers, gaps and
     /// all, so that a frame is known by one number on both sides.
     pub fn commit_numbered(mut self, meta: &FrameMeta, number: u64) -> u64 {
-        self.committed = true;
-        self.publisher.finish(self.slot, meta, self.len, number)
-    }
-
-    /// Shortens the frame to `len` bytes (no-op if not shorter).
-    pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
-    }
-}
-
-impl Deref for Loan<'_> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        // SAFETY: the slot is ours (odd; leases on it were not honoured or
-        // absent, and readers validate before trusting it) until commit or
-        // drop; its payload has at least `len` bytes inside the mapping.
-        unsafe { &*self.publisher.lent(self.slot, self.len) }
-    }
-}
-
-impl DerefMut for Loan<'_> {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as for `deref`, and `&mut self` makes this the only borrow;
-        // the mapping is writable (publishers open read-write).
-        unsafe { &mut *self.publisher.lent(self.slot, self.len) }
-    }
-}
-
-impl Drop for Loan<'_> {
-    fn drop(&mut self) {
-        if !self.committed && !crate::identity::forked_from(self.publisher.me) {
-            self.publisher.channel.words().abort(self.slot);
-        }
-    }
-}
-
-impl std::fmt::Debug for Loan<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Loan")
-            .field("slot", &self.slot)
-            .field("len", &self.len)
-            .finish()
-    }
-}
-
-/// A slot on loan that owns its publisher (see [`Publisher::into_loan`]).
-/// Dereferences to the slot's bytes; [`commit`](OwnedLoan::commit)
-/// publishes and [`abandon`](OwnedLoan::abandon) does not, each giving the
-/// publisher back. Dropping it abandons the slot and drops the publisher.
-#[must_use = "a loan publishes nothing unless committed"]
-pub struct OwnedLoan {
-    /// `None` only once committed or abandoned.
-    publisher: Option<Box<Publisher>>,
-    slot: usize,
-    len: usize,
-}
-
-impl OwnedLoan {
-    fn publisher(&self) -> &Publisher {
-        self.publisher
-            .as_deref()
-            .expect("a live loan has its publisher")
+        let (slot, len) = (self.slot, self.len);
+        self.take().finish(slot, meta, len, number)
     }
 
     /// Publishes the loaned slot as the next frame; gives back the
     /// publisher and the frame's number.
-    pub fn commit(mut self, meta: &FrameMeta) -> (Box<Publisher>, u64) {
-        let mut publisher = self
-            .publisher
-            .take()
-            .expect("a live loan has its publisher");
-        let number = publisher.finish(self.slot, meta, self.len, 0);
+    pub fn commit_returning(mut self, meta: &FrameMeta) -> (P, u64) {
+        let (slot, len) = (self.slot, self.len);
+        let mut publisher = self.take();
+        let number = publisher.finish(slot, meta, len, 0);
         (publisher, number)
     }
 
     /// Publishes nothing; gives back the publisher.
-    pub fn abandon(mut self) -> Box<Publisher> {
-        let publisher = self
-            .publisher
-            .take()
-            .expect("a live loan has its publisher");
+    pub fn abandon(mut self) -> P {
+        let publisher = self.take();
         publisher.channel.words().abort(self.slot);
         publisher
     }
@@ -799,22 +765,26 @@ impl OwnedLoan {
     }
 }
 
-impl Deref for OwnedLoan {
+impl<P: DerefMut<Target = Publisher>> Deref for Loan<'_, P> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: as for `Loan`: the slot is ours until commit or abandon.
+        // SAFETY: the slot is ours (odd; leases on it were not honoured or
+        // absent, and readers validate before trusting it) until commit or
+        // drop, and only we write it (see the type's docs); its payload has
+        // at least `len` bytes inside the mapping.
         unsafe { &*self.publisher().lent(self.slot, self.len) }
     }
 }
 
-impl DerefMut for OwnedLoan {
+impl<P: DerefMut<Target = Publisher>> DerefMut for Loan<'_, P> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as for `Loan`; `&mut self` makes this the only borrow.
+        // SAFETY: as for `deref`, and `&mut self` makes this the only borrow;
+        // the mapping is writable (publishers open read-write).
         unsafe { &mut *self.publisher().lent(self.slot, self.len) }
     }
 }
 
-impl Drop for OwnedLoan {
+impl<P: DerefMut<Target = Publisher>> Drop for Loan<'_, P> {
     fn drop(&mut self) {
         if let Some(publisher) = &self.publisher {
             if !crate::identity::forked_from(publisher.me) {
@@ -824,9 +794,9 @@ impl Drop for OwnedLoan {
     }
 }
 
-impl std::fmt::Debug for OwnedLoan {
+impl<P: DerefMut<Target = Publisher>> std::fmt::Debug for Loan<'_, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OwnedLoan")
+        f.debug_struct("Loan")
             .field("slot", &self.slot)
             .field("len", &self.len)
             .finish()

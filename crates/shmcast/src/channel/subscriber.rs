@@ -41,6 +41,7 @@
 //! subscribers hold it, and the next publisher takes it over in place.
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -595,6 +596,8 @@ impl Subscriber {
             slot,
             seq,
             info,
+            ended: false,
+            borrow: PhantomData,
         }))
     }
 
@@ -611,44 +614,35 @@ impl Subscriber {
     /// # Errors
     /// [`ReadError::Timeout`].
     pub fn wait_newer(&mut self, than: u64, timeout: Duration) -> Result<u64, ReadError> {
-        let started = Instant::now();
-        let reopened_before = self.reopened;
-        // Whether a wait has passed without a frame: only then is it worth
-        // asking the OS whether the publisher still lives (a /proc read),
-        // so a stream of frames costs no such call.
-        let mut quiet = false;
-        loop {
-            let words = self.channel.words();
-            let generation = words.generation().load(crate::sync::Ordering::Acquire);
-            let latest = words.latest_number();
-            if latest > than || (self.reopened != reopened_before && latest > 0) {
-                return Ok(latest);
-            }
-            let waited = started.elapsed();
-            if waited >= timeout {
-                return Err(ReadError::Timeout {
-                    name: self.channel.name(),
-                    than,
-                    latest,
-                    waited,
-                });
-            }
-            self.heartbeat();
-            let writer = words.writer();
-            if writer == 0 || (quiet && self.publisher_gone()) {
-                if let Ok(true) = self.follow() {
-                    continue;
-                }
-                // Nobody to wake us: sleep a short slice and look again.
-                let slice = (timeout - waited).min(Duration::from_millis(50));
-                std::thread::sleep(slice);
-                continue;
-            }
-            let slice = (timeout - waited).min(WAIT_SLICE);
-            self.wakeup
-                .wait(self.channel.words().generation(), generation, slice);
-            quiet = true;
+        wait_loop(than, timeout, |look| look(self))
+    }
+
+    /// One look of [`wait_loop`]: done, or how to sleep until the next.
+    fn look(&mut self, than: u64, from: &mut WaitFrom) -> Look {
+        self.heartbeat();
+        let reopened_before = *from.reopened.get_or_insert(self.reopened);
+        let words = self.channel.words();
+        let generation = words.generation().load(crate::sync::Ordering::Acquire);
+        let latest = words.latest_number();
+        if latest > than || (self.reopened != reopened_before && latest > 0) {
+            return Look::Done(Ok(latest));
         }
+        let waited = from.started.elapsed();
+        if waited >= from.timeout {
+            return Look::Done(Err(ReadError::Timeout {
+                name: self.channel.name(),
+                than,
+                latest,
+                waited,
+            }));
+        }
+        if words.writer() == 0 || (from.quiet && self.publisher_gone()) {
+            return match self.follow() {
+                Ok(true) => Look::Again,
+                _ => Look::Nap,
+            };
+        }
+        Look::Sleep(self.waiter(), generation)
     }
 
     fn publisher_gone(&self) -> bool {
@@ -756,45 +750,64 @@ impl Subscriber {
         than: u64,
         timeout: Duration,
     ) -> Result<u64, ReadError> {
-        let lock = || shared.lock().unwrap_or_else(|e| e.into_inner());
-        let started = Instant::now();
-        let reopened_at_start = lock().reopened;
-        // As in `wait_newer`: ask the OS whether the publisher lives (a
-        // /proc read) only after a wait without a frame.
-        let mut quiet = false;
-        loop {
-            let (waiter, gone) = {
-                let mut sub = lock();
-                sub.heartbeat();
-                let latest = sub.latest_number();
-                if latest > than || (sub.reopened != reopened_at_start && latest > 0) {
-                    return Ok(latest);
-                }
-                let writer = sub.channel.words().writer();
-                let gone = writer == 0 || (quiet && sub.publisher_gone());
-                if gone && sub.follow().unwrap_or(false) {
-                    continue;
-                }
-                let waited = started.elapsed();
-                if waited >= timeout {
-                    return Err(ReadError::Timeout {
-                        name: sub.channel.name(),
-                        than,
-                        latest,
-                        waited,
-                    });
-                }
-                (sub.waiter(), gone)
-            };
-            let left = timeout.saturating_sub(started.elapsed());
-            if gone {
-                // Nobody to wake us: look again after a short sleep.
-                std::thread::sleep(left.min(Duration::from_millis(50)));
-            } else {
-                waiter.wait(than, left.min(WAIT_SLICE));
+        wait_loop(than, timeout, |look| {
+            look(&mut shared.lock().unwrap_or_else(|e| e.into_inner()))
+        })
+    }
+}
+
+/// Where a wait started, and what it learnt so far.
+struct WaitFrom {
+    started: Instant,
+    timeout: Duration,
+    /// How often the subscriber had followed its name when the wait began.
+    reopened: Option<u64>,
+    /// Whether a wait has passed without a frame: only then is it worth
+    /// asking the OS whether the publisher still lives (a /proc read), so
+    /// a stream of frames costs no such call.
+    quiet: bool,
+}
+
+/// What one look at the channel found.
+enum Look {
+    Done(Result<u64, ReadError>),
+    /// Sleep on the channel's wake-up while its generation is this.
+    Sleep(Waiter, u32),
+    /// Nobody to wake us (no publisher): a short nap, then look again.
+    Nap,
+    /// The name was followed to a new channel: look again at once.
+    Again,
+}
+
+/// The one wait loop, for a subscriber of one thread and one that threads
+/// share: `with(look)` runs a look on the subscriber (under the sharers'
+/// lock), and the sleep between looks holds nothing.
+fn wait_loop(
+    than: u64,
+    timeout: Duration,
+    mut with: impl FnMut(&mut dyn FnMut(&mut Subscriber) -> Look) -> Look,
+) -> Result<u64, ReadError> {
+    let mut from = WaitFrom {
+        started: Instant::now(),
+        timeout,
+        reopened: None,
+        quiet: false,
+    };
+    loop {
+        let look = with(&mut |sub| sub.look(than, &mut from));
+        let left = timeout.saturating_sub(from.started.elapsed());
+        match look {
+            Look::Done(result) => return result,
+            Look::Again => continue,
+            Look::Nap => std::thread::sleep(left.min(Duration::from_millis(50))),
+            Look::Sleep(waiter, generation) => {
+                let words = waiter.channel.words();
+                waiter
+                    .wakeup
+                    .wait(words.generation(), generation, left.min(WAIT_SLICE));
             }
-            quiet = true;
         }
+        from.quiet = true;
     }
 }
 
@@ -856,116 +869,90 @@ impl Drop for Subscriber {
 /// shared memory. The publisher leaves its slot alone until the lease is
 /// dropped, unless it revokes the lease (see [`Subscriber::lease_latest`]):
 /// call [`release`](Lease::release) to learn whether what was read is good.
+///
+/// Generic over how it holds its subscriber: borrowed (`Lease<'_>`, from
+/// [`Subscriber::lease_latest`]) or shared ([`DetachedLease`], from
+/// [`Lease::detach`], for language bindings whose lease objects outlive a
+/// call; `Send` and `Sync`).
 #[must_use = "a lease keeps a slot from the publisher until it is dropped"]
-pub struct Lease<'a> {
-    subscriber: &'a Subscriber,
+pub struct Lease<'a, S: HoldsSubscriber = &'a Subscriber> {
+    subscriber: S,
     entry: usize,
     slot: usize,
     seq: u64,
     info: FrameInfo,
+    ended: bool,
+    borrow: PhantomData<&'a ()>,
 }
 
-impl Lease<'_> {
-    /// The frame's number and metadata.
-    pub fn info(&self) -> &FrameInfo {
-        &self.info
+/// A lease that does not borrow its subscriber (see [`Lease::detach`]).
+pub type DetachedLease = Lease<'static, Detached>;
+
+/// How a [`Lease`] holds on to its subscriber's channel: `&Subscriber`, or
+/// [`Detached`]. Sealed: nothing outside this crate implements it.
+#[allow(private_bounds)] // the crate-private supertrait is what seals it
+pub trait HoldsSubscriber: Holds {}
+
+/// What a lease needs of its subscriber (crate-private: seals
+/// [`HoldsSubscriber`]).
+pub(crate) trait Holds {
+    /// The channel the lease is on.
+    fn channel(&self) -> &Channel;
+    /// The leasing process's token.
+    fn me(&self) -> u64;
+    /// Ends the lease in lease-table entry `entry`.
+    fn end(&self, entry: usize);
+}
+
+impl Holds for &Subscriber {
+    fn channel(&self) -> &Channel {
+        &self.channel
     }
 
-    /// The frame's bytes where they lie in shared memory.
-    pub fn bytes(&self) -> SharedBytes<'_> {
-        // SAFETY: slot and length were checked against the geometry; the
-        // payload stays mapped while the subscriber we borrow lives.
-        unsafe { SharedBytes::new(self.subscriber.channel.payload(self.slot), self.info.len) }
+    fn me(&self) -> u64 {
+        self.me
     }
 
-    /// Whether the frame is still the one leased (the lease was not
-    /// revoked so far).
-    pub fn is_intact(&self) -> bool {
-        self.subscriber
-            .channel
-            .words()
-            .lease_intact(self.slot, self.seq)
-    }
-
-    /// Ends the lease, saying whether the frame stayed whole all along.
-    ///
-    /// # Errors
-    /// [`ReadError::Revoked`] when the publisher revoked the lease: what
-    /// was read from it may be torn and must be discarded.
-    pub fn release(self) -> Result<(), ReadError> {
-        if self.is_intact() && !self.subscriber.channel.seg.was_truncated() {
-            Ok(())
-        } else {
-            Err(ReadError::Revoked {
-                name: self.subscriber.channel.name(),
-                number: self.info.number,
-            })
-        }
+    fn end(&self, entry: usize) {
+        self.channel.words().release_lease(entry, self.me);
     }
 }
 
-impl Lease<'_> {
-    /// Frees the lease from the subscriber's borrow, for language bindings
-    /// whose lease objects outlive a call: the [`DetachedLease`] keeps the
-    /// channel mapped and its slot protected (even if the subscriber is
-    /// dropped or follows its name: the lease then frees the subscriber's
-    /// lease-table entry when it ends) and can be used and released on any
-    /// thread. Until it ends,
-    /// the subscriber takes no other lease ([`ReadError::LeaseHeld`]) and
-    /// copies by seqlock only.
-    pub fn detach(self) -> DetachedLease {
-        let this = std::mem::ManuallyDrop::new(self);
-        let subscriber = this.subscriber;
-        share(&subscriber.detached).leased = true;
-        DetachedLease {
-            channel: Arc::clone(&subscriber.channel),
-            detached: Arc::clone(&subscriber.detached),
-            me: subscriber.me,
-            entry: this.entry,
-            slot: this.slot,
-            seq: this.seq,
-            info: this.info,
-            released: false,
-        }
-    }
-}
+impl HoldsSubscriber for &Subscriber {}
 
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if crate::identity::forked_from(self.subscriber.me) {
-            return;
-        }
-        self.subscriber
-            .channel
-            .words()
-            .release_lease(self.entry, self.subscriber.me);
-    }
-}
-
-impl std::fmt::Debug for Lease<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease").field("info", &self.info).finish()
-    }
-}
-
-/// A lease that does not borrow its subscriber (see [`Lease::detach`]);
-/// `Send` and `Sync`. [`bytes`](DetachedLease::bytes) are the frame in
-/// shared memory, as for [`Lease`].
-/// Dropping it ends the lease; [`release`](DetachedLease::release) ends it
-/// and says whether it was revoked.
-#[must_use = "a lease keeps a slot from the publisher until it is dropped"]
-pub struct DetachedLease {
+/// What a [`DetachedLease`] keeps of its subscriber: the channel, mapped,
+/// and their shared view of the lease-table entry.
+pub struct Detached {
     channel: Arc<Channel>,
-    detached: Arc<Mutex<EntryShare>>,
+    share: Arc<Mutex<EntryShare>>,
     me: u64,
-    entry: usize,
-    slot: usize,
-    seq: u64,
-    info: FrameInfo,
-    released: bool,
 }
 
-impl DetachedLease {
+impl Holds for Detached {
+    fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    fn me(&self) -> u64 {
+        self.me
+    }
+
+    fn end(&self, entry: usize) {
+        // Under the share's lock: the subscriber's next lease on this entry
+        // is ordered after our clear.
+        let mut share = share(&self.share);
+        let words = self.channel.words();
+        words.release_lease(entry, self.me);
+        share.leased = false;
+        if share.orphaned {
+            words.unregister(entry, self.me);
+        }
+    }
+}
+
+impl HoldsSubscriber for Detached {}
+
+impl<S: HoldsSubscriber> Lease<'_, S> {
     /// The frame's number and metadata.
     pub fn info(&self) -> &FrameInfo {
         &self.info
@@ -974,19 +961,22 @@ impl DetachedLease {
     /// The frame's bytes where they lie in shared memory.
     pub fn bytes(&self) -> SharedBytes<'_> {
         // SAFETY: slot and length were checked against the geometry when
-        // leased; `self.channel` keeps the payload mapped.
-        unsafe { SharedBytes::new(self.channel.payload(self.slot), self.info.len) }
+        // leased; the subscriber (borrowed, or its channel shared) keeps
+        // the payload mapped while `self` lives.
+        unsafe { SharedBytes::new(self.subscriber.channel().payload(self.slot), self.info.len) }
     }
 
     /// Whether the frame is still the one leased (not revoked so far).
     pub fn is_intact(&self) -> bool {
-        self.channel.words().lease_intact(self.slot, self.seq) && !self.channel.seg.was_truncated()
+        let channel = self.subscriber.channel();
+        channel.words().lease_intact(self.slot, self.seq) && !channel.seg.was_truncated()
     }
 
     /// Ends the lease, saying whether the frame stayed whole all along.
     ///
     /// # Errors
-    /// [`ReadError::Revoked`], as [`Lease::release`].
+    /// [`ReadError::Revoked`] when the publisher revoked the lease: what
+    /// was read from it may be torn and must be discarded.
     pub fn release(mut self) -> Result<(), ReadError> {
         let intact = self.is_intact();
         self.end();
@@ -994,38 +984,64 @@ impl DetachedLease {
             Ok(())
         } else {
             Err(ReadError::Revoked {
-                name: self.channel.name(),
+                name: self.subscriber.channel().name(),
                 number: self.info.number,
             })
         }
     }
 
     fn end(&mut self) {
-        if !self.released && !crate::identity::forked_from(self.me) {
-            self.released = true;
-            // Under the share's lock: the subscriber's next lease on this
-            // entry is ordered after our clear.
-            let mut share = share(&self.detached);
-            let words = self.channel.words();
-            words.release_lease(self.entry, self.me);
-            share.leased = false;
-            if share.orphaned {
-                words.unregister(self.entry, self.me);
-            }
+        if !self.ended && !crate::identity::forked_from(self.subscriber.me()) {
+            self.ended = true;
+            self.subscriber.end(self.entry);
         }
     }
 }
 
-impl Drop for DetachedLease {
+impl<'a> Lease<'a> {
+    /// Frees the lease from the subscriber's borrow, for language bindings
+    /// whose lease objects outlive a call: the [`DetachedLease`] keeps the
+    /// channel mapped and its slot protected (even if the subscriber is
+    /// dropped or follows its name: the lease then frees the subscriber's
+    /// lease-table entry when it ends) and can be used and released on any
+    /// thread. Until it ends, the subscriber takes no other lease
+    /// ([`ReadError::LeaseHeld`]) and copies by seqlock only.
+    pub fn detach(self) -> DetachedLease {
+        let this = std::mem::ManuallyDrop::new(self);
+        let subscriber = this.subscriber;
+        share(&subscriber.detached).leased = true;
+        Lease {
+            subscriber: Detached {
+                channel: Arc::clone(&subscriber.channel),
+                share: Arc::clone(&subscriber.detached),
+                me: subscriber.me,
+            },
+            entry: this.entry,
+            slot: this.slot,
+            seq: this.seq,
+            info: this.info,
+            ended: false,
+            borrow: PhantomData,
+        }
+    }
+}
+
+impl<S: HoldsSubscriber> Drop for Lease<'_, S> {
     fn drop(&mut self) {
         self.end();
     }
 }
 
-impl std::fmt::Debug for DetachedLease {
+impl<S: HoldsSubscriber> std::fmt::Debug for Lease<'_, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DetachedLease")
-            .field("info", &self.info)
+        f.debug_struct("Lease").field("info", &self.info).finish()
+    }
+}
+
+impl std::fmt::Debug for Detached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detached")
+            .field("channel", &self.channel.name())
             .finish()
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use shmcast::{
-    Access, FrameMeta, PixelFormat, PublishError, Publisher, Region, Subscriber, SubscriberOptions,
+    Access, ErrorKind, FrameMeta, PixelFormat, Publisher, Region, Subscriber, SubscriberOptions,
 };
 
 use crate::proc::{say, stop_flag, wait_go};
@@ -94,7 +94,7 @@ fn shm_writer(name: &str, size: usize, mode: &str, secs: f64, gap_us: u64, rgb24
         };
         match sent {
             Ok(()) => frames += 1,
-            Err(PublishError::AllSlotsLeased { .. }) => dropped += 1,
+            Err(e) if e.kind() == ErrorKind::AllSlotsLeased => dropped += 1,
             Err(e) => panic!("{e}"),
         }
         if gap_us > 0 {

@@ -98,96 +98,33 @@ create_exception!(
     "Leasing needs a subscriber opened with leasing=True."
 );
 
-/// Turns a library error into the Python exception a caller acts on.
+/// Turns a library error into the Python exception a caller acts on: the
+/// one place the exceptions come from, by the error's kind.
 trait IntoPyErr {
     fn py(self) -> PyErr;
 }
 
-impl IntoPyErr for core::OpenError {
+impl IntoPyErr for core::Error {
     fn py(self) -> PyErr {
-        let m = self.to_string();
-        match self {
-            core::OpenError::InvalidName(_) => InvalidName::new_err(m),
-            core::OpenError::NotFound { .. } => NotFound::new_err(m),
-            core::OpenError::PermissionDenied { .. } => PermissionDenied::new_err(m),
-            _ => Error::new_err(m),
-        }
-    }
-}
-
-impl IntoPyErr for core::CreateError {
-    fn py(self) -> PyErr {
-        let m = self.to_string();
-        match self {
-            core::CreateError::InvalidName(_) => InvalidName::new_err(m),
-            core::CreateError::AlreadyExists { .. } | core::CreateError::NotOurs { .. } => {
-                AlreadyExists::new_err(m)
+        use core::ErrorKind as K;
+        let mut m = self.to_string();
+        match self.kind() {
+            K::InvalidName => InvalidName::new_err(m),
+            K::NotFound => NotFound::new_err(m),
+            K::AlreadyExists => AlreadyExists::new_err(m),
+            K::PermissionDenied => PermissionDenied::new_err(m),
+            K::WriterAlive => WriterAlive::new_err(m),
+            K::Timeout => Timeout::new_err(m),
+            K::Revoked => Revoked::new_err(m),
+            K::AllSlotsLeased => AllSlotsLeased::new_err(m),
+            K::TooLarge => TooLarge::new_err(m),
+            K::BufferTooSmall => BufferTooSmall::new_err(m),
+            K::NotLeasing => {
+                // What to do, in Python's words (the library names no API).
+                m.push_str(" (open the Subscriber with leasing=True)");
+                NotLeasing::new_err(m)
             }
-            core::CreateError::PermissionDenied { .. } => PermissionDenied::new_err(m),
-            core::CreateError::InvalidSize { .. }
-            | core::CreateError::InvalidSecurityDescriptor { .. } => PyValueError::new_err(m),
-            _ => Error::new_err(m),
-        }
-    }
-}
-
-impl IntoPyErr for core::PublisherError {
-    fn py(self) -> PyErr {
-        match self {
-            core::PublisherError::Create(e) => e.py(),
-            core::PublisherError::Open(e) => e.py(),
-            e @ core::PublisherError::InvalidName(_) => InvalidName::new_err(e.to_string()),
-            e @ core::PublisherError::Geometry { .. } => PyValueError::new_err(e.to_string()),
-            e @ core::PublisherError::WriterAlive { .. } => WriterAlive::new_err(e.to_string()),
-            e => Error::new_err(e.to_string()),
-        }
-    }
-}
-
-impl IntoPyErr for core::PublishError {
-    fn py(self) -> PyErr {
-        let m = self.to_string();
-        match self {
-            core::PublishError::TooLarge { .. } => TooLarge::new_err(m),
-            core::PublishError::AllSlotsLeased { .. } => AllSlotsLeased::new_err(m),
-            _ => Error::new_err(m),
-        }
-    }
-}
-
-impl IntoPyErr for core::SubscriberError {
-    fn py(self) -> PyErr {
-        match self {
-            core::SubscriberError::Open(e) => e.py(),
-            e @ core::SubscriberError::InvalidName(_) => InvalidName::new_err(e.to_string()),
-            e @ core::SubscriberError::Timeout { .. } => Timeout::new_err(e.to_string()),
-            e @ core::SubscriberError::LeasingDenied { .. } => {
-                PermissionDenied::new_err(e.to_string())
-            }
-            e => Error::new_err(e.to_string()),
-        }
-    }
-}
-
-impl IntoPyErr for core::ReadError {
-    fn py(self) -> PyErr {
-        let m = self.to_string().replace("Access::Leasing", "leasing=True");
-        match self {
-            core::ReadError::BufferTooSmall { .. } => BufferTooSmall::new_err(m),
-            core::ReadError::NotLeasing { .. } => NotLeasing::new_err(m),
-            core::ReadError::Revoked { .. } => Revoked::new_err(m),
-            core::ReadError::Timeout { .. } => Timeout::new_err(m),
-            _ => Error::new_err(m),
-        }
-    }
-}
-
-impl IntoPyErr for core::RegionError {
-    fn py(self) -> PyErr {
-        let m = self.to_string();
-        match self {
-            core::RegionError::OutOfBounds { .. } => PyValueError::new_err(m),
-            core::RegionError::Timeout { .. } => Timeout::new_err(m),
+            K::InvalidArgument | K::OutOfBounds => PyValueError::new_err(m),
             _ => Error::new_err(m),
         }
     }
@@ -442,7 +379,7 @@ impl Subscriber {
             }
             let step = options.clone().wait(left.min(STEP));
             match detached(py, || core::Subscriber::open_with(name, &step)) {
-                Err(core::SubscriberError::Timeout { .. }) => py.check_signals()?,
+                Err(e) if e.kind() == core::ErrorKind::Timeout => py.check_signals()?,
                 other => break other,
             }
         }
@@ -468,8 +405,11 @@ impl Subscriber {
                 core::Subscriber::wait_newer_shared(&shared, after, left.min(STEP))
             });
             match got {
-                Err(core::ReadError::Timeout { .. }) if left > STEP => py.check_signals()?,
-                Err(core::ReadError::Timeout { latest, .. }) => {
+                Err(e) if e.kind() == core::ErrorKind::Timeout && left > STEP => {
+                    py.check_signals()?
+                }
+                Err(e) if e.kind() == core::ErrorKind::Timeout => {
+                    let latest = e.frame_number().unwrap_or(0);
                     return Err(Timeout::new_err(format!(
                         "channel {}: no frame newer than {after} within {:?} (latest is {latest})",
                         self.name,
@@ -526,7 +466,9 @@ impl Subscriber {
                     );
                 }
                 Ok(None) => return Ok(py.None()),
-                Err(core::ReadError::BufferTooSmall { needed, .. }) => len = needed,
+                Err(e) if e.kind() == core::ErrorKind::BufferTooSmall => {
+                    len = e.frame_len().unwrap_or(len)
+                }
                 Err(e) => return Err(e.py()),
             }
         }

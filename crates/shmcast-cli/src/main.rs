@@ -662,15 +662,44 @@ fn shmcast_cli_camera(camera: &str, width: u32, height: u32, fps: f64) -> Vec<St
     ffmpeg::camera_input(camera, width, height, fps)
 }
 
-/// The error's message, then its OS cause, on one line.
-fn one_line(e: &dyn std::error::Error) -> String {
+/// The error's message, then its OS cause, on one line, and for the
+/// library's errors what to do about them with this command.
+fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        msg.push_str(&format!(" ({s})"));
+        let said = s.to_string();
+        if !msg.contains(&said) {
+            msg.push_str(&format!(" ({said})"));
+        }
         source = s.source();
     }
+    if let Some(hint) = e.downcast_ref::<shmcast::Error>().and_then(hint) {
+        msg.push_str(&format!(" [{hint}]"));
+    }
     msg
+}
+
+/// What to do about a library error with this command's flags and
+/// subcommands (the library's messages name neither).
+fn hint(e: &shmcast::Error) -> Option<&'static str> {
+    use shmcast::ErrorKind::*;
+    let message = e.to_string();
+    Some(match e.kind() {
+        PermissionDenied if message.contains("lease table") => {
+            "the publisher grants leasing with `serve --lease-mode 666` (Linux) or `--lease-sddl` (Windows); `read` without --lease needs no more than read access"
+        }
+        PermissionDenied if message.contains("cannot open") => {
+            "the publisher grants access with `--mode`/`--group` (Linux) or `--sddl` (Windows)"
+        }
+        AlreadyExists | Uninitialized | NoSpace
+            if message.contains("dead") || message.contains("never fully") || message.contains("reserved") =>
+        {
+            "`shmcast clean` removes what dead processes left"
+        }
+        AllSlotsLeased => "give the channel more slots with `--slots`",
+        _ => return None,
+    })
 }
 
 fn hold(name: &Name, size: usize, mode: u32, sddl: Option<&str>) -> Result<(), String> {
@@ -1004,7 +1033,7 @@ fn read(
     for read in 0..count {
         match subscriber.wait_newer(last, timeout) {
             Ok(_) => {}
-            Err(shmcast::ReadError::Timeout { .. }) => {
+            Err(e) if e.kind() == shmcast::ErrorKind::Timeout => {
                 return Err(format!(
                     "channel {name}: got {read} of {count} frames; no new frame within {timeout:?}"
                 ));

@@ -8,9 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shmcast::{
-    ChannelOptions, CreateOptions, FrameMeta, Name, PixelFormat, PublishError, Publisher,
-};
+use shmcast::{ChannelOptions, CreateOptions, ErrorKind, FrameMeta, Name, PixelFormat, Publisher};
 
 /// How long a SIGTERM waits for the main loop to stop on its own before
 /// the handler removes the channel's name itself and exits (the loop may
@@ -339,18 +337,15 @@ fn publish_loop(
         let mut loan = match publisher.loan(frame_len) {
             Ok(loan) => Some(loan),
             // Subscribers lease every free slot: drop this frame, never wait.
-            Err(PublishError::AllSlotsLeased { holders, .. }) => {
+            Err(e) if e.kind() == ErrorKind::AllSlotsLeased => {
                 if last_drop_log.is_none_or(|t| t.elapsed() >= DROP_LOG_EVERY) {
                     last_drop_log = Some(Instant::now());
-                    let pids: Vec<String> = holders.iter().map(|p| format!("pid {p}")).collect();
+                    let by = e.pid().map_or("subscribers".to_owned(), |p| {
+                        format!("subscribers (pid {p} among them)")
+                    });
                     crate::status::log(format!(
-                        "channel {name}: dropping frames: every free slot is leased by {} \
-                         (leases that block the publisher longer than the max lease are revoked)",
-                        if pids.is_empty() {
-                            "unknown processes".to_owned()
-                        } else {
-                            pids.join(", ")
-                        }
+                        "channel {name}: dropping frames: every free slot is leased by {by} \
+                         (leases that block the publisher longer than the max lease are revoked)"
                     ));
                 }
                 None
@@ -492,7 +487,7 @@ fn ffmpeg_loop(
         while !stop.load(Ordering::SeqCst) && !done(published) {
             let mut loan = match publisher.loan(frame_len) {
                 Ok(loan) => Some(loan),
-                Err(PublishError::AllSlotsLeased { .. }) => None,
+                Err(e) if e.kind() == ErrorKind::AllSlotsLeased => None,
                 Err(e) => {
                     ended.store(true, Ordering::SeqCst);
                     let _ = running.child.lock().map(|mut c| c.kill());

@@ -5,9 +5,7 @@ use std::cell::RefCell;
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use shmcast_core::{
-    CreateError, OpenError, PublishError, PublisherError, ReadError, RegionError, SubscriberError,
-};
+use shmcast_core::{Error, ErrorKind};
 
 /// What a function returns: `SHMCAST_OK` or what went wrong. Functions
 /// return it as `int32_t`; new codes may be added, so treat any other
@@ -145,124 +143,44 @@ pub unsafe extern "C" fn shmcast_last_error_message(buf: *mut c_char, capacity: 
     .unwrap_or(0)
 }
 
-// What each library error means to a C caller.
-
-pub(crate) fn open_status(e: &OpenError) -> shmcast_status {
-    match e {
-        OpenError::InvalidName(_) => SHMCAST_ERROR_INVALID_NAME,
-        OpenError::NotFound { .. } => SHMCAST_ERROR_NOT_FOUND,
-        OpenError::PermissionDenied { .. } => SHMCAST_ERROR_PERMISSION_DENIED,
-        OpenError::Incompatible { .. } | OpenError::WrongKind { .. } => SHMCAST_ERROR_INCOMPATIBLE,
-        OpenError::NotShmcast { .. }
-        | OpenError::Foreign { .. }
-        | OpenError::Uninitialized { .. }
-        | OpenError::Corrupt { .. } => SHMCAST_ERROR_CORRUPT,
-        OpenError::Truncated { .. } => SHMCAST_ERROR_TRUNCATED,
+/// What each kind of library error is to a C caller: the one place the
+/// status codes come from (the C# `Status` enum mirrors these values, and
+/// a test checks that it does).
+pub(crate) fn status_of(kind: ErrorKind) -> shmcast_status {
+    match kind {
+        ErrorKind::InvalidArgument => SHMCAST_ERROR_INVALID_ARGUMENT,
+        ErrorKind::InvalidName => SHMCAST_ERROR_INVALID_NAME,
+        ErrorKind::NotFound => SHMCAST_ERROR_NOT_FOUND,
+        ErrorKind::AlreadyExists => SHMCAST_ERROR_ALREADY_EXISTS,
+        ErrorKind::PermissionDenied => SHMCAST_ERROR_PERMISSION_DENIED,
+        ErrorKind::NoSpace => SHMCAST_ERROR_NO_SPACE,
+        ErrorKind::Foreign | ErrorKind::Uninitialized | ErrorKind::Corrupt => SHMCAST_ERROR_CORRUPT,
+        ErrorKind::Incompatible => SHMCAST_ERROR_INCOMPATIBLE,
+        ErrorKind::Truncated => SHMCAST_ERROR_TRUNCATED,
+        ErrorKind::WriterAlive => SHMCAST_ERROR_WRITER_ALIVE,
+        ErrorKind::WriterLost => SHMCAST_ERROR_WRITER_LOST,
+        ErrorKind::Busy => SHMCAST_ERROR_BUSY,
+        ErrorKind::Timeout => SHMCAST_ERROR_TIMEOUT,
+        ErrorKind::TooLarge => SHMCAST_ERROR_TOO_LARGE,
+        ErrorKind::AllSlotsLeased => SHMCAST_ERROR_ALL_SLOTS_LEASED,
+        ErrorKind::BufferTooSmall => SHMCAST_ERROR_BUFFER_TOO_SMALL,
+        ErrorKind::OutOfBounds => SHMCAST_ERROR_OUT_OF_BOUNDS,
+        ErrorKind::ReadOnly => SHMCAST_ERROR_READ_ONLY,
+        ErrorKind::Torn => SHMCAST_ERROR_TORN,
+        ErrorKind::NotLeasing => SHMCAST_ERROR_NOT_LEASING,
+        ErrorKind::Revoked => SHMCAST_ERROR_REVOKED,
+        ErrorKind::Overrun => SHMCAST_ERROR_OVERRUN,
         _ => SHMCAST_ERROR_OS,
     }
 }
 
-pub(crate) fn create_status(e: &CreateError) -> shmcast_status {
-    match e {
-        CreateError::InvalidName(_) => SHMCAST_ERROR_INVALID_NAME,
-        CreateError::InvalidSize { .. } | CreateError::InvalidSecurityDescriptor { .. } => {
-            SHMCAST_ERROR_INVALID_ARGUMENT
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        let mut message = e.to_string();
+        // What to do, in the C ABI's words (the library names no API).
+        if e.kind() == ErrorKind::NotLeasing {
+            message.push_str(" (open the subscriber with SHMCAST_SUBSCRIBE_LEASING)");
         }
-        CreateError::AlreadyExists { .. } | CreateError::NotOurs { .. } => {
-            SHMCAST_ERROR_ALREADY_EXISTS
-        }
-        CreateError::PermissionDenied { .. } => SHMCAST_ERROR_PERMISSION_DENIED,
-        CreateError::NoSpace { .. } => SHMCAST_ERROR_NO_SPACE,
-        _ => SHMCAST_ERROR_OS,
-    }
-}
-
-impl From<OpenError> for Failure {
-    fn from(e: OpenError) -> Failure {
-        Failure(open_status(&e), e.to_string())
-    }
-}
-
-impl From<CreateError> for Failure {
-    fn from(e: CreateError) -> Failure {
-        Failure(create_status(&e), e.to_string())
-    }
-}
-
-impl From<RegionError> for Failure {
-    fn from(e: RegionError) -> Failure {
-        let code = match &e {
-            RegionError::OutOfBounds { .. } => SHMCAST_ERROR_OUT_OF_BOUNDS,
-            RegionError::ReadOnly { .. } => SHMCAST_ERROR_READ_ONLY,
-            RegionError::Timeout { .. } => SHMCAST_ERROR_TIMEOUT,
-            RegionError::Torn { .. } => SHMCAST_ERROR_TORN,
-            _ => SHMCAST_ERROR_OS,
-        };
-        Failure(code, e.to_string())
-    }
-}
-
-impl From<PublisherError> for Failure {
-    fn from(e: PublisherError) -> Failure {
-        let code = match &e {
-            PublisherError::InvalidName(_) => SHMCAST_ERROR_INVALID_NAME,
-            PublisherError::Geometry { .. } => SHMCAST_ERROR_INVALID_ARGUMENT,
-            PublisherError::Create(c) => create_status(c),
-            PublisherError::Open(o) => open_status(o),
-            PublisherError::WriterAlive { .. } => SHMCAST_ERROR_WRITER_ALIVE,
-            PublisherError::Incompatible { .. } => SHMCAST_ERROR_INCOMPATIBLE,
-            PublisherError::Busy { .. } => SHMCAST_ERROR_BUSY,
-            _ => SHMCAST_ERROR_OS,
-        };
-        Failure(code, e.to_string())
-    }
-}
-
-impl From<PublishError> for Failure {
-    fn from(e: PublishError) -> Failure {
-        let code = match &e {
-            PublishError::TooLarge { .. } => SHMCAST_ERROR_TOO_LARGE,
-            PublishError::AllSlotsLeased { .. } => SHMCAST_ERROR_ALL_SLOTS_LEASED,
-            PublishError::Truncated { .. } => SHMCAST_ERROR_TRUNCATED,
-            PublishError::WriterLost { .. } => SHMCAST_ERROR_WRITER_LOST,
-            _ => SHMCAST_ERROR_OS,
-        };
-        Failure(code, e.to_string())
-    }
-}
-
-impl From<SubscriberError> for Failure {
-    fn from(e: SubscriberError) -> Failure {
-        let code = match &e {
-            SubscriberError::InvalidName(_) => SHMCAST_ERROR_INVALID_NAME,
-            SubscriberError::Open(o) => open_status(o),
-            SubscriberError::Corrupt { .. } => SHMCAST_ERROR_CORRUPT,
-            SubscriberError::TableFull { .. } => SHMCAST_ERROR_BUSY,
-            SubscriberError::LeasingDenied { .. } => SHMCAST_ERROR_PERMISSION_DENIED,
-            SubscriberError::Timeout { .. } => SHMCAST_ERROR_TIMEOUT,
-            _ => SHMCAST_ERROR_OS,
-        };
-        Failure(code, e.to_string())
-    }
-}
-
-impl From<ReadError> for Failure {
-    fn from(e: ReadError) -> Failure {
-        // Say it in the C ABI's words.
-        let message = e
-            .to_string()
-            .replace("Access::Leasing", "SHMCAST_SUBSCRIBE_LEASING");
-        let code = match &e {
-            ReadError::BufferTooSmall { .. } => SHMCAST_ERROR_BUFFER_TOO_SMALL,
-            ReadError::NotLeasing { .. } => SHMCAST_ERROR_NOT_LEASING,
-            ReadError::LeaseHeld { .. } => SHMCAST_ERROR_BUSY,
-            ReadError::Revoked { .. } => SHMCAST_ERROR_REVOKED,
-            ReadError::Truncated { .. } => SHMCAST_ERROR_TRUNCATED,
-            ReadError::Overrun { .. } => SHMCAST_ERROR_OVERRUN,
-            ReadError::Corrupt { .. } => SHMCAST_ERROR_CORRUPT,
-            ReadError::Timeout { .. } => SHMCAST_ERROR_TIMEOUT,
-            _ => SHMCAST_ERROR_OS,
-        };
-        Failure(code, message)
+        Failure(status_of(e.kind()), message)
     }
 }

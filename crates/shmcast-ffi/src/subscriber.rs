@@ -132,8 +132,7 @@ pub unsafe extern "C" fn shmcast_subscriber_wait(
         let got = Subscriber::wait_newer_shared(&s.sub, after_frame, args::millis(timeout_ms));
         let newest = match &got {
             Ok(newest) => *newest,
-            Err(shmcast_core::ReadError::Timeout { latest, .. }) => *latest,
-            Err(_) => 0,
+            Err(e) => e.frame_number().unwrap_or(0),
         };
         // SAFETY: forwarded from the caller.
         if let Some(n) = unsafe { frame_number.as_mut() } {
@@ -173,10 +172,10 @@ pub unsafe extern "C" fn shmcast_subscriber_read_latest(
             Ok(Some(frame)) => unsafe { args::write_info(info, Some(&frame)) },
             Ok(None) => Err(no_frame(&sub.name().to_string())),
             Err(e) => {
-                if let shmcast_core::ReadError::BufferTooSmall { needed, .. } = &e {
+                if let Some(needed) = e.frame_len() {
                     let frame = shmcast_core::FrameInfo {
                         number: 0,
-                        len: *needed,
+                        len: needed,
                         meta: shmcast_core::FrameMeta::raw(),
                     };
                     // SAFETY: forwarded from the caller.

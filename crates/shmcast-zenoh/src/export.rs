@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shmcast::{Health, OpenError, ReadError, Subscriber, SubscriberError};
+use shmcast::{ErrorKind, Health, Subscriber};
 use zenoh::qos::{CongestionControl, Priority};
 use zenoh::Wait;
 
@@ -160,7 +160,7 @@ fn frame_loop(
                 // The status thread says it (as the source's stall).
                 *frame_error.lock().unwrap_or_else(|p| p.into_inner()) = error;
             }
-            Err(ReadError::Timeout { .. }) => {}
+            Err(e) if e.kind() == ErrorKind::Timeout => {}
             Err(e) => {
                 eprintln!(
                     "shmcast-zenoh: channel {}: {e}; opening it again",
@@ -235,11 +235,11 @@ fn status_loop(
             match Subscriber::open(export.name.as_str()) {
                 Ok(sub) => source = Some(sub),
                 Err(e) => {
-                    let reason = match e {
-                        SubscriberError::Open(OpenError::NotFound { .. }) => {
+                    let reason = match e.kind() {
+                        ErrorKind::NotFound => {
                             format!("no channel {} on the exporter's machine", export.name)
                         }
-                        e => format!("cannot open channel {}: {e}", export.name),
+                        _ => format!("cannot open channel {}: {e}", export.name),
                     };
                     tell(&mut said, State::Gone, &reason);
                     send(

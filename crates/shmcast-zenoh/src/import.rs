@@ -23,9 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use shmcast::{
-    ChannelOptions, CreateOptions, FrameMeta, PixelFormat, PublishError, Publisher, PublisherError,
-};
+use shmcast::{ChannelOptions, CreateOptions, ErrorKind, FrameMeta, PixelFormat, Publisher};
 use zenoh::sample::Sample;
 use zenoh::Wait;
 
@@ -239,7 +237,7 @@ impl Channel<'_> {
             Ok(loan) => loan,
             // Readers hold every other slot: this frame is dropped, as a
             // local publisher's would be.
-            Err(PublishError::AllSlotsLeased { .. }) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::AllSlotsLeased => return Ok(()),
             Err(e) => return Err(Refused::Message(format!("frame {}: {e}", h.number))),
         };
         let meta = match jpeg {
@@ -328,7 +326,7 @@ impl Channel<'_> {
             Publisher::create_with(self.import.name.as_str(), &options).map_err(|e| {
                 match e {
                     // Another publisher has the name: nothing to wait for.
-                    PublisherError::WriterAlive { .. } => Refused::Create(e),
+                    e if e.kind() == ErrorKind::WriterAlive => Refused::Create(e),
                     // Out of shared memory, readers holding an old section on
                     // Windows, ...: said once, tried again with the next frame.
                     e => {
@@ -365,5 +363,5 @@ enum Refused {
     /// The message is bad or does not fit: skipped.
     Message(String),
     /// The local channel cannot be created: fatal.
-    Create(PublisherError),
+    Create(shmcast::Error),
 }

@@ -117,9 +117,9 @@ pub enum BridgeError {
     #[error("zenoh: {0}")]
     Zenoh(String),
     #[error("{0}")]
-    Source(#[source] shmcast::SubscriberError),
+    Source(#[source] shmcast::Error),
     #[error("{0}")]
-    Channel(#[source] shmcast::PublisherError),
+    Channel(#[source] shmcast::Error),
 }
 
 fn main() -> ExitCode {

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use shmcast::{FrameMeta, PixelFormat, PublishError, Publisher};
+use shmcast::{ErrorKind, FrameMeta, PixelFormat, Publisher};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -32,7 +32,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 frame.commit(&meta);
             }
             // Readers hold every free slot: skip this frame, never wait.
-            Err(PublishError::AllSlotsLeased { .. }) => continue,
+            Err(e) if e.kind() == ErrorKind::AllSlotsLeased => continue,
             Err(e) => return Err(e.into()),
         }
         std::thread::sleep(Duration::from_millis(33));

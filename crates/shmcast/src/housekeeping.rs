@@ -5,7 +5,7 @@
 use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::{OpenError, RemoveError};
+use crate::error::{Error, ErrorKind};
 use crate::header::Kind;
 use crate::identity::ProcessId;
 use crate::name::{IntoName, Name};
@@ -50,7 +50,7 @@ impl SegmentInfo {
 ///
 /// # Errors
 /// [`OpenError`] when there is no such segment or it is not valid.
-pub fn inspect<N>(name: N) -> Result<SegmentInfo, OpenError>
+pub fn inspect<N>(name: N) -> Result<SegmentInfo, Error>
 where
     N: IntoName,
 {
@@ -63,21 +63,25 @@ where
 /// Windows this does nothing, since a section goes with its last handle.
 ///
 /// # Errors
-/// [`RemoveError::NotFound`] when there is no such name.
-pub fn remove<N>(name: N) -> Result<(), RemoveError>
+/// [`ErrorKind::NotFound`] when there is no such name.
+pub fn remove<N>(name: N) -> Result<(), Error>
 where
     N: IntoName,
 {
     let name = name.into_name()?;
     let _ = os::unlink(&name.companion(crate::name::LEASES).object_name());
-    os::unlink(&name.object_name()).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => RemoveError::NotFound {
-            name: name.to_string(),
-        },
-        _ => RemoveError::Os {
-            name: name.to_string(),
-            source,
-        },
+    os::unlink(&name.object_name()).map_err(|source| {
+        let e = match source.kind() {
+            io::ErrorKind::NotFound => Error::new(
+                ErrorKind::NotFound,
+                format!("no segment named {name} to remove"),
+            ),
+            _ => Error::new(
+                ErrorKind::Os,
+                format!("cannot remove segment {name}: {source}"),
+            ),
+        };
+        e.on(&name).caused_by(source)
     })
 }
 
@@ -89,8 +93,8 @@ where
 /// there is no name to remove: the section goes with its last handle.
 ///
 /// # Errors
-/// [`RemoveError::InvalidName`] only.
-pub fn remove_owned<N>(name: N) -> Result<bool, RemoveError>
+/// [`ErrorKind::InvalidName`] only.
+pub fn remove_owned<N>(name: N) -> Result<bool, Error>
 where
     N: IntoName,
 {
@@ -114,7 +118,7 @@ pub struct Listed {
     pub name: Name,
     /// Its header, or why it could not be read (another user's segment
     /// this user may not open, a half-made or foreign object, ...).
-    pub info: Result<SegmentInfo, OpenError>,
+    pub info: Result<SegmentInfo, Error>,
 }
 
 /// Every shmcast segment this process can see: on Linux the objects in

@@ -89,10 +89,7 @@ pub use channel::{
     MIN_SLOTS,
 };
 pub use copy::SharedBytes;
-pub use error::{
-    CreateError, OpenError, PublishError, PublisherError, ReadError, RegionError, RemoveError,
-    SubscriberError,
-};
+pub use error::{Error, ErrorKind, Result};
 pub use header::{Kind, HEADER_LEN, LAYOUT_VERSION};
 pub use housekeeping::{
     clean, inspect, list, remove, remove_owned, CleanReport, Listed, SegmentInfo,

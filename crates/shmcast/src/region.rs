@@ -30,7 +30,7 @@
 use std::time::{Duration, Instant};
 
 use crate::copy::{copy_from_shared, SharedBytes};
-use crate::error::{CreateError, OpenError, RegionError};
+use crate::error::{Error, ErrorKind};
 use crate::header::{Kind, COMMON_LEN};
 use crate::housekeeping::SegmentInfo;
 use crate::identity::{Holder, ProcessId};
@@ -60,9 +60,9 @@ impl Region {
     /// Creates a region of `size` bytes, zero-filled, with default options.
     ///
     /// # Errors
-    /// [`CreateError`]: the name is taken, the memory cannot be reserved,
+    /// [`Error`]: the name is taken, the memory cannot be reserved,
     /// the OS refuses.
-    pub fn create<N>(name: N, size: usize) -> Result<Region, CreateError>
+    pub fn create<N>(name: N, size: usize) -> Result<Region, Error>
     where
         N: IntoName,
     {
@@ -73,11 +73,7 @@ impl Region {
     ///
     /// # Errors
     /// As [`Region::create`], and a bad security descriptor.
-    pub fn create_with<N>(
-        name: N,
-        size: usize,
-        options: &CreateOptions,
-    ) -> Result<Region, CreateError>
+    pub fn create_with<N>(name: N, size: usize, options: &CreateOptions) -> Result<Region, Error>
     where
         N: IntoName,
     {
@@ -89,9 +85,9 @@ impl Region {
     /// Opens an existing region for reading and writing.
     ///
     /// # Errors
-    /// [`OpenError`]: no such name, not a region, a header that fails
+    /// [`Error`]: no such name, not a region, a header that fails
     /// validation, no permission.
-    pub fn open<N>(name: N) -> Result<Region, OpenError>
+    pub fn open<N>(name: N) -> Result<Region, Error>
     where
         N: IntoName,
     {
@@ -105,7 +101,7 @@ impl Region {
     ///
     /// # Errors
     /// As [`Region::open`].
-    pub fn open_read_only<N>(name: N) -> Result<Region, OpenError>
+    pub fn open_read_only<N>(name: N) -> Result<Region, Error>
     where
         N: IntoName,
     {
@@ -165,7 +161,7 @@ impl Region {
     }
 
     /// Copies `buf.len()` bytes at `offset` into `buf`, with no lock.
-    fn copy_out(&self, offset: usize, buf: &mut [u8]) -> Result<(), RegionError> {
+    fn copy_out(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.check_range(offset, buf.len())?;
         if let Some(src) = self.bytes().get(offset..offset + buf.len()) {
             src.copy_to(buf);
@@ -173,38 +169,55 @@ impl Region {
         Ok(())
     }
 
-    fn check_range(&self, offset: usize, len: usize) -> Result<(), RegionError> {
+    fn check_range(&self, offset: usize, len: usize) -> Result<(), Error> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len() => Ok(()),
-            _ => Err(RegionError::OutOfBounds {
-                name: self.name().to_string(),
-                offset: offset as u64,
-                len: len as u64,
-                size: self.len() as u64,
-            }),
+            _ => Err(Error::new(
+                ErrorKind::OutOfBounds,
+                format!(
+                    "region {}: {len} bytes at offset {offset} do not fit in its {} bytes; nothing was written or read",
+                    self.name(),
+                    self.len()
+                ),
+            )
+            .on(self.name())),
         }
     }
 
-    fn check_writable(&self) -> Result<(), RegionError> {
+    fn check_writable(&self) -> Result<(), Error> {
         if self.is_read_only() {
-            return Err(RegionError::ReadOnly {
-                name: self.name().to_string(),
-            });
+            return Err(Error::new(
+                ErrorKind::ReadOnly,
+                format!(
+                    "region {} is open read-only; open it read-write to write or lock it",
+                    self.name()
+                ),
+            )
+            .on(self.name()));
         }
         Ok(())
     }
 
-    fn timeout(&self, wanted: &'static str, blocker: Blocker, waited: Duration) -> RegionError {
-        let holder = match blocker {
-            Blocker::Writer(pid) => format!("pid {pid} (writing)"),
-            Blocker::Reader(pid) => format!("pid {pid} (reading)"),
-            Blocker::ReadersFull => format!("{READER_SLOTS} readers (the reader table is full)"),
+    fn timeout(&self, wanted: &'static str, blocker: Blocker, waited: Duration) -> Error {
+        let (holder, pid) = match blocker {
+            Blocker::Writer(pid) => (format!("pid {pid} (writing)"), Some(pid)),
+            Blocker::Reader(pid) => (format!("pid {pid} (reading)"), Some(pid)),
+            Blocker::ReadersFull => (
+                format!("{READER_SLOTS} readers (the reader table is full)"),
+                None,
+            ),
         };
-        RegionError::Timeout {
-            name: self.name().to_string(),
-            wanted,
-            holder,
-            waited,
+        let e = Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "region {}: the {wanted} lock is held by {holder}; gave up after {waited:?}",
+                self.name()
+            ),
+        )
+        .on(self.name());
+        match pid {
+            Some(pid) => e.with_pid(pid),
+            None => e,
         }
     }
 
@@ -212,9 +225,9 @@ impl Region {
     /// When it does not fit, nothing is written.
     ///
     /// # Errors
-    /// [`RegionError::OutOfBounds`], [`RegionError::ReadOnly`], or
-    /// [`RegionError::Timeout`] after [`DEFAULT_LOCK_TIMEOUT`].
-    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), RegionError> {
+    /// [`ErrorKind::OutOfBounds`], [`ErrorKind::ReadOnly`], or
+    /// [`ErrorKind::Timeout`] after [`DEFAULT_LOCK_TIMEOUT`].
+    pub fn write(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
         self.check_range(offset, data.len())?;
         self.write_lock(DEFAULT_LOCK_TIMEOUT)?.write(offset, data)
     }
@@ -223,10 +236,10 @@ impl Region {
     /// on a read-write open, as a seqlock copy on a read-only one.
     ///
     /// # Errors
-    /// [`RegionError::OutOfBounds`]; [`RegionError::Timeout`] after
-    /// [`DEFAULT_LOCK_TIMEOUT`]; [`RegionError::Torn`] when the last writer
+    /// [`ErrorKind::OutOfBounds`]; [`ErrorKind::Timeout`] after
+    /// [`DEFAULT_LOCK_TIMEOUT`]; [`ErrorKind::Torn`] when the last writer
     /// died mid-write.
-    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), RegionError> {
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.check_range(offset, buf.len())?;
         let torn = if self.is_read_only() {
             let started = Instant::now();
@@ -245,9 +258,11 @@ impl Region {
             guard.is_torn()
         };
         if torn {
-            return Err(RegionError::Torn {
-                name: self.name().to_string(),
-            });
+            return Err(Error::new(
+                ErrorKind::Torn,
+                format!("region {} was left half-written by a writer that died; the next completed write repairs it", self.name()),
+            )
+            .on(self.name()));
         }
         Ok(())
     }
@@ -256,7 +271,7 @@ impl Region {
     ///
     /// # Errors
     /// As [`Region::read`].
-    pub fn read_to_vec(&self) -> Result<Vec<u8>, RegionError> {
+    pub fn read_to_vec(&self) -> Result<Vec<u8>, Error> {
         let mut v = vec![0u8; self.len()];
         self.read(0, &mut v)?;
         Ok(v)
@@ -266,8 +281,8 @@ impl Region {
     /// process is taken over (see [`WriteGuard::recovered_from`]).
     ///
     /// # Errors
-    /// [`RegionError::ReadOnly`]; [`RegionError::Timeout`] naming the holder.
-    pub fn write_lock(&self, timeout: Duration) -> Result<WriteGuard<'_>, RegionError> {
+    /// [`ErrorKind::ReadOnly`]; [`ErrorKind::Timeout`] naming the holder.
+    pub fn write_lock(&self, timeout: Duration) -> Result<WriteGuard<'_>, Error> {
         self.check_writable()?;
         let started = Instant::now();
         let held = self
@@ -285,7 +300,7 @@ impl Region {
     ///
     /// # Errors
     /// As [`Region::write_lock`].
-    pub fn try_write_lock(&self) -> Result<WriteGuard<'_>, RegionError> {
+    pub fn try_write_lock(&self) -> Result<WriteGuard<'_>, Error> {
         self.write_lock(Duration::ZERO)
     }
 
@@ -293,9 +308,9 @@ impl Region {
     /// (up to [`READER_SLOTS`] locks at once) may read together.
     ///
     /// # Errors
-    /// [`RegionError::ReadOnly`] (read-only opens use [`Region::read`]);
-    /// [`RegionError::Timeout`] naming the holder.
-    pub fn read_lock(&self, timeout: Duration) -> Result<ReadGuard<'_>, RegionError> {
+    /// [`ErrorKind::ReadOnly`] (read-only opens use [`Region::read`]);
+    /// [`ErrorKind::Timeout`] naming the holder.
+    pub fn read_lock(&self, timeout: Duration) -> Result<ReadGuard<'_>, Error> {
         self.check_writable()?;
         let started = Instant::now();
         let held = self
@@ -313,7 +328,7 @@ impl Region {
     ///
     /// # Errors
     /// As [`Region::read_lock`].
-    pub fn try_read_lock(&self) -> Result<ReadGuard<'_>, RegionError> {
+    pub fn try_read_lock(&self) -> Result<ReadGuard<'_>, Error> {
         self.read_lock(Duration::ZERO)
     }
 
@@ -381,9 +396,9 @@ impl WriteGuard<'_> {
     /// Copies `data` into the region at `offset`.
     ///
     /// # Errors
-    /// [`RegionError::OutOfBounds`] when it does not fit (nothing is
+    /// [`ErrorKind::OutOfBounds`] when it does not fit (nothing is
     /// written).
-    pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), RegionError> {
+    pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
         self.region.check_range(offset, data.len())?;
         // SAFETY: the range lies inside the data (checked), which is mapped
         // writable (write_lock checked the open mode) while the region
@@ -403,8 +418,8 @@ impl WriteGuard<'_> {
     /// Copies `buf.len()` bytes at `offset` into `buf`.
     ///
     /// # Errors
-    /// [`RegionError::OutOfBounds`].
-    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), RegionError> {
+    /// [`ErrorKind::OutOfBounds`].
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.region.copy_out(offset, buf)
     }
 
@@ -468,8 +483,8 @@ impl ReadGuard<'_> {
     /// Copies `buf.len()` bytes at `offset` into `buf`.
     ///
     /// # Errors
-    /// [`RegionError::OutOfBounds`].
-    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), RegionError> {
+    /// [`ErrorKind::OutOfBounds`].
+    pub fn read(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
         self.region.copy_out(offset, buf)
     }
 
@@ -492,7 +507,6 @@ impl Drop for ReadGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::OpenError;
 
     fn unique(tag: &str) -> String {
         use std::sync::atomic::{AtomicU32, Ordering};
@@ -526,7 +540,7 @@ mod tests {
         r.write(0, &[7; 16]).unwrap();
         for (offset, len) in [(0, 17), (1, 16), (16, 1), (usize::MAX, 2)] {
             let err = r.write(offset, &vec![1; len]).unwrap_err();
-            assert!(matches!(err, RegionError::OutOfBounds { .. }), "{err}");
+            assert_eq!(err.kind(), ErrorKind::OutOfBounds, "{err}");
         }
         assert_eq!(r.read_to_vec().unwrap(), vec![7; 16]);
         r.write(16, &[]).unwrap();
@@ -537,14 +551,8 @@ mod tests {
         let name = unique("ro");
         let _r = Region::create(&name, 64).unwrap();
         let ro = Region::open_read_only(&name).unwrap();
-        assert!(matches!(
-            ro.write(0, b"x"),
-            Err(RegionError::ReadOnly { .. })
-        ));
-        assert!(matches!(
-            ro.try_read_lock(),
-            Err(RegionError::ReadOnly { .. })
-        ));
+        assert_eq!(ro.write(0, b"x").unwrap_err().kind(), ErrorKind::ReadOnly);
+        assert_eq!(ro.try_read_lock().unwrap_err().kind(), ErrorKind::ReadOnly);
     }
 
     #[test]
@@ -603,31 +611,24 @@ mod tests {
     #[test]
     fn open_errors_name_the_problem() {
         let missing = unique("missing");
-        assert!(matches!(
-            Region::open(&missing),
-            Err(OpenError::NotFound { .. })
-        ));
-        assert!(matches!(
-            Region::open("bad/name"),
-            Err(OpenError::InvalidName(_))
-        ));
+        assert_eq!(
+            Region::open(&missing).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            Region::open("bad/name").unwrap_err().kind(),
+            ErrorKind::InvalidName
+        );
         let name = unique("dup");
         let _r = Region::create(&name, 8).unwrap();
         let err = Region::create(&name, 8).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CreateError::AlreadyExists {
-                    owner_alive: true,
-                    ..
-                }
-            ),
-            "{err}"
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(err.pid(), Some(std::process::id()), "{err}");
+        assert!(err.to_string().contains("still holds"), "{err}");
+        assert_eq!(
+            Region::create(unique("zero"), 0).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
         );
-        assert!(matches!(
-            Region::create(unique("zero"), 0),
-            Err(CreateError::InvalidSize { .. })
-        ));
     }
 
     #[test]
@@ -635,10 +636,7 @@ mod tests {
         let name = unique("drop");
         drop(Region::create(&name, 8).unwrap());
         if cfg!(unix) {
-            assert!(matches!(
-                Region::open(&name),
-                Err(OpenError::NotFound { .. })
-            ));
+            assert_eq!(Region::open(&name).unwrap_err().kind(), ErrorKind::NotFound);
         }
         let kept = Region::create_with(&name, 8, &CreateOptions::new().persist(true)).unwrap();
         drop(kept);

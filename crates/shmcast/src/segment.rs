@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::copy::copy_from_shared;
-use crate::error::{CreateError, OpenError};
+use crate::error::{Error, ErrorKind};
 use crate::header::{self, CommonHeader, Kind, Layout, Problem, COMMON_LEN, HEADER_LEN};
 use crate::identity::{token_liveness, token_pid, Liveness, ProcessId};
 use crate::name::{Name, Namespace};
@@ -147,18 +147,18 @@ impl Segment {
         data_len: usize,
         opts: &CreateOptions,
         init: impl FnOnce(*mut u8),
-    ) -> Result<Segment, CreateError> {
+    ) -> Result<Segment, Error> {
         let name = match opts.namespace {
             Some(ns) => name.in_namespace(ns),
             None => name,
         };
         let max = isize::MAX as usize - HEADER_LEN;
         if data_len == 0 || data_len > max {
-            return Err(CreateError::InvalidSize {
-                name: name.to_string(),
-                size: data_len as u64,
-                max: max as u64,
-            });
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("cannot create segment {name}: a size of {data_len} bytes is not possible; ask for 1 byte to {max} bytes"),
+            )
+            .on(&name));
         }
         let total = HEADER_LEN + data_len;
         let me = ProcessId::current();
@@ -181,12 +181,7 @@ impl Segment {
                 if !replaced {
                     // Judged after any replacement attempt, so the error
                     // names whoever holds the name now.
-                    let (owner, owner_alive) = existing_owner(&name);
-                    return Err(CreateError::AlreadyExists {
-                        name: name.to_string(),
-                        owner,
-                        owner_alive,
-                    });
+                    return Err(already_exists(&name));
                 }
                 Mapping::create(&object, total, &spec)
                     .map_err(|e| create_error(&name, total, opts, e))?
@@ -263,20 +258,24 @@ impl Segment {
                     };
                     return Ok((seg, origin));
                 }
-                Err(CreateError::AlreadyExists { .. }) => {}
-                Err(e) => return Err(AdoptError::Create(e)),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(AdoptError::Failed(e)),
             }
             let seg = match Segment::open(name.clone(), Some(kind), true) {
                 Ok(seg) => seg,
                 // Gone between our create and our open: create it.
-                Err(OpenError::NotFound { .. }) if !last => continue,
+                Err(e) if e.kind() == ErrorKind::NotFound && !last => continue,
                 // Left without a header by a creator that died: clear it.
-                Err(OpenError::Uninitialized { .. }) if !last && remove_if_unfinished(name) => {
+                Err(e)
+                    if e.kind() == ErrorKind::Uninitialized
+                        && !last
+                        && remove_if_unfinished(name) =>
+                {
                     continue
                 }
-                Err(e) => return Err(AdoptError::Open(e)),
+                Err(e) => return Err(AdoptError::Failed(e)),
             };
-            let owned = ours(name, seg.ownership()).map_err(AdoptError::Create)?;
+            let owned = ours(name, seg.ownership()).map_err(AdoptError::Failed)?;
             let claim = match seg.claim(0) {
                 Claim::Won(claim) => claim,
                 Claim::Held { removing: true, .. } => {
@@ -313,7 +312,7 @@ impl Segment {
         name: Name,
         expected: Option<Kind>,
         writable: bool,
-    ) -> Result<Segment, OpenError> {
+    ) -> Result<Segment, Error> {
         let object = name.object_name();
         let started = Instant::now();
         loop {
@@ -579,12 +578,10 @@ pub(crate) enum Origin {
 /// Why [`Segment::create_or_adopt`] has no segment.
 #[derive(Debug)]
 pub(crate) enum AdoptError<E> {
-    Create(CreateError),
-    Open(OpenError),
+    /// Creating or opening it failed.
+    Failed(Error),
     /// A live process owns the segment.
-    Held {
-        pid: u32,
-    },
+    Held { pid: u32 },
     /// The name kept changing under us.
     Busy,
     /// The judge's refusal.
@@ -691,7 +688,7 @@ pub(crate) enum Verdict {
     RemovedUnfinished,
     /// Nothing that could be judged (missing, foreign, too young to call
     /// unfinished, not accessible): left alone.
-    Unjudged(OpenError),
+    Unjudged(Error),
 }
 
 /// Removes `name` if what it names is stale: a segment whose owner is
@@ -719,21 +716,21 @@ pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
                 None => Verdict::Live,
             }
         }
-        Err(OpenError::PermissionDenied { .. }) => {
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => {
             // Not ours to remove: report what it is from a read-only look.
             match Segment::open(name.clone(), None, false) {
                 Ok(seg) if seg.owner_alive() => Verdict::Live,
-                Ok(_) => Verdict::Unjudged(OpenError::PermissionDenied {
-                    name: name.to_string(),
-                    source: io::Error::new(
-                        io::ErrorKind::PermissionDenied,
-                        "its owner is dead, but only its owner's user may remove it",
-                    ),
-                }),
+                Ok(_) => Verdict::Unjudged(
+                    Error::new(
+                        ErrorKind::PermissionDenied,
+                        format!("cannot remove segment {name}: its owner is dead, but only its owner's user (or an administrator) may remove it"),
+                    )
+                    .on(name),
+                ),
                 Err(e) => Verdict::Unjudged(e),
             }
         }
-        Err(OpenError::Uninitialized { .. }) if remove_if_unfinished(name) => {
+        Err(e) if e.kind() == ErrorKind::Uninitialized && remove_if_unfinished(name) => {
             Verdict::RemovedUnfinished
         }
         Err(e) => Verdict::Unjudged(e),
@@ -746,7 +743,7 @@ pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
 /// a dead channel first, since its name sorts first, and removes it).
 fn remove_if_orphaned(name: &Name) -> Verdict {
     match Segment::open(name.without_companion(), None, false) {
-        Err(OpenError::NotFound { .. }) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
         _ => return Verdict::Live,
     }
     match Segment::open(name.clone(), None, false) {
@@ -758,7 +755,7 @@ fn remove_if_orphaned(name: &Name) -> Verdict {
                 Verdict::Live
             }
         }
-        Err(OpenError::Uninitialized { .. }) if remove_if_unfinished(name) => {
+        Err(e) if e.kind() == ErrorKind::Uninitialized && remove_if_unfinished(name) => {
             Verdict::RemovedUnfinished
         }
         Err(e) => Verdict::Unjudged(e),
@@ -812,127 +809,166 @@ fn existing_owner(name: &Name) -> (Option<ProcessId>, bool) {
                 let owner = seg.current_creator();
                 return (Some(owner), owner.liveness() == Liveness::Alive);
             }
-            Err(OpenError::NotFound { .. }) => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                std::thread::sleep(Duration::from_millis(2))
+            }
             Err(_) => break,
         }
     }
     (None, false)
 }
 
-fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> CreateError {
-    let name_s = name.to_string();
+/// The name is taken: by whom, and what to do.
+fn already_exists(name: &Name) -> Error {
+    let (owner, alive) = existing_owner(name);
+    let by = match owner {
+        Some(p) if alive => format!(
+            " by a segment its creator (pid {}) still holds; stop that process or use another name",
+            p.pid
+        ),
+        Some(p) => format!(
+            " by a segment whose creator (pid {}) is dead; clean it up (`clean`) or remove it",
+            p.pid
+        ),
+        None => {
+            " by an object that is not a readable shmcast segment; remove it or use another name"
+                .to_owned()
+        }
+    };
+    let e = Error::new(
+        ErrorKind::AlreadyExists,
+        format!("cannot create segment {name}: the name is taken{by}"),
+    )
+    .on(name);
+    match owner {
+        Some(p) => e.with_pid(p.pid),
+        None => e,
+    }
+}
+
+fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> Error {
     if e.source.kind() == io::ErrorKind::AlreadyExists {
         // Someone else created it after we cleared the way.
-        let (owner, owner_alive) = existing_owner(name);
-        return CreateError::AlreadyExists {
-            name: name_s,
-            owner,
-            owner_alive,
-        };
+        return already_exists(name);
     }
-    if e.kind == OsErrorKind::BadSecurityDescriptor {
-        return CreateError::InvalidSecurityDescriptor {
-            name: name_s,
-            sddl: opts.sddl.clone().unwrap_or_default(),
-            source: e.source,
+    let (kind, message) = if e.kind == OsErrorKind::BadSecurityDescriptor {
+        let sddl = opts.sddl.clone().unwrap_or_default();
+        (
+            ErrorKind::InvalidArgument,
+            format!("cannot create segment {name}: {sddl:?} is not a valid SDDL security descriptor (for example \"D:(A;;GA;;;SY)(A;;GR;;;IU)\")"),
+        )
+    } else if e.kind == OsErrorKind::OutOfSpace {
+        let (place, free) = match os::shm_space() {
+            Some((place, free)) => (place, format!(" ({free} bytes free)")),
+            None => ("the pagefile (commit limit)".to_owned(), String::new()),
         };
-    }
-    if e.kind == OsErrorKind::OutOfSpace {
-        let (place, available) = match os::shm_space() {
-            Some((place, free)) => (place, Some(free)),
-            None => ("the pagefile (commit limit)".to_owned(), None),
-        };
-        return CreateError::NoSpace {
-            name: name_s,
-            size: size as u64,
-            place,
-            available,
-            source: e.source,
-        };
-    }
-    if e.source.kind() == io::ErrorKind::PermissionDenied {
+        (
+            ErrorKind::NoSpace,
+            format!("cannot create segment {name}: {size} bytes could not be reserved in {place}{free}; free some shared memory (clean up dead segments) or ask for less"),
+        )
+    } else if e.source.kind() == io::ErrorKind::PermissionDenied {
         let hint = match name.namespace() {
             Namespace::Global if cfg!(windows) => {
-                "; creating a Global\\ name needs SeCreateGlobalPrivilege (run as a service or \
+                "creating a Global\\ name needs SeCreateGlobalPrivilege (run as a service or \
                  an administrator), or use a Local\\ name"
                     .to_owned()
             }
-            _ => format!("; check access to the {} object", name.object_name()),
+            _ => format!("check access to the {} object", name.object_name()),
         };
-        return CreateError::PermissionDenied {
-            name: name_s,
-            hint,
-            source: e.source,
-        };
-    }
-    CreateError::Os {
-        name: name_s,
-        op: e.op,
-        source: e.source,
-    }
+        (
+            ErrorKind::PermissionDenied,
+            format!("cannot create segment {name}: permission denied; {hint}"),
+        )
+    } else {
+        (
+            ErrorKind::Os,
+            format!(
+                "cannot create segment {name}: {} failed: {}",
+                e.op, e.source
+            ),
+        )
+    };
+    Error::new(kind, message).on(name).caused_by(e.source)
 }
 
-fn open_error(name: &Name, e: OsError) -> OpenError {
-    let name = name.to_string();
-    if e.kind == OsErrorKind::Foreign {
-        return OpenError::Foreign {
-            name,
-            what: e.source.to_string(),
-        };
-    }
-    match e.source.kind() {
-        io::ErrorKind::NotFound => OpenError::NotFound { name },
-        io::ErrorKind::PermissionDenied => OpenError::PermissionDenied {
-            name,
-            source: e.source,
-        },
-        _ => OpenError::Os {
-            name,
-            op: e.op,
-            source: e.source,
-        },
-    }
+fn open_error(name: &Name, e: OsError) -> Error {
+    let (kind, message) = if e.kind == OsErrorKind::Foreign {
+        (
+            ErrorKind::Foreign,
+            format!("cannot open segment {name}: {}; another program put it there: remove it or use another name", e.source),
+        )
+    } else {
+        match e.source.kind() {
+            io::ErrorKind::NotFound => (
+                ErrorKind::NotFound,
+                format!("no segment named {name}: start the process that creates it first (on Windows, check Local\\ vs Global\\)"),
+            ),
+            io::ErrorKind::PermissionDenied => (
+                ErrorKind::PermissionDenied,
+                format!("cannot open segment {name}: permission denied; its creator must grant this user access, or open it read-only"),
+            ),
+            _ => (
+                ErrorKind::Os,
+                format!("cannot open segment {name}: {} failed: {}", e.op, e.source),
+            ),
+        }
+    };
+    Error::new(kind, message).on(name).caused_by(e.source)
 }
 
-fn problem_error(name: &Name, expected: Option<Kind>, problem: Problem) -> OpenError {
-    let name = name.to_string();
-    match problem {
-        Problem::Uninitialized { owner } => OpenError::Uninitialized { name, owner },
-        Problem::Foreign { found } => OpenError::NotShmcast { name, found },
-        Problem::Version { found } => OpenError::Incompatible {
-            name,
-            found,
-            expected: header::LAYOUT_VERSION,
-        },
-        Problem::WrongKind { found } => OpenError::WrongKind {
-            name,
-            found,
-            expected: expected.unwrap_or(found),
-        },
-        Problem::Corrupt(what) => OpenError::Corrupt { name, what },
-        Problem::Truncated { mapped, needed } => OpenError::Truncated {
-            name,
-            mapped,
-            needed,
-        },
-    }
+fn problem_error(name: &Name, expected: Option<Kind>, problem: Problem) -> Error {
+    let (kind, message) = match problem {
+        Problem::Uninitialized { .. } => (
+            ErrorKind::Uninitialized,
+            format!("cannot open segment {name}: it was never fully created (its creator may have died while creating it); clean it up (`clean`) or create it again"),
+        ),
+        Problem::Foreign { found } => (
+            ErrorKind::Foreign,
+            format!("cannot open segment {name}: it is not a shmcast segment (it starts with {found:02x?}); another program uses this name"),
+        ),
+        Problem::Version { found } => (
+            ErrorKind::Incompatible,
+            format!(
+                "cannot open segment {name}: layout version {found}, but this build reads version {}; use matching shmcast versions on both sides",
+                header::LAYOUT_VERSION
+            ),
+        ),
+        Problem::WrongKind { found } => (
+            ErrorKind::Incompatible,
+            format!("cannot open segment {name} as a {}: it is a {found}", expected.unwrap_or(found)),
+        ),
+        Problem::Corrupt(what) => (
+            ErrorKind::Corrupt,
+            format!("cannot open segment {name}: its header is corrupt ({what}); remove it and create it again"),
+        ),
+        Problem::Truncated { mapped, needed } => (
+            ErrorKind::Truncated,
+            format!("cannot open segment {name}: it is truncated ({mapped} bytes mapped, its header needs {needed}); remove it and create it again"),
+        ),
+    };
+    Error::new(kind, message).on(name)
 }
 
 /// `owned` if the object is this user's; a take-over of anything else, or
 /// of an object whose owner cannot be read, is refused (fails closed: see
 /// `Mapping::ownership` for the one platform that has no owners).
-fn ours(name: &Name, owned: io::Result<os::Ownership>) -> Result<os::Ownership, CreateError> {
+fn ours(name: &Name, owned: io::Result<os::Ownership>) -> Result<os::Ownership, Error> {
     match owned {
         Ok(owned) if owned.mine => Ok(owned),
-        Ok(owned) => Err(CreateError::NotOurs {
-            name: name.to_string(),
-            owner: owned.owner,
-            mode: owned.mode,
-        }),
-        Err(source) => Err(CreateError::OwnerUnknown {
-            name: name.to_string(),
-            source,
-        }),
+        Ok(owned) => {
+            let mode = owned.mode.map(|m| format!(" (mode {m:04o})")).unwrap_or_default();
+            Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("cannot create segment {name}: the name is taken by a segment that belongs to {}{mode}, not to this user; it is not taken over. Remove it (as its owner or an administrator) or use another name", owned.owner),
+            )
+            .on(name))
+        }
+        Err(source) => Err(Error::new(
+            ErrorKind::AlreadyExists,
+            format!("cannot create segment {name}: the name is taken and its owner cannot be read ({source}); it is not taken over. Remove it as its owner or an administrator, or use another name"),
+        )
+        .on(name)
+        .caused_by(source)),
     }
 }
 
@@ -950,14 +986,16 @@ mod tests {
         };
         assert!(ours(&name, Ok(owner(true))).is_ok());
         let other = ours(&name, Ok(owner(false))).unwrap_err();
-        assert!(matches!(other, CreateError::NotOurs { .. }), "{other}");
+        assert_eq!(other.kind(), ErrorKind::AlreadyExists, "{other}");
+        assert!(
+            other.to_string().contains("uid 1001 (mode 0600)"),
+            "{other}"
+        );
         // No READ_CONTROL on Windows, say: not known to be ours, so not ours.
         let denied = io::Error::from(io::ErrorKind::PermissionDenied);
         let unknown = ours(&name, Err(denied)).unwrap_err();
-        assert!(
-            matches!(unknown, CreateError::OwnerUnknown { .. }),
-            "{unknown}"
-        );
+        assert_eq!(unknown.kind(), ErrorKind::AlreadyExists, "{unknown}");
+        assert!(unknown.to_string().contains("cannot be read"), "{unknown}");
         assert!(unknown.to_string().contains("not taken over"), "{unknown}");
     }
 
@@ -992,7 +1030,7 @@ mod tests {
         );
         let err = create_error(&name, 4096, &CreateOptions::new(), denied);
         let msg = err.to_string();
-        assert!(matches!(err, CreateError::PermissionDenied { .. }), "{msg}");
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{msg}");
         if cfg!(windows) {
             assert!(msg.contains("SeCreateGlobalPrivilege"), "{msg}");
         }
@@ -1003,10 +1041,7 @@ mod tests {
         let name = Name::new("big").unwrap();
         let full = OsError::new("fallocate", io::Error::from(io::ErrorKind::StorageFull));
         let err = create_error(&name, 1 << 40, &CreateOptions::new(), full);
-        assert!(
-            matches!(err, CreateError::NoSpace { size, .. } if size == 1 << 40),
-            "{err}"
-        );
+        assert_eq!(err.kind(), ErrorKind::NoSpace, "{err}");
         assert!(err.to_string().contains("1099511627776 bytes"), "{err}");
     }
 }

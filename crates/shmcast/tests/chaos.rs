@@ -16,9 +16,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{access_for, fill, read_checked, role, say, stdin_closed_flag, unique, Proc};
-use shmcast::{
-    Access, FrameMeta, PublishError, Publisher, ReadError, Subscriber, SubscriberOptions,
-};
+use shmcast::{Access, ErrorKind, FrameMeta, Publisher, Subscriber, SubscriberOptions};
 
 const FRAME_LEN: usize = 64 * 1024;
 
@@ -236,7 +234,7 @@ fn verify(name: &str, mode: &str) -> i32 {
         }
         let got = match read_checked(&mut sub, mode, &mut buf, whole) {
             Ok(got) => got,
-            Err(ReadError::Overrun { .. }) => None,
+            Err(e) if e.kind() == ErrorKind::Overrun => None,
             Err(e) => panic!("{e}"),
         };
         let Some((number, whole)) = got else { continue };
@@ -265,7 +263,7 @@ fn publish_timed(name: &str) -> i32 {
                 loan.commit(&FrameMeta::raw());
                 published += 1;
             }
-            Err(PublishError::AllSlotsLeased { .. }) => dropped += 1,
+            Err(e) if e.kind() == ErrorKind::AllSlotsLeased => dropped += 1,
             Err(e) => panic!("{e}"),
         }
         longest = longest.max(began.elapsed());

@@ -8,7 +8,7 @@ use super::layout::{
 };
 use super::{protocol, source};
 use crate::{
-    error::{OpenError, SubscriberError},
+    error::{Error, ErrorKind},
     header::{Kind, COMMON_LEN},
     identity::Holder,
     name::{IntoName, Name, LEASES},
@@ -78,18 +78,22 @@ impl Channel {
 
     /// Opens the lease table of channel `name` and checks that it belongs
     /// to this very channel (its instance) and has the expected size.
-    pub(super) fn open_leases(&self, name: &Name, writable: bool) -> Result<Segment, OpenError> {
+    pub(super) fn open_leases(&self, name: &Name, writable: bool) -> Result<Segment, Error> {
         let leases = Segment::open(name.companion(LEASES), Some(Kind::Leases), writable)?;
         self.check_leases(&leases)?;
         Ok(leases)
     }
 
-    pub(super) fn check_leases(&self, leases: &Segment) -> Result<(), OpenError> {
+    pub(super) fn check_leases(&self, leases: &Segment) -> Result<(), Error> {
         use crate::sync::Ordering::Relaxed;
         let h = Channel::lease_header_of(leases);
-        let corrupt = |what: String| OpenError::Corrupt {
-            name: leases.name().to_string(),
-            what,
+        let corrupt = |what: String| {
+            let name = leases.name();
+            Error::new(
+                ErrorKind::Corrupt,
+                format!("cannot open segment {name}: its header is corrupt ({what}); remove it and create it again"),
+            )
+            .on(name)
         };
         if leases.layout().data_len != layout::LEASES_DATA_LEN
             || h.entries.load(Relaxed) != MAX_SUBSCRIBERS
@@ -201,15 +205,12 @@ pub struct ChannelStatus {
 /// channel and, if this user may read it, its lease table).
 ///
 /// # Errors
-/// [`SubscriberError::Open`](crate::SubscriberError) when it cannot be
-/// opened as a channel; `Corrupt` when its geometry is inconsistent.
-pub fn inspect_channel<N: IntoName>(name: N) -> Result<ChannelStatus, SubscriberError> {
+/// As opening a channel to subscribe ([`crate::Subscriber::open`]);
+/// [`ErrorKind::Corrupt`] when its geometry is inconsistent.
+pub fn inspect_channel<N: IntoName>(name: N) -> Result<ChannelStatus, Error> {
     let name = name.into_name()?;
     let seg = Segment::open(name.clone(), Some(Kind::Channel), false)?;
-    let mut channel = Channel::new(seg).map_err(|what| SubscriberError::Corrupt {
-        name: name.to_string(),
-        what: what.to_string(),
-    })?;
+    let mut channel = Channel::new(seg).map_err(|what| corrupt_channel(&name, what))?;
     channel.leases = channel.open_leases(&name, false).ok();
     let words = channel.words();
     let writer = words.writer();
@@ -241,4 +242,13 @@ pub(super) fn now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A channel whose geometry does not hold together.
+pub(super) fn corrupt_channel(name: &Name, what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Corrupt,
+        format!("cannot subscribe to channel {name}: its header is corrupt ({what})"),
+    )
+    .on(name)
 }

@@ -16,10 +16,11 @@
 //! slots, frame size and mode; a dead channel of this user with other
 //! settings is removed and created anew (Linux; [`Publisher::replaced`]
 //! says so), and one of another user is never touched
-//! ([`CreateError::NotOurs`](crate::CreateError::NotOurs)).
+//! ([`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists)).
 
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::format::{FrameMeta, SlotMeta};
@@ -28,7 +29,7 @@ use super::layout::{
 };
 use super::mapped::{now_ns, Channel};
 use super::protocol::Words;
-use crate::error::{CreateError, OpenError, PublishError, PublisherError};
+use crate::error::{Error, ErrorKind};
 use crate::header::{Kind, COMMON_LEN};
 use crate::identity::{token_is_dead, token_pid, ProcessId};
 use crate::name::{IntoName, Name, LEASES};
@@ -114,6 +115,9 @@ impl ChannelOptions {
 /// docs); if that publisher lives, creation fails naming its pid.
 pub struct Publisher {
     channel: Channel,
+    /// The channel's name for the publish path's errors, which share it
+    /// instead of allocating.
+    label: Arc<str>,
     me: u64,
     wakers: Wakers,
     last_sweep: Instant,
@@ -146,24 +150,21 @@ impl Publisher {
     ///
     /// # Errors
     /// See [`Publisher::create_with`].
-    pub fn create<N: IntoName>(name: N, max_frame_len: usize) -> Result<Publisher, PublisherError> {
+    pub fn create<N: IntoName>(name: N, max_frame_len: usize) -> Result<Publisher, Error> {
         Publisher::create_with(name, &ChannelOptions::new(max_frame_len))
     }
 
     /// Creates (or takes over) channel `name`.
     ///
     /// # Errors
-    /// [`PublisherError::WriterAlive`] when another live process publishes
-    /// on it; [`PublisherError::Incompatible`] when an existing channel
+    /// [`ErrorKind::WriterAlive`] when another live process publishes
+    /// on it; [`ErrorKind::Incompatible`] when an existing channel
     /// that cannot be replaced (Windows: subscribers hold it open) has
-    /// other settings; [`PublisherError::Geometry`] for an impossible slot
+    /// other settings; [`ErrorKind::InvalidArgument`] for an impossible slot
     /// count or size; create errors (among them
-    /// [`CreateError::NotOurs`](crate::CreateError::NotOurs)) and open
+    /// [`ErrorKind::AlreadyExists`] for another user's channel) and open
     /// errors.
-    pub fn create_with<N: IntoName>(
-        name: N,
-        options: &ChannelOptions,
-    ) -> Result<Publisher, PublisherError> {
+    pub fn create_with<N: IntoName>(name: N, options: &ChannelOptions) -> Result<Publisher, Error> {
         let mut name = name.into_name()?;
         // The namespace option decides every object's name: the channel's,
         // its lease table's and its wake events'.
@@ -171,15 +172,20 @@ impl Publisher {
             name = name.in_namespace(ns);
         }
         let geometry = Geometry::new(options.slots, options.max_frame_len).map_err(|what| {
-            PublisherError::Geometry {
-                name: name.to_string(),
-                what: what.to_string(),
-            }
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("cannot create channel {name}: {what}"),
+            )
+            .on(&name)
         })?;
         let me = ProcessId::current().token();
-        let os_error = |source| PublisherError::Os {
-            name: name.to_string(),
-            source,
+        let os_error = |source: std::io::Error| {
+            Error::new(
+                ErrorKind::Os,
+                format!("cannot create channel {name}: {source}"),
+            )
+            .on(&name)
+            .caused_by(source)
         };
         let (object, ns, sddl) = (
             name.object_name(),
@@ -217,6 +223,7 @@ impl Publisher {
             Origin::Replaced(pid, why) => (None, Some((pid, why))),
         };
         Ok(Publisher {
+            label: name.to_string().into(),
             channel,
             me,
             wakers,
@@ -317,10 +324,10 @@ impl Publisher {
     /// Publishes `payload` as the next frame; returns its number.
     ///
     /// # Errors
-    /// [`PublishError::TooLarge`], [`PublishError::AllSlotsLeased`] (the
-    /// frame is dropped, never waited for), [`PublishError::WriterLost`],
-    /// [`PublishError::Truncated`].
-    pub fn publish(&mut self, meta: &FrameMeta, payload: &[u8]) -> Result<u64, PublishError> {
+    /// [`ErrorKind::TooLarge`], [`ErrorKind::AllSlotsLeased`] (the
+    /// frame is dropped, never waited for), [`ErrorKind::WriterLost`],
+    /// [`ErrorKind::Truncated`]. None of them allocates.
+    pub fn publish(&mut self, meta: &FrameMeta, payload: &[u8]) -> Result<u64, Error> {
         let slot = self.begin(payload.len())?;
         // SAFETY: `begin` gave us `slot`, odd and unleased (no reader uses it
         // in place; copies of it are discarded); it holds max_frame_len >=
@@ -341,7 +348,7 @@ impl Publisher {
     ///
     /// # Errors
     /// As [`Publisher::publish`].
-    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, PublishError> {
+    pub fn loan(&mut self, len: usize) -> Result<Loan<'_>, Error> {
         let slot = self.begin(len)?;
         Ok(Loan::new(self, slot, len))
     }
@@ -357,7 +364,7 @@ impl Publisher {
     pub fn into_loan(
         mut self: Box<Self>,
         len: usize,
-    ) -> Result<OwnedLoan, (Box<Publisher>, PublishError)> {
+    ) -> Result<OwnedLoan, (Box<Publisher>, Error)> {
         match self.begin(len) {
             Ok(slot) => Ok(Loan::new(self, slot, len)),
             Err(e) => Err((self, e)),
@@ -370,31 +377,21 @@ impl Publisher {
         std::ptr::slice_from_raw_parts_mut(self.channel.payload(slot), len)
     }
 
-    fn truncated(&self) -> Result<(), PublishError> {
+    fn truncated(&self) -> Result<(), Error> {
         if self.channel.seg.was_truncated() {
-            return Err(PublishError::Truncated {
-                name: self.channel.name(),
-            });
+            return Err(Error::publish_truncated(&self.label));
         }
         Ok(())
     }
 
-    fn begin(&mut self, len: usize) -> Result<usize, PublishError> {
-        let name = || self.channel.name();
+    fn begin(&mut self, len: usize) -> Result<usize, Error> {
         if len > self.max_frame_len() {
-            return Err(PublishError::TooLarge {
-                name: name(),
-                len,
-                max: self.max_frame_len(),
-            });
+            return Err(Error::too_large(&self.label, len, self.max_frame_len()));
         }
         self.truncated()?;
         let words = self.channel.words();
         if !words.is_writer(self.me) {
-            return Err(PublishError::WriterLost {
-                name: name(),
-                pid: token_pid(words.writer()),
-            });
+            return Err(Error::writer_lost(&self.label, token_pid(words.writer())));
         }
         if self.last_sweep.elapsed() >= SWEEP_EVERY {
             self.last_sweep = Instant::now();
@@ -402,7 +399,9 @@ impl Publisher {
         }
         let now = Instant::now();
         let (max_lease, leased_since) = (self.max_lease, &mut self.leased_since);
-        let mut holders = Vec::new();
+        // The first lease holder met (no list: this is the publish path,
+        // which does not allocate).
+        let mut first_holder = None;
         // First every lease is honoured, and each leased slot's time under
         // lease noted (from when we first saw it leased; a slot seen free
         // starts again).
@@ -413,7 +412,7 @@ impl Publisher {
             }
             Some(token) => {
                 leased_since[s].get_or_insert(now);
-                holders.push(token);
+                first_holder.get_or_insert(token);
                 true
             }
         };
@@ -440,15 +439,12 @@ impl Publisher {
             Ok(slot) => Ok(slot),
             Err(_) => {
                 self.dropped += 1;
-                words.note_dropped(holders.first().copied().unwrap_or(0));
-                let mut pids: Vec<u32> = holders.into_iter().map(token_pid).collect();
-                pids.sort_unstable();
-                pids.dedup();
-                Err(PublishError::AllSlotsLeased {
-                    name: name(),
-                    slots: self.slots(),
-                    holders: pids,
-                })
+                words.note_dropped(first_holder.unwrap_or(0));
+                Err(Error::all_slots_leased(
+                    &self.label,
+                    self.slots(),
+                    first_holder.map(token_pid),
+                ))
             }
         }
     }
@@ -514,14 +510,28 @@ fn init_header(base: *mut u8, geometry: &Geometry, me: u64, instance: u64) {
     Words::new(header, &[], &[]).start(instance, me, now_ns());
 }
 
-fn channel_of(seg: Segment) -> Result<Channel, PublisherError> {
+fn channel_of(seg: Segment) -> Result<Channel, Error> {
     let name = seg.name().to_string();
-    Channel::new(seg).map_err(|what| {
-        PublisherError::Open(OpenError::Corrupt {
-            name,
-            what: what.to_string(),
-        })
-    })
+    Channel::new(seg).map_err(|what| corrupt(&name, what))
+}
+
+/// A channel whose geometry is impossible.
+fn corrupt(name: &str, what: impl std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::Corrupt,
+        format!("cannot open segment {name}: its header is corrupt ({what}); remove it and create it again"),
+    )
+    .on(name)
+}
+
+/// Another live process publishes on channel `name`.
+fn writer_alive(name: impl std::fmt::Display, pid: u32) -> Error {
+    Error::new(
+        ErrorKind::WriterAlive,
+        format!("channel {name} already has a live publisher, pid {pid}; stop it first or use another name"),
+    )
+    .on(name)
+    .with_pid(pid)
 }
 
 /// Creates channel `name`, or takes it over from a dead publisher (see
@@ -532,7 +542,7 @@ fn create_or_take_over(
     geometry: &Geometry,
     me: u64,
     instance: u64,
-) -> Result<(Channel, Origin), PublisherError> {
+) -> Result<(Channel, Origin), Error> {
     let made = Segment::create_or_adopt(
         name,
         Kind::Channel,
@@ -543,15 +553,13 @@ fn create_or_take_over(
     );
     match made {
         Ok((seg, origin)) => Ok((channel_of(seg)?, origin)),
-        Err(AdoptError::Create(e)) => Err(e.into()),
-        Err(AdoptError::Open(e)) => Err(e.into()),
-        Err(AdoptError::Held { pid }) => Err(PublisherError::WriterAlive {
-            name: name.to_string(),
-            pid,
-        }),
-        Err(AdoptError::Busy) => Err(PublisherError::Busy {
-            name: name.to_string(),
-        }),
+        Err(AdoptError::Failed(e)) => Err(e),
+        Err(AdoptError::Held { pid }) => Err(writer_alive(name, pid)),
+        Err(AdoptError::Busy) => Err(Error::new(
+            ErrorKind::Busy,
+            format!("cannot create channel {name}: other processes keep removing or replacing it; try again"),
+        )
+        .on(name)),
         Err(AdoptError::Refused(e)) => Err(e),
     }
 }
@@ -567,23 +575,16 @@ fn judge(
     owned: &crate::os::Ownership,
     options: &ChannelOptions,
     me: u64,
-) -> Result<Judged, PublisherError> {
+) -> Result<Judged, Error> {
     let name = || seg.name().to_string();
-    let g = Geometry::load(Channel::header_of(seg), seg.layout().data_len).map_err(|what| {
-        PublisherError::Open(OpenError::Corrupt {
-            name: name(),
-            what: what.to_string(),
-        })
-    })?;
+    let g = Geometry::load(Channel::header_of(seg), seg.layout().data_len)
+        .map_err(|what| corrupt(&name(), what))?;
     // SAFETY: `g` was loaded from `seg` just above; no lease table.
     let words = unsafe { Channel::words_of(seg, &g, None) };
     let writer = words.writer();
     // Our own token: another publisher of this process has it.
     if writer != 0 && (writer == me || !token_is_dead(writer)) {
-        return Err(PublisherError::WriterAlive {
-            name: name(),
-            pid: token_pid(writer),
-        });
+        return Err(writer_alive(name(), token_pid(writer)));
     }
     let mut differs = Vec::new();
     if g.slots != options.slots {
@@ -605,22 +606,17 @@ fn judge(
         let why = differs.join(", ");
         if cfg!(windows) {
             // A section cannot be removed while subscribers hold it.
-            return Err(PublisherError::Incompatible {
-                name: name(),
-                what: format!(
-                    "{why}; subscribers still hold it open: stop them, or publish with the same settings"
-                ),
-            });
+            return Err(Error::new(
+                ErrorKind::Incompatible,
+                format!("channel {} exists with {why}; subscribers still hold it open: stop them, or publish with the same settings", name()),
+            )
+            .on(name()));
         }
         return Ok(Judged::Replace(why));
     }
-    let took_from =
-        words
-            .claim_writer(me, token_is_dead)
-            .map_err(|live| PublisherError::WriterAlive {
-                name: name(),
-                pid: token_pid(live),
-            })?;
+    let took_from = words
+        .claim_writer(me, token_is_dead)
+        .map_err(|live| writer_alive(name(), token_pid(live)))?;
     words.repair(now_ns());
     Ok(Judged::Adopt {
         from: took_from.map(token_pid),
@@ -652,7 +648,7 @@ fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Opti
     for _ in 0..3 {
         match create() {
             Ok(seg) => return Some(seg),
-            Err(CreateError::AlreadyExists { .. }) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(_) => return None,
         }
         let Ok(seg) = Segment::open(leases_name.clone(), Some(Kind::Leases), true) else {

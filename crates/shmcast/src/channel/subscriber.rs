@@ -47,10 +47,10 @@ use std::time::{Duration, Instant};
 
 use super::format::{FrameInfo, SlotMeta};
 use super::layout::MAX_SUBSCRIBERS;
-use super::mapped::{now_ns, Channel};
+use super::mapped::{corrupt_channel, now_ns, Channel};
 use super::protocol::ReadFail;
 use crate::copy::{copy_from_shared, SharedBytes};
-use crate::error::{OpenError, ReadError, SubscriberError};
+use crate::error::{Error, ErrorKind};
 use crate::header::Kind;
 use crate::identity::{token_is_dead, token_liveness, token_pid, Liveness, ProcessId};
 use crate::name::{IntoName, Name};
@@ -187,9 +187,9 @@ impl Subscriber {
     /// validated header.
     ///
     /// # Errors
-    /// [`SubscriberError::Open`] (no such channel, not a channel, bad
-    /// header, no permission), [`SubscriberError::Corrupt`].
-    pub fn open<N: IntoName>(name: N) -> Result<Subscriber, SubscriberError> {
+    /// open errors (no such channel, not a channel, bad
+    /// header, no permission), [`ErrorKind::Corrupt`].
+    pub fn open<N: IntoName>(name: N) -> Result<Subscriber, Error> {
         Subscriber::open_with(name, &SubscriberOptions::new())
     }
 
@@ -197,12 +197,9 @@ impl Subscriber {
     /// to appear (a subscriber may start before its publisher).
     ///
     /// # Errors
-    /// [`SubscriberError::Timeout`] when it did not appear; other errors as
+    /// [`ErrorKind::Timeout`] when it did not appear; other errors as
     /// [`Subscriber::open`], at once.
-    pub fn open_wait<N: IntoName>(
-        name: N,
-        timeout: Duration,
-    ) -> Result<Subscriber, SubscriberError> {
+    pub fn open_wait<N: IntoName>(name: N, timeout: Duration) -> Result<Subscriber, Error> {
         Subscriber::open_with(name, &SubscriberOptions::new().wait(timeout))
     }
 
@@ -211,31 +208,34 @@ impl Subscriber {
     ///
     /// # Errors
     /// As [`Subscriber::open`] and [`Subscriber::open_wait`]; for leasing,
-    /// also [`SubscriberError::TableFull`], [`SubscriberError::LeasingDenied`]
+    /// also [`ErrorKind::Busy`], [`ErrorKind::PermissionDenied`]
     /// (the publisher did not grant this user write access to its lease
     /// table), and `Open` errors of the lease table.
     pub fn open_with<N: IntoName>(
         name: N,
         options: &SubscriberOptions,
-    ) -> Result<Subscriber, SubscriberError> {
+    ) -> Result<Subscriber, Error> {
         let name = name.into_name()?;
         let started = Instant::now();
         loop {
             match Subscriber::open_once(&name, options.access) {
                 // Not there yet, or there but still being created (a large
                 // channel takes a while to reserve): both are waited out.
-                Err(SubscriberError::Open(
-                    e @ (OpenError::NotFound { .. } | OpenError::Uninitialized { .. }),
-                )) if options.wait.is_some() => {
+                Err(e)
+                    if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Uninitialized)
+                        && options.wait.is_some() =>
+                {
                     let timeout = options.wait.unwrap_or_default();
                     if started.elapsed() >= timeout {
-                        if let OpenError::Uninitialized { .. } = e {
-                            return Err(e.into()); // it never got finished
+                        if e.kind() == ErrorKind::Uninitialized {
+                            return Err(e); // it never got finished
                         }
-                        return Err(SubscriberError::Timeout {
-                            name: name.to_string(),
-                            waited: started.elapsed(),
-                        });
+                        let waited = started.elapsed();
+                        return Err(Error::new(
+                            ErrorKind::Timeout,
+                            format!("channel {name} did not appear within {waited:?}; is its publisher running?"),
+                        )
+                        .on(&name));
                     }
                     std::thread::sleep(Duration::from_millis(10));
                 }
@@ -244,21 +244,20 @@ impl Subscriber {
         }
     }
 
-    fn open_once(name: &Name, access: Access) -> Result<Subscriber, SubscriberError> {
+    fn open_once(name: &Name, access: Access) -> Result<Subscriber, Error> {
         let seg = Segment::open(name.clone(), Some(Kind::Channel), false)?;
-        let mut channel = Channel::new(seg).map_err(|what| SubscriberError::Corrupt {
-            name: name.to_string(),
-            what: what.to_string(),
-        })?;
+        let mut channel = Channel::new(seg).map_err(|what| corrupt_channel(name, what))?;
         let me = ProcessId::current().token();
         let mut entry = None;
         if access == Access::Leasing {
-            let leases = channel.open_leases(name, true).map_err(|e| match e {
-                OpenError::PermissionDenied { source, .. } => SubscriberError::LeasingDenied {
-                    name: name.to_string(),
-                    source,
-                },
-                e => e.into(),
+            let leases = channel.open_leases(name, true).map_err(|e| match e.kind() {
+                ErrorKind::PermissionDenied => Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!("cannot lease frames of channel {name}: its publisher did not give this user write access to its lease table; subscribe read-only instead"),
+                )
+                .on(name)
+                .caused_by(e),
+                _ => e,
             })?;
             // The lease table must be the channel owner's: one planted by
             // someone else could be truncated under us at will. An owner
@@ -266,35 +265,40 @@ impl Subscriber {
             let same_owner = match (channel.seg.ownership(), leases.ownership()) {
                 (Ok(a), Ok(b)) => a.owner == b.owner,
                 (Err(e), _) | (_, Err(e)) => {
-                    return Err(SubscriberError::Corrupt {
-                        name: name.to_string(),
-                        what: format!(
-                            "the owner of the channel or of its lease table cannot be read ({e}), so the table cannot be trusted"
-                        ),
-                    })
+                    return Err(corrupt_channel(
+                        name,
+                        format!("the owner of the channel or of its lease table cannot be read ({e}), so the table cannot be trusted"),
+                    ))
                 }
             };
             if !same_owner {
-                return Err(SubscriberError::Corrupt {
-                    name: name.to_string(),
-                    what: "its lease table does not belong to the channel's owner".to_owned(),
-                });
+                return Err(corrupt_channel(
+                    name,
+                    "its lease table does not belong to the channel's owner",
+                ));
             }
             channel.leases = Some(leases);
             entry = Some(
                 channel
                     .words()
                     .register(me, crate::os::monotonic_ns(), token_is_dead)
-                    .ok_or_else(|| SubscriberError::TableFull {
-                        name: name.to_string(),
-                        max: MAX_SUBSCRIBERS,
+                    .ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Busy,
+                            format!("cannot subscribe to channel {name} for leasing: all {MAX_SUBSCRIBERS} lease-table entries are taken by live processes (read-only subscribers need no entry)"),
+                        )
+                        .on(name)
                     })?,
             );
         }
         let wakeup = Wakeup::new(&name.object_name(), name.namespace(), channel.instance())
-            .map_err(|source| SubscriberError::Os {
-                name: name.to_string(),
-                source,
+            .map_err(|source| {
+                Error::new(
+                    ErrorKind::Os,
+                    format!("cannot subscribe to channel {name}: {source}"),
+                )
+                .on(name)
+                .caused_by(source)
             });
         let wakeup = match wakeup {
             Ok(w) => w,
@@ -344,11 +348,12 @@ impl Subscriber {
         self.reopened
     }
 
-    fn check_truncated(&self) -> Result<(), ReadError> {
+    fn check_truncated(&self) -> Result<(), Error> {
         if self.channel.seg.was_truncated() {
-            return Err(ReadError::Truncated {
-                name: self.channel.name(),
-            });
+            return Err(self.fail(
+                ErrorKind::Truncated,
+                "another process truncated its shared memory; reopen it",
+            ));
         }
         Ok(())
     }
@@ -357,14 +362,13 @@ impl Subscriber {
     /// or idle while the table filled up), its beat refreshed when due.
     /// Checked on every call: an entry that is no longer ours is never
     /// written (its new owner's lease would be clobbered).
-    fn lease_entry(&self) -> Result<usize, ReadError> {
+    fn lease_entry(&self) -> Result<usize, Error> {
         let words = self.channel.words();
         let Some(entry) = self.entry.get() else {
-            return Err(ReadError::NotLeasing {
-                name: self.channel.name(),
-                what: "this subscriber is read-only; open it with Access::Leasing to lease"
-                    .to_owned(),
-            });
+            return Err(self.fail(
+                ErrorKind::NotLeasing,
+                "this subscriber is read-only; open it for leasing to lease",
+            ));
         };
         let mine = words.owns_entry(entry, self.me);
         if mine && self.last_beat.get().elapsed() < BEAT_EVERY {
@@ -378,11 +382,11 @@ impl Subscriber {
         }
         let entry = words
             .register(self.me, now, token_is_dead)
-            .ok_or_else(|| ReadError::NotLeasing {
-                name: self.channel.name(),
-                what: format!(
-                    "this subscriber's lease-table entry was cleared while it was idle, and all {MAX_SUBSCRIBERS} are taken now"
-                ),
+            .ok_or_else(|| {
+                self.fail(
+                    ErrorKind::NotLeasing,
+                    format!("this subscriber's lease-table entry was cleared while it was idle, and all {MAX_SUBSCRIBERS} are taken now"),
+                )
             })?;
         self.entry.set(Some(entry));
         Ok(entry)
@@ -400,9 +404,9 @@ impl Subscriber {
     /// channel more slots, or lease).
     ///
     /// # Errors
-    /// [`ReadError::BufferTooSmall`], [`ReadError::Corrupt`],
-    /// [`ReadError::Overrun`], [`ReadError::Truncated`].
-    pub fn read_latest(&self, buf: &mut [u8]) -> Result<Option<FrameInfo>, ReadError> {
+    /// [`ErrorKind::BufferTooSmall`], [`ErrorKind::Corrupt`],
+    /// [`ErrorKind::Overrun`], [`ErrorKind::Truncated`].
+    pub fn read_latest(&self, buf: &mut [u8]) -> Result<Option<FrameInfo>, Error> {
         self.check_truncated()?;
         let words = self.channel.words();
         // With our entry's one lease held by a detached lease, copying is a
@@ -454,19 +458,19 @@ impl Subscriber {
 
     /// Copies slot `slot`'s frame into `buf`, after checking its untrusted
     /// metadata (length within the slot and the buffer, a known format).
-    fn copy_out(
-        &self,
-        slot: usize,
-        meta: &SlotMeta,
-        buf: &mut [u8],
-    ) -> Result<FrameInfo, ReadError> {
+    fn copy_out(&self, slot: usize, meta: &SlotMeta, buf: &mut [u8]) -> Result<FrameInfo, Error> {
         let info = self.checked_info(meta)?;
         let Some(dst) = buf.get_mut(..info.len) else {
-            return Err(ReadError::BufferTooSmall {
-                name: self.channel.name(),
-                needed: info.len,
-                got: buf.len(),
-            });
+            return Err(self
+                .fail(
+                    ErrorKind::BufferTooSmall,
+                    format!(
+                        "the frame has {} bytes, the buffer only {}",
+                        info.len,
+                        buf.len()
+                    ),
+                )
+                .with_len(info.len));
         };
         // SAFETY: `slot` is valid and `len <= max`, so the source is inside the
         // slot's payload; a concurrent overwrite (seqlock path) is what the
@@ -476,19 +480,16 @@ impl Subscriber {
     }
 
     /// What a slot's metadata says, or `Corrupt` when it cannot be so.
-    fn checked_info(&self, meta: &SlotMeta) -> Result<FrameInfo, ReadError> {
+    fn checked_info(&self, meta: &SlotMeta) -> Result<FrameInfo, Error> {
         meta.info(self.max_frame_len())
-            .map_err(|bad| ReadError::Corrupt {
-                name: self.channel.name(),
-                what: bad.to_string(),
-            })
+            .map_err(|bad| self.fail(ErrorKind::Corrupt, format!("corrupt frame ({bad})")))
     }
 
     /// The latest frame, copied into a new `Vec`.
     ///
     /// # Errors
     /// As [`Subscriber::read_latest`].
-    pub fn read_latest_vec(&self) -> Result<Option<(FrameInfo, Vec<u8>)>, ReadError> {
+    pub fn read_latest_vec(&self) -> Result<Option<(FrameInfo, Vec<u8>)>, Error> {
         let mut buf = vec![0u8; self.max_frame_len()];
         Ok(self.read_latest(&mut buf)?.map(|info| {
             buf.truncate(info.len);
@@ -510,12 +511,12 @@ impl Subscriber {
     /// lease it ([`Access::Leasing`]) or copy it.
     ///
     /// # Errors
-    /// [`ReadError::Overrun`], [`ReadError::Corrupt`],
-    /// [`ReadError::Truncated`].
+    /// [`ErrorKind::Overrun`], [`ErrorKind::Corrupt`],
+    /// [`ErrorKind::Truncated`].
     pub fn read_in_place<R>(
         &self,
         mut f: impl FnMut(&FrameInfo, SharedBytes<'_>) -> R,
-    ) -> Result<Option<(FrameInfo, R)>, ReadError> {
+    ) -> Result<Option<(FrameInfo, R)>, Error> {
         self.check_truncated()?;
         let mut result = None;
         let got = self.channel.words().read_latest(COPY_TRIES, |slot, meta| {
@@ -538,17 +539,23 @@ impl Subscriber {
         }
     }
 
-    fn read_fail(&self, fail: ReadFail<ReadError>) -> ReadError {
+    fn read_fail(&self, fail: ReadFail<Error>) -> Error {
         match fail {
             ReadFail::Copy(e) => e,
-            ReadFail::Overrun => ReadError::Overrun {
-                name: self.channel.name(),
-            },
-            ReadFail::Corrupt => ReadError::Corrupt {
-                name: self.channel.name(),
-                what: "the latest-frame index names no slot".to_owned(),
-            },
+            ReadFail::Overrun => self.fail(
+                ErrorKind::Overrun,
+                "the publisher overwrote every frame before it could be copied; lease frames in place or add slots",
+            ),
+            ReadFail::Corrupt => self.fail(
+                ErrorKind::Corrupt,
+                "corrupt frame (the latest-frame index names no slot)",
+            ),
         }
+    }
+
+    /// An error of `kind` on this channel: "channel NAME: `what`".
+    fn fail(&self, kind: ErrorKind, what: impl std::fmt::Display) -> Error {
+        fail(&self.channel, kind, what)
     }
 
     /// Leases the latest frame in place: [`Lease::bytes`] are the frame's
@@ -561,17 +568,18 @@ impl Subscriber {
     /// Only for [`Access::Leasing`] subscribers.
     ///
     /// # Errors
-    /// [`ReadError::NotLeasing`], [`ReadError::LeaseHeld`] (a
+    /// [`ErrorKind::NotLeasing`], [`ErrorKind::Busy`] (a
     /// [`DetachedLease`] of this subscriber is still held),
-    /// [`ReadError::Overrun`], [`ReadError::Corrupt`],
-    /// [`ReadError::Truncated`].
-    pub fn lease_latest(&mut self) -> Result<Option<Lease<'_>>, ReadError> {
+    /// [`ErrorKind::Overrun`], [`ErrorKind::Corrupt`],
+    /// [`ErrorKind::Truncated`].
+    pub fn lease_latest(&mut self) -> Result<Option<Lease<'_>>, Error> {
         self.check_truncated()?;
         let entry = self.lease_entry()?;
         if share(&self.detached).leased {
-            return Err(ReadError::LeaseHeld {
-                name: self.channel.name(),
-            });
+            return Err(self.fail(
+                ErrorKind::Busy,
+                "this subscriber already holds a lease; release it before leasing again",
+            ));
         }
         let words = self.channel.words();
         let leased = words.lease_latest(entry, LEASE_TRIES).map_err(|e| match e {
@@ -612,8 +620,8 @@ impl Subscriber {
     /// new channel, so `seen = sub.wait_newer(seen, t)?` keeps working.
     ///
     /// # Errors
-    /// [`ReadError::Timeout`].
-    pub fn wait_newer(&mut self, than: u64, timeout: Duration) -> Result<u64, ReadError> {
+    /// [`ErrorKind::Timeout`].
+    pub fn wait_newer(&mut self, than: u64, timeout: Duration) -> Result<u64, Error> {
         wait_loop(than, timeout, |look| look(self))
     }
 
@@ -629,12 +637,12 @@ impl Subscriber {
         }
         let waited = from.started.elapsed();
         if waited >= from.timeout {
-            return Look::Done(Err(ReadError::Timeout {
-                name: self.channel.name(),
-                than,
-                latest,
-                waited,
-            }));
+            return Look::Done(Err(self
+                .fail(
+                    ErrorKind::Timeout,
+                    format!("no frame newer than {than} within {waited:?} (latest is {latest})"),
+                )
+                .with_number(latest)));
         }
         if words.writer() == 0 || (from.quiet && self.publisher_gone()) {
             return match self.follow() {
@@ -658,7 +666,7 @@ impl Subscriber {
     ///
     /// # Errors
     /// As [`Subscriber::open_with`], when the new channel cannot be opened.
-    pub fn follow(&mut self) -> Result<bool, SubscriberError> {
+    pub fn follow(&mut self) -> Result<bool, Error> {
         if self.channel.seg.is_still_named() {
             return Ok(false);
         }
@@ -668,7 +676,7 @@ impl Subscriber {
                 *self = fresh;
                 Ok(true)
             }
-            Err(SubscriberError::Open(OpenError::NotFound { .. })) => Ok(false),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -744,12 +752,12 @@ impl Subscriber {
     /// publisher's channel as `wait_newer` does.
     ///
     /// # Errors
-    /// [`ReadError::Timeout`], whose `latest` is the newest frame's number.
+    /// [`ErrorKind::Timeout`], whose `latest` is the newest frame's number.
     pub fn wait_newer_shared(
         shared: &Mutex<Subscriber>,
         than: u64,
         timeout: Duration,
-    ) -> Result<u64, ReadError> {
+    ) -> Result<u64, Error> {
         wait_loop(than, timeout, |look| {
             look(&mut shared.lock().unwrap_or_else(|e| e.into_inner()))
         })
@@ -770,7 +778,7 @@ struct WaitFrom {
 
 /// What one look at the channel found.
 enum Look {
-    Done(Result<u64, ReadError>),
+    Done(Result<u64, Error>),
     /// Sleep on the channel's wake-up while its generation is this.
     Sleep(Waiter, u32),
     /// Nobody to wake us (no publisher): a short nap, then look again.
@@ -786,7 +794,7 @@ fn wait_loop(
     than: u64,
     timeout: Duration,
     mut with: impl FnMut(&mut dyn FnMut(&mut Subscriber) -> Look) -> Look,
-) -> Result<u64, ReadError> {
+) -> Result<u64, Error> {
     let mut from = WaitFrom {
         started: Instant::now(),
         timeout,
@@ -975,18 +983,21 @@ impl<S: HoldsSubscriber> Lease<'_, S> {
     /// Ends the lease, saying whether the frame stayed whole all along.
     ///
     /// # Errors
-    /// [`ReadError::Revoked`] when the publisher revoked the lease: what
+    /// [`ErrorKind::Revoked`] when the publisher revoked the lease: what
     /// was read from it may be torn and must be discarded.
-    pub fn release(mut self) -> Result<(), ReadError> {
+    pub fn release(mut self) -> Result<(), Error> {
         let intact = self.is_intact();
         self.end();
         if intact {
             Ok(())
         } else {
-            Err(ReadError::Revoked {
-                name: self.subscriber.channel().name(),
-                number: self.info.number,
-            })
+            let number = self.info.number;
+            Err(fail(
+                self.subscriber.channel(),
+                ErrorKind::Revoked,
+                format!("the lease on frame {number} was revoked while in use (it kept the publisher from every free slot too long); discard what was read"),
+            )
+            .with_number(number))
         }
     }
 
@@ -1005,7 +1016,7 @@ impl<'a> Lease<'a> {
     /// dropped or follows its name: the lease then frees the subscriber's
     /// lease-table entry when it ends) and can be used and released on any
     /// thread. Until it ends, the subscriber takes no other lease
-    /// ([`ReadError::LeaseHeld`]) and copies by seqlock only.
+    /// ([`ErrorKind::Busy`]) and copies by seqlock only.
     pub fn detach(self) -> DetachedLease {
         let this = std::mem::ManuallyDrop::new(self);
         let subscriber = this.subscriber;
@@ -1044,4 +1055,10 @@ impl std::fmt::Debug for Detached {
             .field("channel", &self.channel.name())
             .finish()
     }
+}
+
+/// An error of `kind` on `channel`: "channel NAME: `what`".
+fn fail(channel: &Channel, kind: ErrorKind, what: impl std::fmt::Display) -> Error {
+    let name = channel.name();
+    Error::new(kind, format!("channel {name}: {what}")).on(name)
 }

@@ -236,7 +236,7 @@ pub fn read_checked(
     mode: &str,
     buf: &mut [u8],
     is_whole: impl Fn(u64, &[u8]) -> bool,
-) -> Result<Option<(u64, bool)>, shmcast::ReadError> {
+) -> Result<Option<(u64, bool)>, shmcast::Error> {
     Ok(match mode {
         "lease" => sub.lease_latest()?.and_then(|lease| {
             let number = lease.info().number;

@@ -49,7 +49,8 @@ impl SegmentInfo {
 /// Reads the header of the segment `name`, whatever its kind.
 ///
 /// # Errors
-/// [`OpenError`] when there is no such segment or it is not valid.
+/// [`ErrorKind::NotFound`] when there is no such segment, or the kind
+/// of what is wrong with it.
 pub fn inspect<N>(name: N) -> Result<SegmentInfo, Error>
 where
     N: IntoName,

@@ -47,7 +47,7 @@ impl PixelFormat {
     /// yuyv 5, nv12 6, i420 7, bgra 8.
     ///
     /// A reader refuses a frame whose code it does not know
-    /// ([`ReadError::Corrupt`](crate::ReadError::Corrupt), naming the code)
+    /// ([`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt), naming the code)
     /// rather than pass its bytes on as some other format: a new format
     /// needs readers of a version that knows it.
     pub fn code(self) -> u32 {

@@ -297,12 +297,27 @@ pub(crate) fn shm_space() -> Option<(String, u64)> {
 /// PIDs are those of our PID namespace: processes in other containers that
 /// share `/dev/shm` are not told apart from dead ones (do not share segments
 /// across PID namespaces).
+///
+/// Allocates nothing (a stack path, a stack buffer): a publisher asks it
+/// about lease holders when every slot is leased, on the publish path.
 pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
-    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s,
+    use std::io::Write as _;
+    let mut path = [0u8; 32];
+    let path_len = {
+        let mut rest = &mut path[..];
+        write!(rest, "/proc/{pid}/stat")?;
+        32 - rest.len()
+    };
+    // rustix turns a short path into a C string on the stack.
+    let fd = match rustix::fs::open(
+        &path[..path_len],
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
         // /proc may hide other users' processes (hidepid=2): only the
         // kernel's "no such process" from kill(pid, 0) means dead.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        Err(Errno::NOENT) => {
             let exists = i32::try_from(pid)
                 .ok()
                 .and_then(rustix::process::Pid::from_raw)
@@ -310,28 +325,44 @@ pub(crate) fn process_start_time(pid: u32) -> io::Result<Option<u64>> {
             return match exists {
                 None | Some(Err(Errno::SRCH)) => Ok(None),
                 // Alive (or not ours to signal): its start time is unknown.
-                Some(_) => Err(io::Error::other("process not visible in /proc")),
+                Some(_) => Err(io::ErrorKind::PermissionDenied.into()),
             };
         }
-        Err(e) => return Err(e),
+        Err(e) => return Err(e.into()),
     };
+    // The line is a few hundred bytes; field 22 lies well inside 1 KiB
+    // even after the longest command name.
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    while len < buf.len() {
+        match rustix::io::read(&fd, &mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let unreadable = || io::Error::from(io::ErrorKind::InvalidData);
     // The command name (field 2) is in parentheses and may hold anything,
     // spaces and ')' included, so count fields from the last ')'.
-    let rest = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .ok_or_else(|| io::Error::other("unreadable /proc stat"))?;
-    let mut fields = rest.split_ascii_whitespace();
+    let stat = &buf[..len];
+    let close = stat
+        .iter()
+        .rposition(|&b| b == b')')
+        .ok_or_else(unreadable)?;
+    let mut fields = stat[close + 1..]
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty());
     // Field 3 is the state; field 22 the start time, 19 fields later.
-    let state = fields.next().unwrap_or("");
-    if state == "Z" || state == "X" {
+    let state = fields.next().unwrap_or(b"");
+    if state == b"Z" || state == b"X" {
         return Ok(None);
     }
     fields
         .nth(18)
-        .and_then(|f| f.parse().ok())
+        .and_then(|f| std::str::from_utf8(f).ok()?.parse().ok())
         .map(Some)
-        .ok_or_else(|| io::Error::other("unreadable /proc stat"))
+        .ok_or_else(unreadable)
 }
 
 /// Whether an OS error means the memory could not be reserved.

@@ -54,7 +54,10 @@ fn publishing_and_its_errors_allocate_nothing() {
     let meta = FrameMeta::raw();
     publisher.publish(&meta, &[1; 64]).unwrap();
     // The counter counts.
-    assert_eq!(allocations_in(|| drop(std::hint::black_box(vec![0u8; 10]))), 1);
+    assert_eq!(
+        allocations_in(|| drop(std::hint::black_box(vec![0u8; 10]))),
+        1
+    );
     let leasing = SubscriberOptions::new().access(Access::Leasing);
     let mut sub = Subscriber::open_with(&name, &leasing).unwrap();
 

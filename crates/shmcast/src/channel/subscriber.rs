@@ -259,24 +259,8 @@ impl Subscriber {
                 .caused_by(e),
                 _ => e,
             })?;
-            // The lease table must be the channel owner's: one planted by
-            // someone else could be truncated under us at will. An owner
-            // that cannot be read is not known to be the same: refused.
-            let same_owner = match (channel.seg.ownership(), leases.ownership()) {
-                (Ok(a), Ok(b)) => a.owner == b.owner,
-                (Err(e), _) | (_, Err(e)) => {
-                    return Err(corrupt_channel(
-                        name,
-                        format!("the owner of the channel or of its lease table cannot be read ({e}), so the table cannot be trusted"),
-                    ))
-                }
-            };
-            if !same_owner {
-                return Err(corrupt_channel(
-                    name,
-                    "its lease table does not belong to the channel's owner",
-                ));
-            }
+            same_owner(channel.seg.ownership(), leases.ownership())
+                .map_err(|what| corrupt_channel(name, what))?;
             channel.leases = Some(leases);
             entry = Some(
                 channel
@@ -1061,4 +1045,46 @@ impl std::fmt::Debug for Detached {
 fn fail(channel: &Channel, kind: ErrorKind, what: impl std::fmt::Display) -> Error {
     let name = channel.name();
     Error::new(kind, format!("channel {name}: {what}")).on(name)
+}
+
+/// Whether a lease table is its channel's owner's: one planted by someone
+/// else could be truncated under us at will. An owner that cannot be read
+/// is not known to be the same, so it fails too (closed, never open).
+fn same_owner(
+    channel: std::io::Result<crate::os::Ownership>,
+    leases: std::io::Result<crate::os::Ownership>,
+) -> Result<(), String> {
+    match (channel, leases) {
+        (Ok(a), Ok(b)) if a.owner == b.owner => Ok(()),
+        (Ok(_), Ok(_)) => Err("its lease table does not belong to the channel's owner".to_owned()),
+        (Err(e), _) | (_, Err(e)) => Err(format!(
+            "the owner of the channel or of its lease table cannot be read ({e}), so the table cannot be trusted"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::os::Ownership;
+
+    fn owned(owner: &str) -> std::io::Result<Ownership> {
+        Ok(Ownership {
+            mine: true,
+            owner: owner.to_owned(),
+            mode: None,
+        })
+    }
+
+    #[test]
+    fn a_lease_table_is_trusted_only_when_its_owner_is_known_to_be_the_channels() {
+        assert!(same_owner(owned("uid 1000"), owned("uid 1000")).is_ok());
+        let planted = same_owner(owned("uid 1000"), owned("uid 1001")).unwrap_err();
+        assert!(planted.contains("does not belong"), "{planted}");
+        let denied = || Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        for (a, b) in [(owned("uid 1000"), denied()), (denied(), owned("uid 1000"))] {
+            let unknown = same_owner(a, b).unwrap_err();
+            assert!(unknown.contains("cannot be read"), "{unknown}");
+        }
+    }
 }

@@ -320,7 +320,10 @@ fn publish_loop(
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let meta = job.meta;
-    let mut stdin = io::stdin().lock();
+    // Only a stdin source takes the process's one stdin lock: taken for
+    // every channel, it made the first pattern channel of a config block
+    // all the others.
+    let mut stdin = matches!(job.source, Source::Stdin).then(|| io::stdin().lock());
     let mut next = Instant::now();
     let (mut published, mut dropped) = (0u64, 0u64);
     let mut scratch = Vec::new();
@@ -367,8 +370,9 @@ fn publish_loop(
                     Some(loan) => loan,
                     None => &mut scratch,
                 };
-                let got = read_full(&mut stdin, buf)
-                    .map_err(|e| format!("reading stdin for {name}: {e}"))?;
+                let stdin = stdin.as_mut().expect("a stdin source holds the stdin lock");
+                let got =
+                    read_full(stdin, buf).map_err(|e| format!("reading stdin for {name}: {e}"))?;
                 if got == 0 {
                     break;
                 }

@@ -278,6 +278,49 @@ fn latest(name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Every pattern channel of a config runs, each at its own rate (they once
+/// shared the process's stdin lock, and only the first one published).
+#[test]
+fn eight_pattern_channels_of_one_config_each_run_at_their_rate() {
+    let names: Vec<String> = (0..8).map(|i| unique(&format!("eight{i}"))).collect();
+    let config: String = names
+        .iter()
+        .map(|n| {
+            format!("[[channel]]\nname = \"{n}\"\nsource = \"pattern\"\nwidth = 64\nheight = 48\nformat = \"gray8\"\nfps = 20\n\n")
+        })
+        .collect();
+    let path = std::env::temp_dir().join(format!("{}.toml", names[0]));
+    std::fs::write(&path, config).unwrap();
+    let mut service = shmcast()
+        .args(["serve", "--config", &path.display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for n in &names {
+        until(n, "publishing", |c| c["latest_frame"].as_u64() > Some(2));
+    }
+    let (before, t0): (Vec<u64>, _) = (names.iter().map(|n| latest(n)).collect(), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let after: Vec<u64> = names.iter().map(|n| latest(n)).collect();
+    let secs = t0.elapsed().as_secs_f64();
+    service.kill().unwrap();
+    let _ = service.wait();
+    for n in &names {
+        let _ = shmcast().args(["remove", n]).output();
+    }
+    let _ = std::fs::remove_file(path);
+    let rates: Vec<f64> = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a - b) as f64 / secs)
+        .collect();
+    assert!(
+        rates.iter().all(|r| (r - 20.0).abs() <= 3.0),
+        "not every channel ran at 20 fps: {rates:.1?}"
+    );
+}
+
 #[test]
 fn a_config_serves_each_channel_at_its_rate_whatever_one_failing_source_does() {
     let (config, [a, b, bad]) = three_channels("cfg");

@@ -977,10 +977,16 @@ fn clean() -> Result<(), String> {
     for name in &report.removed_unfinished {
         println!("removed {name} (its creator died while creating it)");
     }
+    for (name, pid) in &report.removed_truncated {
+        println!("removed {name} (truncated; its owner pid {pid} is dead)");
+    }
     for (name, why) in &report.skipped {
         eprintln!("left {name}: {why}");
     }
-    if report.removed.is_empty() && report.removed_unfinished.is_empty() {
+    if report.removed.is_empty()
+        && report.removed_unfinished.is_empty()
+        && report.removed_truncated.is_empty()
+    {
         if cfg!(windows) {
             println!("nothing to clean: Windows removes a section with its last handle");
         } else {

@@ -148,6 +148,9 @@ pub struct CleanReport {
     /// Objects under our prefix removed because they never got a header and
     /// are older than a creator needs to write one.
     pub removed_unfinished: Vec<String>,
+    /// Segments removed because they were truncated and their owner (the
+    /// PID) is dead.
+    pub removed_truncated: Vec<(String, u32)>,
     /// Objects left alone, and why (foreign, corrupt, not accessible).
     pub skipped: Vec<(String, String)>,
 }
@@ -174,6 +177,9 @@ pub fn clean() -> io::Result<CleanReport> {
                 ..SegmentInfo::of(&seg)
             }),
             Verdict::RemovedUnfinished => report.removed_unfinished.push(name.to_string()),
+            Verdict::RemovedTruncated(pid) => {
+                report.removed_truncated.push((name.to_string(), pid))
+            }
             Verdict::Live => {}
             Verdict::Unjudged(e) => report.skipped.push((name.to_string(), e.to_string())),
         }

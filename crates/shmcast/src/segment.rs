@@ -176,7 +176,9 @@ impl Segment {
                 let replaced = opts.replace_stale
                     && matches!(
                         remove_if_stale(&name),
-                        Verdict::RemovedDead(..) | Verdict::RemovedUnfinished
+                        Verdict::RemovedDead(..)
+                            | Verdict::RemovedUnfinished
+                            | Verdict::RemovedTruncated(_)
                     );
                 if !replaced {
                     // Judged after any replacement attempt, so the error
@@ -267,9 +269,12 @@ impl Segment {
                 Err(e) if e.kind() == ErrorKind::NotFound && !last => continue,
                 // Left without a header by a creator that died: clear it.
                 Err(e)
-                    if e.kind() == ErrorKind::Uninitialized
+                    if (e.kind() == ErrorKind::Uninitialized
                         && !last
-                        && remove_if_unfinished(name) =>
+                        && remove_if_unfinished(name))
+                        || (e.kind() == ErrorKind::Truncated
+                            && !last
+                            && remove_if_truncated(name).is_some()) =>
                 {
                     continue
                 }
@@ -686,6 +691,9 @@ pub(crate) enum Verdict {
     /// An object its creator never finished (no header, older than
     /// [`STALE_INIT_AGE`]): removed.
     RemovedUnfinished,
+    /// A segment cut short by a truncation, whose owner (this PID) is
+    /// dead: removed.
+    RemovedTruncated(u32),
     /// Nothing that could be judged (missing, foreign, too young to call
     /// unfinished, not accessible): left alone.
     Unjudged(Error),
@@ -733,8 +741,35 @@ pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
         Err(e) if e.kind() == ErrorKind::Uninitialized && remove_if_unfinished(name) => {
             Verdict::RemovedUnfinished
         }
+        Err(e) if e.kind() == ErrorKind::Truncated => match remove_if_truncated(name) {
+            Some(pid) => Verdict::RemovedTruncated(pid),
+            None => Verdict::Unjudged(e),
+        },
         Err(e) => Verdict::Unjudged(e),
     }
+}
+
+/// Removes `name` if it is a segment that was cut short (truncated, so it
+/// cannot be opened) and whose owner, still readable in what is left of
+/// its header, is dead; returns that owner's PID. Judged and removed
+/// through the owner word, like [`remove_if_stale`]. A truncated segment
+/// of a live owner is left to it: it is told on its next access.
+pub(crate) fn remove_if_truncated(name: &Name) -> Option<u32> {
+    let object = name.object_name();
+    let map = Mapping::open(&object, name.namespace(), true).ok()?;
+    let owner = header_word(&map, header::OWNER_OFFSET)?;
+    let current = owner.load(Ordering::SeqCst);
+    let holder = current & !REMOVING;
+    if holder == 0 || token_liveness(holder) != Liveness::Dead {
+        return None;
+    }
+    let me = ProcessId::current().token();
+    let removed = owner
+        .compare_exchange(current, me | REMOVING, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok()
+        && map.is_named(&object)
+        && os::unlink(&object).is_ok();
+    removed.then(|| token_pid(holder))
 }
 
 /// A companion (a channel's lease table) is judged by its channel, never by

@@ -442,6 +442,44 @@ fn a_half_made_channel_of_a_dead_creator_is_replaced_at_once() {
     drop(publisher);
 }
 
+/// A channel truncated after its publisher died wedges nothing: `clean`
+/// removes it, and the next publisher of the name replaces it (both once
+/// refused it as "truncated; remove it").
+#[cfg(target_os = "linux")]
+#[test]
+fn a_dead_publishers_truncated_channel_is_cleaned_and_replaced() {
+    use std::os::unix::fs::FileExt;
+    for (round, keep) in [(0, 1000u64), (1, 4096 + 100)].into_iter() {
+        let name = unique(&format!("trunc-dead{round}"));
+        let path = format!("/dev/shm/shmcast.{name}");
+        let options = ChannelOptions::new(64 * 1024)
+            .create_options(shmcast::CreateOptions::new().persist(true));
+        drop(Publisher::create_with(&name, &options).unwrap());
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        // Its owner is dead (a PID nobody has), and its tail is cut off.
+        let dead = (0x7FFF_FFF1u64 << 32) | 7;
+        file.write_all_at(&dead.to_ne_bytes(), 40).unwrap();
+        file.set_len(keep).unwrap();
+        let refused = Subscriber::open(&name).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::Truncated, "{refused}");
+        if round == 0 {
+            let report = shmcast::clean().unwrap();
+            assert!(
+                report
+                    .removed_truncated
+                    .iter()
+                    .any(|(n, pid)| *n == name && *pid == 0x7FFF_FFF1),
+                "{report:?}"
+            );
+            assert!(!std::path::Path::new(&path).exists());
+        } else {
+            let publisher = Publisher::create(&name, 64).unwrap();
+            assert!(Subscriber::open(&name).is_ok());
+            drop(publisher);
+        }
+    }
+}
+
 /// Not a test: the entry point of the child processes the tests spawn.
 #[test]
 fn child_entry_point() {

@@ -98,9 +98,14 @@ pub fn run(name: &Name) -> Result<(), String> {
             window.set_title(&new_title);
             title = new_title;
         }
-        window
-            .update_with_buffer(&pixels, width.max(1), height.max(1))
-            .map_err(|e| format!("cannot draw: {e}"))?;
+        // A frame the window library refuses is skipped and said, like one
+        // that cannot be converted: the window stays for the next frame.
+        if let Err(e) = window.update_with_buffer(&pixels, width.max(1), height.max(1)) {
+            unshowable = Some(format!("cannot draw: {e}"));
+            (width, height) = (1, 1);
+            pixels.clear();
+            pixels.push(0);
+        }
     }
     Ok(())
 }

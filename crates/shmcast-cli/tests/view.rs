@@ -238,3 +238,39 @@ fn view_shows_the_quadrants_where_they_belong_and_outlives_its_publisher() {
     drop(stdin);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A frame the window cannot draw (no pixels: a width of 0) is skipped and
+/// said in the title; the window stays and shows the next good frame (it
+/// once exited at the first such frame).
+#[test]
+fn view_skips_a_frame_without_pixels_and_keeps_its_window() {
+    use shmcast::{FrameMeta, PixelFormat, Publisher};
+    let xvfb = Xvfb::start();
+    let display = xvfb.display.clone();
+    let name = unique("view-empty");
+    let mut publisher = Publisher::create(&name, W * H * 3).unwrap();
+    publisher
+        .publish(&FrameMeta::new(0, H as u32, PixelFormat::Rgb24), &[])
+        .unwrap();
+    let mut view = Kill(
+        shmcast()
+            .args(["view", &name])
+            .env("DISPLAY", &display)
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let t = wait_title(&display, "the empty frame refused", |t| {
+        t.contains("cannot show frame 1")
+    });
+    assert!(t.contains("not a valid rgb24 frame"), "{t}");
+    assert!(view.0.try_wait().unwrap().is_none(), "the window closed");
+    let meta = FrameMeta::new(W as u32, H as u32, PixelFormat::Rgb24);
+    publisher.publish(&meta, &quadrants()).unwrap();
+    wait_title(&display, "the next good frame", |t| {
+        t.contains("frame 2 ") && !t.contains("cannot show")
+    });
+    assert!(view.0.try_wait().unwrap().is_none(), "the window closed");
+}

@@ -20,7 +20,8 @@ pub enum ConvertError {
     /// Raw frames have no pixels to convert.
     #[error("a raw frame has no pixel format to convert from")]
     NoPixels,
-    /// The width, height or stride do not fit the format.
+    /// The width, height or stride do not fit the format, or the frame has
+    /// no pixels (a width or height of 0).
     #[error("{width}x{height} with stride {stride} is not a valid {format} frame")]
     Geometry {
         /// The format.
@@ -84,7 +85,9 @@ pub fn to_rgb24(
         return Err(ConvertError::NoPixels);
     }
     let (w, h, s) = (width as usize, height as usize, stride as usize);
-    if stride < format.min_stride(width) {
+    // A frame of no pixels has nothing to show: refused like any other
+    // geometry that does not fit (`view` and `snapshot` say so and go on).
+    if w == 0 || h == 0 || stride < format.min_stride(width) {
         return Err(bad());
     }
     let chroma_420 = matches!(format, PixelFormat::Nv12 | PixelFormat::I420);
@@ -94,10 +97,6 @@ pub fn to_rgb24(
         return Err(bad());
     }
     let luma = s.checked_mul(h).ok_or_else(bad)?;
-    if w == 0 || h == 0 {
-        out.clear();
-        return Ok(());
-    }
     // Every plane's last row need not be padded to its stride.
     let row = format.min_stride(width) as usize;
     let needed = match format {
@@ -247,5 +246,11 @@ mod tests {
         );
         assert!(to_rgb24(PixelFormat::I420, 4, 4, 0, &[0; 23], &mut out).is_err());
         to_rgb24(PixelFormat::I420, 4, 4, 0, &[0; 24], &mut out).unwrap();
+        // No pixels: nothing to show, said as a geometry (view and snapshot
+        // report it and go on).
+        for (w, h) in [(0, 4), (4, 0), (0, 0)] {
+            let e = to_rgb24(f, w, h, 0, &[0; 64], &mut out).unwrap_err();
+            assert!(matches!(e, ConvertError::Geometry { .. }), "{e}");
+        }
     }
 }

@@ -72,6 +72,10 @@ enum shmcast_health
   SHMCAST_HEALTH_STALLED = 1,
   // No publisher: it stopped, or its process died.
   SHMCAST_HEALTH_GONE = 2,
+  // Another process truncated the channel's shared memory: nothing more
+  // comes through it (`shmcast_subscriber_wait` says
+  // `SHMCAST_ERROR_TRUNCATED`).
+  SHMCAST_HEALTH_TRUNCATED = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

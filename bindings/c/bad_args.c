@@ -5,6 +5,10 @@
  *
  *   bad_args NAME     (a unique name prefix for the segments it makes)
  */
+#ifdef __linux__
+#define _DEFAULT_SOURCE /* truncate() */
+#include <unistd.h>
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -221,6 +225,33 @@ int main(int argc, char **argv) {
     shmcast_subscriber_close(leaser);
     EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, NULL), SHMCAST_OK);
     shmcast_publisher_close(p);
+
+#ifdef __linux__
+    /* Truncated to nothing by another process: the wait, the health and
+     * the next publish each say so (they said timeout, live and OK). */
+    char cut_name[220], cut_path[300];
+    snprintf(cut_name, sizeof cut_name, "%s-cut", channel_name);
+    snprintf(cut_path, sizeof cut_path, "/dev/shm/shmcast.%s", cut_name);
+    config.slots = 4;
+    config.max_frame_len = 65536;
+    uint64_t cut_number = 0;
+    EXPECT(shmcast_publisher_create(cut_name, &config, &p), SHMCAST_OK);
+    EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, &cut_number), SHMCAST_OK);
+    EXPECT(shmcast_subscriber_open(cut_name, 0, 0, &sub), SHMCAST_OK);
+    if (truncate(cut_path, 0) != 0) {
+        printf("FAIL truncating %s\n", cut_path);
+        failures++;
+    }
+    EXPECT(shmcast_subscriber_wait(sub, cut_number, 5000, NULL), SHMCAST_ERROR_TRUNCATED);
+    EXPECT(shmcast_subscriber_health(sub, 10000, &health), SHMCAST_OK);
+    if (health != SHMCAST_HEALTH_TRUNCATED) {
+        printf("FAIL health is %d after a truncation\n", (int)health);
+        failures++;
+    }
+    EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, NULL), SHMCAST_ERROR_TRUNCATED);
+    shmcast_subscriber_close(sub);
+    shmcast_publisher_close(p);
+#endif
 
     printf("%s: %d failed\n", failures ? "FAILED" : "all bad arguments refused", failures);
     return failures ? 1 : 0;

@@ -26,6 +26,8 @@ namespace Shmcast
         Stalled = 1,
         /// <summary>No publisher: it stopped, or its process died.</summary>
         Gone = 2,
+        /// <summary>Another process truncated the channel's shared memory: nothing more comes through it.</summary>
+        Truncated = 3,
     }
 
     /// <summary>A frame's metadata as a publisher gives it.</summary>

@@ -246,6 +246,33 @@ static class ShmcastTests
             Throws<ShmcastException>(() => region.Read(60, new byte[8]), "reading past the end", e => e.Status == Status.OutOfBounds);
         }
 
+        // Truncated to nothing while a reader waits: the wait ends with the
+        // status, Health says Truncated, and the next publish is refused.
+        if (Environment.OSVersion.Platform == PlatformID.Unix && System.IO.Directory.Exists("/dev/shm"))
+        {
+            string cut = name + "-trunc";
+            using (var publisher = Publisher.Create(cut, 65536))
+            using (var reader = Subscriber.Open(cut))
+            {
+                ulong first = publisher.Publish(new FrameMeta(8, 8, PixelFormat.Gray8), new byte[64]);
+                Exception thrown = null;
+                var waiter = new Thread(() =>
+                {
+                    try { reader.WaitForFrame(first, TimeSpan.FromSeconds(20)); }
+                    catch (Exception e) { thrown = e; }
+                });
+                waiter.Start();
+                Thread.Sleep(100);
+                using (var f = new System.IO.FileStream("/dev/shm/shmcast." + cut, System.IO.FileMode.Open)) f.SetLength(0);
+                Check(waiter.Join(TimeSpan.FromSeconds(10)), "a wait on a truncated channel ends");
+                var e2 = thrown as ShmcastException;
+                Check(e2 != null && e2.Status == Status.Truncated, "it ends with Truncated: " + thrown);
+                Check(reader.Health == ChannelHealth.Truncated, "health says Truncated: " + reader.Health);
+                Throws<ShmcastException>(() => publisher.Publish(new FrameMeta(8, 8, PixelFormat.Gray8), new byte[64]),
+                    "publishing on a truncated channel", e => e.Status == Status.Truncated);
+            }
+        }
+
         Console.WriteLine(failures == 0 ? "C# binding: all checks passed" : $"C# binding: {failures} checks FAILED");
         return failures == 0 ? 0 : 1;
     }

@@ -57,6 +57,12 @@ create_exception!(
 create_exception!(shmcast, AlreadyExists, Error, "The name is taken.");
 create_exception!(
     shmcast,
+    Truncated,
+    Error,
+    "Another process truncated the shared memory: nothing more comes through it."
+);
+create_exception!(
+    shmcast,
     PermissionDenied,
     Error,
     "The OS refused access; the creator must grant it."
@@ -116,6 +122,7 @@ impl IntoPyErr for core::Error {
             K::WriterAlive => WriterAlive::new_err(m),
             K::Timeout => Timeout::new_err(m),
             K::Revoked => Revoked::new_err(m),
+            K::Truncated => Truncated::new_err(m),
             K::AllSlotsLeased => AllSlotsLeased::new_err(m),
             K::TooLarge => TooLarge::new_err(m),
             K::BufferTooSmall => BufferTooSmall::new_err(m),
@@ -504,6 +511,7 @@ impl Subscriber {
             core::Health::Live => "live",
             core::Health::Stalled { .. } => "stalled",
             core::Health::Gone => "gone",
+            core::Health::Truncated => "truncated",
         })
     }
 
@@ -1147,6 +1155,7 @@ fn _shmcast(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("TooLarge", py.get_type::<TooLarge>()),
         ("BufferTooSmall", py.get_type::<BufferTooSmall>()),
         ("NotLeasing", py.get_type::<NotLeasing>()),
+        ("Truncated", py.get_type::<Truncated>()),
     ] {
         m.add(name, ty)?;
     }

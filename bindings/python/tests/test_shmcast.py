@@ -385,6 +385,33 @@ if os.fork() == 0:
         parent.stdout.close()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="truncates /dev/shm")
+def test_a_truncation_is_reported_by_wait_health_and_the_next_publish():
+    name = unique("trunc")
+    with shmcast.Publisher(name, 65536) as pub, shmcast.Subscriber(name) as sub:
+        pub.publish(b"1" * 64)
+        outcome = {}
+
+        def wait():
+            try:
+                sub.wait(after=1, timeout=20)
+                outcome["wait"] = "returned"
+            except shmcast.Truncated as e:
+                outcome["wait"] = str(e)
+
+        waiter = threading.Thread(target=wait)
+        waiter.start()
+        time.sleep(0.1)
+        os.truncate(f"/dev/shm/shmcast.{name}", 0)
+        started = time.monotonic()
+        waiter.join(15)
+        assert not waiter.is_alive() and time.monotonic() - started < 10, "the wait slept on"
+        assert "truncated" in outcome["wait"] and name in outcome["wait"], outcome
+        assert sub.health() == "truncated"
+        with pytest.raises(shmcast.Truncated):
+            pub.publish(b"2" * 64)
+
+
 def test_any_contiguous_buffer_goes_in_and_out_whatever_its_item_type():
     name = unique("dtypes")
     depth = (np.arange(32, dtype=np.uint16) * 1000).reshape(4, 8)

@@ -79,6 +79,7 @@ pub fn run(name: &Name) -> Result<(), String> {
                     None => format!("stalled: nothing for {:.0}s", idle.as_secs_f64()),
                 },
                 Health::Gone => "gone: no publisher".to_owned(),
+                Health::Truncated => "truncated: another process cut its memory".to_owned(),
             };
         }
         if since.elapsed() >= Duration::from_secs(1) {

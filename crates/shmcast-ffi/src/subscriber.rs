@@ -51,6 +51,10 @@ pub enum shmcast_health {
     SHMCAST_HEALTH_STALLED = 1,
     /// No publisher: it stopped, or its process died.
     SHMCAST_HEALTH_GONE = 2,
+    /// Another process truncated the channel's shared memory: nothing more
+    /// comes through it (`shmcast_subscriber_wait` says
+    /// `SHMCAST_ERROR_TRUNCATED`).
+    SHMCAST_HEALTH_TRUNCATED = 3,
 }
 
 fn lock(s: &shmcast_subscriber) -> MutexGuard<'_, Subscriber> {
@@ -333,6 +337,7 @@ pub unsafe extern "C" fn shmcast_subscriber_health(
             Health::Live => shmcast_health::SHMCAST_HEALTH_LIVE,
             Health::Stalled { .. } => shmcast_health::SHMCAST_HEALTH_STALLED,
             Health::Gone => shmcast_health::SHMCAST_HEALTH_GONE,
+            Health::Truncated => shmcast_health::SHMCAST_HEALTH_TRUNCATED,
         };
         Ok(())
     })

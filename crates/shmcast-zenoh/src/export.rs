@@ -271,6 +271,10 @@ fn status_loop(
                     State::Gone,
                     format!("the publisher of {} is gone", export.name),
                 ),
+                Health::Truncated => (
+                    State::Gone,
+                    format!("channel {} was truncated by another process", export.name),
+                ),
             };
             tell(&mut said, state, &reason);
             let header = Header::status(state, &reason, sub.max_frame_len(), sub.instance());

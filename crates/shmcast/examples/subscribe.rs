@@ -24,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 // Tell "camera disconnected" from "just slow".
                 match sub.health(Duration::from_secs(2)) {
                     Health::Gone => eprintln!("{name}: the publisher is gone"),
+                    Health::Truncated => eprintln!("{name}: its memory was truncated"),
                     Health::Stalled { idle } => eprintln!("{name}: no frame for {idle:?}"),
                     Health::Live => eprintln!("{name}: {e}"),
                 }

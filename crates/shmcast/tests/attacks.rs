@@ -302,6 +302,42 @@ fn truncating_a_channel_gives_errors_not_signal_deaths() {
     );
 }
 
+/// Truncated to nothing while a subscriber waits: the wait ends with
+/// `Truncated` (it used to sleep out its timeout), health says
+/// `Truncated` (it said live), and the publisher's very next publish is
+/// refused (it returned success for a frame that went nowhere).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_truncation_is_reported_by_waits_health_and_the_next_publish() {
+    let name = unique("trunc-report");
+    let mut publisher = Publisher::create(&name, 64 * 1024).unwrap();
+    publisher.publish(&FrameMeta::raw(), &[1; 64]).unwrap();
+    let mut sub = Subscriber::open(&name).unwrap();
+    let waiting = std::thread::spawn(move || {
+        let got = sub.wait_newer(1, Duration::from_secs(20));
+        (
+            got.map_err(|e| e.kind()),
+            sub.health(Duration::from_secs(5)),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/shmcast.{name}"))
+        .unwrap();
+    file.set_len(0).unwrap();
+    let started = Instant::now();
+    let (got, health) = waiting.join().unwrap();
+    assert_eq!(got, Err(ErrorKind::Truncated));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the wait slept on"
+    );
+    assert_eq!(health, shmcast::Health::Truncated);
+    let refused = publisher.publish(&FrameMeta::raw(), &[2; 64]).unwrap_err();
+    assert_eq!(refused.kind(), ErrorKind::Truncated, "{refused}");
+}
+
 /// A pixel-format code this library does not know, written over every
 /// slot (by a scribbler, or by a newer publisher): every kind of read
 /// refuses the frame as corrupt and names the code, instead of passing the

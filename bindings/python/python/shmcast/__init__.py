@@ -34,6 +34,7 @@ from ._shmcast import (
     Subscriber,
     Timeout,
     TooLarge,
+    Truncated,
     WriterAlive,
     __version__,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "Subscriber",
     "Timeout",
     "TooLarge",
+    "Truncated",
     "WriterAlive",
     "__version__",
 ]

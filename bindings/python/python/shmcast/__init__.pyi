@@ -14,7 +14,7 @@ __version__: str
 # Pixel format names (case-insensitive; ffmpeg's gray, yuyv422 and yuv420p
 # are accepted too): raw, rgb24, bgr24, rgba, bgra, gray8, yuyv, nv12, i420.
 _PixelFormat = str
-_Health = Literal["live", "stalled", "gone"]
+_Health = Literal["live", "stalled", "gone", "truncated"]
 
 class Error(Exception):
     """Any shmcast failure; the message says what failed and what to do."""
@@ -39,6 +39,10 @@ class InvalidName(Error):
 
 class Revoked(Error):
     """The publisher revoked a lease: discard what was read through it."""
+
+class Truncated(Error):
+    """Another process truncated the shared memory: nothing more comes
+    through it (a publisher of the name replaces the channel)."""
 
 class AllSlotsLeased(Error):
     """Subscribers lease every free slot: the frame was dropped."""
@@ -109,7 +113,9 @@ class Subscriber:
         subscriber at a time: a second raises Error until the first is
         released."""
     def health(self, stall_after: float = 2.0) -> _Health:
-        """"live", "stalled" (no frame for `stall_after` s) or "gone"."""
+        """"live", "stalled" (no frame for `stall_after` s), "gone", or
+        "truncated" (another process cut the channel's memory: nothing more
+        comes through it)."""
     @property
     def name(self) -> str: ...
     @property

@@ -339,6 +339,12 @@ impl Publisher {
                 payload.len(),
             );
         }
+        // A truncation under the copy was caught by the SIGBUS guard, and
+        // the bytes went nowhere: say so now, not at the next frame.
+        if let Err(e) = self.truncated() {
+            self.channel.words().abort(slot);
+            return Err(e);
+        }
         Ok(self.finish(slot, meta, payload.len(), 0))
     }
 
@@ -391,6 +397,9 @@ impl Publisher {
         self.truncated()?;
         let words = self.channel.words();
         if !words.is_writer(self.me) {
+            // A header cut off under us reads as zeros, no writer: that is
+            // a truncation, which the read of the word has just recorded.
+            self.truncated()?;
             return Err(Error::writer_lost(&self.label, token_pid(words.writer())));
         }
         if self.last_sweep.elapsed() >= SWEEP_EVERY {

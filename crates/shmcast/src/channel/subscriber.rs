@@ -127,6 +127,10 @@ pub enum Health {
     },
     /// No publisher: it stopped, or its process died.
     Gone,
+    /// Another process truncated the channel's shared memory: nothing more
+    /// comes through it. A publisher of the name replaces it (see
+    /// [`Subscriber::follow`]), or the channel must be made again.
+    Truncated,
 }
 
 /// One process's view of a channel: reads the latest frame by copy or in
@@ -619,6 +623,16 @@ impl Subscriber {
         if latest > than || (self.reopened != reopened_before && latest > 0) {
             return Look::Done(Ok(latest));
         }
+        if self.channel.seg.was_truncated() {
+            // Nothing more comes through this channel; a replacement may.
+            return match self.follow() {
+                Ok(true) => Look::Again,
+                _ => Look::Done(Err(self.fail(
+                    ErrorKind::Truncated,
+                    "another process truncated its shared memory; nothing more comes through it (a publisher of the name replaces it)",
+                ))),
+            };
+        }
         let waited = from.started.elapsed();
         if waited >= from.timeout {
             return Look::Done(Err(self
@@ -670,6 +684,11 @@ impl Subscriber {
     /// ([`stall_reason`](Subscriber::stall_reason)).
     pub fn health(&self, stall_after: Duration) -> Health {
         let last_publish_ns = self.channel.words().last_publish_ns();
+        // Judged after reading the words: a read past a truncation is what
+        // the SIGBUS guard catches and records.
+        if self.channel.seg.was_truncated() {
+            return Health::Truncated;
+        }
         if self.publisher_gone() {
             return Health::Gone;
         }

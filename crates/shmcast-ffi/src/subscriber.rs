@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 use std::sync::{Mutex, MutexGuard};
 
-use shmcast_core::{Access, DetachedLease, Health, Subscriber, SubscriberOptions};
+use shmcast_core::{Access, DetachedLease, ErrorKind, Health, Subscriber, SubscriberOptions};
 
 use crate::args;
 use crate::errors::{guard, invalid, Failure};
@@ -176,7 +176,7 @@ pub unsafe extern "C" fn shmcast_subscriber_read_latest(
             Ok(Some(frame)) => unsafe { args::write_info(info, Some(&frame)) },
             Ok(None) => Err(no_frame(&sub.name().to_string())),
             Err(e) => {
-                if let Some(needed) = e.frame_len() {
+                if let (ErrorKind::BufferTooSmall, Some(needed)) = (e.kind(), e.frame_len()) {
                     let frame = shmcast_core::FrameInfo {
                         number: 0,
                         len: needed,

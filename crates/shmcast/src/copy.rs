@@ -16,6 +16,14 @@
 //! this process's abstract machine, which is exactly the situation of memory
 //! written by a device.
 //!
+//! That argument is for another process. Within one process, a
+//! publisher's plain stores into a slot and a subscriber's loads of the
+//! same bytes on another thread are, strictly, still a data race in Rust's
+//! model (the bytes are reached only through raw pointers into an OS
+//! mapping, which keeps the compiler from reasoning about them, but the
+//! model does not care). Writer-side atomic copies would close it at a
+//! cost on every large publish; it is a known limitation, not a promise.
+//!
 //! On x86-64 the aligned middle is read instead with volatile 64-byte loads
 //! (four SSE2 registers). Word-sized atomics cannot be vectorised, and on a
 //! 6 MB frame that costs about a quarter of the copy rate in cache (46 vs
@@ -73,19 +81,19 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 /// ```
 ///
 /// No view of shared bytes is a slice; each of these fails to compile:
-/// ```compile_fail
-/// fn f(lease: &shmcast::Lease<'_>) -> &[u8] { lease }
+/// ```compile_fail,E0308
+/// fn f<'a>(lease: &'a shmcast::Lease<'_>) -> &'a [u8] { lease }
 /// ```
-/// ```compile_fail
+/// ```compile_fail,E0308
 /// fn f(lease: &shmcast::DetachedLease) -> &[u8] { lease }
 /// ```
-/// ```compile_fail
+/// ```compile_fail,E0308
 /// fn f<'a>(guard: &'a shmcast::ReadGuard<'_>) -> &'a [u8] { guard }
 /// ```
-/// ```compile_fail
+/// ```compile_fail,E0608
 /// fn f(mut guard: shmcast::WriteGuard<'_>) { guard[0] = 1; }
 /// ```
-/// ```compile_fail
+/// ```compile_fail,E0631
 /// fn f(sub: &shmcast::Subscriber) {
 ///     let _ = sub.read_in_place(|_, bytes: &[u8]| bytes.len());
 /// }

@@ -236,11 +236,16 @@ impl fmt::Display for Error {
                 }
                 write!(f, "hold leases on every free slot of {slots}; frame dropped (give the channel more slots; leases held past its max lease are revoked)")
             }
-            What::WriterLost => write!(
-                f,
-                "channel {name}: pid {} has taken over publishing; this publisher must stop",
-                self.pid.unwrap_or(0)
-            ),
+            What::WriterLost => match self.pid.filter(|&p| p != 0) {
+                Some(pid) => write!(
+                    f,
+                    "channel {name}: pid {pid} has taken over publishing; this publisher must stop"
+                ),
+                None => write!(
+                    f,
+                    "channel {name}: this publisher no longer holds the writer role (it was cleared, or this is a forked child's copy); it must stop"
+                ),
+            },
             What::Truncated => write!(f, "channel {name}: another process truncated its shared memory; publishing stopped (whoever may write the channel did it: check who it grants write access)"),
         }
     }

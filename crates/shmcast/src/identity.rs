@@ -55,12 +55,20 @@ impl ProcessId {
                 start_time: START.load(Relaxed),
             };
         }
-        // Our own start time is always readable; 0 is a safe fallback that
-        // no real process shares (so we would look dead only to ourselves).
-        let start_time = os::process_start_time(pid).unwrap_or(Some(0)).unwrap_or(0);
-        START.store(start_time, Relaxed);
-        PID.store(pid, Release);
-        ProcessId { pid, start_time }
+        // Our own start time is readable but for a passing failure (out of
+        // file descriptors, say): tried a few times. A value that is not
+        // our real start time would make every token we write look dead
+        // to others, so a failure is never cached: the next call tries
+        // again, and what is cached is only ever the real value.
+        for attempt in 0..3 {
+            if let Ok(Some(start_time)) = os::process_start_time(pid) {
+                START.store(start_time, Relaxed);
+                PID.store(pid, Release);
+                return ProcessId { pid, start_time };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1 << attempt));
+        }
+        ProcessId { pid, start_time: 0 }
     }
 
     /// Asks the OS whether this process still runs.

@@ -639,6 +639,8 @@ mod loom_tests {
             let read_torn = reader.join().unwrap();
             if let Some(held) = &wrote {
                 assert!(held.torn, "the dead writer's write was not reported torn");
+                // A completed write repairs it: the word is even again.
+                assert!(!g.lock.holders().torn, "torn after a completed write");
             }
             // A reader that came before any new write sees the torn state.
             if wrote.is_none() {
@@ -647,6 +649,33 @@ mod loom_tests {
             // Never wedged: the next writer gets it, dead holders or not.
             let next = g.lock.lock_write_with(R2, &mut rounds(4));
             assert!(next.is_ok(), "the lock stayed wedged: {next:?}");
+        });
+    }
+
+    /// After a writer died mid-write (the word odd), a reader without write
+    /// access keeps a copy only as torn (before the next write) or as a
+    /// whole new write, never a mix called whole.
+    #[test]
+    fn a_seqlock_reader_after_a_dead_writer_says_torn_until_a_new_write() {
+        model(|| {
+            let g = guarded(DEAD, 1, 0);
+            g.a.store(7, Relaxed); // the dead writer got this far
+            let writer = {
+                let g = Arc::clone(&g);
+                thread::spawn(move || {
+                    write(&g, W, 1);
+                })
+            };
+            let mut pair = (0, 0);
+            let copied = g.lock.read_consistent_with(&mut rounds(2), || {
+                pair = (g.a.load(Relaxed), g.b.load(Relaxed));
+            });
+            match copied {
+                Ok(false) => assert_eq!(pair, (1, 1), "a mixed copy called whole"),
+                Ok(true) => assert_eq!(pair, (7, 0), "a torn copy that is not the dead write"),
+                Err(_) => {}
+            }
+            writer.join().unwrap();
         });
     }
 

@@ -1039,9 +1039,23 @@ mod tests {
     #[test]
     fn our_own_segments_owner_is_us() {
         let name = Name::new(&format!("owner-{}", std::process::id())).unwrap();
-        let seg = Segment::create(name, Kind::Region, 64, &CreateOptions::new(), |_| ()).unwrap();
+        let seg = Segment::create(
+            name.clone(),
+            Kind::Region,
+            64,
+            &CreateOptions::new(),
+            |_| (),
+        )
+        .unwrap();
         let owned = seg.ownership().unwrap();
         assert!(owned.mine, "{}", owned.owner);
+        // Opened, not created: the owner is readable all the same (on
+        // Windows the open asks for READ_CONTROL), read-write or read-only.
+        for writable in [true, false] {
+            let opened = Segment::open(name.clone(), Some(Kind::Region), writable).unwrap();
+            let owned = opened.ownership().unwrap();
+            assert!(owned.mine, "{}", owned.owner);
+        }
         #[cfg(windows)]
         assert_eq!(
             owned.owner.contains("Wine"),

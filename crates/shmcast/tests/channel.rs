@@ -813,12 +813,18 @@ fn fork_and_drop(name: &str) -> i32 {
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork failed");
     if pid == 0 {
+        // The child may not publish as its parent, nor lease through the
+        // parent's entry: two writers would break every reader's seqlock.
+        let refused = matches!(publisher.publish(&meta(), &buf),
+            Err(e) if e.kind() == ErrorKind::WriterLost);
         drop(lease);
+        let no_lease = matches!(subscriber.lease_latest(),
+            Err(e) if e.kind() == ErrorKind::NotLeasing);
         drop(subscriber);
         drop(publisher);
         // SAFETY: ends the child at once, without running the parent's
         // exit handlers twice.
-        unsafe { libc::_exit(0) };
+        unsafe { libc::_exit(if refused && no_lease { 0 } else { 3 }) };
     }
     let mut status = 0;
     // SAFETY: `pid` is our child; `status` is a valid out-pointer.

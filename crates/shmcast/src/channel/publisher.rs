@@ -79,6 +79,15 @@ impl ChannelOptions {
     /// Namespace, permissions and lifetime of the channel. Subscribers need
     /// only read access (Linux mode 0644 or 0640; Windows an SDDL granting
     /// `GRGX`: read, and SYNCHRONIZE on the wake events).
+    ///
+    /// On Linux the channel itself never gets the group's or others' write
+    /// bits (a mode of 0666 makes a channel of 0644 and a lease table of
+    /// 0666): subscribers never write the channel, and a [`Loan`] lends a
+    /// `&mut [u8]` on the promise that nobody but its publisher writes the
+    /// slot. On Windows the SDDL is taken as given: one that grants others
+    /// write access to the channel (rather than to the lease table, see
+    /// [`lease_options`](ChannelOptions::lease_options)) breaks that
+    /// promise.
     pub fn create_options(mut self, options: CreateOptions) -> ChannelOptions {
         self.create = options;
         self
@@ -105,6 +114,13 @@ impl ChannelOptions {
 
     fn lease_create(&self) -> CreateOptions {
         self.leases.clone().unwrap_or_else(|| self.create.clone())
+    }
+
+    /// The channel's own options: the group's and others' write bits
+    /// dropped (see [`create_options`](ChannelOptions::create_options)).
+    fn channel_create(&self) -> CreateOptions {
+        let mode = self.create.mode_bits() & !0o022;
+        self.create.clone().mode(mode)
     }
 }
 
@@ -396,7 +412,9 @@ impl Publisher {
         }
         self.truncated()?;
         let words = self.channel.words();
-        if !words.is_writer(self.me) {
+        // A forked child holds its parent's token: the writer role is the
+        // parent's, and two writers would break every reader's seqlock.
+        if !words.is_writer(self.me) || crate::identity::forked_from(self.me) {
             // A header cut off under us reads as zeros, no writer: that is
             // a truncation, which the read of the word has just recorded.
             self.truncated()?;
@@ -556,7 +574,7 @@ fn create_or_take_over(
         name,
         Kind::Channel,
         geometry.data_len,
-        &options.create,
+        &options.channel_create(),
         |base| init_header(base, geometry, me, instance),
         |seg, owned| judge(seg, owned, options, me),
     );
@@ -605,11 +623,9 @@ fn judge(
             g.max_frame_len, options.max_frame_len
         ));
     }
-    if let Some(mode) = owned.mode.filter(|&m| m != options.create.mode_bits()) {
-        differs.push(format!(
-            "mode {mode:04o}, not {:04o}",
-            options.create.mode_bits()
-        ));
+    let wanted_mode = options.channel_create().mode_bits();
+    if let Some(mode) = owned.mode.filter(|&m| m != wanted_mode) {
+        differs.push(format!("mode {mode:04o}, not {wanted_mode:04o}"));
     }
     if !differs.is_empty() {
         let why = differs.join(", ");
@@ -668,7 +684,8 @@ fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Opti
             return None;
         };
         // Ours (this user's), and ours to judge: we hold its channel.
-        if !seg.ownership().map_or(true, |o| o.mine) {
+        // (Known to be: an owner that cannot be read is not ours.)
+        if !matches!(seg.ownership(), Ok(o) if o.mine) {
             return None;
         }
         let claim = seg.force_claim()?;
@@ -691,8 +708,10 @@ fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Opti
 /// between calls; it gives the publisher back when it ends).
 ///
 /// The slot is a `&mut [u8]` because nothing else writes it while the loan
-/// lives: only processes of the channel's own user can map the channel
-/// writable (the OS enforces it), and among them only the writer, whose
+/// lives: only processes of the channel's own user (and root) can map the
+/// channel writable, which the OS enforces (on Linux the channel never has
+/// group or other write bits, see [`ChannelOptions::create_options`]; on
+/// Windows it is the SDDL's to say), and among them only the writer, whose
 /// claim passes on only when its holder is dead; leasing readers write the
 /// separate lease table. A process of the same user that ignores all of
 /// that could as well write this process's own memory.
@@ -703,6 +722,23 @@ pub struct Loan<'a, P: DerefMut<Target = Publisher> = &'a mut Publisher> {
     slot: usize,
     len: usize,
     borrow: PhantomData<&'a mut Publisher>,
+}
+
+impl Loan<'_> {
+    /// Publishes the loaned slot as the next frame; returns its number.
+    pub fn commit(self, meta: &FrameMeta) -> u64 {
+        self.commit_numbered(meta, 0)
+    }
+
+    /// Publishes the loaned slot as frame `number` when that is above the
+    /// channel's newest and at most 2^48, otherwise as the next frame
+    /// (numbers never go back); returns the number used. For bridges and
+    /// relays, whose readers should see the source's numbers, gaps and
+    /// all, so that a frame is known by one number on both sides.
+    pub fn commit_numbered(mut self, meta: &FrameMeta, number: u64) -> u64 {
+        let (slot, len) = (self.slot, self.len);
+        self.take().finish(slot, meta, len, number)
+    }
 }
 
 /// A loan that owns its publisher (see [`Publisher::into_loan`]):
@@ -731,21 +767,6 @@ impl<P: DerefMut<Target = Publisher>> Loan<'_, P> {
         self.publisher
             .take()
             .expect("a live loan has its publisher")
-    }
-
-    /// Publishes the loaned slot as the next frame; returns its number.
-    pub fn commit(self, meta: &FrameMeta) -> u64 {
-        self.commit_numbered(meta, 0)
-    }
-
-    /// Publishes the loaned slot as frame `number` when that is above the
-    /// channel's newest and at most 2^48, otherwise as the next frame
-    /// (numbers never go back); returns the number used. For bridges and
-    /// relays, whose readers should see the source's numbers, gaps and
-    /// all, so that a frame is known by one number on both sides.
-    pub fn commit_numbered(mut self, meta: &FrameMeta, number: u64) -> u64 {
-        let (slot, len) = (self.slot, self.len);
-        self.take().finish(slot, meta, len, number)
     }
 
     /// Publishes the loaned slot as the next frame; gives back the

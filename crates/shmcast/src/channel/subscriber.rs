@@ -351,6 +351,14 @@ impl Subscriber {
     /// Checked on every call: an entry that is no longer ours is never
     /// written (its new owner's lease would be clobbered).
     fn lease_entry(&self) -> Result<usize, Error> {
+        if crate::identity::forked_from(self.me) {
+            // The entry is the parent's: a lease through it would be
+            // released by neither process.
+            return Err(self.fail(
+                ErrorKind::NotLeasing,
+                "this subscriber was inherited across a fork; open one in this process to lease",
+            ));
+        }
         let words = self.channel.words();
         let Some(entry) = self.entry.get() else {
             return Err(self.fail(

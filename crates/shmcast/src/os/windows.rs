@@ -36,6 +36,7 @@ use windows_sys::Win32::Security::{
     EqualSid, GetTokenInformation, TokenOwner, TokenUser, OWNER_SECURITY_INFORMATION,
     PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_OWNER, TOKEN_QUERY, TOKEN_USER,
 };
+use windows_sys::Win32::Storage::FileSystem::READ_CONTROL;
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
@@ -211,8 +212,16 @@ impl Mapping {
         } else {
             FILE_MAP_READ
         };
+        // READ_CONTROL too, so that `ownership` can read the owner SID (a
+        // take-over or a leasing subscriber needs it, and refuses without
+        // it); where the DACL does not grant it, the open goes on without,
+        // and the owner checks fail closed.
         // SAFETY: `name` is NUL-terminated UTF-16 that outlives the call.
-        let handle = unsafe { OpenFileMappingW(access, 0, name.as_ptr()) };
+        let mut handle = unsafe { OpenFileMappingW(access | READ_CONTROL, 0, name.as_ptr()) };
+        if handle.is_null() {
+            // SAFETY: as above.
+            handle = unsafe { OpenFileMappingW(access, 0, name.as_ptr()) };
+        }
         if handle.is_null() {
             return Err(last_error("OpenFileMappingW"));
         }

@@ -36,6 +36,16 @@ pub fn mode(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not an octal mode like 600 or 644"))
 }
 
+/// A number as a user wrote it, short: `30`, `0.5`, `1e-300`, `1e300`
+/// (Rust's `{}` spells out every digit of 1e300).
+pub fn number(f: f64) -> String {
+    if f == 0.0 || (1e-4..1e9).contains(&f.abs()) || !f.is_finite() {
+        format!("{f}")
+    } else {
+        format!("{f:e}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +68,14 @@ mod tests {
         assert_eq!(mode("0o644"), Ok(0o644));
         assert!(mode("888").is_err());
         assert!(mode("17777").is_err());
+    }
+
+    #[test]
+    fn numbers_are_shown_short() {
+        assert_eq!(number(30.0), "30");
+        assert_eq!(number(0.5), "0.5");
+        assert_eq!(number(1e300), "1e300");
+        assert_eq!(number(1e-300), "1e-300");
+        assert_eq!(number(f64::INFINITY), "inf");
     }
 }

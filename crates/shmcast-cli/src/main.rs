@@ -1001,11 +1001,17 @@ fn positive_seconds(s: f64, what: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| format!("{what} {s} is not a number of seconds above zero"))
+        .ok_or_else(|| {
+            format!(
+                "{what} {} is not a number of seconds above zero",
+                parse::number(s)
+            )
+        })
 }
 
 fn seconds(s: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s).map_err(|_| format!("{s} is not a number of seconds"))
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| format!("{} is not a number of seconds", parse::number(s)))
 }
 
 fn read(

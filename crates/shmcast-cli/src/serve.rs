@@ -585,16 +585,29 @@ fn pause(stop: &AtomicBool, how_long: Duration) {
 /// for 0 or none; an error for negative, NaN, infinite or absurdly slow
 /// rates.
 pub fn frame_period(fps: Option<f64>) -> Result<Option<Duration>, String> {
+    /// A million frames a second: above that a period rounds towards
+    /// nothing, and no source delivers it anyway.
+    const MAX_FPS: f64 = 1e6;
     match fps {
         None => Ok(None),
         Some(0.0) => Ok(None),
+        Some(f) if f.is_finite() && f > MAX_FPS => Err(format!(
+            "--fps {} is faster than any source; give at most {MAX_FPS} (0: as fast as the source)",
+            shmcast_args::number(f)
+        )),
         Some(f) if f.is_finite() && f > 0.0 => Duration::try_from_secs_f64(1.0 / f)
             .ok()
             .filter(|p| *p <= Duration::from_secs(24 * 3600))
             .map(Some)
-            .ok_or_else(|| format!("--fps {f} is too slow; give at least one frame a day")),
+            .ok_or_else(|| {
+                format!(
+                    "--fps {} is too slow; give at least one frame a day",
+                    shmcast_args::number(f)
+                )
+            }),
         Some(f) => Err(format!(
-            "--fps {f} is not a frame rate; give a positive number (0: as fast as the source)"
+            "--fps {} is not a frame rate; give a positive number (0: as fast as the source)",
+            shmcast_args::number(f)
         )),
     }
 }

@@ -298,3 +298,58 @@ fn list_shows_regions_channels_and_lease_tables_with_their_creators() {
         "{text}"
     );
 }
+
+/// Absurd numbers are refused in a short line that shows them as they
+/// were written, and a rate too fast for any source is refused, not run as
+/// "inf fps".
+#[test]
+fn absurd_rates_and_timeouts_are_refused_briefly() {
+    for (args, says) in [
+        (
+            &["serve", "absurd", "--fps", "1e300", "--frames", "1"][..],
+            "--fps 1e300 is faster than any source",
+        ),
+        (
+            &["serve", "absurd", "--fps", "1e-300", "--frames", "1"][..],
+            "--fps 1e-300 is too slow",
+        ),
+        (
+            &["serve", "absurd", "--fps", "inf", "--frames", "1"][..],
+            "--fps inf is not a frame rate",
+        ),
+        (
+            &["read", "absurd", "--timeout", "1e300"][..],
+            "1e300 is not a number of seconds",
+        ),
+    ] {
+        let out = run(args, b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} ran: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(err.len() < 200, "{args:?}: {} bytes: {err}", err.len());
+    }
+}
+
+/// A directory squatting a name is called one, by every command (serve
+/// and write once printed the OS error twice instead).
+#[cfg(target_os = "linux")]
+#[test]
+fn a_directory_under_a_name_is_called_one_by_every_command() {
+    let name = unique("dir");
+    let path = format!("/dev/shm/shmcast.{name}");
+    std::fs::create_dir(&path).unwrap();
+    for args in [
+        vec!["serve", &name, "--frames", "1"],
+        vec!["write", &name],
+        vec!["info", &name],
+        vec!["cat", &name],
+    ] {
+        let err = assert_fails_naming(&run(&args, b"x"), &name);
+        assert!(
+            err.contains("a directory, not a shared memory object"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.matches("Is a directory").count(), 0, "{args:?}: {err}");
+    }
+    std::fs::remove_dir(&path).unwrap();
+}

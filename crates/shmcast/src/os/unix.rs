@@ -124,6 +124,8 @@ impl Mapping {
         let flags = access | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::open(shm_file(object), flags, Mode::empty()).map_err(|e| match e {
             Errno::LOOP => OsError::foreign("a symbolic link"),
+            // A read-write open of a directory fails before fstat can say.
+            Errno::ISDIR => OsError::foreign("a directory"),
             e => OsError::new("shm_open", e.into()),
         })?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| OsError::new("fstat", e.into()))?;

@@ -738,7 +738,13 @@ fn object_place(name: &Name) -> String {
 
 fn write(name: &Name, offset: usize) -> Result<(), String> {
     let region = Region::open(name).map_err(|e| one_line(&e))?;
-    let room = region.len().saturating_sub(offset);
+    if offset > region.len() {
+        return Err(format!(
+            "region {name}: offset {offset} is past its end (it has {} bytes); nothing was written",
+            region.len()
+        ));
+    }
+    let room = region.len() - offset;
     // Read one byte more than fits, to tell "fits exactly" from "too long"
     // without reading an endless stdin to the end.
     let mut data = Vec::new();

@@ -102,6 +102,29 @@ fn hold_write_cat_round_trip_and_oversized_write_changes_nothing() {
     let out = run(&["write", &name, "--offset", "1048570"], b"abcdefg");
     assert_fails_naming(&out, &name);
     assert!(run(&["cat", &name], b"").stdout.ends_with(b"abcdef"));
+    // An offset past the end says so (it once said "the 0 bytes that fit").
+    let out = run(&["write", &name, "--offset", "18446744073709551615"], b"x");
+    let err = assert_fails_naming(&out, &name);
+    assert!(err.contains("is past its end"), "{err}");
+
+    // Something else squatting a live segment's companion name is said by
+    // clean (which leaves it), not passed over in silence.
+    #[cfg(target_os = "linux")]
+    {
+        let fifo = format!("/dev/shm/shmcast.{name}~leases");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let out = run(&["clean"], b"");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!("left {name} (leases)")) && err.contains("a FIFO"),
+            "{err}"
+        );
+        std::fs::remove_file(&fifo).unwrap();
+    }
 }
 
 #[cfg(target_os = "linux")]

@@ -779,7 +779,14 @@ pub(crate) fn remove_if_truncated(name: &Name) -> Option<u32> {
 fn remove_if_orphaned(name: &Name) -> Verdict {
     match Segment::open(name.without_companion(), None, false) {
         Err(e) if e.kind() == ErrorKind::NotFound => {}
-        _ => return Verdict::Live,
+        // A live channel's companion is its own, unless something else
+        // squats its name (a FIFO, a foreign file): that is said.
+        _ => {
+            return match Segment::open(name.clone(), None, false) {
+                Err(e) if e.kind() == ErrorKind::Foreign => Verdict::Unjudged(e),
+                _ => Verdict::Live,
+            }
+        }
     }
     match Segment::open(name.clone(), None, false) {
         Ok(seg) => {

@@ -201,8 +201,15 @@ mod linux {
             err.contains("belongs to uid") && err.contains("not taken over"),
             "{err}"
         );
+        // Nor replaced by a region: hold and serve agree (root's hold once
+        // removed it and made a region of its own under the name).
+        let (ok, _, err) = run_within(&["hold", &name, "--size", "64"], Duration::from_secs(10));
+        assert!(!ok, "hold replaced another user's channel");
+        assert!(err.contains("belongs to uid"), "{err}");
+        // Left as it was (--mode 666 made a 0644 channel: a channel never
+        // gets others' write bits; its lease table has them).
         let meta = std::fs::metadata(&object).unwrap();
-        assert_eq!(meta.permissions().mode() & 0o777, 0o666, "left as it was");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o644, "left as it was");
         remove_all(&name);
     }
 

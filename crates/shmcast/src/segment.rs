@@ -173,7 +173,20 @@ impl Segment {
         let map = match Mapping::create(&object, total, &spec) {
             Ok(map) => map,
             Err(e) if e.source.kind() == io::ErrorKind::AlreadyExists => {
-                let replaced = opts.replace_stale
+                // Only this user's: a stale object of another user's is
+                // refused, as a take-over is (root could remove it).
+                let mine = opts
+                    .replace_stale
+                    .then(|| {
+                        Mapping::open(&object, name.namespace(), false)
+                            .ok()
+                            .map(|map| ours(&name, map.ownership()))
+                    })
+                    .flatten();
+                if let Some(Err(theirs)) = mine {
+                    return Err(theirs);
+                }
+                let replaced = matches!(mine, Some(Ok(_)))
                     && matches!(
                         remove_if_stale(&name),
                         Verdict::RemovedDead(..)

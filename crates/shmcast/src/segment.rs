@@ -762,6 +762,21 @@ pub(crate) fn remove_if_stale(name: &Name) -> Verdict {
     }
 }
 
+/// Removes the object `name` if it is a regular object of this user's,
+/// whatever it holds: for a publisher replacing its own channel's broken
+/// lease table (truncated or scribbled by a leasing reader), which it alone
+/// may judge while it holds the channel. Another user's object, or
+/// anything but a regular file, is left.
+pub(crate) fn remove_own_object(name: &Name) -> bool {
+    let object = name.object_name();
+    let Ok(map) = Mapping::open(&object, name.namespace(), false) else {
+        return false;
+    };
+    matches!(map.ownership(), Ok(o) if o.mine)
+        && map.is_named(&object)
+        && os::unlink(&object).is_ok()
+}
+
 /// Removes `name` if it is a segment that was cut short (truncated, so it
 /// cannot be opened) and whose owner, still readable in what is left of
 /// its header, is dead; returns that owner's PID. Judged and removed

@@ -516,6 +516,36 @@ fn a_dead_publishers_truncated_channel_is_cleaned_and_replaced() {
     }
 }
 
+/// A lease table a leasing reader truncated (to nothing, or into its
+/// header) is replaced by the next publisher of the channel: it is the
+/// publisher's own user's, and leasing works again. It used to stay broken
+/// across restarts, and leasing with it, until `clean`.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_truncated_lease_table_is_replaced_by_the_next_publisher() {
+    for keep in [0u64, 100, 5000] {
+        let name = unique(&format!("lease-trunc{keep}"));
+        let options =
+            ChannelOptions::new(64).create_options(shmcast::CreateOptions::new().persist(true));
+        drop(Publisher::create_with(&name, &options).unwrap());
+        let table = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/dev/shm/shmcast.{name}~leases"))
+            .unwrap();
+        table.set_len(keep).unwrap();
+        let mut publisher = Publisher::create_with(&name, &options).unwrap();
+        assert!(publisher.leasing_available(), "truncated to {keep}");
+        publisher.publish(&FrameMeta::raw(), &[3; 64]).unwrap();
+        let mut sub = Subscriber::open_with(&name, &leasing()).unwrap();
+        let lease = sub.lease_latest().unwrap().unwrap();
+        assert_eq!(lease.bytes().to_vec(), [3; 64]);
+        lease.release().unwrap();
+        drop(sub);
+        drop(publisher);
+        let _ = shmcast::remove(&name);
+    }
+}
+
 /// Not a test: the entry point of the child processes the tests spawn.
 #[test]
 fn child_entry_point() {

@@ -677,8 +677,12 @@ fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Opti
             Err(_) => return None,
         }
         let Ok(seg) = Segment::open(leases_name.clone(), Some(Kind::Leases), true) else {
-            // Unreadable, foreign or half made: ours to clear only if stale.
-            if crate::segment::remove_if_unfinished(&leases_name) {
+            // Half made, or broken (truncated, scribbled) but our user's:
+            // ours to replace, since we hold its channel. Another user's
+            // object under the name is left (and leasing with it).
+            if crate::segment::remove_if_unfinished(&leases_name)
+                || crate::segment::remove_own_object(&leases_name)
+            {
                 continue;
             }
             return None;

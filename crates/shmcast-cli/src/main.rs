@@ -866,7 +866,12 @@ fn print_info_text(
             Some(n) => println!(
                 "leasers: {n} registered (read-only readers register nowhere and are not counted)"
             ),
-            None => println!("leasers: lease table not readable by this user"),
+            None => println!(
+                "leasers: none can lease: {}",
+                c.lease_table_error
+                    .as_deref()
+                    .unwrap_or("the lease table cannot be read")
+            ),
         }
         if !c.lease_holders.is_empty() {
             let holders: Vec<String> = c
@@ -959,6 +964,7 @@ fn print_info_json(
             "publisher": c.publisher.as_ref().map(holder),
             "health": health,
             "leasing_subscribers": c.subscribers,
+            "lease_table_error": c.lease_table_error,
             "lease_holders": c.lease_holders.iter().map(holder).collect::<Vec<_>>(),
             "latest_frame": c.latest_frame,
             "last_publish_unix_ns": c.last_publish_ns,

@@ -546,6 +546,45 @@ fn a_truncated_lease_table_is_replaced_by_the_next_publisher() {
     }
 }
 
+/// A leasing reader that scribbles the lease table's own header denies
+/// leasing until the publisher restarts: what it can deny is said (the
+/// README), `inspect_channel` (and so `info`) says "corrupt" rather than
+/// "not readable", and the next publisher makes the table anew.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_scribbled_lease_table_header_is_called_corrupt_and_a_restart_mends_it() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("lease-scribble");
+    let options =
+        ChannelOptions::new(64).create_options(shmcast::CreateOptions::new().persist(true));
+    let mut publisher = Publisher::create_with(&name, &options).unwrap();
+    publisher.publish(&FrameMeta::raw(), &[1; 64]).unwrap();
+    // The entry count, just after the common header and the instance.
+    lease_table(&name)
+        .write_all_at(&u32::MAX.to_ne_bytes(), 72)
+        .unwrap();
+    let refused = Subscriber::open_with(&name, &leasing()).unwrap_err();
+    assert!(refused.to_string().contains("corrupt"), "{refused}");
+    let status = shmcast::inspect_channel(&name).unwrap();
+    let said = status.lease_table_error.unwrap_or_default();
+    assert!(
+        said.contains("corrupt") && said.contains("restarts"),
+        "{said}"
+    );
+    assert!(
+        Subscriber::open(&name).is_ok(),
+        "read-only readers are unaffected"
+    );
+    drop(publisher);
+    let mut publisher = Publisher::create_with(&name, &options).unwrap();
+    publisher.publish(&FrameMeta::raw(), &[2; 64]).unwrap();
+    let mut sub = Subscriber::open_with(&name, &leasing()).unwrap();
+    assert!(sub.lease_latest().unwrap().is_some());
+    drop(sub);
+    drop(publisher);
+    let _ = shmcast::remove(&name);
+}
+
 /// Not a test: the entry point of the child processes the tests spawn.
 #[test]
 fn child_entry_point() {

@@ -91,7 +91,7 @@ impl Channel {
             let name = leases.name();
             Error::new(
                 ErrorKind::Corrupt,
-                format!("cannot open segment {name}: its header is corrupt ({what}); remove it and create it again"),
+                format!("cannot open segment {name}: its header is corrupt ({what}); nobody can lease until the channel's publisher restarts, which makes the table anew"),
             )
             .on(name)
         };
@@ -179,6 +179,10 @@ pub struct ChannelStatus {
     /// reclaimed); `None` when the lease table cannot be read. Read-only
     /// subscribers register nowhere and are not counted.
     pub subscribers: Option<usize>,
+    /// Why the lease table cannot be read, when it cannot: not this
+    /// user's to read, missing, or corrupt (a leasing subscriber scribbled
+    /// its header: then nobody can lease until the publisher restarts).
+    pub lease_table_error: Option<String>,
     /// The processes holding leases right now.
     pub lease_holders: Vec<Holder>,
     /// The newest frame's number (0: none yet).
@@ -211,7 +215,9 @@ pub fn inspect_channel<N: IntoName>(name: N) -> Result<ChannelStatus, Error> {
     let name = name.into_name()?;
     let seg = Segment::open(name.clone(), Some(Kind::Channel), false)?;
     let mut channel = Channel::new(seg).map_err(|what| corrupt_channel(&name, what))?;
-    channel.leases = channel.open_leases(&name, false).ok();
+    let leases = channel.open_leases(&name, false);
+    let lease_table_error = leases.as_ref().err().map(ToString::to_string);
+    channel.leases = leases.ok();
     let words = channel.words();
     let writer = words.writer();
     let (dropped_frames, blocked_by) = words.dropped();
@@ -220,6 +226,7 @@ pub fn inspect_channel<N: IntoName>(name: N) -> Result<ChannelStatus, Error> {
         max_frame_len: channel.geometry.max_frame_len,
         publisher: (writer != 0).then(|| Holder::of_token(writer)),
         subscribers: channel.leases.as_ref().map(|_| words.subscriber_count()),
+        lease_table_error,
         lease_holders: words
             .lease_holders()
             .into_iter()

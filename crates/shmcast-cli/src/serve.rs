@@ -240,10 +240,9 @@ fn serve_channel(
             "replaced channel {name} of dead pid {pid}: it had {why}"
         ));
     }
-    if !publisher.leasing_available() {
+    if let Some(why) = publisher.leasing_problem() {
         crate::status::log(format!(
-            "channel {name}: its lease table could not be made (another user holds the name \
-             {name}~leases?); subscribers can read, none can lease"
+            "channel {name}: no lease table: {why}; subscribers can read, none can lease"
         ));
     }
     if job.source == Source::Pattern {

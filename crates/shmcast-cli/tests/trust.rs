@@ -169,6 +169,53 @@ mod linux {
         let _ = locker.wait();
     }
 
+    /// Any local user can squat a name (POSIX shared memory names are first
+    /// come, first served): the service says whose it is and what to do,
+    /// instead of "permission denied"; a squatted lease-table name is named
+    /// too, and `info` says whose the squatting object is.
+    #[test]
+    fn a_name_squatted_by_another_user_is_said_to_be_theirs() {
+        if !other_user_exists() {
+            return;
+        }
+        let name = unique("squat");
+        let object = format!("/dev/shm/shmcast.{name}");
+        assert!(as_other(&format!("echo junk > {object}"))
+            .status()
+            .unwrap()
+            .success());
+        let (ok, _, err) = run_within(&["serve", &name, "--frames", "1"], Duration::from_secs(10));
+        assert!(!ok, "served on a squatted name");
+        assert!(
+            err.contains("is held by uid")
+                && err.contains("shmcast-test")
+                && err.contains("Remove it as root"),
+            "{err}"
+        );
+        let (_, _, err) = run_within(&["info", &name], Duration::from_secs(10));
+        assert!(
+            err.contains("belongs to uid") && err.contains("shmcast-test"),
+            "{err}"
+        );
+        let _ = std::fs::remove_file(&object);
+
+        let leases = format!("/dev/shm/shmcast.{name}~leases");
+        assert!(as_other(&format!("echo junk > {leases}"))
+            .status()
+            .unwrap()
+            .success());
+        let (ok, out, err) =
+            run_within(&["serve", &name, "--frames", "1"], Duration::from_secs(10));
+        assert!(ok, "{out}{err}");
+        assert!(
+            err.contains("no lease table")
+                && err.contains("is held by uid")
+                && err.contains("shmcast-test"),
+            "{err}"
+        );
+        let _ = std::fs::remove_file(&leases);
+    }
+
     /// Finding 2: root's serve "took over" a dead channel another user had
     /// made with mode 666, and published into memory that user controls.
     #[test]

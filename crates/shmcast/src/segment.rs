@@ -291,7 +291,7 @@ impl Segment {
                 {
                     continue
                 }
-                Err(e) => return Err(AdoptError::Failed(e)),
+                Err(e) => return Err(AdoptError::Failed(held_by_other(name, e))),
             };
             let owned = ours(name, seg.ownership()).map_err(AdoptError::Failed)?;
             let claim = match seg.claim(0) {
@@ -888,6 +888,26 @@ fn existing_owner(name: &Name) -> (Option<ProcessId>, bool) {
     (None, false)
 }
 
+/// `e`, an open of `name` that failed, said as what it is when another
+/// user holds the name: shared memory names are first come, first served,
+/// and any local user can squat one (POSIX), so a creator is told whose it
+/// is and what to do, instead of "permission denied".
+fn held_by_other(name: &Name, e: Error) -> Error {
+    let Some(owner) = os::other_owner(&name.object_name()) else {
+        return e;
+    };
+    let what = match e.kind() {
+        ErrorKind::PermissionDenied => "this user may not open it",
+        ErrorKind::Foreign => "it is not a shmcast segment",
+        _ => "this user cannot use it",
+    };
+    Error::new(
+        ErrorKind::AlreadyExists,
+        format!("cannot create segment {name}: the name is held by {owner} ({what}); it is not taken over. Remove it as root or as that user, or choose another name (a name prefix of the service's own avoids this)"),
+    )
+    .on(name)
+}
+
 /// The name is taken: by whom, and what to do.
 fn already_exists(name: &Name) -> Error {
     let (owner, alive) = existing_owner(name);
@@ -963,9 +983,12 @@ fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> E
 
 fn open_error(name: &Name, e: OsError) -> Error {
     let (kind, message) = if e.kind == OsErrorKind::Foreign {
+        let by = os::other_owner(&name.object_name())
+            .map(|o| format!(" (it belongs to {o})"))
+            .unwrap_or_default();
         (
             ErrorKind::Foreign,
-            format!("cannot open segment {name}: {}; another program put it there: remove it or use another name", e.source),
+            format!("cannot open segment {name}: {}{by}; another program put it there: remove it or use another name", e.source),
         )
     } else {
         match e.source.kind() {
@@ -992,10 +1015,15 @@ fn problem_error(name: &Name, expected: Option<Kind>, problem: Problem) -> Error
             ErrorKind::Uninitialized,
             format!("cannot open segment {name}: it was never fully created (its creator may have died while creating it); clean it up (`clean`) or create it again"),
         ),
-        Problem::Foreign { found } => (
-            ErrorKind::Foreign,
-            format!("cannot open segment {name}: it is not a shmcast segment (it starts with {found:02x?}); another program uses this name"),
-        ),
+        Problem::Foreign { found } => {
+            let by = os::other_owner(&name.object_name())
+                .map(|o| format!(", and belongs to {o}"))
+                .unwrap_or_default();
+            (
+                ErrorKind::Foreign,
+                format!("cannot open segment {name}: it is not a shmcast segment (it starts with {found:02x?}{by}); another program uses this name"),
+            )
+        }
         Problem::Version { found } => (
             ErrorKind::Incompatible,
             format!(

@@ -134,6 +134,8 @@ pub struct Publisher {
     /// The channel's name for the publish path's errors, which share it
     /// instead of allocating.
     label: Arc<str>,
+    /// Why there is no lease table, when there is none.
+    leasing_problem: Option<String>,
     me: u64,
     wakers: Wakers,
     last_sweep: Instant,
@@ -229,7 +231,9 @@ impl Publisher {
         };
         let max_lease_ms = u64::try_from(options.max_lease.as_millis()).unwrap_or(u64::MAX);
         channel.words().set_max_lease_ms(max_lease_ms);
-        channel.leases = lease_table(&channel, &name, options);
+        let leases = lease_table(&channel, &name, options);
+        let leasing_problem = leases.as_ref().err().cloned();
+        channel.leases = leases.ok();
         // A dead predecessor's word on its source is not ours.
         channel.source_status().set(None);
         let slots = channel.geometry.slots as usize;
@@ -239,6 +243,7 @@ impl Publisher {
             Origin::Replaced(pid, why) => (None, Some((pid, why))),
         };
         Ok(Publisher {
+            leasing_problem,
             label: name.to_string().into(),
             channel,
             me,
@@ -315,6 +320,12 @@ impl Publisher {
     /// in place), but none can lease.
     pub fn leasing_available(&self) -> bool {
         self.channel.leases.is_some()
+    }
+
+    /// Why leasing is not available, when it is not: the lease table's
+    /// name held by another user (named), or its own error.
+    pub fn leasing_problem(&self) -> Option<&str> {
+        self.leasing_problem.as_deref()
     }
 
     /// Frames dropped because subscribers leased every free slot.
@@ -651,7 +662,11 @@ fn judge(
 /// The channel's lease table: created anew, or a dead publisher's adopted
 /// when it is ours and belongs to this channel. `None` (no leasing, frames
 /// flow all the same) when the name is held by something we will not use.
-fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Option<Segment> {
+fn lease_table(
+    channel: &Channel,
+    name: &Name,
+    options: &ChannelOptions,
+) -> Result<Segment, String> {
     let leases_name = name.companion(LEASES);
     let instance = channel.instance();
     let create = || {
@@ -670,37 +685,47 @@ fn lease_table(channel: &Channel, name: &Name, options: &ChannelOptions) -> Opti
             },
         )
     };
+    let held_by = |what: String| match crate::os::other_owner(&leases_name.object_name()) {
+        Some(owner) => format!("the name {leases_name} is held by {owner} ({what})"),
+        None => what,
+    };
     for _ in 0..3 {
         match create() {
-            Ok(seg) => return Some(seg),
+            Ok(seg) => return Ok(seg),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(_) => return None,
+            Err(e) => return Err(e.to_string()),
         }
-        let Ok(seg) = Segment::open(leases_name.clone(), Some(Kind::Leases), true) else {
+        let seg = match Segment::open(leases_name.clone(), Some(Kind::Leases), true) {
+            Ok(seg) => seg,
             // Half made, or broken (truncated, scribbled) but our user's:
             // ours to replace, since we hold its channel. Another user's
             // object under the name is left (and leasing with it).
-            if crate::segment::remove_if_unfinished(&leases_name)
-                || crate::segment::remove_own_object(&leases_name)
+            Err(_)
+                if crate::segment::remove_if_unfinished(&leases_name)
+                    || crate::segment::remove_own_object(&leases_name) =>
             {
-                continue;
+                continue
             }
-            return None;
+            Err(e) => return Err(held_by(e.to_string())),
         };
         // Ours (this user's), and ours to judge: we hold its channel.
         // (Known to be: an owner that cannot be read is not ours.)
         if !matches!(seg.ownership(), Ok(o) if o.mine) {
-            return None;
+            return Err(held_by(format!("{leases_name} is not this user's")));
         }
-        let claim = seg.force_claim()?;
+        let Some(claim) = seg.force_claim() else {
+            return Err(format!(
+                "{leases_name} is being replaced by another process"
+            ));
+        };
         if channel.check_leases(&seg).is_ok() {
             claim.adopt(options.create.persists());
-            return Some(seg);
+            return Ok(seg);
         }
         // A table of an earlier channel of this name: replace it.
         claim.remove_name();
     }
-    None
+    Err(format!("{leases_name} kept changing under us"))
 }
 
 /// A slot lent to the caller to fill in place. Dereferences to its `len`

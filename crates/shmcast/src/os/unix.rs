@@ -431,6 +431,30 @@ pub(crate) fn object_age(object: &str) -> Option<std::time::Duration> {
     modified.elapsed().ok()
 }
 
+/// Who owns the object `object`, when it is another user: "uid 1001
+/// (advuser)". For messages about a name that someone else holds: POSIX
+/// shared memory names are first come, first served.
+pub(crate) fn other_owner(object: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::symlink_metadata(shm_file(object)).ok()?.uid();
+    if uid == rustix::process::geteuid().as_raw() {
+        return None;
+    }
+    let user = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                (f.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+            })
+        });
+    Some(match user {
+        Some(user) => format!("uid {uid} ({user})"),
+        None => format!("uid {uid}"),
+    })
+}
+
 /// A subscriber's way to sleep until the writer publishes: a futex on the
 /// channel's generation word. The mapping is `MAP_SHARED`, and the futex is
 /// not `FUTEX_PRIVATE_FLAG`, so the kernel keys it by the shared page and a

@@ -655,6 +655,12 @@ pub(crate) fn object_age(_object: &str) -> Option<std::time::Duration> {
     None
 }
 
+/// Another user owning a name: sections are judged by their SDDL and
+/// owner SID when opened, so there is no file to ask.
+pub(crate) fn other_owner(_object: &str) -> Option<String> {
+    None
+}
+
 /// `SYNCHRONIZE` access: enough to wait on an object.
 const SYNCHRONIZE: u32 = 0x0010_0000;
 /// `EVENT_MODIFY_STATE | SYNCHRONIZE`.

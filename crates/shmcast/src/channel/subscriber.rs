@@ -623,7 +623,6 @@ impl Subscriber {
 
     /// One look of [`wait_loop`]: done, or how to sleep until the next.
     fn look(&mut self, than: u64, from: &mut WaitFrom) -> Look {
-        self.heartbeat();
         let reopened_before = *from.reopened.get_or_insert(self.reopened);
         let words = self.channel.words();
         let generation = words.generation().load(crate::sync::Ordering::Acquire);
@@ -631,6 +630,9 @@ impl Subscriber {
         if latest > than || (self.reopened != reopened_before && latest > 0) {
             return Look::Done(Ok(latest));
         }
+        // Only when there is nothing to return: a frame waiting costs no
+        // clock read.
+        self.heartbeat();
         if self.channel.seg.was_truncated() {
             // Nothing more comes through this channel; a replacement may.
             return match self.follow() {

@@ -412,6 +412,27 @@ def test_a_truncation_is_reported_by_wait_health_and_the_next_publish():
             pub.publish(b"2" * 64)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="truncates /dev/shm")
+def test_faulthandler_enabled_first_leaves_a_truncation_an_error():
+    # The safe order the README gives: Python's fault handler first, then
+    # channels (shmcast's SIGBUS guard passes on what is not its own). A
+    # truncation is then an exception, not "Fatal Python error: Bus error".
+    name = unique("fh")
+    script = f"""
+import faulthandler, os, shmcast
+faulthandler.enable()
+with shmcast.Publisher({name!r}, 65536) as pub, shmcast.Subscriber({name!r}) as sub:
+    pub.publish(b"1" * 64)
+    os.truncate("/dev/shm/shmcast.{name}", 0)
+    try:
+        sub.read_latest()
+    except shmcast.Truncated:
+        print("truncated")
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "truncated", out
+
+
 def test_any_contiguous_buffer_goes_in_and_out_whatever_its_item_type():
     name = unique("dtypes")
     depth = (np.arange(32, dtype=np.uint16) * 1000).reshape(4, 8)

@@ -816,16 +816,17 @@ fn wait_loop(
     };
     loop {
         let look = with(&mut |sub| sub.look(than, &mut from));
-        let left = timeout.saturating_sub(from.started.elapsed());
+        // The clock is read only when there is a wait ahead.
+        let left = || timeout.saturating_sub(from.started.elapsed());
         match look {
             Look::Done(result) => return result,
             Look::Again => continue,
-            Look::Nap => std::thread::sleep(left.min(Duration::from_millis(50))),
+            Look::Nap => std::thread::sleep(left().min(Duration::from_millis(50))),
             Look::Sleep(waiter, generation) => {
                 let words = waiter.channel.words();
                 waiter
                     .wakeup
-                    .wait(words.generation(), generation, left.min(WAIT_SLICE));
+                    .wait(words.generation(), generation, left().min(WAIT_SLICE));
             }
         }
         from.quiet = true;

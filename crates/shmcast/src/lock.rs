@@ -595,6 +595,23 @@ mod loom_tests {
         Some(held)
     }
 
+    /// A seqlock copy of the pair (no write access) while another thread
+    /// writes 1 into it: what the copy said, and what it read.
+    fn copy_beside_a_writer(g: &Arc<Guarded>) -> (Result<bool, Blocker>, (u64, u64)) {
+        let writer = {
+            let g = Arc::clone(g);
+            thread::spawn(move || {
+                write(&g, W, 1);
+            })
+        };
+        let mut pair = (0, 0);
+        let copied = g.lock.read_consistent_with(&mut rounds(2), || {
+            pair = (g.a.load(Relaxed), g.b.load(Relaxed));
+        });
+        writer.join().unwrap();
+        (copied, pair)
+    }
+
     fn model(f: impl Fn() + Sync + Send + 'static) {
         let mut builder = loom::model::Builder::new();
         builder.preemption_bound = Some(2);
@@ -660,22 +677,13 @@ mod loom_tests {
         model(|| {
             let g = guarded(DEAD, 1, 0);
             g.a.store(7, Relaxed); // the dead writer got this far
-            let writer = {
-                let g = Arc::clone(&g);
-                thread::spawn(move || {
-                    write(&g, W, 1);
-                })
-            };
-            let mut pair = (0, 0);
-            let copied = g.lock.read_consistent_with(&mut rounds(2), || {
-                pair = (g.a.load(Relaxed), g.b.load(Relaxed));
-            });
-            match copied {
-                Ok(false) => assert_eq!(pair, (1, 1), "a mixed copy called whole"),
-                Ok(true) => assert_eq!(pair, (7, 0), "a torn copy that is not the dead write"),
-                Err(_) => {}
+            match copy_beside_a_writer(&g) {
+                (Ok(false), pair) => assert_eq!(pair, (1, 1), "a mixed copy called whole"),
+                (Ok(true), pair) => {
+                    assert_eq!(pair, (7, 0), "a torn copy that is not the dead write")
+                }
+                (Err(_), _) => {}
             }
-            writer.join().unwrap();
         });
     }
 
@@ -683,20 +691,9 @@ mod loom_tests {
     fn a_seqlock_reader_without_write_access_never_keeps_a_torn_copy() {
         model(|| {
             let g = guarded(0, 0, 0);
-            let writer = {
-                let g = Arc::clone(&g);
-                thread::spawn(move || {
-                    write(&g, W, 1);
-                })
-            };
-            let mut pair = (0, 0);
-            let copied = g.lock.read_consistent_with(&mut rounds(2), || {
-                pair = (g.a.load(Relaxed), g.b.load(Relaxed));
-            });
-            if copied == Ok(false) {
+            if let (Ok(false), pair) = copy_beside_a_writer(&g) {
                 assert_eq!(pair.0, pair.1, "a torn copy was kept");
             }
-            writer.join().unwrap();
         });
     }
 }

@@ -400,11 +400,9 @@ impl WriteGuard<'_> {
     /// written).
     pub fn write(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
         self.region.check_range(offset, data.len())?;
-        // SAFETY: the range lies inside the data (checked), which is mapped
-        // writable (write_lock checked the open mode) while the region
-        // lives; the destination is shared memory, never a Rust reference,
-        // so a process that writes it without the lock races only with
-        // readers' tolerant copies.
+        // The destination is shared memory, never a Rust reference: a
+        // process writing it without the lock races only tolerant copies.
+        // SAFETY: in range (checked), mapped writable while the region lives.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 data.as_ptr(),

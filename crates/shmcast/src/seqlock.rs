@@ -76,7 +76,8 @@ pub(crate) fn read<T>(seq: &AtomicU64, tries: usize, mut read: impl FnMut() -> T
     None
 }
 
-fn spin() {
+/// One pause of a retry loop: a spin hint, or a yield for loom.
+pub(crate) fn spin() {
     #[cfg(loom)]
     loom::thread::yield_now();
     #[cfg(not(loom))]

@@ -79,7 +79,7 @@
 
 use super::format::SlotMeta;
 use super::layout::{ChannelHeader, ReaderEntry, SlotHeader, RECLAIMING};
-use crate::seqlock;
+use crate::seqlock::{self, spin};
 use crate::sync::{fence, Ordering::*};
 
 /// Entries whose `beat_ns` is older (or newer) than this are stale.
@@ -595,13 +595,6 @@ fn latest_number(latest: u64) -> u64 {
 
 fn latest_slot_plus_one(latest: u64) -> usize {
     (latest & 0xFF) as usize
-}
-
-fn spin() {
-    #[cfg(loom)]
-    loom::thread::yield_now();
-    #[cfg(not(loom))]
-    std::hint::spin_loop();
 }
 
 #[cfg(all(test, not(loom)))]

@@ -823,10 +823,9 @@ impl<P: DerefMut<Target = Publisher>> Loan<'_, P> {
 impl<P: DerefMut<Target = Publisher>> Deref for Loan<'_, P> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        // SAFETY: the slot is ours (odd; leases on it were not honoured or
-        // absent, and readers validate before trusting it) until commit or
-        // drop, and only we write it (see the type's docs); its payload has
-        // at least `len` bytes inside the mapping.
+        // The slot is ours (odd; leases on it not honoured or absent) until
+        // commit or drop, and only we write it (see the type's docs).
+        // SAFETY: so nobody else writes these `len` mapped bytes meanwhile.
         unsafe { &*self.publisher().lent(self.slot, self.len) }
     }
 }

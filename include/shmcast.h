@@ -35,6 +35,10 @@
 #define SHMCAST_CHANNEL_CONFIG_INIT { sizeof(shmcast_channel_config), 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
+// `shmcast_reader_open` flag: copy every frame, never lease (needs read
+// access only; writes nothing to shared memory).
+#define SHMCAST_READER_COPY 2
+
 // `shmcast_region_create` flag: when the name is taken by a region whose
 // creator is dead, remove it and create a new one (Linux).
 #define SHMCAST_CREATE_REPLACE_STALE 1
@@ -76,6 +80,8 @@ enum shmcast_health
   // comes through it (`shmcast_subscriber_wait` says
   // `SHMCAST_ERROR_TRUNCATED`).
   SHMCAST_HEALTH_TRUNCATED = 3,
+  // No channel of the name (yet): only a `shmcast_reader` says this.
+  SHMCAST_HEALTH_MISSING = 4,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -209,6 +215,13 @@ typedef struct shmcast_lease shmcast_lease;
 // its lock, and a loan belongs to the handle, not to a thread (loan on
 // one thread, commit on another is fine).
 typedef struct shmcast_publisher shmcast_publisher;
+
+// A reader of a channel name: frames one at a time, from before the
+// channel exists, through publisher crashes, take-overs, restarts and
+// stalls, until it is closed. One thread reads through it at a time
+// (`shmcast_reader_next` holds it while waiting); any thread may ask its
+// health meanwhile.
+typedef struct shmcast_reader shmcast_reader;
 
 // A raw shared memory region. Any thread may use it, several at once
 // (reads and writes take the region's own crash-safe lock).
@@ -373,6 +386,72 @@ void shmcast_publisher_close(shmcast_publisher *publisher);
 // # Safety
 // `publisher` must be NULL or a live handle.
 uint64_t shmcast_publisher_max_frame_len(const shmcast_publisher *publisher);
+
+// Opens a reader of channel `name`. The channel need not exist: until it
+// does, the health is `SHMCAST_HEALTH_MISSING`. `flags`: 0 leases frames
+// in place when the publisher lets this user lease and copies them
+// otherwise; `SHMCAST_SUBSCRIBE_LEASING` leases only;
+// `SHMCAST_READER_COPY` copies only. `stall_after_ms`: how long a running
+// publisher may publish nothing before it counts as stalled (0: 2000).
+//
+// # Safety
+// `name` must be NULL or a NUL-terminated string; `out` NULL or writable.
+int32_t shmcast_reader_open(const char *name,
+                            uint32_t flags,
+                            uint32_t stall_after_ms,
+                            shmcast_reader **out);
+
+// The next frame newer than the last one, waiting up to `timeout_ms`
+// (`SHMCAST_WAIT_FOREVER`: no limit). `SHMCAST_OK`: `*data` points to its
+// `*len` bytes and `info` (may be NULL) gets its metadata; they stay valid
+// until `shmcast_reader_release`, the next call, or closing. A frame still
+// held is released first. `SHMCAST_ERROR_TIMEOUT`: nothing new, call
+// again (the health may have changed: `shmcast_reader_health`). Any other
+// status is this call's trouble (`shmcast_last_error_message` says what);
+// the reader goes on, and does not report the same trouble twice in a
+// row, so a loop may log it and call again.
+//
+// Leased bytes are shared memory with a bounded lease (see
+// `shmcast_lease_data`): use what was read only if
+// `shmcast_reader_release` returns `SHMCAST_OK`.
+//
+// # Safety
+// `reader` must be NULL or a live handle; `data` and `len` NULL or
+// writable; `info` NULL or a `shmcast_frame_info` with its size set.
+int32_t shmcast_reader_next(const shmcast_reader *reader,
+                            uint32_t timeout_ms,
+                            const uint8_t **data,
+                            uint64_t *len,
+                            shmcast_frame_info *info);
+
+// Ends the frame `shmcast_reader_next` returned. `SHMCAST_ERROR_REVOKED`:
+// the publisher revoked its lease, and what was read may be torn
+// (discard it). `SHMCAST_ERROR_NOT_HELD`: no frame is held.
+//
+// # Safety
+// `reader` must be NULL or a live handle.
+int32_t shmcast_reader_release(const shmcast_reader *reader);
+
+// The channel's health as of the reader's last look (it looks while in
+// `shmcast_reader_next`); does not wait for a reading thread.
+//
+// # Safety
+// `reader` must be NULL or a live handle; `health` NULL or writable.
+int32_t shmcast_reader_health(const shmcast_reader *reader, shmcast_health *health);
+
+// Whether the reader leases frames in place (1) or copies them (0; also
+// before the channel is found, and for NULL).
+//
+// # Safety
+// `reader` must be NULL or a live handle.
+int32_t shmcast_reader_leases(const shmcast_reader *reader);
+
+// Closes the reader, ending the frame it holds. NULL is ignored.
+//
+// # Safety
+// `reader` must be NULL or a live handle, not used again after this, and
+// not in use by another thread.
+void shmcast_reader_close(shmcast_reader *reader);
 
 // Creates region `name` of `size` bytes, zero-filled.
 //

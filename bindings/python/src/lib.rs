@@ -512,6 +512,7 @@ impl Subscriber {
             core::Health::Stalled { .. } => "stalled",
             core::Health::Gone => "gone",
             core::Health::Truncated => "truncated",
+            core::Health::Missing => "missing",
         })
     }
 

@@ -80,6 +80,7 @@ pub fn run(name: &Name) -> Result<(), String> {
                 },
                 Health::Gone => "gone: no publisher".to_owned(),
                 Health::Truncated => "truncated: another process cut its memory".to_owned(),
+                Health::Missing => "missing: no channel of that name".to_owned(),
             };
         }
         if since.elapsed() >= Duration::from_secs(1) {

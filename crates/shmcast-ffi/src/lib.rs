@@ -20,11 +20,13 @@
 mod args;
 mod errors;
 mod publisher;
+mod reader;
 mod region;
 mod subscriber;
 
 pub use errors::{shmcast_last_error_message, shmcast_status};
 pub use publisher::*;
+pub use reader::*;
 pub use region::*;
 pub use subscriber::*;
 

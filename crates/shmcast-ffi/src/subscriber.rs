@@ -55,6 +55,20 @@ pub enum shmcast_health {
     /// comes through it (`shmcast_subscriber_wait` says
     /// `SHMCAST_ERROR_TRUNCATED`).
     SHMCAST_HEALTH_TRUNCATED = 3,
+    /// No channel of the name (yet): only a `shmcast_reader` says this.
+    SHMCAST_HEALTH_MISSING = 4,
+}
+
+impl From<Health> for shmcast_health {
+    fn from(health: Health) -> shmcast_health {
+        match health {
+            Health::Live => shmcast_health::SHMCAST_HEALTH_LIVE,
+            Health::Stalled { .. } => shmcast_health::SHMCAST_HEALTH_STALLED,
+            Health::Gone => shmcast_health::SHMCAST_HEALTH_GONE,
+            Health::Truncated => shmcast_health::SHMCAST_HEALTH_TRUNCATED,
+            Health::Missing => shmcast_health::SHMCAST_HEALTH_MISSING,
+        }
+    }
 }
 
 fn lock(s: &shmcast_subscriber) -> MutexGuard<'_, Subscriber> {
@@ -333,12 +347,7 @@ pub unsafe extern "C" fn shmcast_subscriber_health(
         let s = unsafe { args::handle(subscriber, "subscriber") }?;
         // SAFETY: forwarded from the caller.
         let out = unsafe { args::out(health, "health") }?;
-        *out = match lock(s).health(args::millis(stall_after_ms)) {
-            Health::Live => shmcast_health::SHMCAST_HEALTH_LIVE,
-            Health::Stalled { .. } => shmcast_health::SHMCAST_HEALTH_STALLED,
-            Health::Gone => shmcast_health::SHMCAST_HEALTH_GONE,
-            Health::Truncated => shmcast_health::SHMCAST_HEALTH_TRUNCATED,
-        };
+        *out = lock(s).health(args::millis(stall_after_ms)).into();
         Ok(())
     })
 }

@@ -267,7 +267,8 @@ fn status_loop(
                     sub.stall_reason()
                         .unwrap_or_else(|| format!("no frame for {:.1} s", idle.as_secs_f64())),
                 ),
-                Health::Gone => (
+                // (A subscriber is never missing its channel.)
+                Health::Gone | Health::Missing => (
                     State::Gone,
                     format!("the publisher of {} is gone", export.name),
                 ),

@@ -1,5 +1,5 @@
 //! Owns a channel and publishes frames written in place: the smallest useful
-//! publisher. Run `cargo run --example subscribe` beside it.
+//! publisher. Run `cargo run --example reader` beside it.
 //!
 //! ```sh
 //! cargo run --example publish -- demo 300

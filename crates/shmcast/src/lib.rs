@@ -80,9 +80,9 @@ mod sync;
 
 #[cfg(not(loom))]
 pub use channel::{
-    inspect_channel, Access, ChannelOptions, ChannelStatus, Detached, DetachedLease, Health,
-    HoldsSubscriber, Lease, Loan, OwnedLoan, Publisher, Subscriber, SubscriberOptions, Waiter,
-    DEFAULT_MAX_LEASE,
+    inspect_channel, Access, ChannelOptions, ChannelStatus, Detached, DetachedLease, Frame, Health,
+    HoldsSubscriber, Lease, Loan, Next, OwnedLoan, Publisher, Reader, ReaderOptions, Subscriber,
+    SubscriberOptions, Waiter, DEFAULT_MAX_LEASE,
 };
 pub use channel::{
     FrameInfo, FrameMeta, PixelFormat, UnknownFormat, DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS,

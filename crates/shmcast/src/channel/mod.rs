@@ -45,6 +45,8 @@ mod mapped;
 #[cfg(not(loom))]
 mod publisher;
 #[cfg(not(loom))]
+mod reader;
+#[cfg(not(loom))]
 mod source;
 #[cfg(not(loom))]
 mod subscriber;
@@ -58,6 +60,7 @@ mod loom_tests;
 pub use self::{
     mapped::{inspect_channel, ChannelStatus},
     publisher::{ChannelOptions, Loan, OwnedLoan, Publisher, DEFAULT_MAX_LEASE},
+    reader::{Frame, Next, Reader, ReaderOptions},
     subscriber::{
         Access, Detached, DetachedLease, Health, HoldsSubscriber, Lease, Subscriber,
         SubscriberOptions, Waiter,

@@ -131,6 +131,9 @@ pub enum Health {
     /// comes through it. A publisher of the name replaces it (see
     /// [`Subscriber::follow`]), or the channel must be made again.
     Truncated,
+    /// No channel of the name (yet). Only a [`Reader`](crate::Reader),
+    /// which needs no channel to start, says this.
+    Missing,
 }
 
 /// One process's view of a channel: reads the latest frame by copy or in

@@ -27,6 +27,12 @@ namespace Shmcast
         protected override bool ReleaseHandle() { Native.shmcast_subscriber_close(handle); return true; }
     }
 
+    internal sealed class ReaderHandle : SafeHandleZeroOrMinusOneIsInvalid
+    {
+        private ReaderHandle() : base(true) { }
+        protected override bool ReleaseHandle() { Native.shmcast_reader_close(handle); return true; }
+    }
+
     /// <summary>
     /// A lease lives inside its subscriber, so it holds a reference on the
     /// subscriber's handle: the subscriber is closed only after the lease is

@@ -121,6 +121,13 @@ namespace Shmcast
         [DllImport(Lib)] internal static extern ulong shmcast_subscriber_latest_number(SubscriberHandle s);
         [DllImport(Lib)] internal static extern void shmcast_subscriber_close(IntPtr s);
 
+        [DllImport(Lib)] internal static extern int shmcast_reader_open(byte* name, uint flags, uint stallAfterMs, out ReaderHandle handle);
+        [DllImport(Lib)] internal static extern int shmcast_reader_next(ReaderHandle r, uint timeoutMs, out IntPtr data, out ulong len, ref NativeFrameInfo info);
+        [DllImport(Lib)] internal static extern int shmcast_reader_release(ReaderHandle r);
+        [DllImport(Lib)] internal static extern int shmcast_reader_health(ReaderHandle r, out int health);
+        [DllImport(Lib)] internal static extern int shmcast_reader_leases(ReaderHandle r);
+        [DllImport(Lib)] internal static extern void shmcast_reader_close(IntPtr r);
+
         /// <summary>NUL-terminated UTF-8 for a name argument.</summary>
         internal static byte[] Utf8(string s, string what)
         {

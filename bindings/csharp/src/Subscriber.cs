@@ -117,6 +117,32 @@ namespace Shmcast
             }
         }
 
+        /// <summary>
+        /// As <see cref="LeaseLatest"/>, but false (and no exception) before
+        /// the first frame: for a draw handler that may run before the
+        /// publisher has published.
+        /// </summary>
+        public bool TryLeaseLatest(out FrameLease lease)
+        {
+            lease = null;
+            var held = new LeaseHandle(handle);
+            try
+            {
+                IntPtr raw;
+                int status = Native.shmcast_subscriber_lease_latest(handle, out raw);
+                if (status == (int)Status.NoFrame) { held.Dispose(); return false; }
+                Native.Check(status);
+                held.Set(raw);
+                lease = new FrameLease(held);
+                return true;
+            }
+            catch
+            {
+                held.Dispose();
+                throw;
+            }
+        }
+
         /// <summary>The publisher's health, calling it stalled after <paramref name="stallAfter"/> without a frame.</summary>
         public ChannelHealth GetHealth(TimeSpan stallAfter)
         {
@@ -189,7 +215,7 @@ namespace Shmcast
         public uint Width { get { return Info.Width; } }
         public uint Height { get { return Info.Height; } }
         public uint Stride { get { return Info.Stride; } }
-        public PixelFormat Format { get { return Info.Format; } }
+        public FrameFormat Format { get { return Info.Format; } }
         public ulong TimestampNs { get { return Info.TimestampNs; } }
 
         /// <summary>

@@ -2,8 +2,12 @@ using System;
 
 namespace Shmcast
 {
-    /// <summary>How a frame's bytes encode pixels (the C ABI's <c>shmcast_pixel_format</c>).</summary>
-    public enum PixelFormat : uint
+    /// <summary>
+    /// How a frame's bytes encode pixels (the C ABI's <c>shmcast_pixel_format</c>).
+    /// Not called PixelFormat: Avalonia, WPF and System.Drawing each have one,
+    /// and <c>using</c> both namespaces would make every mention ambiguous.
+    /// </summary>
+    public enum FrameFormat : uint
     {
         Raw = 0,
         Rgb24 = 1,
@@ -28,6 +32,8 @@ namespace Shmcast
         Gone = 2,
         /// <summary>Another process truncated the channel's shared memory: nothing more comes through it.</summary>
         Truncated = 3,
+        /// <summary>No channel of the name (yet): only a <see cref="FrameReader"/> says this.</summary>
+        Missing = 4,
     }
 
     /// <summary>A frame's metadata as a publisher gives it.</summary>
@@ -37,11 +43,11 @@ namespace Shmcast
         public uint Height;
         /// <summary>Bytes per row of the first plane; 0: the format's minimum.</summary>
         public uint Stride;
-        public PixelFormat Format;
+        public FrameFormat Format;
         /// <summary>Capture time, ns since the Unix epoch; 0: the time of publishing.</summary>
         public ulong TimestampNs;
 
-        public FrameMeta(uint width, uint height, PixelFormat format)
+        public FrameMeta(uint width, uint height, FrameFormat format)
         {
             Width = width; Height = height; Format = format; Stride = 0; TimestampNs = 0;
         }
@@ -70,7 +76,7 @@ namespace Shmcast
         public uint Width;
         public uint Height;
         public uint Stride;
-        public PixelFormat Format;
+        public FrameFormat Format;
         public ulong TimestampNs;
 
         internal static FrameInfo From(ref NativeFrameInfo n)
@@ -82,7 +88,7 @@ namespace Shmcast
                 Width = n.Width,
                 Height = n.Height,
                 Stride = n.Stride,
-                Format = (PixelFormat)n.Format,
+                Format = (FrameFormat)n.Format,
                 TimestampNs = n.TimestampNs,
             };
         }

@@ -4,6 +4,10 @@
 //       reads frames that `shmcast publish` (fed by ffmpeg) publishes in
 //       another process until the publisher is gone; every frame's md5 must
 //       equal ffmpeg's own framemd5 of the same frame.
+//   ShmcastTests.exe chaos-events|chaos-frames NAME --md5
+//       a FrameReader, through FrameArrived/HealthChanged or Frames(token),
+//       for the readers' chaos test (crates/shmcast-cli/tests/readers.rs):
+//       prints "frame N MD5" and "health WORD" lines until its input ends.
 //   ShmcastTests.exe checks NAME
 //       the binding's own behaviour, in one process: exceptions, leases
 //       after Dispose, a wait that uses no CPU, a wait and a lease on two
@@ -58,6 +62,8 @@ static class ShmcastTests
         {
             if (args.Length == 4 && args[0] == "read") return Read(args[1] == "lease", args[2], args[3]);
             if (args.Length == 2 && args[0] == "checks") return Checks(args[1]);
+            if (args.Length >= 2 && args[0] == "chaos-events") return ChaosEvents(args[1]);
+            if (args.Length >= 2 && args[0] == "chaos-frames") return ChaosFrames(args[1]);
         }
         catch (Exception e)
         {
@@ -66,6 +72,60 @@ static class ShmcastTests
         }
         Console.Error.WriteLine("usage: ShmcastTests.exe read copy|lease NAME FRAMEMD5 | checks NAME");
         return 2;
+    }
+
+    static string Word(ChannelHealth h) { return h.ToString().ToLowerInvariant(); }
+
+    /// <summary>A token cancelled when standard input ends (or a line is entered).</summary>
+    static CancellationToken UntilInputEnds()
+    {
+        var stop = new CancellationTokenSource();
+        new Thread(() => { Console.In.ReadLine(); stop.Cancel(); }) { IsBackground = true }.Start();
+        return stop.Token;
+    }
+
+    static int ChaosEvents(string name)
+    {
+        var token = UntilInputEnds();
+        using (var reader = new FrameReader(name))
+        {
+            reader.HealthChanged += (s, e) => Console.WriteLine("health " + Word(e.Health));
+            reader.FrameArrived += (s, e) =>
+            {
+                var md5 = Md5(e.Frame.Data);
+                ulong number = e.Frame.FrameNumber;
+                if (e.Frame.Release()) Console.WriteLine("frame " + number + " " + md5);
+            };
+            reader.Start();
+            token.WaitHandle.WaitOne();
+        }
+        Console.WriteLine("done");
+        return 0;
+    }
+
+    static int ChaosFrames(string name)
+    {
+        var token = UntilInputEnds();
+        using (var reader = new FrameReader(name))
+        {
+            // Frames() gives frames only; health is the reader's, read here
+            // between frames and by a watcher while none come.
+            var said = ChannelHealth.Missing;
+            var gate = new object();
+            Action sayHealth = () => { lock (gate) { var h = reader.Health; if (h != said) { said = h; Console.WriteLine("health " + Word(h)); } } };
+            var watcher = new Timer(_ => sayHealth(), null, 50, 50);
+            foreach (var frame in reader.Frames(token))
+            {
+                var md5 = Md5(frame.Data);
+                ulong number = frame.FrameNumber;
+                bool whole = frame.Release();
+                sayHealth();
+                if (whole) lock (gate) Console.WriteLine("frame " + number + " " + md5);
+            }
+            watcher.Dispose();
+        }
+        Console.WriteLine("done");
+        return 0;
     }
 
     static int Read(bool lease, string name, string reference)
@@ -104,7 +164,7 @@ static class ShmcastTests
                 if (info.Number <= seen) { Console.WriteLine("FAIL frame " + info.Number + " after " + seen); return 1; }
                 seen = info.Number;
                 int index = (int)info.Number - 1;
-                if (index >= expected.Count || expected[index] != md5 || info.Format != PixelFormat.Rgb24)
+                if (index >= expected.Count || expected[index] != md5 || info.Format != FrameFormat.Rgb24)
                 {
                     Console.WriteLine("FAIL frame " + info.Number + ": md5 " + md5 + ", ffmpeg's "
                         + (index < expected.Count ? expected[index] : "(none)") + ", " + info);
@@ -131,7 +191,7 @@ static class ShmcastTests
         Throws<ArgumentNullException>(() => Subscriber.Open(null), "a null name");
         Throws<ArgumentException>(() => Subscriber.Open(name + "\0x"), "a name with a NUL in it");
 
-        var meta = new FrameMeta(4, 2, PixelFormat.Bgra);
+        var meta = new FrameMeta(4, 2, FrameFormat.Bgra);
         using (var publisher = Publisher.Create(name, 4 * 2 * 4))
         {
             Throws<ShmcastWriterAliveException>(() => Publisher.Create(name, 32), "a second publisher");
@@ -150,7 +210,7 @@ static class ShmcastTests
 
                 var buffer = new byte[32];
                 var info = reader.ReadLatest(buffer);
-                Check(info.Number == 1 && info.Length == 32 && info.Width == 4 && info.Format == PixelFormat.Bgra
+                Check(info.Number == 1 && info.Length == 32 && info.Width == 4 && info.Format == FrameFormat.Bgra
                     && buffer[31] == 31, "a copy has the frame and its metadata: " + info);
                 Throws<ShmcastBufferTooSmallException>(() => reader.ReadLatest(new byte[8]), "a buffer too small",
                     e => e.Needed == 32);
@@ -159,7 +219,7 @@ static class ShmcastTests
                 // A lease: no copy, then unusable after Dispose.
                 var lease = leaser.LeaseLatest();
                 Check(lease.FrameNumber == 1 && lease.Data.Length == 32 && lease.Data[5] == 5
-                    && lease.Width == 4 && lease.Height == 2 && lease.Stride == 16 && lease.Format == PixelFormat.Bgra,
+                    && lease.Width == 4 && lease.Height == 2 && lease.Stride == 16 && lease.Format == FrameFormat.Bgra,
                     "a lease shows the frame in place");
                 Throws<ShmcastException>(() => leaser.LeaseLatest(), "a second lease at once", e => e.Status == Status.Busy);
                 lease.Dispose();
@@ -218,7 +278,7 @@ static class ShmcastTests
                { MaxFrameLength = 8, Slots = 2, MaxLease = TimeSpan.FromMilliseconds(20) }))
         using (var leaser = Subscriber.Open(name + "-revoke", SubscriberAccess.Leasing))
         {
-            var rawMeta = new FrameMeta(0, 0, PixelFormat.Raw);
+            var rawMeta = new FrameMeta(0, 0, FrameFormat.Raw);
             publisher.Publish(rawMeta, new byte[8]);
             var held = leaser.LeaseLatest();
             publisher.Publish(rawMeta, new byte[8]);
@@ -254,7 +314,7 @@ static class ShmcastTests
             using (var publisher = Publisher.Create(cut, 65536))
             using (var reader = Subscriber.Open(cut))
             {
-                ulong first = publisher.Publish(new FrameMeta(8, 8, PixelFormat.Gray8), new byte[64]);
+                ulong first = publisher.Publish(new FrameMeta(8, 8, FrameFormat.Gray8), new byte[64]);
                 Exception thrown = null;
                 var waiter = new Thread(() =>
                 {
@@ -268,7 +328,7 @@ static class ShmcastTests
                 var e2 = thrown as ShmcastException;
                 Check(e2 != null && e2.Status == Status.Truncated, "it ends with Truncated: " + thrown);
                 Check(reader.Health == ChannelHealth.Truncated, "health says Truncated: " + reader.Health);
-                Throws<ShmcastException>(() => publisher.Publish(new FrameMeta(8, 8, PixelFormat.Gray8), new byte[64]),
+                Throws<ShmcastException>(() => publisher.Publish(new FrameMeta(8, 8, FrameFormat.Gray8), new byte[64]),
                     "publishing on a truncated channel", e => e.Status == Status.Truncated);
             }
         }

@@ -498,7 +498,7 @@ impl Subscriber {
             info: FrameInfo::from(lease.info()),
             ptr: lease.bytes().as_ptr() as usize,
             len: lease.bytes().len(),
-            held: Mutex::new(Some(lease)),
+            held: Mutex::new(Some(Held::Leased(lease))),
             exports: AtomicUsize::new(0),
         }))
     }
@@ -576,12 +576,280 @@ impl Subscriber {
     }
 }
 
+// ---- Reader -------------------------------------------------------------------
+
+fn health_word(health: core::Health) -> &'static str {
+    match health {
+        core::Health::Live => "live",
+        core::Health::Stalled { .. } => "stalled",
+        core::Health::Gone => "gone",
+        core::Health::Truncated => "truncated",
+        core::Health::Missing => "missing",
+    }
+}
+
+/// Reads a channel by name for as long as it is asked to: needs no channel
+/// to start, follows the publisher's crashes, take-overs and restarts.
+/// `frames()` (in Python, on this class) is the loop to use.
+#[pyclass(module = "shmcast", name = "_Reader", subclass, frozen)]
+struct PyReader {
+    inner: Mutex<core::Reader>,
+    name: String,
+    /// The health as of the last look, readable while another thread waits.
+    health: Mutex<&'static str>,
+}
+
+#[pymethods]
+impl PyReader {
+    #[new]
+    #[pyo3(signature = (name, access = "auto", stall_after = 2.0))]
+    fn new(name: &str, access: &str, stall_after: f64) -> PyResult<Self> {
+        let mut options = core::ReaderOptions::new().stall_after(seconds(Some(stall_after))?);
+        options = match access {
+            "auto" => options,
+            "lease" => options.access(core::Access::Leasing),
+            "copy" => options.access(core::Access::ReadOnly),
+            _ => {
+                return Err(PyValueError::new_err(format!(
+                    "access must be \"auto\", \"lease\" or \"copy\", not {access:?}"
+                )))
+            }
+        };
+        let reader = core::Reader::with_options(name, options).map_err(IntoPyErr::py)?;
+        Ok(PyReader {
+            name: reader.name().to_string(),
+            inner: Mutex::new(reader),
+            health: Mutex::new("missing"),
+        })
+    }
+
+    /// The next frame newer than the last one, as a Lease (leased in place,
+    /// or a private copy), waiting up to `timeout` seconds (None: no
+    /// limit); None when nothing new came. The GIL is released meanwhile,
+    /// and Ctrl-C is seen within a tenth of a second. Raises only this
+    /// call's trouble; the reader goes on after it.
+    #[pyo3(signature = (timeout = None))]
+    fn next(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Option<Lease>> {
+        let timeout = seconds(timeout)?;
+        let started = Instant::now();
+        loop {
+            let left = timeout.saturating_sub(started.elapsed());
+            let got = detached(py, || {
+                let mut reader = lock(&self.inner);
+                let got = match reader.next(left.min(STEP)) {
+                    Ok(core::Next::Frame(frame)) => Ok(Some(lease_of(frame))),
+                    Ok(_) => Ok(None),
+                    Err(e) => Err(e),
+                };
+                *lock(&self.health) = health_word(reader.health());
+                got
+            });
+            match got.map_err(IntoPyErr::py)? {
+                Some(lease) => return Ok(Some(lease)),
+                None if started.elapsed() >= timeout => return Ok(None),
+                None => py.check_signals()?,
+            }
+        }
+    }
+
+    /// "missing" (no channel yet), "live", "stalled", "gone" or
+    /// "truncated", as of the reader's last look.
+    #[getter]
+    fn health(&self) -> &'static str {
+        *lock(&self.health)
+    }
+
+    /// Why the publisher's source delivers nothing, when it says so.
+    #[getter]
+    fn stall_reason(&self) -> Option<String> {
+        self.inner.try_lock().ok().and_then(|r| r.stall_reason())
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether frames are leased in place (False: copied, or no channel yet).
+    #[getter]
+    fn leases(&self) -> bool {
+        self.inner.try_lock().is_ok_and(|r| r.leases())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Reader({:?}, health={:?})", self.name, self.health())
+    }
+}
+
+/// The frame converted to packed RGB by the library's conversion.
+fn rgb_bytes<'py>(lease: &Lease, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    let bytes = {
+        let held = lock(&lease.held);
+        match held.as_ref() {
+            Some(Held::Leased(lease)) => lease.bytes().to_vec(),
+            Some(Held::Copied(copy)) => copy.clone(),
+            None => return Err(PyBufferError::new_err("this lease was released")),
+        }
+    };
+    let format = core::PixelFormat::from_str(&lease.info.format)
+        .map_err(|e| Error::new_err(e.to_string()))?;
+    let mut rgb = Vec::new();
+    core::convert::to_rgb24(
+        format,
+        lease.info.width,
+        lease.info.height,
+        lease.info.stride,
+        &bytes,
+        &mut rgb,
+    )
+    .map_err(|e| Error::new_err(format!("frame {}: {e}", lease.info.number)))?;
+    Ok(PyBytes::new(py, &rgb))
+}
+
+/// How `Lease.array()` shows a frame.
+enum Layout {
+    View {
+        shape: Vec<usize>,
+        strides: Vec<usize>,
+    },
+    /// I420 with a stride other than its width: no single view has its
+    /// planes as rows, so it is copied packed.
+    PackedI420 {
+        width: usize,
+        height: usize,
+        stride: usize,
+    },
+}
+
+/// The array layout of a frame, checked against its `len` bytes: every
+/// element of the view lies inside the frame, whatever the metadata says.
+fn array_layout(info: &FrameInfo, len: usize) -> PyResult<Layout> {
+    let (w, h) = (info.width as usize, info.height as usize);
+    let bad = |why: &str| {
+        Error::new_err(format!(
+            "frame {}: a {}x{} {} frame with stride {} in {len} bytes: {why}",
+            info.number, info.width, info.height, info.format, info.stride
+        ))
+    };
+    let channels = match info.format.as_str() {
+        "rgb24" | "bgr24" => 3,
+        "rgba" | "bgra" => 4,
+        "gray8" => 1,
+        "yuyv" => 2,
+        "nv12" | "i420" => 1,
+        _ => {
+            return Err(bad(
+                "only pixel formats have a shape; use memoryview(lease)",
+            ))
+        }
+    };
+    if w == 0 || h == 0 {
+        return Err(bad("it has no pixels"));
+    }
+    let planar = matches!(info.format.as_str(), "nv12" | "i420");
+    if planar && (w % 2 != 0 || h % 2 != 0) || info.format == "yuyv" && w % 2 != 0 {
+        return Err(bad("its width or height does not fit the format"));
+    }
+    let row = w.checked_mul(channels).ok_or_else(|| bad("too large"))?;
+    let s = match info.stride as usize {
+        0 => row,
+        s => s,
+    };
+    if s < row {
+        return Err(bad("its stride is shorter than a row"));
+    }
+    let rows = if planar { h / 2 * 3 } else { h };
+    if info.format == "i420" && s != w {
+        // Y rows of `s`, then U and V rows of `s / 2`.
+        let (cs, ch) = (s / 2, h / 2);
+        let needed = s
+            .checked_mul(h)
+            .and_then(|y| {
+                cs.checked_mul(ch * 2 - 1)?
+                    .checked_add(w / 2)?
+                    .checked_add(y)
+            })
+            .ok_or_else(|| bad("too large"))?;
+        if s % 2 != 0 || needed > len {
+            return Err(bad(&format!("it needs {needed} bytes")));
+        }
+        return Ok(Layout::PackedI420 {
+            width: w,
+            height: h,
+            stride: s,
+        });
+    }
+    let needed = s
+        .checked_mul(rows - 1)
+        .and_then(|n| n.checked_add(row))
+        .ok_or_else(|| bad("too large"))?;
+    if needed > len {
+        return Err(bad(&format!("it needs {needed} bytes")));
+    }
+    Ok(match channels {
+        1 => Layout::View {
+            shape: vec![rows, w],
+            strides: vec![s, 1],
+        },
+        c => Layout::View {
+            shape: vec![h, w, c],
+            strides: vec![s, c, 1],
+        },
+    })
+}
+
+/// An I420 frame with padded rows, packed: Y, U, V planes without padding.
+fn pack_i420(bytes: &[u8], w: usize, h: usize, s: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(w * h * 3 / 2);
+    for y in 0..h {
+        out.extend_from_slice(&bytes[y * s..y * s + w]);
+    }
+    let (cs, cw, ch) = (s / 2, w / 2, h / 2);
+    for plane in 0..2 {
+        let base = s * h + plane * cs * ch;
+        for y in 0..ch {
+            out.extend_from_slice(&bytes[base + y * cs..base + y * cs + cw]);
+        }
+    }
+    out
+}
+
+/// A reader's frame as a Lease the caller holds past the call.
+fn lease_of(frame: core::Frame<'_>) -> Lease {
+    let (info, held) = match frame {
+        core::Frame::Leased(lease) => {
+            let lease = lease.detach();
+            (FrameInfo::from(lease.info()), Held::Leased(lease))
+        }
+        core::Frame::Copied(info, bytes) => (FrameInfo::from(&info), Held::Copied(bytes.to_vec())),
+    };
+    let (ptr, len) = match &held {
+        Held::Leased(lease) => (lease.bytes().as_ptr() as usize, lease.bytes().len()),
+        Held::Copied(copy) => (copy.as_ptr() as usize, copy.len()),
+    };
+    Lease {
+        info,
+        ptr,
+        len,
+        held: Mutex::new(Some(held)),
+        exports: AtomicUsize::new(0),
+    }
+}
+
 // ---- Lease --------------------------------------------------------------------
+
+/// What a `Lease` holds: a frame leased in place, or (from a `Reader`
+/// that may not lease) a private copy of one.
+enum Held {
+    Leased(core::DetachedLease),
+    /// Never resized while held, so its heap bytes stay where views see them.
+    Copied(Vec<u8>),
+}
 
 /// A frame leased in place; a read-only buffer over it in shared memory.
 #[pyclass(module = "shmcast", frozen)]
 struct Lease {
-    held: Mutex<Option<core::DetachedLease>>,
+    held: Mutex<Option<Held>>,
     info: FrameInfo,
     ptr: usize,
     len: usize,
@@ -629,15 +897,19 @@ impl Lease {
             )));
         }
         match held.take() {
-            Some(lease) => lease.release().map_err(IntoPyErr::py),
-            None => Ok(()),
+            Some(Held::Leased(lease)) => lease.release().map_err(IntoPyErr::py),
+            Some(Held::Copied(_)) | None => Ok(()),
         }
     }
 
     /// Whether the frame is still the one leased (not revoked so far).
     #[getter]
     fn intact(&self) -> bool {
-        lock(&self.held).as_ref().is_some_and(|l| l.is_intact())
+        match lock(&self.held).as_ref() {
+            Some(Held::Leased(lease)) => lease.is_intact(),
+            Some(Held::Copied(_)) => true,
+            None => false,
+        }
     }
 
     #[getter]
@@ -648,6 +920,61 @@ impl Lease {
     #[getter]
     fn info(&self) -> FrameInfo {
         self.info.clone()
+    }
+
+    /// The frame as a numpy array shaped for its format, over the frame's
+    /// own bytes (no copy; the lease then cannot be released while the
+    /// array lives): (h, w, 3) for rgb24/bgr24, (h, w, 4) for rgba/bgra,
+    /// (h, w) for gray8, (h, w, 2) for yuyv, (h*3//2, w) for nv12/i420,
+    /// rows `stride` bytes apart. An i420 frame whose stride is not its
+    /// width has no such view: it comes as a packed copy. Raises Error
+    /// when the frame's metadata does not fit its bytes.
+    fn array<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        let np = py.import("numpy")?;
+        match array_layout(&this.info, this.len)? {
+            Layout::View { shape, strides } => {
+                let flat = np.call_method1("frombuffer", (slf, "uint8"))?;
+                let kwargs = pyo3::types::PyDict::new(py);
+                kwargs.set_item("shape", shape)?;
+                kwargs.set_item("strides", strides)?;
+                kwargs.set_item("writeable", false)?;
+                py.import("numpy.lib.stride_tricks")?
+                    .getattr("as_strided")?
+                    .call((flat,), Some(&kwargs))
+            }
+            Layout::PackedI420 {
+                width,
+                height,
+                stride,
+            } => {
+                let packed = {
+                    let held = lock(&this.held);
+                    let bytes = match held.as_ref() {
+                        Some(Held::Leased(lease)) => lease.bytes().to_vec(),
+                        Some(Held::Copied(copy)) => copy.clone(),
+                        None => return Err(PyBufferError::new_err("this lease was released")),
+                    };
+                    pack_i420(&bytes, width, height, stride)
+                };
+                np.call_method1("frombuffer", (PyBytes::new(py, &packed), "uint8"))?
+                    .call_method1("reshape", (height * 3 / 2, width))
+            }
+        }
+    }
+
+    /// The frame converted to RGB by the library's conversion (BT.601
+    /// limited range for the YUV formats): a new (h, w, 3) numpy array.
+    /// Raises Error when the frame's metadata does not fit its bytes.
+    fn to_rgb<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let rgb = rgb_bytes(self, py)?;
+        py.import("numpy")?
+            .call_method1("frombuffer", (rgb, "uint8"))?
+            .call_method1(
+                "reshape",
+                (self.info.height as usize, self.info.width as usize, 3usize),
+            )
     }
 
     /// The frame's address in memory (to check that views share it).
@@ -1140,6 +1467,7 @@ fn _shmcast(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FrameInfo>()?;
     m.add_class::<Subscriber>()?;
     m.add_class::<Lease>()?;
+    m.add_class::<PyReader>()?;
     m.add_class::<Publisher>()?;
     m.add_class::<Loan>()?;
     m.add_class::<Region>()?;

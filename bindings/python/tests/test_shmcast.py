@@ -454,3 +454,105 @@ def test_a_region_read_past_its_end_is_refused_before_anything_is_allocated():
             region.read(0, 2**45)
         with pytest.raises(ValueError, match="do not fit"):
             region.read(2**62, 2**62)
+
+
+# ---- Reader, array(), to_rgb() -------------------------------------------------
+
+# (format, width, height, stride, the array's shape)
+LAYOUTS = [
+    ("rgb24", 5, 3, 20, (3, 5, 3)),
+    ("bgr24", 4, 2, 12, (2, 4, 3)),
+    ("rgba", 3, 2, 16, (2, 3, 4)),
+    ("bgra", 2, 2, 8, (2, 2, 4)),
+    ("gray8", 7, 3, 9, (3, 7)),
+    ("yuyv", 4, 2, 12, (2, 4, 2)),
+    ("nv12", 4, 4, 6, (6, 4)),
+    ("i420", 4, 4, 4, (6, 4)),
+    ("i420", 4, 4, 8, (6, 4)),  # padded: a packed copy
+]
+
+
+def expected_array(data: bytes, fmt: str, w: int, h: int, s: int) -> np.ndarray:
+    """What array() must show, built row by row from the frame's bytes."""
+    raw = np.frombuffer(data, np.uint8)
+    if fmt == "i420":
+        y = [raw[r * s : r * s + w] for r in range(h)]
+        cs, base = s // 2, s * h
+        u = [raw[base + r * cs : base + r * cs + w // 2] for r in range(h // 2)]
+        v = [raw[base + cs * h // 2 + r * cs : base + cs * h // 2 + r * cs + w // 2] for r in range(h // 2)]
+        return np.concatenate([np.concatenate(y), np.concatenate(u), np.concatenate(v)]).reshape(h * 3 // 2, w)
+    channels = {"rgb24": 3, "bgr24": 3, "rgba": 4, "bgra": 4, "gray8": 1, "yuyv": 2, "nv12": 1}[fmt]
+    rows = h * 3 // 2 if fmt == "nv12" else h
+    out = np.stack([raw[r * s : r * s + w * channels] for r in range(rows)])
+    return out.reshape(rows, w) if channels == 1 else out.reshape(rows, w, channels)
+
+
+@pytest.mark.parametrize("fmt,w,h,s,shape", LAYOUTS)
+@pytest.mark.parametrize("how", ["lease", "copy"])
+def test_array_is_shaped_for_its_format_with_the_stride_honoured(fmt, w, h, s, shape, how):
+    name = unique("array")
+    rows = h * 3 // 2 if fmt in ("nv12", "i420") else h
+    data = bytes((i * 7 + 3) % 251 for i in range(s * rows))
+    with shmcast.Publisher(name, len(data)) as publisher:
+        publisher.publish(data, width=w, height=h, format=fmt, stride=s)
+        reader = shmcast.Reader(name, access=how)
+        frame = reader.next(timeout=5)
+        assert frame is not None and reader.leases == (how == "lease")
+        image = frame.array()
+        assert image.shape == shape and image.dtype == np.uint8
+        assert np.array_equal(image, expected_array(data, fmt, w, h, s))
+        if how == "lease" and not (fmt == "i420" and s != w):
+            assert image.base is not None  # a view of the frame, not a copy
+            with pytest.raises(BufferError):
+                frame.release()
+        del image
+        rgb = frame.to_rgb()
+        assert rgb.shape == (h, w, 3)
+        if fmt == "rgb24":
+            assert np.array_equal(rgb, expected_array(data, fmt, w, h, s))
+        if fmt == "bgr24":
+            assert np.array_equal(rgb, expected_array(data, fmt, w, h, s)[:, :, ::-1])
+        if fmt == "gray8":
+            assert np.array_equal(rgb[:, :, 1], expected_array(data, fmt, w, h, s))
+        frame.release()
+
+
+@pytest.mark.parametrize(
+    "fmt,w,h,s,size",
+    [
+        ("rgb24", 4, 4, 1000, 100),  # the stride runs past the bytes
+        ("rgb24", 64, 64, 0, 100),  # the rows do
+        ("rgb24", 4, 4, 2, 100),  # a stride shorter than a row
+        ("gray8", 0, 0, 0, 10),  # no pixels
+        ("nv12", 3, 4, 0, 100),  # an odd width for 4:2:0
+        ("i420", 4, 4, 8, 40),  # padded planes past the end
+        ("gray8", 2**31, 2**31, 2**32 - 1, 10),  # sizes that overflow
+        ("raw", 0, 0, 0, 10),  # no pixel layout at all
+    ],
+)
+def test_metadata_that_lies_about_geometry_is_an_error_never_a_bad_read(fmt, w, h, s, size):
+    name = unique("lies")
+    with shmcast.Publisher(name, 1 << 16) as publisher:
+        publisher.publish(bytes(size), width=w, height=h, format=fmt, stride=s)
+        frame = shmcast.Reader(name).next(timeout=5)
+        with pytest.raises(shmcast.Error, match="frame 1"):
+            frame.array()
+        with pytest.raises(shmcast.Error, match="frame 1"):
+            frame.to_rgb()
+        frame.release()
+
+
+def test_a_reader_waits_for_a_channel_and_reports_health():
+    name = unique("reader")
+    reader = shmcast.Reader(name)
+    assert reader.next(timeout=0.3) is None and reader.health == "missing"
+    with shmcast.Publisher(name, 16) as publisher:
+        publisher.publish(b"x" * 16)
+        frames = reader.frames(timeout=5)
+        frame = next(frames)
+        assert frame is not None and bytes(frame) == b"x" * 16 and reader.health == "live"
+        publisher.publish(b"y" * 16)
+        frame = next(frames)  # the loop released the frame before
+        assert bytes(frame) == b"y" * 16
+    frame = next(frames)  # the publisher is gone: nothing comes, not an end
+    assert frame is None and reader.health == "gone"

@@ -152,6 +152,14 @@ class Lease(Buffer):
     def release(self) -> None:
         """Ends the lease; raises BufferError while views exist, Revoked if
         the publisher revoked it. Releasing twice is allowed."""
+    def array(self) -> Any:
+        """The frame as a numpy array over its own bytes (no copy), shaped for
+        its format with the stride honoured: (h, w, 3) rgb24/bgr24, (h, w, 4)
+        rgba/bgra, (h, w) gray8, (h, w, 2) yuyv, (h*3//2, w) nv12/i420 (an
+        i420 frame whose stride is not its width comes as a packed copy).
+        Raises Error when the metadata does not fit the frame's bytes."""
+    def to_rgb(self) -> Any:
+        """The frame converted to RGB by the library: a new (h, w, 3) array."""
     @property
     def info(self) -> FrameInfo: ...
     @property
@@ -166,6 +174,30 @@ class Lease(Buffer):
     def __buffer__(self, flags: int, /) -> memoryview: ...
     def __enter__(self) -> Self: ...
     def __exit__(self, ty: Optional[type[BaseException]], value: Optional[BaseException], tb: Optional[TracebackType]) -> bool: ...
+
+class Reader:
+    """Reads a channel by name for as long as it is asked to: needs no
+    channel to start, goes on through the publisher's crashes, take-overs,
+    restarts and stalls. access: "auto" (lease when allowed, else copy),
+    "lease" or "copy"."""
+
+    def __init__(self, name: str, access: str = "auto", stall_after: float = 2.0) -> None: ...
+    def frames(
+        self, timeout: Optional[float] = None, on_error: Optional[Callable[[Error], None]] = None
+    ) -> Iterator[Optional[Lease]]:
+        """Every new frame until the loop is left; with a timeout, None each
+        time that long passes without one."""
+    def next(self, timeout: Optional[float] = None) -> Optional[Lease]:
+        """The next frame newer than the last, or None when nothing came."""
+    @property
+    def health(self) -> str:
+        """"missing", "live", "stalled", "gone" or "truncated"."""
+    @property
+    def stall_reason(self) -> Optional[str]: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def leases(self) -> bool: ...
 
 class Publisher:
     """The one process that publishes frames on a channel."""

@@ -316,6 +316,8 @@ impl Reader {
                 self.copies = sub.access() == Access::ReadOnly;
                 (self.seen, self.reopened) = (0, sub.reopened());
                 self.sub = Some(sub);
+                // Its health comes before its first frame.
+                self.looked = None;
                 self.last_error = None;
                 Ok(())
             }
@@ -338,7 +340,9 @@ impl Reader {
         let Some(sub) = self.sub.as_mut() else {
             return Ok(Next::Idle);
         };
-        let taken = if self.copies {
+        // A frame the caller detached and still holds (a binding's lease
+        // object kept alive) keeps this subscriber from leasing: copy.
+        let taken = if self.copies || sub.detached_lease_held() {
             if self.buf.len() < sub.max_frame_len() {
                 self.buf.resize(sub.max_frame_len(), 0);
             }

@@ -731,6 +731,12 @@ impl Subscriber {
         self.channel.instance()
     }
 
+    /// Whether a [`DetachedLease`] of this subscriber is still held (then
+    /// [`lease_latest`](Subscriber::lease_latest) says [`ErrorKind::Busy`]).
+    pub(crate) fn detached_lease_held(&self) -> bool {
+        share(&self.detached).leased
+    }
+
     /// The PID of the current publisher, if there is one.
     pub fn publisher_pid(&self) -> Option<u32> {
         let writer = self.channel.words().writer();

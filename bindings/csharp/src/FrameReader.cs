@@ -20,8 +20,9 @@ namespace Shmcast
     /// into the reader's buffer. Valid until the next frame is asked for (the
     /// next step of <see cref="FrameReader.Frames"/>, or the end of a
     /// <see cref="FrameReader.FrameArrived"/> handler), or until
-    /// <see cref="Release"/>; after that every member throws
-    /// <see cref="ObjectDisposedException"/>. Copy what you keep.
+    /// <see cref="Release"/>; after that <see cref="Data"/> throws
+    /// <see cref="ObjectDisposedException"/> (the metadata stays readable).
+    /// Copy what you keep.
     /// </summary>
     public sealed unsafe class ReaderFrame
     {
@@ -50,7 +51,8 @@ namespace Shmcast
             get { CheckLive(); return new ReadOnlySpan<byte>((void*)data, info.Length); }
         }
 
-        public FrameInfo Info { get { CheckLive(); return info; } }
+        /// <summary>The frame's number and metadata (a copy: still readable after Release).</summary>
+        public FrameInfo Info { get { return info; } }
         public ulong FrameNumber { get { return Info.Number; } }
         public uint Width { get { return Info.Width; } }
         public uint Height { get { return Info.Height; } }

@@ -169,6 +169,38 @@ fn publish_quadrants(name: &str) -> (Kill, std::process::ChildStdin) {
     (publisher, stdin)
 }
 
+/// The four quadrants on a screenshot of `display`, each in its place.
+fn check_quadrants(display: &str, path: &std::path::Path) {
+    let (width, pixels) = screenshot(display, path);
+    let [red, green, blue, white] =
+        [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]].map(|c| centre(&pixels, width, c));
+    for (what, c) in [
+        ("red", red),
+        ("green", green),
+        ("blue", blue),
+        ("white", white),
+    ] {
+        assert!(
+            c.2 > 2000,
+            "{what}: only {} pixels on the screenshot {}",
+            c.2,
+            path.display()
+        );
+    }
+    assert!(
+        red.0 < green.0 && blue.0 < white.0,
+        "left/right swapped: {red:?} {green:?} {blue:?} {white:?}"
+    );
+    assert!(
+        red.1 < blue.1 && green.1 < white.1,
+        "top/bottom swapped: {red:?} {green:?} {blue:?} {white:?}"
+    );
+    assert!(
+        (red.1 - green.1).abs() < 2.0 && (red.0 - blue.0).abs() < 2.0,
+        "quadrants not aligned"
+    );
+}
+
 /// The tests take turns: two windows coming up at once on two fresh X
 /// servers sometimes left one never mapped within the wait (1 in 3 runs).
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -203,36 +235,7 @@ fn view_shows_the_quadrants_where_they_belong_and_outlives_its_publisher() {
     std::thread::sleep(Duration::from_millis(300));
     let dir = std::env::temp_dir().join(unique("shots"));
     std::fs::create_dir_all(&dir).unwrap();
-    let check = |path: &std::path::Path| {
-        let (width, pixels) = screenshot(&display, path);
-        let [red, green, blue, white] = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 255]]
-            .map(|c| centre(&pixels, width, c));
-        for (what, c) in [
-            ("red", red),
-            ("green", green),
-            ("blue", blue),
-            ("white", white),
-        ] {
-            assert!(
-                c.2 > 2000,
-                "{what}: only {} pixels on the screenshot {}",
-                c.2,
-                path.display()
-            );
-        }
-        assert!(
-            red.0 < green.0 && blue.0 < white.0,
-            "left/right swapped: {red:?} {green:?} {blue:?} {white:?}"
-        );
-        assert!(
-            red.1 < blue.1 && green.1 < white.1,
-            "top/bottom swapped: {red:?} {green:?} {blue:?} {white:?}"
-        );
-        assert!(
-            (red.1 - green.1).abs() < 2.0 && (red.0 - blue.0).abs() < 2.0,
-            "quadrants not aligned"
-        );
-    };
+    let check = |path: &std::path::Path| check_quadrants(&display, path);
     check(&dir.join("live.png"));
     // The publisher dies: the window stays, with its last frame, and says so.
     // Killed before its stdin closes, so it cannot exit cleanly first (on a
@@ -279,4 +282,51 @@ fn view_skips_a_frame_without_pixels_and_keeps_its_window() {
         t.contains("frame 2 ") && !t.contains("cannot show")
     });
     assert!(view.0.try_wait().unwrap().is_none(), "the window closed");
+}
+
+/// The C# WinForms example (examples/csharp/WinFormsViewer), built by
+/// bindings/csharp/test, which names it in `SHMCAST_WINFORMS_VIEWER` and
+/// runs this test; without it there is nothing to run.
+#[test]
+fn the_winforms_example_shows_the_quadrants_and_follows_a_restart() {
+    let Some(viewer) = std::env::var_os("SHMCAST_WINFORMS_VIEWER") else {
+        eprintln!(
+            "skipped: SHMCAST_WINFORMS_VIEWER names no viewer (bindings/csharp/test runs this)"
+        );
+        return;
+    };
+    let _turn = one_at_a_time();
+    let xvfb = Xvfb::start();
+    let display = xvfb.display.clone();
+    let name = unique("winforms");
+    // The viewer first: it waits for the channel.
+    let _viewer = Kill(
+        Command::new("mono")
+            .arg(&viewer)
+            .arg(&name)
+            .env("DISPLAY", &display)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_title(&display, "the missing channel", |t| t.contains("missing"));
+    let (mut publisher, stdin) = publish_quadrants(&name);
+    wait_title(&display, "frame 1, live", |t| {
+        t.contains("frame 1 ") && t.contains("live")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let dir = std::env::temp_dir().join(unique("winforms-shots"));
+    std::fs::create_dir_all(&dir).unwrap();
+    check_quadrants(&display, &dir.join("live.png"));
+    publisher.0.kill().unwrap();
+    publisher.0.wait().unwrap();
+    drop(stdin);
+    wait_title(&display, "the publisher gone", |t| t.contains("gone"));
+    let (_again, stdin) = publish_quadrants(&name);
+    wait_title(&display, "the new publisher's frame, live", |t| {
+        t.contains("frame 2 ") && t.contains("live")
+    });
+    check_quadrants(&display, &dir.join("again.png"));
+    drop(stdin);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -289,10 +289,24 @@ fn view_skips_a_frame_without_pixels_and_keeps_its_window() {
 /// runs this test; without it there is nothing to run.
 #[test]
 fn the_winforms_example_shows_the_quadrants_and_follows_a_restart() {
-    let Some(viewer) = std::env::var_os("SHMCAST_WINFORMS_VIEWER") else {
-        eprintln!(
-            "skipped: SHMCAST_WINFORMS_VIEWER names no viewer (bindings/csharp/test runs this)"
-        );
+    example_viewer("SHMCAST_WINFORMS_VIEWER", "mono");
+}
+
+/// The Python OpenCV example (examples/python/opencv_viewer.py), named in
+/// `SHMCAST_OPENCV_VIEWER` by bindings/python/test, with the Python of its
+/// virtual environment in `SHMCAST_PYTHON`.
+#[test]
+fn the_opencv_example_shows_the_quadrants_and_follows_a_restart() {
+    let python = std::env::var("SHMCAST_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    example_viewer("SHMCAST_OPENCV_VIEWER", &python);
+}
+
+/// An example viewer (`runner` `$variable` NAME) started before its
+/// channel: the quadrants on a screenshot, a kill of the publisher ("gone"
+/// in the title), a take-over ("live" again).
+fn example_viewer(variable: &str, runner: &str) {
+    let Some(viewer) = std::env::var_os(variable) else {
+        eprintln!("skipped: {variable} names no viewer (the binding's test script runs this)");
         return;
     };
     let _turn = one_at_a_time();
@@ -301,7 +315,7 @@ fn the_winforms_example_shows_the_quadrants_and_follows_a_restart() {
     let name = unique("winforms");
     // The viewer first: it waits for the channel.
     let _viewer = Kill(
-        Command::new("mono")
+        Command::new(runner)
             .arg(&viewer)
             .arg(&name)
             .env("DISPLAY", &display)

@@ -35,6 +35,16 @@
 #define SHMCAST_CHANNEL_CONFIG_INIT { sizeof(shmcast_channel_config), 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
+// The major version of this header; a program can check it against
+// `shmcast_version()` at run time.
+#define SHMCAST_VERSION_MAJOR 0
+
+// The minor version of this header.
+#define SHMCAST_VERSION_MINOR 2
+
+// The patch version of this header.
+#define SHMCAST_VERSION_PATCH 0
+
 // `shmcast_reader_open` flag: copy every frame, never lease (needs read
 // access only; writes nothing to shared memory).
 #define SHMCAST_READER_COPY 2

@@ -103,8 +103,31 @@ pub struct shmcast_frame_info {
     pub timestamp_ns: u64,
 }
 
+/// The major version of this header; a program can check it against
+/// `shmcast_version()` at run time.
+pub const SHMCAST_VERSION_MAJOR: u32 = 0;
+/// The minor version of this header.
+pub const SHMCAST_VERSION_MINOR: u32 = 2;
+/// The patch version of this header.
+pub const SHMCAST_VERSION_PATCH: u32 = 0;
+
 /// The library's version, `"MAJOR.MINOR.PATCH"`; a static string.
 #[no_mangle]
 pub extern "C" fn shmcast_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_headers_version_is_the_packages() {
+        let v = [
+            super::SHMCAST_VERSION_MAJOR,
+            super::SHMCAST_VERSION_MINOR,
+            super::SHMCAST_VERSION_PATCH,
+        ]
+        .map(|n| n.to_string())
+        .join(".");
+        assert_eq!(v, env!("CARGO_PKG_VERSION"), "bump SHMCAST_VERSION_* with the version");
+    }
 }

@@ -7,7 +7,9 @@
 //!   straight into the loan. A source restart (a new source instance,
 //!   whose numbers start again) restarts this channel too; a frame numbered
 //!   at or below the last one of the same instance (a second exporter on
-//!   the key) is skipped.
+//!   the key) is skipped, unless such frames keep coming: then the numbers
+//!   went back (or one frame jumped far ahead) and the channel restarts
+//!   with them.
 //! - Latest wins: Zenoh's callback keeps one waiting frame and one waiting
 //!   status (each newer one replaces the last), so a slow importer drops
 //!   frames instead of queueing them, and a status never pushes out a
@@ -18,17 +20,23 @@
 //!   `link_timeout` (a cut link, a killed exporter) is reported as a stall.
 //! - Every message is checked ([`wire::decode`]) and
 //!   bounded by `max_frame_len` before anything is created or written.
+//! - Anyone who can put on the key is heard, so what they can make this
+//!   side do is bounded: the channel is re-created at most once a second,
+//!   statuses of another source than the one whose frames flow are
+//!   ignored, and refusals and re-creations are said once, then summed up
+//!   every 10 s ([`say`]).
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use shmcast::{ChannelOptions, CreateOptions, ErrorKind, FrameMeta, PixelFormat, Publisher};
+use shmcast::{ChannelOptions, CreateOptions, ErrorKind, FrameMeta, Publisher};
 use zenoh::sample::Sample;
 use zenoh::Wait;
 
+use crate::say::{self, Repeats};
 use crate::wire::{self, Encoding, Header, Kind, State};
-use crate::BridgeError;
+use crate::{check, BridgeError};
 
 /// What `import` was asked to do.
 pub struct Import {
@@ -43,15 +51,32 @@ pub struct Import {
     pub link_timeout: Duration,
 }
 
-/// The highest frame number taken from the wire (the library's limit).
-const MAX_NUMBER: u64 = 1 << 48;
+/// The local channel is (re)created at most once per this long: each time
+/// its readers must reopen it, and anyone on the key can ask for it.
+const RECREATE_EVERY: Duration = Duration::from_secs(1);
+/// How often refusals and re-creations that keep coming are summed up.
+const SUMMARY_EVERY: Duration = Duration::from_secs(10);
+/// Frames of the source at or below the last number, this many in a row
+/// or for this long, mean its numbers went back: a second exporter's
+/// frames are interleaved with newer ones, and never run this long.
+const BEHIND_RUN: u32 = 30;
+const BEHIND_FOR: Duration = Duration::from_secs(1);
 
 /// What Zenoh's callback leaves for the loop: the newest frame and the
-/// newest status not yet taken.
+/// newest status not yet taken, and when the last message arrived.
 #[derive(Default)]
 struct Inbox {
-    waiting: Mutex<(Option<Sample>, Option<Sample>)>,
+    waiting: Mutex<Waiting>,
     arrived: Condvar,
+}
+
+#[derive(Default)]
+struct Waiting {
+    frame: Option<Sample>,
+    status: Option<Sample>,
+    /// Set on arrival, not when the loop gets to it: a loop busy decoding
+    /// a frame must not take the exporter for silent.
+    last: Option<Instant>,
 }
 
 impl Inbox {
@@ -63,10 +88,11 @@ impl Inbox {
             .is_ok_and(|()| head[5] == 2);
         let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         if is_status {
-            waiting.1 = Some(sample);
+            waiting.status = Some(sample);
         } else {
-            waiting.0 = Some(sample);
+            waiting.frame = Some(sample);
         }
+        waiting.last = Some(Instant::now());
         self.arrived.notify_one();
     }
 
@@ -75,10 +101,17 @@ impl Inbox {
         let waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
         let (mut waiting, _) = self
             .arrived
-            .wait_timeout_while(waiting, timeout, |w| w.0.is_none() && w.1.is_none())
+            .wait_timeout_while(waiting, timeout, |w| {
+                w.frame.is_none() && w.status.is_none()
+            })
             .unwrap_or_else(|p| p.into_inner());
-        let (frame, status) = (waiting.0.take(), waiting.1.take());
+        let (frame, status) = (waiting.frame.take(), waiting.status.take());
         status.into_iter().chain(frame).collect()
+    }
+
+    /// When the last message arrived.
+    fn last(&self) -> Option<Instant> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).last
     }
 }
 
@@ -106,16 +139,22 @@ pub fn run(
         publisher: None,
         source_instance: None,
         last_number: 0,
+        behind: None,
+        opened_at: None,
         link_down: false,
-        refused: None,
+        refused: Repeats::new(SUMMARY_EVERY),
+        recreated: Repeats::new(SUMMARY_EVERY),
     };
-    let mut last_message: Option<Instant> = None;
     while !stop.load(Relaxed) {
         for sample in inbox.take(Duration::from_millis(100)) {
-            last_message = Some(Instant::now());
-            channel.take(&sample.payload().to_bytes())?;
+            channel.take(&sample.payload().to_bytes(), Instant::now())?;
         }
-        if last_message.is_some_and(|t| t.elapsed() > import.link_timeout) {
+        let now = Instant::now();
+        channel.summarise(now);
+        if inbox
+            .last()
+            .is_some_and(|t| now.saturating_duration_since(t) > import.link_timeout)
+        {
             channel.link_lost();
         }
     }
@@ -129,18 +168,25 @@ struct Channel<'a> {
     publisher: Option<Publisher>,
     /// The source channel the frames come from (see `Subscriber::instance`).
     source_instance: Option<u64>,
-    /// The last frame number published (the source's).
+    /// The last frame number published (the source's); 0 while none has
+    /// been on this channel.
     last_number: u64,
+    /// Frames at or below `last_number` in a row, since when.
+    behind: Option<(u32, Instant)>,
+    /// When the channel was last (re)created.
+    opened_at: Option<Instant>,
     /// A stall for a silent link is reported.
     link_down: bool,
-    /// The last refusal said, so a stream of bad messages is said once.
-    refused: Option<String>,
+    /// Messages skipped, and channels re-created.
+    refused: Repeats,
+    recreated: Repeats,
 }
 
 impl Channel<'_> {
-    /// Handles one message. Bad messages are reported and skipped; only a
-    /// channel that cannot be created at all is an error.
-    fn take(&mut self, message: &[u8]) -> Result<(), BridgeError> {
+    /// Handles one message, arrived at about `now`. Bad messages are
+    /// reported and skipped; only a channel that cannot be created at all
+    /// is an error.
+    fn take(&mut self, message: &[u8], now: Instant) -> Result<(), BridgeError> {
         let result = match wire::decode(message) {
             Ok((header, payload)) => {
                 if self.link_down {
@@ -151,87 +197,90 @@ impl Channel<'_> {
                     }
                 }
                 match header.kind {
-                    Kind::Frame(encoding) => self.frame(&header, encoding, payload),
-                    Kind::Status => self.status(&header),
+                    Kind::Frame(encoding) => self.frame(&header, encoding, payload, now),
+                    Kind::Status => self.status(&header, now),
                 }
             }
             Err(e) => Err(Refused::Message(e.to_string())),
         };
         match result {
-            Ok(()) => {
-                self.refused = None;
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(Refused::Create(e)) => Err(BridgeError::Channel(e)),
             Err(Refused::Message(why)) => {
-                if self.refused.as_ref() != Some(&why) {
+                if let Some(why) = self.refused.note(now, say::clean(&why)) {
                     eprintln!(
                         "shmcast-zenoh: skipping a message on {}: {why}",
                         self.import.key
                     );
                 }
-                self.refused = Some(why);
                 Ok(())
             }
         }
     }
 
-    fn frame(&mut self, h: &Header, encoding: Encoding, payload: &[u8]) -> Result<(), Refused> {
-        let jpeg = match encoding {
-            Encoding::Raw => None,
-            Encoding::Jpeg => {
-                let d = crate::jpeg::open(payload).map_err(Refused::Message)?;
-                if (d.width, d.height) != (h.width, h.height) {
-                    return Err(Refused::Message(format!(
-                        "a JPEG of {}x{} for a frame of {}x{}",
-                        d.width, d.height, h.width, h.height
-                    )));
-                }
-                Some(d)
-            }
-        };
-        let len = jpeg.as_ref().map_or(payload.len(), |d| d.len);
-        let max = self.import.max_frame_len;
-        if len > max {
-            return Err(Refused::Message(format!(
-                "frame {} has {len} bytes, above --max-frame-len {max}",
-                h.number
-            )));
+    /// Says the summaries due at `now`.
+    fn summarise(&mut self, now: Instant) {
+        if let Some((count, over, last)) = self.refused.summary(now) {
+            eprintln!(
+                "shmcast-zenoh: {count} more messages on {} refused in the last {:.0} s; last: {last}",
+                self.import.key,
+                over.as_secs_f64()
+            );
         }
-        if h.number == 0 || h.number > MAX_NUMBER {
-            return Err(Refused::Message(format!(
-                "frame number {} is out of range",
-                h.number
-            )));
+        if let Some((count, over, last)) = self.recreated.summary(now) {
+            eprintln!(
+                "shmcast-zenoh: channel {} re-created {count} more times in the last {:.0} s; last: {last}",
+                self.import.name,
+                over.as_secs_f64()
+            );
         }
-        if jpeg.is_none() {
-            fits(h, len)?;
-        }
+    }
+
+    fn frame(
+        &mut self,
+        h: &Header,
+        encoding: Encoding,
+        payload: &[u8],
+        now: Instant,
+    ) -> Result<(), Refused> {
+        let (len, jpeg) = check::frame(h, encoding, payload, self.import.max_frame_len)
+            .map_err(Refused::Message)?;
         // The channel holds the source's largest frame when it can (so a
         // size change there needs no new channel here), and this one.
         let want = usize::try_from(h.source_max_frame_len)
             .unwrap_or(usize::MAX)
-            .min(max)
+            .min(self.import.max_frame_len)
             .max(len);
-        let restarted = self.source_instance.is_some_and(|i| i != h.source_instance);
-        if restarted && self.publisher.is_some() {
-            eprintln!(
-                "shmcast-zenoh: the source restarted (a new channel); so does channel {}",
-                self.import.name
-            );
-        } else if h.number <= self.last_number && self.publisher.is_some() {
-            // Published already, or older (a second exporter on the key).
-            return Ok(());
+        let renew = match self.publisher.as_ref() {
+            None => Some("frames are back".to_owned()),
+            Some(_) if self.source_instance != Some(h.source_instance) => Some(format!(
+                "the source restarted (instance {:x})",
+                h.source_instance
+            )),
+            Some(_) if h.number <= self.last_number => {
+                if !self.behind_long_enough(now) {
+                    return Err(Refused::Message(format!(
+                        "frame {} of the source is not after the last one ({}): skipped \
+                         (a second exporter on the key?)",
+                        h.number, self.last_number
+                    )));
+                }
+                Some(format!(
+                    "the source's frame numbers went back from {} to {}; following them",
+                    self.last_number, h.number
+                ))
+            }
+            Some(p) if p.max_frame_len() < len => Some(format!(
+                "frame {} has {len} bytes, more than the channel's {}",
+                h.number,
+                p.max_frame_len()
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = renew {
+            self.open(want, why, now)?;
+            self.source_instance = Some(h.source_instance);
         }
-        if restarted
-            || self
-                .publisher
-                .as_ref()
-                .is_none_or(|p| p.max_frame_len() < len)
-        {
-            self.open(want)?;
-        }
-        self.source_instance = Some(h.source_instance);
         let publisher = self.publisher.as_mut().expect("opened above");
         let mut loan = match publisher.loan(len) {
             Ok(loan) => loan,
@@ -263,10 +312,33 @@ impl Channel<'_> {
         };
         loan.commit_numbered(&meta, h.number);
         self.last_number = h.number;
+        self.behind = None;
         Ok(())
     }
 
-    fn status(&mut self, h: &Header) -> Result<(), Refused> {
+    /// Counts a frame at or below the last number: whether such frames
+    /// have now come long enough in a row to follow them.
+    fn behind_long_enough(&mut self, now: Instant) -> bool {
+        let (run, since) = self.behind.get_or_insert((0, now));
+        *run += 1;
+        *run >= BEHIND_RUN || now.saturating_duration_since(*since) >= BEHIND_FOR
+    }
+
+    fn status(&mut self, h: &Header, now: Instant) -> Result<(), Refused> {
+        // Once a source's frames flow, only its statuses count: anyone on
+        // the key could otherwise close or stall the channel at will. The
+        // price: a source that restarts and stalls (or an exporter that
+        // restarts and finds no source, whose "gone" names none) is not
+        // reported here until frames of the new source come; readers see
+        // frames stop by their own clock meanwhile.
+        if self.last_number > 0 && self.source_instance != Some(h.source_instance) {
+            return Err(Refused::Message(format!(
+                "a status of source instance {:x} while frames come from {:x}: ignored",
+                h.source_instance,
+                self.source_instance.unwrap_or(0)
+            )));
+        }
+        let reason = say::clean(&h.reason);
         match h.state {
             State::Live => {
                 if let Some(p) = self.publisher.as_mut() {
@@ -276,18 +348,19 @@ impl Channel<'_> {
             State::Stalled => {
                 if self.publisher.is_none() && h.source_max_frame_len > 0 {
                     let len = usize::try_from(h.source_max_frame_len).unwrap_or(usize::MAX);
-                    self.open(len.min(self.import.max_frame_len))?;
+                    let why = format!("the source stalled ({reason})");
+                    self.open(len.min(self.import.max_frame_len), why, now)?;
                     self.source_instance = Some(h.source_instance);
                 }
                 if let Some(p) = self.publisher.as_mut() {
-                    p.report_stall(&format!("source stalled: {}", h.reason));
+                    p.report_stall(&format!("source stalled: {reason}"));
                 }
             }
             State::Gone => {
                 if self.publisher.take().is_some() {
                     eprintln!(
-                        "shmcast-zenoh: {}; channel {} closed until frames return",
-                        h.reason, self.import.name
+                        "shmcast-zenoh: {reason}; channel {} closed until frames return",
+                        self.import.name
                     );
                 }
                 self.last_number = 0;
@@ -314,11 +387,25 @@ impl Channel<'_> {
         }
     }
 
-    /// (Re)creates the channel for frames of up to `max_frame_len` bytes.
-    fn open(&mut self, max_frame_len: usize) -> Result<(), Refused> {
+    /// (Re)creates the channel for frames of up to `max_frame_len` bytes,
+    /// for the reason `why`, unless it was less than a second ago.
+    fn open(&mut self, max_frame_len: usize, why: String, now: Instant) -> Result<(), Refused> {
+        let first = self.opened_at.is_none();
+        if self
+            .opened_at
+            .is_some_and(|t| now.saturating_duration_since(t) < RECREATE_EVERY)
+        {
+            return Err(Refused::Message(format!(
+                "{why}, but channel {} was re-created less than a second ago: dropped",
+                self.import.name
+            )));
+        }
+        // Failures count too: they are tried again at most once a second.
+        self.opened_at = Some(now);
         // Our own earlier channel first, so its name is free.
         self.publisher = None;
         self.last_number = 0;
+        self.behind = None;
         let options = ChannelOptions::new(max_frame_len.max(1))
             .slots(self.import.slots)
             .create_options(self.import.create.clone());
@@ -328,34 +415,24 @@ impl Channel<'_> {
                     // Another publisher has the name: nothing to wait for.
                     e if e.kind() == ErrorKind::WriterAlive => Refused::Create(e),
                     // Out of shared memory, readers holding an old section on
-                    // Windows, ...: said once, tried again with the next frame.
+                    // Windows, ...: said, tried again with a later frame.
                     e => {
                         Refused::Message(format!("cannot create channel {}: {e}", self.import.name))
                     }
                 }
             })?;
-        eprintln!(
-            "shmcast-zenoh: channel {} ready ({max_frame_len} bytes per frame at most)",
+        self.publisher = Some(publisher);
+        let ready = format!(
+            "channel {} ready ({max_frame_len} bytes per frame at most)",
             self.import.name
         );
-        self.publisher = Some(publisher);
+        if first {
+            eprintln!("shmcast-zenoh: {ready}");
+        } else if let Some(why) = self.recreated.note(now, why) {
+            eprintln!("shmcast-zenoh: {why}: {ready}");
+        }
         Ok(())
     }
-}
-
-/// Whether a raw frame of `len` bytes holds what its header says.
-fn fits(h: &Header, len: usize) -> Result<(), Refused> {
-    if h.format == PixelFormat::Raw {
-        return Ok(());
-    }
-    let need = h.format.frame_len(h.width, h.height);
-    if need.is_none_or(|n| len < n) || h.stride < h.format.min_stride(h.width) {
-        return Err(Refused::Message(format!(
-            "frame {}: {} bytes (stride {}) cannot hold a {}x{} {} image",
-            h.number, len, h.stride, h.width, h.height, h.format
-        )));
-    }
-    Ok(())
 }
 
 /// Why a message left no frame.

@@ -56,15 +56,38 @@ pub struct Decoded<'a> {
     pub len: usize,
 }
 
+/// The most pixels a JPEG may declare per byte it has, beyond
+/// [`PIXELS_FREE`]. Decoding costs time per pixel declared, not per byte
+/// sent: a 632-byte JPEG that says 4000x5000 took seconds each. A baseline
+/// JPEG spends at least two bits (a DC and an end-of-block code) on every
+/// 8x8 block of every component, so even a flat image cannot pass 256
+/// pixels per byte (gray), 85 (colour) or 170 (colour with 4:2:0 chroma);
+/// a flat 1080p frame from the exporter's encoder is 36 (colour) or 84
+/// (gray). Only progressive JPEGs, which skip runs of empty blocks, get
+/// further, and the exporter never sends those.
+const PIXELS_PER_BYTE: u64 = 1024;
+/// Pixels any JPEG may declare: small images cost little to decode.
+const PIXELS_FREE: u64 = 64 * 1024;
+
 /// Reads a JPEG's headers (untrusted bytes): RGB and gray images only,
 /// whole (the decoder fills a cut-off image with garbage rather than fail,
-/// so a JPEG must end with its end-of-image marker).
+/// so a JPEG must end with its end-of-image marker), and no more pixels
+/// than its size makes plausible.
 pub fn open(jpeg: &[u8]) -> Result<Decoded<'_>, String> {
     if !jpeg.ends_with(&[0xFF, 0xD9]) {
         return Err("a JPEG without its end (cut off?)".to_owned());
     }
     let decoder = JpegDecoder::new(std::io::Cursor::new(jpeg)).map_err(|e| e.to_string())?;
     let (width, height) = decoder.dimensions();
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > PIXELS_PER_BYTE * jpeg.len() as u64 + PIXELS_FREE {
+        return Err(format!(
+            "a JPEG of {} bytes that says it is {width}x{height}: more than \
+             {PIXELS_PER_BYTE} pixels per byte, which no image the exporter \
+             makes has (refused undecoded)",
+            jpeg.len()
+        ));
+    }
     let format = match decoder.color_type() {
         ColorType::Rgb8 => PixelFormat::Rgb24,
         ColorType::L8 => PixelFormat::Gray8,
@@ -122,6 +145,36 @@ mod tests {
             let mut out = vec![0; d.len];
             d.decode_into(&mut out).unwrap();
             assert_eq!(out.len(), want.frame_len(64, 32).unwrap());
+        }
+    }
+
+    /// A JPEG of `w`x`h` flat pixels at quality 1: as few bytes per
+    /// pixel as the exporter's encoder makes.
+    fn flat(w: u32, h: u32, format: PixelFormat) -> Vec<u8> {
+        let info = info(w, h, format);
+        let (mut scratch, mut jpeg) = (Vec::new(), Vec::new());
+        encode(&info, &vec![128; info.len], 1, &mut scratch, &mut jpeg).unwrap();
+        jpeg
+    }
+
+    #[test]
+    fn a_jpeg_declaring_far_more_pixels_than_its_bytes_can_hold_is_refused() {
+        let mut bomb = flat(8, 8, PixelFormat::Rgb24);
+        // SOF0 (FF C0): length, precision, then height and width.
+        let sof = bomb.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        bomb[sof + 5..sof + 7].copy_from_slice(&5000u16.to_be_bytes());
+        bomb[sof + 7..sof + 9].copy_from_slice(&4000u16.to_be_bytes());
+        let why = open(&bomb).err().expect("refused");
+        assert!(
+            why.contains("4000x5000") && why.contains("pixels per byte"),
+            "{why}"
+        );
+        // What the exporter sends for the flattest frames passes.
+        for format in [PixelFormat::Rgb24, PixelFormat::Gray8] {
+            let jpeg = flat(1920, 1080, format);
+            let ratio = 1920 * 1080 / jpeg.len();
+            assert!(ratio < 128, "{format}: {ratio} pixels per byte");
+            assert!(open(&jpeg).is_ok(), "{format}");
         }
     }
 

@@ -9,9 +9,11 @@
 //! bridge lives in its own crate so the library and the `shmcast` command
 //! never depend on Zenoh's few hundred crates.
 
+mod check;
 mod export;
 mod import;
 mod jpeg;
+mod say;
 mod wire;
 
 use shmcast_args as parse;

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 mod config;
 mod ffmpeg;
+mod output;
 mod serve;
 #[cfg(windows)]
 mod service;
@@ -506,33 +507,40 @@ fn list(json: bool) -> Result<(), String> {
                 Err(e) => serde_json::json!({"name": l.name.to_string(), "error": e.to_string()}),
             })
             .collect();
-        println!("{}", serde_json::Value::Array(rows));
-        return Ok(());
+        let rows = serde_json::Value::Array(rows);
+        return output::printed(output::print(|out| writeln!(out, "{rows}")));
     }
-    if found.is_empty() {
-        println!("no shmcast segments");
-        return Ok(());
-    }
-    println!("{:<40} {:<11} {:>12}  creator", "name", "kind", "bytes");
-    for l in &found {
-        match &l.info {
-            Ok(i) => println!(
-                "{:<40} {:<11} {:>12}  pid {} ({})",
-                l.name.to_string(),
-                i.kind.to_string(),
-                i.total_len,
-                i.creator.pid,
-                if i.creator_alive { "alive" } else { "dead" }
-            ),
-            Err(e) => println!(
-                "{:<40} ?           {:>12}  {}",
-                l.name.to_string(),
-                "",
-                one_line(e)
-            ),
+    output::printed(output::print(|out| {
+        if found.is_empty() {
+            return writeln!(out, "no shmcast segments");
         }
-    }
-    Ok(())
+        writeln!(
+            out,
+            "{:<40} {:<11} {:>12}  creator",
+            "name", "kind", "bytes"
+        )?;
+        for l in &found {
+            match &l.info {
+                Ok(i) => writeln!(
+                    out,
+                    "{:<40} {:<11} {:>12}  pid {} ({})",
+                    l.name.to_string(),
+                    i.kind.to_string(),
+                    i.total_len,
+                    i.creator.pid,
+                    if i.creator_alive { "alive" } else { "dead" }
+                )?,
+                Err(e) => writeln!(
+                    out,
+                    "{:<40} ?           {:>12}  {}",
+                    l.name.to_string(),
+                    "",
+                    one_line(e)
+                )?,
+            }
+        }
+        Ok(())
+    }))
 }
 
 /// `shmcast snapshot`: the latest frame, as RGB, in a PNG.
@@ -570,15 +578,17 @@ fn snapshot(name: &Name, file: &std::path::Path, wait: Duration) -> Result<(), S
         .write_header()
         .and_then(|mut w| w.write_image_data(&rgb))
         .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-    println!(
-        "frame {} of {name}: {}x{} {} -> {}",
-        info.number,
-        m.width,
-        m.height,
-        m.format,
-        file.display()
-    );
-    Ok(())
+    output::printed(output::print(|out| {
+        writeln!(
+            out,
+            "frame {} of {name}: {}x{} {} -> {}",
+            info.number,
+            m.width,
+            m.height,
+            m.format,
+            file.display()
+        )
+    }))
 }
 
 /// `shmcast devices`: asks ffmpeg what it can open.
@@ -640,17 +650,19 @@ fn devices() -> Result<(), String> {
             "no cameras found: no /dev/video* device that ffmpeg can capture from (is the camera plugged in, and may this user open it? members of group video may)".to_owned()
         });
     }
-    for device in &found {
-        println!("{}", device.name);
-        for detail in &device.details {
-            println!("    {detail}");
+    output::printed(output::print(|out| {
+        for device in &found {
+            writeln!(out, "{}", device.name)?;
+            for detail in &device.details {
+                writeln!(out, "    {detail}")?;
+            }
         }
-    }
-    println!(
-        "\nserve one with: shmcast serve cam --camera \"{}\" --width 1920 --height 1080 --fps 30",
-        found[0].name
-    );
-    Ok(())
+        writeln!(
+            out,
+            "\nserve one with: shmcast serve cam --camera \"{}\" --width 1920 --height 1080 --fps 30",
+            found[0].name
+        )
+    }))
 }
 
 /// The ffmpeg to run: $SHMCAST_FFMPEG, or `ffmpeg` from the PATH.
@@ -692,8 +704,13 @@ fn hint(e: &shmcast::Error) -> Option<&'static str> {
         PermissionDenied if message.contains("cannot open") => {
             "the publisher grants access with `--mode`/`--group` (Linux) or `--sddl` (Windows)"
         }
+        // `clean` removes nothing on Windows, where a name goes with the
+        // last process that holds it (the message says so).
         AlreadyExists | Uninitialized | NoSpace
-            if message.contains("dead") || message.contains("never fully") || message.contains("reserved") =>
+            if !cfg!(windows)
+                && (message.contains("dead")
+                    || message.contains("never fully")
+                    || message.contains("reserved")) =>
         {
             "`shmcast clean` removes what dead processes left"
         }
@@ -713,11 +730,14 @@ fn hold(name: &Name, size: usize, mode: u32, sddl: Option<&str>) -> Result<(), S
         options = options.sddl(sddl);
     }
     let region = Region::create_with(name, size, &options).map_err(|e| one_line(&e))?;
-    println!(
-        "holding {name}: {size} bytes in {}; Ctrl-C removes it",
-        object_place(name)
-    );
-    let _ = io::stdout().flush();
+    // Holding is the job; a notice that nobody reads is no reason to stop.
+    let _ = output::print(|out| {
+        writeln!(
+            out,
+            "holding {name}: {size} bytes in {}; Ctrl-C removes it",
+            object_place(name)
+        )
+    });
     let _ = stop_rx.recv();
     drop(region);
     eprintln!("removed {name}");
@@ -766,13 +786,8 @@ fn write(name: &Name, offset: usize) -> Result<(), String> {
 fn cat(name: &Name) -> Result<(), String> {
     let region = Region::open_read_only(name).map_err(|e| one_line(&e))?;
     let bytes = region.read_to_vec().map_err(|e| one_line(&e))?;
-    let mut out = io::stdout().lock();
-    match out.write_all(&bytes).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        // `shmcast cat r | head` is fine.
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(format!("writing {name} to stdout: {e}")),
-    }
+    // `shmcast cat r | head` is fine.
+    output::print(|out| out.write_all(&bytes)).map_err(|e| format!("writing {name} to stdout: {e}"))
 }
 
 fn info(name: &Name, json: bool) -> Result<(), String> {
@@ -789,12 +804,13 @@ fn info(name: &Name, json: bool) -> Result<(), String> {
         Kind::Channel => Some(shmcast::inspect_channel(name).map_err(|e| one_line(&e))?),
         _ => None,
     };
-    if json {
-        print_info_json(&info, lock.as_ref(), channel.as_ref());
-    } else {
-        print_info_text(&info, lock.as_ref(), channel.as_ref());
-    }
-    Ok(())
+    output::printed(output::print(|out| {
+        if json {
+            print_info_json(out, &info, lock.as_ref(), channel.as_ref())
+        } else {
+            print_info_text(out, &info, lock.as_ref(), channel.as_ref())
+        }
+    }))
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -829,49 +845,55 @@ fn lock_words(lock: &shmcast::LockState) -> String {
 }
 
 fn print_info_text(
+    out: &mut impl Write,
     info: &SegmentInfo,
     lock: Option<&shmcast::LockState>,
     channel: Option<&shmcast::ChannelStatus>,
-) {
+) -> io::Result<()> {
     let age = SystemTime::now()
         .duration_since(info.created_at)
         .unwrap_or(Duration::ZERO);
-    println!("name:    {}", info.name);
-    println!("kind:    {}", info.kind);
-    println!(
+    writeln!(out, "name:    {}", info.name)?;
+    writeln!(out, "kind:    {}", info.kind)?;
+    writeln!(
+        out,
         "size:    {} bytes of data, {} in all",
         info.data_len, info.total_len
-    );
-    println!("object:  {}", object_place(&info.name));
-    println!(
+    )?;
+    writeln!(out, "object:  {}", object_place(&info.name))?;
+    writeln!(
+        out,
         "creator: pid {} ({})",
         info.creator.pid,
         alive(info.creator_alive)
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "created: {}s ago (unix ms {})",
         age.as_secs(),
         unix_ms(info.created_at)
-    );
+    )?;
     if let Some(lock) = lock {
-        println!("lock:    {}", lock_words(lock));
+        writeln!(out, "lock:    {}", lock_words(lock))?;
     }
     if let Some(c) = channel {
-        println!("slots:   {} of {} bytes", c.slots, c.max_frame_len);
+        writeln!(out, "slots:   {} of {} bytes", c.slots, c.max_frame_len)?;
         match &c.publisher {
-            Some(p) => println!("writer:  pid {} ({})", p.pid, writer_health(c, p)),
-            None => println!("writer:  none"),
+            Some(p) => writeln!(out, "writer:  pid {} ({})", p.pid, writer_health(c, p))?,
+            None => writeln!(out, "writer:  none")?,
         }
         match c.subscribers {
-            Some(n) => println!(
+            Some(n) => writeln!(
+                out,
                 "leasers: {n} registered (read-only readers register nowhere and are not counted)"
-            ),
-            None => println!(
+            )?,
+            None => writeln!(
+                out,
                 "leasers: none can lease: {}",
                 c.lease_table_error
                     .as_deref()
                     .unwrap_or("the lease table cannot be read")
-            ),
+            )?,
         }
         if !c.lease_holders.is_empty() {
             let holders: Vec<String> = c
@@ -879,20 +901,22 @@ fn print_info_text(
                 .iter()
                 .map(|h| format!("pid {} ({})", h.pid, alive(h.alive)))
                 .collect();
-            println!("leases:  held by {}", holders.join(", "));
+            writeln!(out, "leases:  held by {}", holders.join(", "))?;
         }
-        println!("latest:  frame {}", c.latest_frame);
+        writeln!(out, "latest:  frame {}", c.latest_frame)?;
         if c.dropped_frames > 0 {
             let by = c
                 .dropped_because_of
                 .map(|h| format!("; last blocked by pid {} ({})", h.pid, alive(h.alive)))
                 .unwrap_or_default();
-            println!(
+            writeln!(
+                out,
                 "dropped: {} frames because subscribers leased every free slot{by} (leases are revoked after {:?})",
                 c.dropped_frames, c.max_lease
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
 /// How long a live writer may publish nothing before `info` calls it
@@ -925,10 +949,11 @@ fn writer_health(c: &shmcast::ChannelStatus, p: &shmcast::Holder) -> String {
 }
 
 fn print_info_json(
+    out: &mut impl Write,
     info: &SegmentInfo,
     lock: Option<&shmcast::LockState>,
     channel: Option<&shmcast::ChannelStatus>,
-) {
+) -> io::Result<()> {
     let holder = |h: &shmcast::Holder| serde_json::json!({"pid": h.pid, "alive": h.alive});
     let mut v = serde_json::json!({
         "name": info.name.to_string(),
@@ -975,37 +1000,46 @@ fn print_info_json(
             "instance": format!("{:016x}", c.instance),
         });
     }
-    println!("{v}");
+    writeln!(out, "{v}")
 }
 
 fn clean() -> Result<(), String> {
     let report = shmcast::clean().map_err(|e| format!("cannot list shared memory: {e}"))?;
-    for info in &report.removed {
-        println!(
-            "removed {} ({}, {} bytes; creator pid {} is dead)",
-            info.name, info.kind, info.data_len, info.creator.pid
-        );
-    }
-    for name in &report.removed_unfinished {
-        println!("removed {name} (its creator died while creating it)");
-    }
-    for (name, pid) in &report.removed_truncated {
-        println!("removed {name} (truncated; its owner pid {pid} is dead)");
-    }
     for (name, why) in &report.skipped {
         eprintln!("left {name}: {why}");
     }
-    if report.removed.is_empty()
-        && report.removed_unfinished.is_empty()
-        && report.removed_truncated.is_empty()
-    {
-        if cfg!(windows) {
-            println!("nothing to clean: Windows removes a section with its last handle");
-        } else {
-            println!("nothing to clean");
+    output::printed(output::print(|out| {
+        for info in &report.removed {
+            writeln!(
+                out,
+                "removed {} ({}, {} bytes; creator pid {} is dead)",
+                info.name, info.kind, info.data_len, info.creator.pid
+            )?;
         }
-    }
-    Ok(())
+        for name in &report.removed_unfinished {
+            writeln!(out, "removed {name} (its creator died while creating it)")?;
+        }
+        for (name, pid) in &report.removed_truncated {
+            writeln!(
+                out,
+                "removed {name} (truncated; its owner pid {pid} is dead)"
+            )?;
+        }
+        if report.removed.is_empty()
+            && report.removed_unfinished.is_empty()
+            && report.removed_truncated.is_empty()
+        {
+            if cfg!(windows) {
+                writeln!(
+                    out,
+                    "nothing to clean: Windows removes a section with its last handle"
+                )?;
+            } else {
+                writeln!(out, "nothing to clean")?;
+            }
+        }
+        Ok(())
+    }))
 }
 
 /// A duration that must be more than zero, named in the error.
@@ -1024,6 +1058,30 @@ fn positive_seconds(s: f64, what: &str) -> Result<Duration, String> {
 fn seconds(s: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(s)
         .map_err(|_| format!("{} is not a number of seconds", parse::number(s)))
+}
+
+/// The latest frame into `buf`, grown when the channel was re-created
+/// with larger frames since `buf` was sized (`wait_newer` follows the
+/// name to the new channel). Never beyond the channel's largest frame.
+fn read_growing(
+    subscriber: &Subscriber,
+    buf: &mut Vec<u8>,
+) -> Result<Option<shmcast::FrameInfo>, shmcast::Error> {
+    loop {
+        match subscriber.read_latest(buf) {
+            Err(e) if e.kind() == shmcast::ErrorKind::BufferTooSmall => {
+                let want = e
+                    .frame_len()
+                    .unwrap_or(usize::MAX)
+                    .min(subscriber.max_frame_len());
+                if want <= buf.len() {
+                    return Err(e);
+                }
+                buf.resize(want, 0);
+            }
+            other => return other,
+        }
+    }
 }
 
 fn read(
@@ -1064,7 +1122,7 @@ fn read(
             }
             Err(e) => return Err(one_line(&e)),
         }
-        let Some(info) = subscriber.read_latest(&mut buf).map_err(|e| one_line(&e))? else {
+        let Some(info) = read_growing(&subscriber, &mut buf).map_err(|e| one_line(&e))? else {
             continue;
         };
         last = info.number;

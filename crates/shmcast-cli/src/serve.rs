@@ -3,7 +3,7 @@
 //! stdin, or ffmpeg (a camera, see `ffmpeg.rs`). Frames are produced
 //! straight into a loaned slot, so each one crosses memory once.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -246,16 +246,20 @@ fn serve_channel(
         ));
     }
     if job.source == Source::Pattern {
-        println!(
-            "serving {name}: {}x{} {} test pattern{}; Ctrl-C stops",
-            meta.width,
-            meta.height,
-            meta.format,
-            period.map_or(String::new(), |p| format!(
-                " at {:.3} fps",
-                1.0 / p.as_secs_f64()
-            ))
-        );
+        // Serving is the job; a notice that nobody reads is no reason to stop.
+        let _ = crate::output::print(|out| {
+            writeln!(
+                out,
+                "serving {name}: {}x{} {} test pattern{}; Ctrl-C stops",
+                meta.width,
+                meta.height,
+                meta.format,
+                period.map_or(String::new(), |p| format!(
+                    " at {:.3} fps",
+                    1.0 / p.as_secs_f64()
+                ))
+            )
+        });
     }
     if job.source == Source::Ffmpeg {
         ffmpeg_loop(name, job, publisher, frame_len, stop)

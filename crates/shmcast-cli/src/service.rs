@@ -15,6 +15,7 @@
 //!   appended to; the SCM's own events name start and stop failures.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -78,11 +79,13 @@ pub fn install(config: &Path, ffmpeg: &str) -> Result<(), String> {
         "Publishes the cameras of {} into named shared memory (shmcast)",
         config.display()
     ));
-    println!(
-        "installed service {SERVICE_NAME} (automatic start) serving {}; start it now with: sc start {SERVICE_NAME}",
-        config.display()
-    );
-    Ok(())
+    crate::output::printed(crate::output::print(|out| {
+        writeln!(
+            out,
+            "installed service {SERVICE_NAME} (automatic start) serving {}; start it now with: sc start {SERVICE_NAME}",
+            config.display()
+        )
+    }))
 }
 
 /// `service run --config CONFIG [--ffmpeg PATH]`. The service runs as
@@ -156,8 +159,9 @@ pub fn uninstall() -> Result<(), String> {
     service
         .delete()
         .map_err(|e| format!("cannot remove service {SERVICE_NAME}: {}", why(e)))?;
-    println!("removed service {SERVICE_NAME}");
-    Ok(())
+    crate::output::printed(crate::output::print(|out| {
+        writeln!(out, "removed service {SERVICE_NAME}")
+    }))
 }
 
 /// The handle to report our state with, for the control handler too.

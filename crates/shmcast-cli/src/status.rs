@@ -88,8 +88,9 @@ fn redraw() {
 
 /// One channel's line: `cam1  30.0 fps  frame 1234  leasers 1  dropped 0  live`.
 fn row(name: &Name, last: &mut Last) -> String {
-    let Some((c, fps)) = crate::watch::sample(name, last) else {
-        return format!("{name:<20} (not created yet)");
+    let (c, fps) = match crate::watch::sample(name, last) {
+        Ok(sampled) => sampled,
+        Err(e) => return format!("{name:<20} {}", crate::watch::unseen(&e, "not created yet")),
     };
     let state = match (&c.publisher, &c.stall_reason) {
         (None, _) => "no publisher".to_owned(),

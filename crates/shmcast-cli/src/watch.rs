@@ -13,10 +13,18 @@ use shmcast::{Kind, Name};
 pub type Last = Option<(u64, Instant)>;
 
 /// Channel `name`'s state now, and its frame rate since `last` (0 the
-/// first time), which it updates. `None`: no such channel. Shared by
-/// `watch` and `serve`'s status line.
-pub fn sample(name: &Name, last: &mut Last) -> Option<(shmcast::ChannelStatus, f64)> {
-    let c = shmcast::inspect_channel(name).ok()?;
+/// first time), which it updates. Shared by `watch` and `serve`'s status
+/// line.
+///
+/// # Errors
+/// Why the channel cannot be looked at: none of the name
+/// ([`NotFound`](shmcast::ErrorKind::NotFound)), or one this user may not
+/// read, or a corrupt one, which [`unseen`] says as `info` would.
+pub fn sample(
+    name: &Name,
+    last: &mut Last,
+) -> Result<(shmcast::ChannelStatus, f64), shmcast::Error> {
+    let c = shmcast::inspect_channel(name)?;
     let now = Instant::now();
     let fps = match *last {
         Some((frame, at)) if now > at => {
@@ -25,13 +33,25 @@ pub fn sample(name: &Name, last: &mut Last) -> Option<(shmcast::ChannelStatus, f
         _ => 0.0,
     };
     *last = Some((c.latest_frame, now));
-    Some((c, fps))
+    Ok((c, fps))
+}
+
+/// What a row shows for a channel that [`sample`] could not look at:
+/// `missing` when there is none of the name, otherwise why (permission
+/// denied, corrupt, not a channel...), in `info`'s words.
+pub fn unseen(e: &shmcast::Error, missing: &str) -> String {
+    if e.kind() == shmcast::ErrorKind::NotFound {
+        format!("({missing})")
+    } else {
+        crate::one_line(e)
+    }
 }
 
 /// One channel's line.
 fn row(name: &Name, last: &mut Last) -> String {
-    let Some((c, fps)) = sample(name, last) else {
-        return format!("{:<28} (no such channel)", name.to_string());
+    let (c, fps) = match sample(name, last) {
+        Ok(sampled) => sampled,
+        Err(e) => return format!("{:<28} {}", name.to_string(), unseen(&e, "no such channel")),
     };
     let unix_ns = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -88,7 +108,9 @@ fn lines(named: &[Name]) -> Result<(), String> {
     }
     let mut last: Vec<(Name, Last)> = Vec::new();
     let mut out = std::io::stdout();
-    println!("{HEADER}");
+    if writeln!(out, "{HEADER}").is_err() {
+        return Ok(()); // nobody reads us (`| head`)
+    }
     while !stop.load(Ordering::SeqCst) {
         refresh(named, &mut last);
         for (name, l) in &mut last {

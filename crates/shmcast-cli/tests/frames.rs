@@ -310,3 +310,51 @@ fn stop(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// A channel re-created with larger frames (a restarted camera at a higher
+/// resolution): `read` follows it with a larger buffer. Linux only: on
+/// Windows the reader's handle keeps the old section, which the new
+/// publisher takes over at its old size.
+#[cfg(unix)]
+#[test]
+fn read_follows_its_channel_re_created_with_larger_frames() {
+    use shmcast::{FrameMeta, Publisher};
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let name = unique("grow");
+    let mut small = Publisher::create(name.as_str(), 100).unwrap();
+    let mut reader = common::Kill(start_read(&name, &["--count", "3", "--timeout", "10"]));
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = reader.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    // Frames until the reader has one, then the channel anew, larger.
+    let end = Instant::now() + Duration::from_secs(10);
+    let first = loop {
+        small.publish(&FrameMeta::raw(), &[1; 100]).unwrap();
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(50)) {
+            break line;
+        }
+        assert!(Instant::now() < end, "the reader read nothing");
+    };
+    assert!(first.ends_with(" 100 bytes"), "{first}");
+    drop(small);
+    let mut large = Publisher::create(name.as_str(), 1000).unwrap();
+    while reader.0.try_wait().unwrap().is_none() {
+        large.publish(&FrameMeta::raw(), &[2; 1000]).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(Instant::now() < end, "the reader did not end");
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(reader.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(reader.0.wait().unwrap().success(), "{stderr}");
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert_eq!(rest.len(), 2, "{rest:?}");
+    assert!(rest.iter().all(|l| l.ends_with(" 1000 bytes")), "{rest:?}");
+}

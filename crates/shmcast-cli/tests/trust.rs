@@ -401,6 +401,38 @@ mod linux {
         wait_or_fail(&mut server, Duration::from_secs(5), "serve");
     }
 
+    /// The Wine attack's findings B and C, on Linux: a channel this user may
+    /// not read was "(no such channel)" to `watch`, and `info`, which opens
+    /// read-only, advised opening it read-only. Both now say permission
+    /// denied, and nothing of a read-only open.
+    #[test]
+    fn a_channel_another_user_may_not_read_is_said_to_be_denied() {
+        if !other_user_exists() {
+            return;
+        }
+        let name = unique("denied");
+        let bin = shared_binary();
+        let mut server = serve(&name, &["--width", "8", "--height", "8"]);
+        let info = as_other(&format!("exec {bin} info {name}"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&info.stderr);
+        assert!(!info.status.success(), "{info:?}");
+        assert!(err.contains("permission denied"), "{err}");
+        assert!(!err.contains("open it read-only"), "{err}");
+        // The header and one row, then `head` goes (which `watch` takes
+        // quietly: nobody reads it any more).
+        let watch = as_other(&format!("{bin} watch {name} | head -n 2"))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&watch.stdout);
+        let row = out.lines().nth(1).unwrap_or_default();
+        assert!(row.contains("permission denied"), "{watch:?}");
+        assert!(!row.contains("no such channel"), "{row}");
+        sigterm(&server);
+        wait_or_fail(&mut server, Duration::from_secs(5), "serve");
+    }
+
     /// Finding 3: a FIFO planted under our prefix hung clean, info, serve
     /// and hold forever.
     #[test]

@@ -128,6 +128,10 @@ mod tests {
         ]
         .map(|n| n.to_string())
         .join(".");
-        assert_eq!(v, env!("CARGO_PKG_VERSION"), "bump SHMCAST_VERSION_* with the version");
+        assert_eq!(
+            v,
+            env!("CARGO_PKG_VERSION"),
+            "bump SHMCAST_VERSION_* with the version"
+        );
     }
 }

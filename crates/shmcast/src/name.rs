@@ -12,8 +12,10 @@
 //! namespace, `/dev/shm`, and the prefix is accepted and ignored, so the same
 //! configuration string works on both.
 //!
-//! Windows compares kernel object names without regard to case, Linux with:
-//! never use two names that differ only in case for different segments.
+//! Names are compared with their case, on both: `cam` and `Cam` are two
+//! segments (Linux file names are case-sensitive, and so are Windows kernel
+//! object names, as Microsoft documents for sections and events and Wine
+//! does too). Only the namespace prefix may be written in any case.
 //!
 //! The OS object behind a name is `shmcast.NAME`: `/dev/shm/shmcast.NAME` on
 //! Linux, `Local\shmcast.NAME` or `Global\shmcast.NAME` on Windows. The prefix
@@ -48,8 +50,8 @@ pub enum Namespace {
 /// The rule, the same on every OS: 1 to [`MAX_NAME_LEN`] bytes of ASCII
 /// letters, digits, `-`, `_` and `.`, starting with a letter or digit,
 /// optionally after a `Local\` or `Global\` prefix (the Windows namespace;
-/// accepted and ignored on Linux). Windows compares names without regard to
-/// case: never use two names that differ only in case.
+/// accepted and ignored on Linux). Names are case-sensitive on every OS:
+/// `cam` and `Cam` are two segments.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Name {
     namespace: Namespace,
@@ -91,7 +93,7 @@ pub enum NameError {
 
 impl Name {
     /// Parses and validates a name, with an optional `Local\` or `Global\`
-    /// prefix (case-insensitive, as on Windows).
+    /// prefix (in any case; the name after it keeps its case).
     ///
     /// # Errors
     /// [`NameError`] when the name breaks the rule (see [`Name`]).

@@ -335,7 +335,7 @@ impl Segment {
         let started = Instant::now();
         loop {
             let map = Mapping::open(&object, name.namespace(), writable)
-                .map_err(|e| open_error(&name, e))?;
+                .map_err(|e| open_error(&name, writable, e))?;
             match read_layout(&map, expected) {
                 Ok(layout) => {
                     return Ok(Segment {
@@ -489,6 +489,18 @@ impl Segment {
     /// Who owns the OS object, and its mode.
     pub(crate) fn ownership(&self) -> io::Result<os::Ownership> {
         self.map.ownership()
+    }
+
+    /// The OS object's security descriptor and the one a new object
+    /// created with `sddl` would get, when they differ (Windows; never on
+    /// Linux, where [`ownership`](Segment::ownership) has the mode).
+    pub(crate) fn descriptor_differs(
+        &self,
+        sddl: Option<&str>,
+    ) -> Result<Option<(String, String)>, Error> {
+        self.map
+            .descriptor_differs(sddl)
+            .map_err(|e| invalid_sddl(&self.name, sddl.unwrap_or_default(), e))
     }
 
     /// Where the header keeps the owner's start time: a plain integer
@@ -917,13 +929,16 @@ fn already_exists(name: &Name) -> Error {
             p.pid
         ),
         Some(p) => format!(
-            " by a segment whose creator (pid {}) is dead; clean it up (`clean`) or remove it",
-            p.pid
+            " by a segment whose creator (pid {}) is dead; {}",
+            p.pid,
+            os::holder_advice(&name.object_name())
+                .unwrap_or_else(|| "clean it up (`clean`) or remove it".to_owned())
         ),
-        None => {
-            " by an object that is not a readable shmcast segment; remove it or use another name"
-                .to_owned()
-        }
+        None => format!(
+            " by an object that is not a readable shmcast segment; {}",
+            os::holder_advice(&name.object_name())
+                .unwrap_or_else(|| "remove it or use another name".to_owned())
+        ),
     };
     let e = Error::new(
         ErrorKind::AlreadyExists,
@@ -942,11 +957,19 @@ fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> E
         return already_exists(name);
     }
     let (kind, message) = if e.kind == OsErrorKind::BadSecurityDescriptor {
-        let sddl = opts.sddl.clone().unwrap_or_default();
+        return invalid_sddl(name, opts.sddl.as_deref().unwrap_or_default(), e);
+    } else if e.kind == OsErrorKind::Foreign {
         (
-            ErrorKind::InvalidArgument,
-            format!("cannot create segment {name}: {sddl:?} is not a valid SDDL security descriptor (for example \"D:(A;;GA;;;SY)(A;;GR;;;IU)\")"),
+            ErrorKind::Foreign,
+            format!(
+                "cannot create segment {name}: {}; another program put it there: {}",
+                e.source,
+                os::holder_advice(&name.object_name())
+                    .unwrap_or_else(|| "remove it or use another name".to_owned())
+            ),
         )
+    } else if e.kind == OsErrorKind::TakenAndDenied {
+        (ErrorKind::PermissionDenied, taken_and_denied(name))
     } else if e.kind == OsErrorKind::OutOfSpace {
         let (place, free) = match os::shm_space() {
             Some((place, free)) => (place, format!(" ({free} bytes free)")),
@@ -981,14 +1004,48 @@ fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> E
     Error::new(kind, message).on(name).caused_by(e.source)
 }
 
-fn open_error(name: &Name, e: OsError) -> Error {
+/// `sddl`, which a segment or channel `name` was to be created with, does
+/// not parse (the OS error `e` says how).
+pub(crate) fn invalid_sddl(name: &Name, sddl: &str, e: OsError) -> Error {
+    Error::new(
+        ErrorKind::InvalidArgument,
+        format!("cannot create segment {name}: {sddl:?} is not a valid SDDL security descriptor (for example \"D:(A;;GA;;;SY)(A;;GR;;;IU)\")"),
+    )
+    .on(name)
+    .caused_by(e.source)
+}
+
+/// A creation refused because the name is taken by an object that will not
+/// let this user write it (Windows: a section that the processes holding it
+/// open keep alive, with a security descriptor of its first creator's): a
+/// take-over needs write access.
+fn taken_and_denied(name: &Name) -> String {
+    let kept_by = match Segment::open(name.clone(), None, false) {
+        Ok(seg) if seg.layout().kind == Kind::Channel => {
+            "the existing channel, kept alive by its subscribers,".to_owned()
+        }
+        Ok(seg) => format!(
+            "the existing {}, kept alive by the processes that hold it open,",
+            seg.layout().kind
+        ),
+        Err(_) => "an existing object, kept alive by the processes that hold it open,".to_owned(),
+    };
+    format!("cannot create segment {name}: {kept_by} grants this user no write access, which taking it over needs; stop the processes that hold it, or run as a user its security descriptor lets write")
+}
+
+fn open_error(name: &Name, writable: bool, e: OsError) -> Error {
     let (kind, message) = if e.kind == OsErrorKind::Foreign {
         let by = os::other_owner(&name.object_name())
             .map(|o| format!(" (it belongs to {o})"))
             .unwrap_or_default();
         (
             ErrorKind::Foreign,
-            format!("cannot open segment {name}: {}{by}; another program put it there: remove it or use another name", e.source),
+            format!(
+                "cannot open segment {name}: {}{by}; another program put it there: {}",
+                e.source,
+                os::holder_advice(&name.object_name())
+                    .unwrap_or_else(|| "remove it or use another name".to_owned())
+            ),
         )
     } else {
         match e.source.kind() {
@@ -998,7 +1055,11 @@ fn open_error(name: &Name, e: OsError) -> Error {
             ),
             io::ErrorKind::PermissionDenied => (
                 ErrorKind::PermissionDenied,
-                format!("cannot open segment {name}: permission denied; its creator must grant this user access, or open it read-only"),
+                format!(
+                    "cannot open segment {name}{}: permission denied; its creator must grant this user access{}",
+                    if writable { " for writing" } else { " read-only" },
+                    if writable { ", or open it read-only" } else { "" }
+                ),
             ),
             _ => (
                 ErrorKind::Os,
@@ -1013,7 +1074,10 @@ fn problem_error(name: &Name, expected: Option<Kind>, problem: Problem) -> Error
     let (kind, message) = match problem {
         Problem::Uninitialized { .. } => (
             ErrorKind::Uninitialized,
-            format!("cannot open segment {name}: it was never fully created (its creator may have died while creating it); clean it up (`clean`) or create it again"),
+            match os::holder_advice(&name.object_name()) {
+                None => format!("cannot open segment {name}: it was never fully created (its creator may have died while creating it); clean it up (`clean`) or create it again"),
+                Some(advice) => format!("cannot open segment {name}: it was never fully created (its creator is still creating it, or died doing so, or another program made it); {advice}"),
+            },
         ),
         Problem::Foreign { found } => {
             let by = os::other_owner(&name.object_name())

@@ -384,6 +384,68 @@ fn an_unknown_pixel_format_is_refused_not_read_as_raw() {
     assert_eq!(lease.info().meta.format, shmcast::PixelFormat::Gray8);
 }
 
+/// The slot the latest-frame word names, scribbled to what no writer
+/// leaves there (marked as being written, or holding another frame): every
+/// kind of read says the channel is corrupt and what was impossible, not
+/// that a fast publisher overwrote every frame (the Wine attack's finding
+/// D: `read --lease` told its user to add slots). The next publish, which
+/// moves the latest-frame word, mends it.
+#[cfg(unix)]
+#[test]
+fn a_scribbled_latest_slot_is_corrupt_not_an_overrun() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("stuck");
+    let mut publisher = Publisher::create(&name, 64).unwrap();
+    let meta = FrameMeta::new(8, 8, shmcast::PixelFormat::Gray8);
+    publisher.publish(&meta, &[7; 64]).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/shmcast.{name}"))
+        .unwrap();
+    let word = |at: u64| {
+        let mut b = [0u8; 8];
+        file.read_exact_at(&mut b, at).unwrap();
+        u64::from_ne_bytes(b)
+    };
+    // The latest-frame word (frame number << 8 | slot + 1) is the u64 at
+    // byte 136 of the header page; slot headers follow that page, 64 bytes
+    // each, `seq` first, then the frame number.
+    let latest = word(136);
+    let (number, slot) = (latest >> 8, (latest & 0xFF) - 1);
+    let seq_at = shmcast::HEADER_LEN as u64 + slot * 64;
+    let seq = word(seq_at);
+    let copier = Subscriber::open(&name).unwrap();
+    let mut leaser = Subscriber::open_with(&name, &leasing()).unwrap();
+    let mut all_corrupt = |what: &str| {
+        let said = |e: shmcast::Error| {
+            assert_eq!(e.kind(), ErrorKind::Corrupt, "{what}: {e}");
+            assert!(e.to_string().contains(what), "{e}");
+            assert!(!e.to_string().contains("add slots"), "{e}");
+        };
+        said(copier.read_latest_vec().unwrap_err());
+        said(copier.read_in_place(|_, _| ()).unwrap_err());
+        said(leaser.read_latest_vec().unwrap_err());
+        said(leaser.lease_latest().map(|_| ()).unwrap_err());
+    };
+    file.write_all_at(&(seq | 1).to_ne_bytes(), seq_at).unwrap();
+    all_corrupt(&format!(
+        "names frame {number} in slot {slot}, which stays marked as being written"
+    ));
+    file.write_all_at(&seq.to_ne_bytes(), seq_at).unwrap();
+    file.write_all_at(&999u64.to_ne_bytes(), seq_at + 8)
+        .unwrap();
+    all_corrupt(&format!(
+        "names frame {number} in slot {slot}, which holds frame 999"
+    ));
+    // A publish moves the latest-frame word to another slot: whole again.
+    publisher.publish(&meta, &[8; 64]).unwrap();
+    let (info, bytes) = copier.read_latest_vec().unwrap().unwrap();
+    assert_eq!((info.number, bytes), (number + 1, vec![8; 64]));
+    let lease = leaser.lease_latest().unwrap().unwrap();
+    assert_eq!(lease.info().number, number + 1);
+}
+
 /// Random bytes over every shared word (the channel's header and slot
 /// headers, the lease table) while a publisher and readers of every kind
 /// run: errors and dropped frames, never a panic, a hang or a signal death.

@@ -28,7 +28,8 @@ const CRATE_LAYERS: &[(&str, u32)] = &[
 ];
 
 /// Inside `channel/`: what a frame is, where its words lie, the protocol
-/// on them, the mapped channel, then the two endpoints.
+/// on them, the mapped channel, the two endpoints, then the reader built
+/// on a subscriber.
 const CHANNEL_LAYERS: &[(&str, u32)] = &[
     ("format", 0),
     ("layout", 1),
@@ -37,8 +38,9 @@ const CHANNEL_LAYERS: &[(&str, u32)] = &[
     ("mapped", 3),
     ("publisher", 4),
     ("subscriber", 4),
-    ("fuzz", 5),
-    ("loom_tests", 5),
+    ("reader", 5),
+    ("fuzz", 6),
+    ("loom_tests", 6),
 ];
 
 /// Inside `os/`: `mod.rs` holds the shared types, each platform file

@@ -172,6 +172,24 @@ fn of_two_processes_replacing_one_stale_segment_exactly_one_wins() {
     }
 }
 
+/// Names are compared with their case, on Linux as on Windows (Microsoft
+/// documents kernel object names as case-sensitive, and Wine agrees):
+/// `Cam` and `cam` are two segments. Another process sees each as it is.
+#[test]
+fn names_that_differ_only_in_case_are_two_segments() {
+    let lower = unique("case");
+    let upper = lower.to_uppercase();
+    let a = Region::create(&lower, 4096).unwrap();
+    let b = Region::create(&upper, 4096).unwrap();
+    a.write(0, &pattern(1, 4096)).unwrap();
+    b.write(0, &pattern(2, 4096)).unwrap();
+    for (name, seed) in [(&lower, "1"), (&upper, "2")] {
+        let (lines, status) = run("read-expect", &[name, seed]);
+        assert!(status.success(), "{name}: {lines:?}");
+        assert_eq!(lines, ["same"], "{name}");
+    }
+}
+
 #[cfg(windows)]
 #[test]
 fn global_names_and_security_descriptors_work_across_processes() {

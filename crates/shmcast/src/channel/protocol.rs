@@ -102,13 +102,111 @@ pub(crate) struct AllLeased;
 /// Why a read did not produce a frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ReadFail<E> {
-    /// The writer kept overwriting the frame being read (or the slot kept
-    /// showing no frame) for as many tries as the caller allowed.
+    /// The writer kept overwriting the frame being read for as many tries
+    /// as the caller allowed: `latest` moved on meanwhile.
     Overrun,
-    /// `latest` names a slot that does not exist.
-    Corrupt,
+    /// The words say what the writer never leaves them saying.
+    Corrupt(Impossible),
     /// The caller's copy refused a stable frame.
     Copy(E),
+}
+
+/// What a reader found that no writer following this protocol leaves in
+/// shared memory, so that a peer must have written it.
+///
+/// The writer never touches the slot `latest` names (it writes another,
+/// then moves `latest` to it), and it marks a slot odd with a release
+/// store only after `latest` has left it: a reader that acquires that odd
+/// mark sees the move. So when `latest` still holds the very value a read
+/// began with, the slot it names must be even and hold its frame; a slot
+/// that is odd, or whose stable `seq` guards another frame, was scribbled.
+/// Every try of a read finding that is what tells corruption from a fast
+/// writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Impossible {
+    /// `latest` names slot `slot` of a channel of `slots`.
+    NoSuchSlot { slot: usize, slots: usize },
+    /// `latest` kept naming frame `number` in `slot`, which stayed marked as
+    /// being written (`seq`, odd).
+    Writing { number: u64, slot: usize, seq: u64 },
+    /// `latest` kept naming frame `number` in `slot`, which holds frame
+    /// `found` instead.
+    OtherFrame {
+        number: u64,
+        slot: usize,
+        found: u64,
+    },
+}
+
+impl std::fmt::Display for Impossible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Impossible::NoSuchSlot { slot, slots } => write!(
+                f,
+                "the latest-frame word names slot {slot}, but the channel has slots 0 to {}",
+                slots.saturating_sub(1)
+            ),
+            Impossible::Writing { number, slot, seq } => write!(
+                f,
+                "the latest-frame word names frame {number} in slot {slot}, which stays marked as being written (sequence word {seq}), though no writer touches the latest slot"
+            ),
+            Impossible::OtherFrame {
+                number,
+                slot,
+                found,
+            } => write!(
+                f,
+                "the latest-frame word names frame {number} in slot {slot}, which holds frame {found}"
+            ),
+        }
+    }
+}
+
+/// How the tries of one read ended, for what to say when none succeeded:
+/// corrupt only if every try found the impossible.
+struct Tries {
+    overrun: bool,
+    last: Option<Impossible>,
+}
+
+impl Tries {
+    fn new() -> Tries {
+        Tries {
+            overrun: false,
+            last: None,
+        }
+    }
+
+    /// One try failed on slot `s`, whose `seq` was `seq` and which held
+    /// frame `found`, after `latest` read `seen`: impossible if `latest`
+    /// still reads `seen`, an overrun if it moved.
+    fn failed(&mut self, words: &Words<'_>, seen: u64, s: usize, seq: u64, found: u64) {
+        if words.header.latest.load(Acquire) != seen {
+            self.overrun = true;
+            return;
+        }
+        let number = latest_number(seen);
+        self.last = Some(if seqlock::is_writing(seq) {
+            Impossible::Writing {
+                number,
+                slot: s,
+                seq,
+            }
+        } else {
+            Impossible::OtherFrame {
+                number,
+                slot: s,
+                found,
+            }
+        });
+    }
+
+    fn fail<E>(self) -> ReadFail<E> {
+        match self.last {
+            Some(what) if !self.overrun => ReadFail::Corrupt(what),
+            _ => ReadFail::Overrun,
+        }
+    }
 }
 
 impl<'a> Words<'a> {
@@ -238,7 +336,10 @@ impl Words<'_> {
             }
             let slot = &self.slots[s];
             let seq = slot.seq.load(Relaxed);
-            slot.seq.store(seq | 1, Relaxed);
+            // A release store: a reader that sees the mark sees `latest`
+            // gone from this slot, which is how readers tell a scribbled
+            // slot from one being written (see `Impossible`).
+            slot.seq.store(seq | 1, Release);
             // Dekker with `lease_latest`; also orders the odd mark before
             // every payload store for seqlock readers.
             fence(SeqCst);
@@ -329,20 +430,29 @@ impl Words<'_> {
         tries: usize,
         mut copy: impl FnMut(usize, &SlotMeta) -> Result<(), E>,
     ) -> Result<Option<SlotMeta>, ReadFail<E>> {
+        let mut failed = Tries::new();
         for _ in 0..tries {
-            let Some((number, s)) = self.latest_slot()? else {
+            let Some((seen, s)) = self.latest_slot()? else {
                 return Ok(None);
             };
+            let number = latest_number(seen);
             let slot = &self.slots[s];
             let before = seqlock::read_begin(&slot.seq);
             let meta = slot.load_meta();
             if seqlock::is_writing(before) || meta.number != number {
-                // Overwritten since `latest` named it: look again.
+                // Overwritten since `latest` named it (or, if `latest` has
+                // not moved and the metadata was stable, scribbled).
+                if seqlock::is_writing(before) || seqlock::read_valid(&slot.seq, before) {
+                    failed.failed(self, seen, s, before, meta.number);
+                } else {
+                    failed.overrun = true;
+                }
                 spin();
                 continue;
             }
             let copied = copy(s, &meta);
             if !seqlock::read_valid(&slot.seq, before) {
+                failed.overrun = true;
                 continue;
             }
             return match copied {
@@ -350,7 +460,7 @@ impl Words<'_> {
                 Err(e) => Err(ReadFail::Copy(e)),
             };
         }
-        Err(ReadFail::Overrun)
+        Err(failed.fail())
     }
 
     /// Leases the latest frame for reader entry `entry`: until
@@ -364,10 +474,12 @@ impl Words<'_> {
         tries: usize,
     ) -> Result<Option<(usize, SlotMeta, u64)>, ReadFail<()>> {
         let me = &self.readers[entry];
+        let mut failed = Tries::new();
         for _ in 0..tries {
-            let Some((number, s)) = self.latest_slot()? else {
+            let Some((seen, s)) = self.latest_slot()? else {
                 return Ok(None);
             };
+            let number = latest_number(seen);
             let slot = &self.slots[s];
             let before = slot.seq.load(Acquire);
             if before & 1 == 0 {
@@ -379,12 +491,23 @@ impl Words<'_> {
                     if meta.number == number {
                         return Ok(Some((s, meta, before)));
                     }
+                    // Another frame under a `seq` that held across the
+                    // read: scribbled, if `latest` has not moved either.
+                    if seqlock::read_valid(&slot.seq, before) {
+                        failed.failed(self, seen, s, before, meta.number);
+                    } else {
+                        failed.overrun = true;
+                    }
+                } else {
+                    failed.overrun = true;
                 }
                 me.lease.store(0, Release);
+            } else {
+                failed.failed(self, seen, s, before, 0);
             }
             spin();
         }
-        Err(ReadFail::Overrun)
+        Err(failed.fail())
     }
 
     /// Whether slot `s` still holds what it held when its `seq` was `seq`:
@@ -408,13 +531,16 @@ impl Words<'_> {
         false
     }
 
-    /// The newest frame's number and slot, from one load of `latest`.
+    /// The `latest` word and the slot it names, from one load.
     fn latest_slot<E>(&self) -> Result<Option<(u64, usize)>, ReadFail<E>> {
         let latest = self.header.latest.load(Acquire);
         match latest_slot_plus_one(latest) {
             0 => Ok(None),
-            s if s <= self.slots.len() => Ok(Some((latest_number(latest), s - 1))),
-            _ => Err(ReadFail::Corrupt),
+            s if s <= self.slots.len() => Ok(Some((latest, s - 1))),
+            named => Err(ReadFail::Corrupt(Impossible::NoSuchSlot {
+                slot: named - 1,
+                slots: self.slots.len(),
+            })),
         }
     }
 

@@ -13,9 +13,11 @@
 //! A publisher that finds the name taken by a channel whose owner is dead
 //! takes it over in place (subscribers keep reading, frame numbers go on)
 //! only if the object belongs to this user and was made with the same
-//! slots, frame size and mode; a dead channel of this user with other
-//! settings is removed and created anew (Linux; [`Publisher::replaced`]
-//! says so), and one of another user is never touched
+//! slots, frame size and mode (Windows: security descriptor); a dead
+//! channel of this user with other settings is removed and created anew
+//! (Linux; [`Publisher::replaced`] says so) or refused naming both
+//! (Windows, where its subscribers keep it), and one of another user is
+//! never touched
 //! ([`ErrorKind::AlreadyExists`](crate::ErrorKind::AlreadyExists)).
 
 use std::marker::PhantomData;
@@ -33,8 +35,8 @@ use crate::error::{Error, ErrorKind};
 use crate::header::{Kind, COMMON_LEN};
 use crate::identity::{token_is_dead, token_pid, ProcessId};
 use crate::name::{IntoName, Name, LEASES};
-use crate::os::Wakers;
-use crate::segment::{AdoptError, CreateOptions, Judged, Origin, Segment};
+use crate::os::{OsError, OsErrorKind, Wakers};
+use crate::segment::{invalid_sddl, AdoptError, CreateOptions, Judged, Origin, Segment};
 use crate::sync::Ordering::Relaxed;
 
 /// How often the publisher sweeps the lease table for dead and stale
@@ -197,13 +199,18 @@ impl Publisher {
             .on(&name)
         })?;
         let me = ProcessId::current().token();
-        let os_error = |source: std::io::Error| {
-            Error::new(
+        // The wake events are made first, with the channel's descriptor, so
+        // theirs is the first word on it.
+        let os_error = |e: OsError| match e.kind {
+            OsErrorKind::BadSecurityDescriptor => {
+                invalid_sddl(&name, options.create.sddl_str().unwrap_or_default(), e)
+            }
+            _ => Error::new(
                 ErrorKind::Os,
-                format!("cannot create channel {name}: {source}"),
+                format!("cannot create channel {name}: {}", e.source),
             )
             .on(&name)
-            .caused_by(source)
+            .caused_by(e.source),
         };
         let (object, ns, sddl) = (
             name.object_name(),
@@ -638,13 +645,38 @@ fn judge(
     if let Some(mode) = owned.mode.filter(|&m| m != wanted_mode) {
         differs.push(format!("mode {mode:04o}, not {wanted_mode:04o}"));
     }
+    // Windows: the descriptor its first creator gave it, against ours.
+    let sddl = options.channel_create().sddl_str().map(str::to_owned);
+    if let Some((found, wanted)) = seg.descriptor_differs(sddl.as_deref())? {
+        let shown = |d: &str| match d {
+            "" => "none (no DACL: everyone may open it)".to_owned(),
+            d => format!("{d:?}"),
+        };
+        differs.push(match &sddl {
+            Some(asked) if *asked != wanted => format!(
+                "security descriptor {}, not {asked:?} ({})",
+                shown(&found),
+                shown(&wanted)
+            ),
+            Some(_) => format!(
+                "security descriptor {}, not {}",
+                shown(&found),
+                shown(&wanted)
+            ),
+            None => format!(
+                "security descriptor {}, not the default {}",
+                shown(&found),
+                shown(&wanted)
+            ),
+        });
+    }
     if !differs.is_empty() {
         let why = differs.join(", ");
         if cfg!(windows) {
             // A section cannot be removed while subscribers hold it.
             return Err(Error::new(
                 ErrorKind::Incompatible,
-                format!("channel {} exists with {why}; subscribers still hold it open: stop them, or publish with the same settings", name()),
+                format!("channel {} exists with {why}; subscribers still hold it open, which keeps it as it is: stop them, or publish with the same settings", name()),
             )
             .on(name()));
         }

@@ -440,7 +440,7 @@ impl Subscriber {
             let (slot, meta, seq) = match words.lease_latest(entry, LEASE_TRIES) {
                 Ok(Some(found)) => found,
                 Ok(None) => return Ok(None),
-                Err(ReadFail::Corrupt) => return Err(self.read_fail(ReadFail::Corrupt)),
+                Err(ReadFail::Corrupt(what)) => return Err(self.read_fail(ReadFail::Corrupt(what))),
                 Err(_) => return Err(self.read_fail(ReadFail::Overrun)),
             };
             let copied = self.copy_out(slot, &meta, buf);
@@ -545,9 +545,9 @@ impl Subscriber {
                 ErrorKind::Overrun,
                 "the publisher overwrote every frame before it could be copied; lease frames in place or add slots",
             ),
-            ReadFail::Corrupt => self.fail(
+            ReadFail::Corrupt(what) => self.fail(
                 ErrorKind::Corrupt,
-                "corrupt frame (the latest-frame index names no slot)",
+                format!("corrupt frame ({what}); a process with write access to the channel wrote its shared memory"),
             ),
         }
     }
@@ -582,7 +582,7 @@ impl Subscriber {
         }
         let words = self.channel.words();
         let leased = words.lease_latest(entry, LEASE_TRIES).map_err(|e| match e {
-            ReadFail::Corrupt => ReadFail::Corrupt,
+            ReadFail::Corrupt(what) => ReadFail::Corrupt(what),
             _ => ReadFail::Overrun,
         });
         let (slot, meta, seq) = match leased {

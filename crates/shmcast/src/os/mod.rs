@@ -27,8 +27,14 @@ pub(crate) enum OsErrorKind {
     Other,
     /// No room for the object: a full `/dev/shm`, or the commit limit.
     OutOfSpace,
-    /// The name is taken by something that is not a shared memory object.
+    /// The name is taken by something that is not a shared memory object
+    /// (Linux: a FIFO, a directory...; Windows: an event, a mutex...).
     Foreign,
+    /// The name is taken by a shared memory object that refuses this
+    /// process the access a creator asks for (Windows: a section kept by
+    /// the processes that hold it, whose security descriptor grants this
+    /// user no write access).
+    TakenAndDenied,
     /// The security descriptor (SDDL) could not be parsed.
     BadSecurityDescriptor,
 }
@@ -43,11 +49,11 @@ impl OsError {
         OsError { op, kind, source }
     }
 
-    /// The name is taken by `what` (a directory, a FIFO...).
-    #[cfg(unix)]
-    pub(crate) fn foreign(what: &str) -> OsError {
+    /// `op` found the name taken by `what` (a directory, a FIFO, an
+    /// event...).
+    pub(crate) fn foreign(op: &'static str, what: &str) -> OsError {
         OsError {
-            op: "open",
+            op,
             kind: OsErrorKind::Foreign,
             source: io::Error::new(
                 io::ErrorKind::InvalidData,

@@ -123,18 +123,18 @@ impl Mapping {
         };
         let flags = access | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rustix::fs::open(shm_file(object), flags, Mode::empty()).map_err(|e| match e {
-            Errno::LOOP => OsError::foreign("a symbolic link"),
+            Errno::LOOP => OsError::foreign("open", "a symbolic link"),
             // A read-write open of a directory fails before fstat can say.
-            Errno::ISDIR => OsError::foreign("a directory"),
+            Errno::ISDIR => OsError::foreign("open", "a directory"),
             e => OsError::new("shm_open", e.into()),
         })?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| OsError::new("fstat", e.into()))?;
         match FileType::from_raw_mode(stat.st_mode) {
             FileType::RegularFile => {}
-            FileType::Fifo => return Err(OsError::foreign("a FIFO")),
-            FileType::Directory => return Err(OsError::foreign("a directory")),
-            FileType::Socket => return Err(OsError::foreign("a socket")),
-            _ => return Err(OsError::foreign("a device or other special file")),
+            FileType::Fifo => return Err(OsError::foreign("open", "a FIFO")),
+            FileType::Directory => return Err(OsError::foreign("open", "a directory")),
+            FileType::Socket => return Err(OsError::foreign("open", "a socket")),
+            _ => return Err(OsError::foreign("open", "a device or other special file")),
         }
         let len = usize::try_from(stat.st_size).unwrap_or(0);
         if len == 0 {
@@ -148,6 +148,16 @@ impl Mapping {
             });
         }
         map(fd, len, writable)
+    }
+
+    /// The object's security descriptor and the one a new object created
+    /// with `sddl` would get, when they differ: never on Linux, where
+    /// [`Ownership::mode`] says who may open it.
+    pub(crate) fn descriptor_differs(
+        &self,
+        _sddl: Option<&str>,
+    ) -> Result<Option<(String, String)>, OsError> {
+        Ok(None)
     }
 
     /// Who owns the object, and its mode.
@@ -422,6 +432,13 @@ pub(crate) fn monotonic_ns() -> u64 {
         .saturating_add(t.tv_nsec as u64)
 }
 
+/// What to do about a name that an unusable object keeps, when the OS has
+/// its own answer: none on Linux, where the name is a file that `clean`
+/// or its owner removes (the callers say so).
+pub(crate) fn holder_advice(_object: &str) -> Option<String> {
+    None
+}
+
 /// How long ago the object was last modified (for unfinished creations).
 pub(crate) fn object_age(object: &str) -> Option<std::time::Duration> {
     let modified = std::fs::symlink_metadata(shm_file(object))
@@ -503,7 +520,7 @@ impl Wakers {
         _instance: u64,
         _sddl: Option<&str>,
         _fresh: bool,
-    ) -> io::Result<Wakers> {
+    ) -> Result<Wakers, OsError> {
         Ok(Wakers)
     }
 

@@ -24,17 +24,19 @@ use std::io;
 use std::ptr::{self, NonNull};
 
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, LocalFree, ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT,
-    ERROR_FILE_NOT_FOUND, ERROR_INVALID_PARAMETER, FILETIME, HANDLE, INVALID_HANDLE_VALUE,
-    STILL_ACTIVE,
+    CloseHandle, GetLastError, LocalFree, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS,
+    ERROR_COMMITMENT_LIMIT, ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, ERROR_INVALID_PARAMETER,
+    FILETIME, HANDLE, INVALID_HANDLE_VALUE, STILL_ACTIVE,
 };
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo,
-    SDDL_REVISION_1, SE_KERNEL_OBJECT,
+    ConvertSecurityDescriptorToStringSecurityDescriptorW, ConvertSidToStringSidW,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, GetSecurityInfo, SDDL_REVISION_1,
+    SE_KERNEL_OBJECT,
 };
 use windows_sys::Win32::Security::{
-    EqualSid, GetTokenInformation, TokenOwner, TokenUser, OWNER_SECURITY_INFORMATION,
-    PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_OWNER, TOKEN_QUERY, TOKEN_USER,
+    EqualSid, GetTokenInformation, TokenOwner, TokenUser, DACL_SECURITY_INFORMATION,
+    OWNER_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, PSID, SECURITY_ATTRIBUTES, TOKEN_OWNER,
+    TOKEN_QUERY, TOKEN_USER,
 };
 use windows_sys::Win32::Storage::FileSystem::READ_CONTROL;
 use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress};
@@ -108,6 +110,20 @@ fn kernel_name(object: &str, namespace: Namespace) -> Vec<u16> {
 fn last_error(op: &'static str) -> OsError {
     // SAFETY: reads this thread's last-error value; no preconditions.
     let code = unsafe { GetLastError() };
+    OsError::new(op, io::Error::from_raw_os_error(code as i32))
+}
+
+/// What a failed section call's error `code` means. ERROR_INVALID_HANDLE
+/// from CreateFileMappingW or OpenFileMappingW says that the name belongs
+/// to an object of another type (an event, a mutex...): named objects of
+/// every type share one namespace.
+fn section_error(op: &'static str, code: u32) -> OsError {
+    if code == ERROR_INVALID_HANDLE {
+        return OsError::foreign(
+            op,
+            "the name is held by an object of another kind (an event, a mutex, a semaphore...)",
+        );
+    }
     OsError::new(op, io::Error::from_raw_os_error(code as i32))
 }
 
@@ -187,10 +203,14 @@ impl Mapping {
         // SAFETY: no preconditions; read right after the call it reports on.
         let code = unsafe { GetLastError() };
         if handle.is_null() {
-            return Err(OsError::new(
-                "CreateFileMappingW",
-                io::Error::from_raw_os_error(code as i32),
-            ));
+            let err = section_error("CreateFileMappingW", code);
+            // A section of this name that refuses us is an existing one
+            // (creating a new name is never refused in Local\; in Global\
+            // it is, without the privilege): say which.
+            if code == ERROR_ACCESS_DENIED && section_exists(&name) {
+                return Err(err.with_kind(OsErrorKind::TakenAndDenied));
+            }
+            return Err(err);
         }
         if code == ERROR_ALREADY_EXISTS {
             // SAFETY: `handle` is a handle we own and close once.
@@ -223,13 +243,40 @@ impl Mapping {
             handle = unsafe { OpenFileMappingW(access, 0, name.as_ptr()) };
         }
         if handle.is_null() {
-            return Err(last_error("OpenFileMappingW"));
+            // SAFETY: no preconditions; read right after the failed open.
+            return Err(section_error("OpenFileMappingW", unsafe { GetLastError() }));
         }
         map(handle, access, 0)
     }
 
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
+    }
+
+    /// The section's DACL and the one a new section created with `sddl`
+    /// (`None`: this process's default) would get, both in SDDL, when
+    /// their own ACEs differ. ACEs inherited from the object directory are
+    /// left out of the comparison (the nameless trial section that shows
+    /// what `sddl` gives has no directory to inherit from), and with no
+    /// `sddl` asked for, a section with no ACEs of its own counts as made
+    /// with the default too. `None` as well when the DACL cannot be read
+    /// (no READ_CONTROL: the owner check refuses such a section anyway).
+    ///
+    /// # Errors
+    /// An `sddl` that does not parse (kind `BadSecurityDescriptor`).
+    pub(crate) fn descriptor_differs(
+        &self,
+        sddl: Option<&str>,
+    ) -> Result<Option<(String, String)>, OsError> {
+        let Ok(found) = dacl_sddl(self.handle) else {
+            return Ok(None);
+        };
+        let Some(wanted) = descriptor_for(sddl)? else {
+            return Ok(None);
+        };
+        let (own, asked) = (explicit_aces(&found), explicit_aces(&wanted));
+        let same = own == asked || (sddl.is_none() && own.is_empty());
+        Ok((!same).then_some((found, wanted)))
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -320,6 +367,143 @@ impl Mapping {
     }
 }
 
+/// Whether some object of the kernel name `name` (NUL-terminated) exists,
+/// judged by opening it as a section for reading: refused access means it
+/// exists as much as success does.
+fn section_exists(name: &[u16]) -> bool {
+    // SAFETY: `name` is NUL-terminated UTF-16 that outlives the call.
+    let handle = unsafe { OpenFileMappingW(FILE_MAP_READ, 0, name.as_ptr()) };
+    if handle.is_null() {
+        // SAFETY: no preconditions; read right after the failed open.
+        return unsafe { GetLastError() } == ERROR_ACCESS_DENIED;
+    }
+    // SAFETY: the handle we just got, closed once.
+    unsafe { CloseHandle(handle) };
+    true
+}
+
+/// The DACL of the kernel object `handle`, in SDDL.
+fn dacl_sddl(handle: HANDLE) -> io::Result<String> {
+    let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
+    // SAFETY: `handle` is a live handle of the caller's; the out-pointers
+    // are valid locals or null; the descriptor it allocates is freed with
+    // LocalFree below.
+    let code = unsafe {
+        GetSecurityInfo(
+            handle,
+            SE_KERNEL_OBJECT,
+            DACL_SECURITY_INFORMATION,
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            ptr::null_mut(),
+            &mut sd,
+        )
+    };
+    if code != 0 {
+        return Err(io::Error::from_raw_os_error(code as i32));
+    }
+    let mut text: *mut u16 = ptr::null_mut();
+    // SAFETY: `sd` is the descriptor GetSecurityInfo just returned; `text`
+    // is a valid out-pointer, and what it receives is freed with LocalFree.
+    let ok = unsafe {
+        ConvertSecurityDescriptorToStringSecurityDescriptorW(
+            sd,
+            SDDL_REVISION_1,
+            DACL_SECURITY_INFORMATION,
+            &mut text,
+            ptr::null_mut(),
+        )
+    } != 0;
+    let result = if ok && !text.is_null() {
+        // SAFETY: a LocalAlloc'd, NUL-terminated string from the call
+        // above, used no more.
+        Ok(unsafe { take_local_string(text) })
+    } else {
+        Err(io::Error::last_os_error())
+    };
+    // SAFETY: allocated by GetSecurityInfo, freed once.
+    unsafe { LocalFree(sd) };
+    result
+}
+
+/// The DACL, in SDDL, that a section created now with security descriptor
+/// `sddl` (`None`: this process's default) gets: the kernel's own
+/// rendering of the request (generic rights mapped as for sections,
+/// defaults applied), read from a nameless one-page section made for the
+/// purpose. `None` when that section cannot be made or read.
+///
+/// # Errors
+/// An `sddl` that does not parse (kind `BadSecurityDescriptor`).
+fn descriptor_for(sddl: Option<&str>) -> Result<Option<String>, OsError> {
+    let sd = sddl.map(SecurityDescriptor::from_sddl).transpose()?;
+    let attributes = sd.as_ref().map(SecurityDescriptor::attributes);
+    let attributes_ptr = attributes
+        .as_ref()
+        .map_or(ptr::null(), |a| a as *const SECURITY_ATTRIBUTES);
+    // SAFETY: a pagefile-backed section of one page with no name;
+    // `attributes_ptr` is null or points at attributes (and a descriptor)
+    // that live until after the call.
+    let handle = unsafe {
+        CreateFileMappingW(
+            INVALID_HANDLE_VALUE,
+            attributes_ptr,
+            PAGE_READWRITE | SEC_COMMIT,
+            0,
+            4096,
+            ptr::null(),
+        )
+    };
+    if handle.is_null() {
+        return Ok(None);
+    }
+    let dacl = dacl_sddl(handle).ok();
+    // SAFETY: the handle we just made, closed once.
+    unsafe { CloseHandle(handle) };
+    Ok(dacl)
+}
+
+/// The ACEs of DACL `dacl` (SDDL) that are the object's own, not
+/// inherited (`ID` among their flags), as written: `(A;;GA;;;WD)`.
+fn explicit_aces(dacl: &str) -> Vec<&str> {
+    let mut aces = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in dacl.char_indices() {
+        match c {
+            '(' => {
+                if depth == 0 {
+                    start = i;
+                }
+                depth += 1;
+            }
+            ')' if depth > 0 => {
+                depth -= 1;
+                if depth == 0 {
+                    aces.push(&dacl[start..=i]);
+                }
+            }
+            _ => {}
+        }
+    }
+    aces.retain(|ace| {
+        let flags = ace[1..].split(';').nth(1).unwrap_or("");
+        !flags.as_bytes().chunks(2).any(|flag| flag == b"ID")
+    });
+    aces
+}
+
+/// What to do about a name that an unusable object keeps: on Windows the
+/// name lives as long as any process holds the object open, whoever made
+/// it, and nothing but those processes can let it go. Windows tells an
+/// ordinary process nothing of which processes hold an object (the
+/// system's handle list hides object addresses from it, and Wine has
+/// none), so the message says so and names the tool that can.
+pub(crate) fn holder_advice(object: &str) -> Option<String> {
+    Some(format!(
+        "the name stays while any process holds the object open, and Windows does not tell which process does (as an administrator, Sysinternals' `handle {object}` can): end that process, or use another name"
+    ))
+}
+
 /// Whether this process runs under Wine: its ntdll exports
 /// `wine_get_version`, which Windows' never does.
 pub(crate) fn is_wine() -> bool {
@@ -389,14 +573,25 @@ fn sid_string(sid: PSID) -> String {
     if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 || text.is_null() {
         return "an unknown SID".to_owned();
     }
-    // SAFETY: a NUL-terminated UTF-16 string from the call above: every
-    // unit up to the NUL is readable.
+    // SAFETY: a LocalAlloc'd, NUL-terminated string from the call above,
+    // used no more.
+    unsafe { take_local_string(text) }
+}
+
+/// The string at `text`, which is then freed.
+///
+/// # Safety
+/// `text` is a NUL-terminated UTF-16 string that the system allocated with
+/// LocalAlloc for the caller (as ConvertSidToStringSidW does), not used
+/// again after this call.
+unsafe fn take_local_string(text: *mut u16) -> String {
+    // SAFETY: every unit up to the NUL is readable (the caller's promise).
     let len = (0..)
         .take_while(|&i| unsafe { *text.wrapping_add(i) } != 0)
         .count();
     // SAFETY: the `len` units before the NUL.
     let s = String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(text, len) });
-    // SAFETY: allocated by ConvertSidToStringSidW, freed once.
+    // SAFETY: LocalAlloc'd, freed once (the caller's promise).
     unsafe { LocalFree(text.cast()) };
     s
 }
@@ -774,11 +969,8 @@ impl Wakers {
         instance: u64,
         sddl: Option<&str>,
         fresh: bool,
-    ) -> io::Result<Wakers> {
-        let sd = sddl
-            .map(SecurityDescriptor::from_sddl)
-            .transpose()
-            .map_err(|e| e.source)?;
+    ) -> Result<Wakers, OsError> {
+        let sd = sddl.map(SecurityDescriptor::from_sddl).transpose()?;
         let attributes = sd.as_ref().map(SecurityDescriptor::attributes);
         let attributes_ptr = attributes
             .as_ref()
@@ -794,9 +986,12 @@ impl Wakers {
             if fresh && !event.is_null() && unsafe { GetLastError() } == ERROR_ALREADY_EXISTS {
                 // SAFETY: the handle we just got, closed once.
                 unsafe { CloseHandle(event) };
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "a wake event of this new channel exists already: another process made it",
+                return Err(OsError::new(
+                    "CreateEventW",
+                    io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        "a wake event of this new channel exists already: another process made it",
+                    ),
                 ));
             }
             if event.is_null() {
@@ -804,7 +999,7 @@ impl Wakers {
                 event = unsafe { OpenEventW(EVENT_SET_AND_WAIT, 0, name.as_ptr()) };
             }
             if event.is_null() {
-                return Err(io::Error::last_os_error());
+                return Err(OsError::new("OpenEventW", io::Error::last_os_error()));
             }
             wakers.events.push(event);
         }

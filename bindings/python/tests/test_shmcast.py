@@ -303,14 +303,21 @@ def test_wait_gives_way_to_ctrl_c():
     import signal
 
     name = unique("sigint")
-    with shmcast.Publisher(name, 8), shmcast.Subscriber(name) as sub:
-        timer = threading.Timer(0.3, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
-        timer.start()
-        started = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):
-            sub.wait(after=0, timeout=30)
-        assert time.monotonic() - started < 5
-        timer.join()
+    # Python's own Ctrl-C handler, whatever this process inherited: a shell
+    # that starts the tests in the background leaves SIGINT ignored, and
+    # then there is no KeyboardInterrupt to see.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with shmcast.Publisher(name, 8), shmcast.Subscriber(name) as sub:
+            timer = threading.Timer(0.3, lambda: signal.pthread_kill(threading.main_thread().ident, signal.SIGINT))
+            timer.start()
+            started = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                sub.wait(after=0, timeout=30)
+            assert time.monotonic() - started < 5
+            timer.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_one_thread_waits_while_another_leases():

@@ -56,7 +56,7 @@ fn paced(bridge: Option<(&std::ffi::OsStr, &str)>, secs: f64) -> Sample {
         ],
     );
     writer.ready();
-    let (read, mut helpers) = match bridge {
+    let (read, helpers) = match bridge {
         None => (src.clone(), Vec::new()),
         Some((exe, encoding)) => {
             let dst = unique();
@@ -82,6 +82,8 @@ fn paced(bridge: Option<(&std::ffi::OsStr, &str)>, secs: f64) -> Sample {
             (dst, vec![exporter, importer])
         }
     };
+    // Killed however this case ends (a panic included).
+    let mut helpers = crate::proc::Guard(helpers);
     writer.go();
     // The import exists once frames flow; the reader waits for it.
     let mut reader = Proc::spawn("shm-reader", &[read, s("copy-meta")]);
@@ -90,10 +92,11 @@ fn paced(bridge: Option<(&std::ffi::OsStr, &str)>, secs: f64) -> Sample {
     reader.stop();
     let rres = reader.result();
     let helper_cpu: f64 = helpers
+        .0
         .iter()
         .map(|c| cpu_time_of(c.id()).as_secs_f64())
         .sum();
-    for c in &mut helpers {
+    for c in &mut helpers.0 {
         let _ = c.kill();
         let _ = c.wait();
     }

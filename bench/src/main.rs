@@ -53,6 +53,11 @@ struct Opts {
     /// under valgrind's callgrind, shmcast beside iceoryx2
     #[arg(long)]
     instructions: bool,
+    /// Run only a case that fails on purpose mid-run (a writer and a reader
+    /// started, then a panic), and check that it left no process and no
+    /// shared memory behind: the clean-up's own test
+    #[arg(long)]
+    fail_on_purpose: bool,
     #[command(subcommand)]
     role: Option<Role>,
 }
@@ -453,12 +458,103 @@ fn growth_cases(secs: f64) -> Vec<GrowthCase> {
     v
 }
 
+/// Runs one case so that nothing it started outlives it, whether it
+/// returns or panics: its processes are killed by their guards as it ends
+/// or unwinds, anything still running under us is killed, and every
+/// channel named for this run (`bench-PID-*`) is removed. `None` when the
+/// case failed: it is said, counted in `failed`, and the run goes on.
+fn run_case<T>(name: &str, failed: &mut Vec<String>, case: impl FnOnce() -> T) -> Option<T> {
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(case));
+    let left = clean_up();
+    match got {
+        Ok(value) if left.is_empty() => Some(value),
+        Ok(_) => {
+            failed.push(format!("{name}: left {}", left.join(", ")));
+            None
+        }
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            eprintln!("case {name} failed: {why}");
+            failed.push(format!("{name}: {why}"));
+            None
+        }
+    }
+}
+
+/// Kills and reaps our remaining children and removes this run's shared
+/// memory; says what it had to clean that a case's guards should have.
+fn clean_up() -> Vec<String> {
+    let mut left = Vec::new();
+    for pid in proc::children() {
+        left.push(format!("process {pid}"));
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid as i32).expect("a pid"),
+            rustix::process::Signal::KILL,
+        );
+        let _ = rustix::process::waitpid(
+            rustix::process::Pid::from_raw(pid as i32),
+            rustix::process::WaitOptions::empty(),
+        );
+    }
+    // A killed publisher cannot remove its channel; a case's own ones are
+    // expected here, so they are removed without being counted.
+    let prefix = format!("shmcast.bench-{}-", std::process::id());
+    if let Ok(dir) = std::fs::read_dir("/dev/shm") {
+        for entry in dir.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    left
+}
+
+/// What `--fail-on-purpose` checks: a case that panics with a writer and a
+/// reader running leaves neither, nor their channel.
+fn fail_on_purpose() {
+    let mut failed = Vec::new();
+    let name = unique();
+    let got = run_case("fail-on-purpose", &mut failed, || {
+        let mut writer = Proc::spawn(
+            "shm-writer",
+            &[name.clone(), s(4096), s("copy"), s(60), s(1000)],
+        );
+        writer.ready();
+        let mut reader = Proc::spawn("shm-reader", &[name.clone(), s("copy-meta")]);
+        reader.ready();
+        writer.go();
+        panic!("failing on purpose, with a writer and a reader running");
+    });
+    let children = proc::children();
+    let objects: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(&name))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(got.is_none() && failed.len() == 1, "the case did not fail");
+    assert!(children.is_empty(), "processes left: {children:?}");
+    assert!(objects.is_empty(), "shared memory left: {objects:?}");
+    println!("fail-on-purpose: the failure was reported, and no process or shared memory was left");
+}
+
 fn main() {
     let opts = Opts::parse();
     if let Some(Role::Role { name, args }) = &opts.role {
         roles::run(name, args);
         return;
     }
+    if opts.fail_on_purpose {
+        fail_on_purpose();
+        return;
+    }
+    let mut failed: Vec<String> = Vec::new();
     let (rounds, secs) = if opts.smoke {
         (1, 0.05)
     } else {
@@ -497,14 +593,17 @@ fn main() {
         let mut this_round: BTreeMap<String, Sample> = BTreeMap::new();
         for (name, case) in main_cases.iter() {
             bar.set_message(format!("round {}: {name}", round + 1));
-            let sample = case();
-            this_round.insert(s(name), sample.clone());
-            samples.entry(s(name)).or_default().push(sample);
+            if let Some(sample) = run_case(name, &mut failed, case) {
+                this_round.insert(s(name), sample.clone());
+                samples.entry(s(name)).or_default().push(sample);
+            }
             bar.inc(1);
         }
         for (name, case) in growth.iter() {
             bar.set_message(format!("round {}: {name}", round + 1));
-            samples.entry(name.clone()).or_default().push(case());
+            if let Some(sample) = run_case(name, &mut failed, case) {
+                samples.entry(name.clone()).or_default().push(sample);
+            }
             bar.inc(1);
         }
         let after = pingpong(0.2).p50_us * 1000.0;
@@ -541,6 +640,13 @@ fn main() {
             "instructions": instructions});
         std::fs::write(path, serde_json::to_string_pretty(&doc).unwrap()).expect("write the JSON");
         println!("json: {}", path.display());
+    }
+    if !failed.is_empty() {
+        eprintln!("{} case(s) failed:", failed.len());
+        for f in &failed {
+            eprintln!("  {f}");
+        }
+        std::process::exit(1);
     }
 }
 

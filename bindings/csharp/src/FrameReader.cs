@@ -26,14 +26,19 @@ namespace Shmcast
     /// </summary>
     public sealed unsafe class ReaderFrame
     {
-        private readonly FrameReader owner;
+        private readonly ReaderHandle handle;
         private readonly FrameInfo info;
         private readonly IntPtr data;
         private bool ended;
+        // The frame holds a reference on its reader's handle: a Dispose of
+        // the reader on another thread closes the native reader (and frees
+        // the bytes) only after this frame ends.
+        private bool referenced;
 
-        internal ReaderFrame(FrameReader owner, FrameInfo info, IntPtr data)
+        internal ReaderFrame(ReaderHandle handle, FrameInfo info, IntPtr data)
         {
-            this.owner = owner; this.info = info; this.data = data;
+            this.handle = handle; this.info = info; this.data = data;
+            handle.DangerousAddRef(ref referenced);
         }
 
         private void CheckLive()
@@ -67,12 +72,17 @@ namespace Shmcast
         /// </summary>
         public bool Release()
         {
-            if (ended) return true;
-            ended = true;
-            return owner.ReleaseFrame();
+            lock (this)
+            {
+                if (ended) return true;
+                ended = true;
+                int status = Native.shmcast_reader_release_raw(handle.DangerousGetHandle());
+                if (referenced) { referenced = false; handle.DangerousRelease(); }
+                return status == 0 || status == (int)Status.NotHeld;
+            }
         }
 
-        internal void End() { if (!ended) { ended = true; owner.ReleaseFrame(); } }
+        internal void End() { Release(); }
     }
 
     /// <summary>A new frame, for <see cref="FrameReader.FrameArrived"/>.</summary>
@@ -103,10 +113,11 @@ namespace Shmcast
     /// <see cref="HealthChanged"/> are raised on a background thread, or on
     /// a UI thread through the <see cref="SynchronizationContext"/> given to
     /// the constructor (<c>SynchronizationContext.Current</c> on the UI
-    /// thread of WinForms, WPF or Avalonia). Handlers run synchronously
-    /// (<c>Send</c>, not <c>Post</c>): a frame's data is valid only inside
-    /// the handler, and a slow handler costs this reader frames, never the
-    /// publisher.</item>
+    /// thread of WinForms, WPF or Avalonia). The reader waits while a
+    /// handler runs: a frame's data is valid for the whole handler, and a
+    /// slow handler costs this reader frames, never the publisher. Stop and
+    /// Dispose work from any thread, a handler included; a frame still held
+    /// elsewhere keeps the native reader open until it is released.</item>
     /// </list>
     /// One of the two at a time. Dispose stops it.
     /// </summary>
@@ -178,7 +189,7 @@ namespace Shmcast
                 int status = Native.shmcast_reader_next(handle, Native.Millis(timeout), out data, out len, ref info);
                 if (status == (int)Status.Timeout) return false;
                 Native.Check(status);
-                current = frame = new ReaderFrame(this, FrameInfo.From(ref info), data);
+                current = frame = new ReaderFrame(handle, FrameInfo.From(ref info), data);
                 return true;
             }
         }
@@ -191,21 +202,28 @@ namespace Shmcast
         /// </summary>
         public IEnumerable<ReaderFrame> Frames(CancellationToken token, Action<ShmcastException> onError = null)
         {
-            while (!token.IsCancellationRequested)
+            try
             {
-                ReaderFrame frame = null;
-                try
+                while (!token.IsCancellationRequested)
                 {
-                    if (!TryNext(Step, out frame)) continue;
+                    ReaderFrame frame = null;
+                    try
+                    {
+                        if (!TryNext(Step, out frame)) continue;
+                    }
+                    catch (ShmcastException e)
+                    {
+                        if (onError != null) onError(e);
+                        continue;
+                    }
+                    yield return frame;
                 }
-                catch (ShmcastException e)
-                {
-                    if (onError != null) onError(e);
-                    continue;
-                }
-                yield return frame;
             }
-            lock (gate) { if (current != null) current.End(); }
+            finally
+            {
+                // Also when the caller breaks out of its foreach.
+                lock (gate) { if (current != null) current.End(); }
+            }
         }
 
         /// <summary>Raises the events from a background thread until <see cref="Stop"/> or Dispose.</summary>
@@ -240,7 +258,8 @@ namespace Shmcast
                 if (stop != null) stop.Cancel();
             }
             if (t == null) return true;
-            if (t == Thread.CurrentThread || (context != null && SynchronizationContext.Current == context)) return false;
+            // From inside a handler the reader's thread waits for us: no join.
+            if (t == Thread.CurrentThread || handlerThread == Thread.CurrentThread) return false;
             t.Join();
             return true;
         }
@@ -278,17 +297,43 @@ namespace Shmcast
             }
         }
 
+        /// <summary>
+        /// Runs a handler: here, or on the context's thread. Posted, not Sent,
+        /// and waited for until it ends or the reader is stopped, so that a
+        /// Stop or Dispose on the UI thread never waits for a handler queued
+        /// behind it on that thread; a handler that has begun is waited for
+        /// (the frame is valid for all of it), unless Stop came from inside
+        /// it.
+        /// </summary>
         private void Raise(CancellationToken token, Action action)
         {
-            if (context == null) action();
-            else context.Send(_ => { if (!token.IsCancellationRequested) action(); }, null);
+            if (context == null) { action(); return; }
+            var done = new ManualResetEventSlim(false);
+            bool abandoned = false, running = false;
+            context.Post(_ =>
+            {
+                lock (done)
+                {
+                    if (abandoned || token.IsCancellationRequested) { done.Set(); return; }
+                    running = true;
+                    handlerThread = Thread.CurrentThread;
+                }
+                try { action(); }
+                finally
+                {
+                    lock (done) { handlerThread = null; running = false; done.Set(); }
+                }
+            }, null);
+            try { done.Wait(token); }
+            catch (OperationCanceledException)
+            {
+                bool wait;
+                lock (done) { abandoned = true; wait = running; }
+                if (wait) done.Wait(); // Stop was not called from this handler (see StopAndJoin)
+            }
         }
 
-        internal bool ReleaseFrame()
-        {
-            int status = Native.shmcast_reader_release(handle);
-            return status == 0 || status == (int)Status.NotHeld;
-        }
+        private volatile Thread handlerThread;
 
         /// <summary>Stops the reader and closes it; its frame ends.</summary>
         public void Dispose()

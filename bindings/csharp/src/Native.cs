@@ -124,6 +124,8 @@ namespace Shmcast
         [DllImport(Lib)] internal static extern int shmcast_reader_open(byte* name, uint flags, uint stallAfterMs, out ReaderHandle handle);
         [DllImport(Lib)] internal static extern int shmcast_reader_next(ReaderHandle r, uint timeoutMs, out IntPtr data, out ulong len, ref NativeFrameInfo info);
         [DllImport(Lib)] internal static extern int shmcast_reader_release(ReaderHandle r);
+        // For a frame holding its own reference on the handle (see ReaderFrame).
+        [DllImport(Lib, EntryPoint = "shmcast_reader_release")] internal static extern int shmcast_reader_release_raw(IntPtr r);
         [DllImport(Lib)] internal static extern int shmcast_reader_health(ReaderHandle r, out int health);
         [DllImport(Lib)] internal static extern int shmcast_reader_leases(ReaderHandle r);
         [DllImport(Lib)] internal static extern void shmcast_reader_close(IntPtr r);

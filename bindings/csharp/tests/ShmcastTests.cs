@@ -333,7 +333,92 @@ static class ShmcastTests
             }
         }
 
+        // A FrameReader whose events go to a "UI thread" is disposed on that
+        // thread, inside a handler and outside one, while frames keep coming:
+        // neither may hang (the events once came through Send, and a UI
+        // thread that waited for the reader's thread waited for itself).
+        string ui = name + "-ui";
+        using (var publisher = Publisher.Create(ui, 16))
+        {
+            var pump = new PumpContext();
+            var stop = new CancellationTokenSource();
+            var feeder = new Thread(() => { while (!stop.IsCancellationRequested) { publisher.Publish(new FrameMeta(4, 4, FrameFormat.Gray8), new byte[16]); Thread.Sleep(2); } });
+            feeder.Start();
+            foreach (bool inside in new[] { true, false })
+            {
+                var disposed = new ManualResetEventSlim();
+                FrameReader reader = null;
+                pump.Post(_ =>
+                {
+                    reader = new FrameReader(ui, context: SynchronizationContext.Current);
+                    reader.FrameArrived += (o, e) =>
+                    {
+                        if (inside && !disposed.IsSet) { reader.Dispose(); disposed.Set(); }
+                    };
+                    reader.Start();
+                }, null);
+                if (!inside)
+                {
+                    Thread.Sleep(300);
+                    pump.Post(_ => { reader.Dispose(); disposed.Set(); }, null);
+                }
+                Check(disposed.Wait(TimeSpan.FromSeconds(10)), "a FrameReader disposed on its events' thread, " + (inside ? "inside" : "outside") + " a handler, does not hang");
+                var pumped = new ManualResetEventSlim();
+                pump.Post(_ => pumped.Set(), null);
+                Check(pumped.Wait(TimeSpan.FromSeconds(10)), "the events' thread goes on after it");
+            }
+            stop.Cancel();
+            feeder.Join();
+            pump.Stop();
+        }
+
         Console.WriteLine(failures == 0 ? "C# binding: all checks passed" : $"C# binding: {failures} checks FAILED");
         return failures == 0 ? 0 : 1;
     }
+}
+
+/// <summary>
+/// A UI thread's stand-in: one thread running what is posted to it, in
+/// order. Like WPF's dispatcher, it sets a new context object for every
+/// operation, so code must not tell the UI thread by its context's identity.
+/// </summary>
+sealed class PumpContext : SynchronizationContext
+{
+    private sealed class Core
+    {
+        public readonly System.Collections.Concurrent.BlockingCollection<Action> Queue = new System.Collections.Concurrent.BlockingCollection<Action>();
+        public Thread Thread;
+    }
+
+    private readonly Core core;
+
+    private PumpContext(Core core) { this.core = core; }
+
+    public PumpContext()
+    {
+        core = new Core();
+        core.Thread = new Thread(() =>
+        {
+            foreach (var action in core.Queue.GetConsumingEnumerable())
+            {
+                SetSynchronizationContext(new PumpContext(core));
+                action();
+            }
+        }) { IsBackground = true };
+        core.Thread.Start();
+    }
+
+    public override SynchronizationContext CreateCopy() { return new PumpContext(core); }
+
+    public override void Post(SendOrPostCallback d, object state) { core.Queue.Add(() => d(state)); }
+
+    public override void Send(SendOrPostCallback d, object state)
+    {
+        if (Thread.CurrentThread == core.Thread) { d(state); return; }
+        var done = new ManualResetEventSlim();
+        core.Queue.Add(() => { try { d(state); } finally { done.Set(); } });
+        done.Wait();
+    }
+
+    public void Stop() { core.Queue.CompleteAdding(); core.Thread.Join(); }
 }

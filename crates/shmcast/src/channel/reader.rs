@@ -253,6 +253,12 @@ impl Reader {
                 self.attach()?;
             }
             if let Some(sub) = &self.sub {
+                if sub.reopened() != self.reopened && self.copies && self.options.access.is_none() {
+                    // A new channel under the name, followed with the old
+                    // one's access: it may let this user lease. Attach anew.
+                    self.sub = None;
+                    continue;
+                }
                 if sub.reopened() != self.reopened {
                     (self.reopened, self.seen) = (sub.reopened(), 0);
                 }
@@ -271,6 +277,13 @@ impl Reader {
             if discriminant(&health) != discriminant(&self.health) {
                 self.health = health;
                 return Ok(Next::Health(health));
+            }
+            if health == Health::Gone && self.renamed() {
+                // The name names a channel the subscriber cannot follow
+                // into with its access (one that offers no leasing, say):
+                // attach anew, which falls back to copying.
+                self.sub = None;
+                continue;
             }
             if self
                 .sub
@@ -306,10 +319,11 @@ impl Reader {
         let opened = match self.options.access {
             Some(Access::Leasing) => Subscriber::open_with(&self.name, &leasing),
             Some(Access::ReadOnly) => Subscriber::open_with(&self.name, &read_only),
-            None => Subscriber::open_with(&self.name, &leasing).or_else(|e| match e.kind() {
-                ErrorKind::NotFound => Err(e),
-                _ => Subscriber::open_with(&self.name, &read_only),
-            }),
+            // Any refusal to lease (no lease table, a full or corrupt one,
+            // no write access) leaves copying; a missing channel says so
+            // from the read-only open.
+            None => Subscriber::open_with(&self.name, &leasing)
+                .or_else(|_| Subscriber::open_with(&self.name, &read_only)),
         };
         match opened {
             Ok(sub) => {
@@ -323,6 +337,19 @@ impl Reader {
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
             Err(e) => self.report(e),
+        }
+    }
+
+    /// Whether the name now names another channel that the subscriber
+    /// could not follow into with its access (its own reopening failed, or
+    /// took the missing lease table for a missing channel).
+    fn renamed(&mut self) -> bool {
+        let Some(sub) = self.sub.as_mut() else {
+            return false;
+        };
+        match sub.follow() {
+            Ok(true) => false,
+            _ => sub.name_moved() && crate::housekeeping::inspect(&self.name).is_ok(),
         }
     }
 
@@ -357,8 +384,18 @@ impl Reader {
                 self.last_error = None;
                 Ok(Next::Frame(frame))
             }
-            Ok(None) => Ok(Next::Idle),
+            // `latest` names a frame no slot holds (a peer wrote it):
+            // skipped like a frame that cannot be taken, not retried at once.
+            Ok(None) => {
+                self.seen = latest;
+                Ok(Next::Idle)
+            }
             Err(e) => {
+                if e.kind() == ErrorKind::NotLeasing {
+                    // Our lease-table entry was given away (idle too long
+                    // in a full table): copy from now on.
+                    self.copies = true;
+                }
                 // That frame is skipped: the next call waits for a newer
                 // one, so a peer that spoils every frame costs one try
                 // per frame, not a spinning loop.

@@ -731,6 +731,12 @@ impl Subscriber {
         self.channel.instance()
     }
 
+    /// Whether the name no longer names this subscriber's channel (it was
+    /// removed, and maybe made anew).
+    pub(crate) fn name_moved(&self) -> bool {
+        !self.channel.seg.is_still_named()
+    }
+
     /// Whether a [`DetachedLease`] of this subscriber is still held (then
     /// [`lease_latest`](Subscriber::lease_latest) says [`ErrorKind::Busy`]).
     pub(crate) fn detached_lease_held(&self) -> bool {

@@ -202,6 +202,23 @@ pub(crate) unsafe fn write_info(
     Ok(())
 }
 
+/// Writes a frame's place, `ptr` and `n` bytes, to the out-parameters
+/// `data` and `len`, each unless NULL (`std::ptr::null()`, 0: clears them,
+/// as every call does first so that a failure leaves none stale).
+///
+/// # Safety
+/// `data` and `len` are each NULL or writable.
+pub(crate) unsafe fn write_bytes(data: *mut *const u8, len: *mut u64, ptr: *const u8, n: usize) {
+    // SAFETY: the caller promises NULL or writable.
+    if let Some(d) = unsafe { data.as_mut() } {
+        *d = ptr;
+    }
+    // SAFETY: the caller promises NULL or writable.
+    if let Some(l) = unsafe { len.as_mut() } {
+        *l = n as u64;
+    }
+}
+
 /// A timeout in milliseconds; `SHMCAST_WAIT_FOREVER` (`u32::MAX`) is no
 /// limit at all.
 pub(crate) fn millis(ms: u32) -> std::time::Duration {

@@ -2,7 +2,6 @@
 //! up (the library's `Reader`).
 
 use std::ffi::c_char;
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -25,7 +24,9 @@ pub const SHMCAST_READER_COPY: u32 = 2;
 /// health meanwhile.
 pub struct shmcast_reader {
     inner: Mutex<Inner>,
-    health: AtomicI32,
+    /// The reader's health as of its last look, under a lock of its own
+    /// (never held while waiting), so any thread may ask for it.
+    health: Mutex<Health>,
 }
 
 struct Inner {
@@ -83,7 +84,7 @@ pub unsafe extern "C" fn shmcast_reader_open(
                 reader,
                 held: Held::Nothing,
             }),
-            health: AtomicI32::new(shmcast_health::SHMCAST_HEALTH_MISSING as i32),
+            health: Mutex::new(Health::Missing),
         }));
         Ok(())
     })
@@ -115,15 +116,8 @@ pub unsafe extern "C" fn shmcast_reader_next(
     info: *mut shmcast_frame_info,
 ) -> i32 {
     guard(|| {
-        // Out-parameters are cleared first, so a failure leaves none stale.
         // SAFETY: forwarded from the caller.
-        if let Some(d) = unsafe { data.as_mut() } {
-            *d = std::ptr::null();
-        }
-        // SAFETY: forwarded from the caller.
-        if let Some(n) = unsafe { len.as_mut() } {
-            *n = 0;
-        }
+        unsafe { args::write_bytes(data, len, std::ptr::null(), 0) };
         // SAFETY: forwarded from the caller.
         let r = unsafe { args::handle(reader, "reader") }?;
         // SAFETY: forwarded from the caller.
@@ -141,10 +135,7 @@ pub unsafe extern "C" fn shmcast_reader_next(
                 Next::Frame(frame) => Some(frame_parts(frame)),
                 Next::Health(_) | Next::Idle => None,
             };
-            r.health.store(
-                shmcast_health::from(reader.health()) as i32,
-                Ordering::Relaxed,
-            );
+            *r.health.lock().unwrap_or_else(|e| e.into_inner()) = reader.health();
             match next {
                 Some(parts) => break parts,
                 // A health change, or a skipped frame: wait out the rest.
@@ -168,13 +159,7 @@ pub unsafe extern "C" fn shmcast_reader_next(
         // SAFETY: forwarded from the caller.
         unsafe { args::write_info(info, Some(&frame_info)) }?;
         // SAFETY: forwarded from the caller.
-        if let Some(d) = unsafe { data.as_mut() } {
-            *d = ptr;
-        }
-        // SAFETY: forwarded from the caller.
-        if let Some(l) = unsafe { len.as_mut() } {
-            *l = n as u64;
-        }
+        unsafe { args::write_bytes(data, len, ptr, n) };
         Ok(())
     })
 }
@@ -229,16 +214,7 @@ pub unsafe extern "C" fn shmcast_reader_health(
         let r = unsafe { args::handle(reader, "reader") }?;
         // SAFETY: forwarded from the caller.
         let out = unsafe { args::out(health, "health") }?;
-        *out = match r.health.load(Ordering::Relaxed) {
-            0 => Health::Live,
-            1 => Health::Stalled {
-                idle: Duration::ZERO,
-            },
-            2 => Health::Gone,
-            3 => Health::Truncated,
-            _ => Health::Missing,
-        }
-        .into();
+        *out = (*r.health.lock().unwrap_or_else(|e| e.into_inner())).into();
         Ok(())
     })
 }

@@ -274,15 +274,8 @@ pub unsafe extern "C" fn shmcast_lease_data(
     info: *mut shmcast_frame_info,
 ) -> i32 {
     guard(|| {
-        // Out-parameters are cleared first, so a failure leaves none stale.
         // SAFETY: forwarded from the caller.
-        if let Some(d) = unsafe { data.as_mut() } {
-            *d = std::ptr::null();
-        }
-        // SAFETY: forwarded from the caller.
-        if let Some(n) = unsafe { len.as_mut() } {
-            *n = 0;
-        }
+        unsafe { args::write_bytes(data, len, std::ptr::null(), 0) };
         // SAFETY: forwarded from the caller.
         let l = unsafe { args::handle(lease, "lease") }?;
         let held = lock_lease(l);
@@ -292,13 +285,7 @@ pub unsafe extern "C" fn shmcast_lease_data(
         // SAFETY: forwarded from the caller.
         unsafe { args::write_info(info, Some(lease.info())) }?;
         // SAFETY: forwarded from the caller.
-        if let Some(d) = unsafe { data.as_mut() } {
-            *d = lease.bytes().as_ptr();
-        }
-        // SAFETY: forwarded from the caller.
-        if let Some(n) = unsafe { len.as_mut() } {
-            *n = lease.bytes().len() as u64;
-        }
+        unsafe { args::write_bytes(data, len, lease.bytes().as_ptr(), lease.bytes().len()) };
         Ok(())
     })
 }

@@ -8,7 +8,7 @@ mod common;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use common::{export, free_port, import, unique, until, until_or, Source};
+use common::{export, free_port, import, listening_session, unique, until, until_or, Source};
 use shmcast::{FrameMeta, Health, PixelFormat, Subscriber, SubscriberOptions};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -141,14 +141,7 @@ fn hostile_messages_are_skipped_and_the_importer_goes_on() {
     let dst = unique("hostile-dst");
     let key = format!("shmcast-test/{dst}");
     let port = free_port();
-    let mut config = zenoh::Config::default();
-    config
-        .insert_json5("scouting/multicast/enabled", "false")
-        .unwrap();
-    config
-        .insert_json5("listen/endpoints", &format!("[\"tcp/127.0.0.1:{port}\"]"))
-        .unwrap();
-    let session = zenoh::open(config).wait().unwrap();
+    let session = listening_session(port);
     let publisher = session.declare_publisher(key.clone()).wait().unwrap();
     let mut importer = import(&key, &dst, port, &["--max-frame-len", "4096"]);
     importer.expect("importing", 10 * SECOND);

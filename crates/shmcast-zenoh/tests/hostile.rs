@@ -10,7 +10,7 @@ mod wire;
 
 use std::time::{Duration, Instant};
 
-use common::{free_port, import, unique, until_or, Bg};
+use common::{free_port, import, listening_session, unique, until_or, Bg};
 use shmcast::{Health, PixelFormat, Subscriber};
 use wire::{Encoding, Header, Kind, State};
 use zenoh::Wait;
@@ -30,15 +30,8 @@ struct Peer {
 impl Peer {
     fn new(key: &str) -> Peer {
         let port = free_port();
-        let mut config = zenoh::Config::default();
-        config
-            .insert_json5("scouting/multicast/enabled", "false")
-            .unwrap();
-        config
-            .insert_json5("listen/endpoints", &format!("[\"tcp/127.0.0.1:{port}\"]"))
-            .unwrap();
         Peer {
-            session: zenoh::open(config).wait().unwrap(),
+            session: listening_session(port),
             key: key.to_owned(),
             port,
         }

@@ -55,6 +55,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A Zenoh session of the test's own, listening on loopback `port` (no
+/// scouting), for putting what a hostile peer would.
+pub fn listening_session(port: u16) -> zenoh::Session {
+    use zenoh::Wait;
+    let mut config = zenoh::Config::default();
+    config
+        .insert_json5("scouting/multicast/enabled", "false")
+        .unwrap();
+    config
+        .insert_json5("listen/endpoints", &format!("[\"tcp/127.0.0.1:{port}\"]"))
+        .unwrap();
+    zenoh::open(config).wait().unwrap()
+}
+
 /// A child process killed when dropped, whose stderr lines are collected.
 pub struct Bg {
     pub child: Child,

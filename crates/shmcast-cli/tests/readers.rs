@@ -17,9 +17,9 @@
 //!
 //! The reader speaks lines: `frame NUMBER MD5`, `health WORD`,
 //! `error MESSAGE`, `done`. The frames are ffmpeg's testsrc, made by
-//! ffmpeg on Linux; under Wine, where the test cannot start ffmpeg,
-//! scripts/test makes them first and names the directory in
-//! `SHMCAST_CHAOS_FRAMES` (`testsrc.rgb` and `testsrc.framemd5`).
+//! scripts/chaos-frames (`testsrc.rgb` and `testsrc.framemd5`); under Wine,
+//! where the test cannot start it, scripts/test runs it first and names
+//! the directory in `SHMCAST_CHAOS_FRAMES`.
 
 mod common;
 
@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use common::{shmcast, unique, Kill};
 
+/// The geometry scripts/chaos-frames makes its frames in.
 const WIDTH: usize = 320;
 const HEIGHT: usize = 240;
 const FRAMES: usize = 30;
@@ -67,34 +68,20 @@ fn make_testsrc() -> PathBuf {
     panic!("under Wine, SHMCAST_CHAOS_FRAMES must name a directory of ffmpeg's frames (scripts/test makes it)")
 }
 
+/// scripts/chaos-frames makes them (once, into target/chaos), for this
+/// test and for the Wine stage alike.
 #[cfg(not(windows))]
 fn make_testsrc() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("shmcast-chaos-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let source = format!("testsrc=size={WIDTH}x{HEIGHT}:rate=30");
-    let frames = FRAMES.to_string();
-    for (out, format) in [
-        ("testsrc.rgb", "rawvideo"),
-        ("testsrc.framemd5", "framemd5"),
-    ] {
-        let status = Command::new("ffmpeg")
-            .args([
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                &source,
-                "-frames:v",
-                &frames,
-            ])
-            .args(["-pix_fmt", "rgb24", "-f", format, "-y"])
-            .arg(dir.join(out))
-            .status()
-            .expect("ffmpeg is needed for this test; scripts/test installs it");
-        assert!(status.success());
-    }
-    dir
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/chaos-frames");
+    let out = Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "scripts/chaos-frames failed (ffmpeg is needed; scripts/test installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// The reader under test, as a command.

@@ -155,6 +155,34 @@ impl SecurityDescriptor {
         Ok(SecurityDescriptor(sd))
     }
 
+    /// The descriptor of kernel object `handle`, with the parts `info`
+    /// asks for (`OWNER_SECURITY_INFORMATION`, `DACL_SECURITY_INFORMATION`),
+    /// and its owner (a pointer into it, null unless asked for).
+    fn of_object(handle: HANDLE, info: u32) -> io::Result<(SecurityDescriptor, PSID)> {
+        let mut owner: PSID = ptr::null_mut();
+        let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
+        // SAFETY: `handle` is a live handle of the caller's; the
+        // out-pointers are valid locals or null; the descriptor it
+        // allocates (which `owner` points into) is freed by the returned
+        // value's Drop.
+        let code = unsafe {
+            GetSecurityInfo(
+                handle,
+                SE_KERNEL_OBJECT,
+                info,
+                &mut owner,
+                ptr::null_mut(),
+                ptr::null_mut(),
+                ptr::null_mut(),
+                &mut sd,
+            )
+        };
+        if code != 0 {
+            return Err(io::Error::from_raw_os_error(code as i32));
+        }
+        Ok((SecurityDescriptor(sd), owner))
+    }
+
     /// Attributes that apply this descriptor; valid while `self` lives.
     fn attributes(&self) -> SECURITY_ATTRIBUTES {
         SECURITY_ATTRIBUTES {
@@ -168,8 +196,9 @@ impl SecurityDescriptor {
 impl Drop for SecurityDescriptor {
     fn drop(&mut self) {
         // SAFETY: the descriptor was allocated by
-        // ConvertStringSecurityDescriptorToSecurityDescriptorW, which says to
-        // free it with LocalFree, and it is freed only here.
+        // ConvertStringSecurityDescriptorToSecurityDescriptorW or
+        // GetSecurityInfo, which both say to free it with LocalFree, and it
+        // is freed only here.
         unsafe {
             LocalFree(self.0);
         }
@@ -318,52 +347,29 @@ impl Mapping {
     }
 
     fn owner_sid(&self) -> io::Result<Ownership> {
-        let mut owner: PSID = ptr::null_mut();
-        let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
-        // SAFETY: `handle` is our live section handle; the out-pointers are
-        // valid locals; the descriptor it allocates (which `owner` points
-        // into) is freed with LocalFree below.
-        let code = unsafe {
-            GetSecurityInfo(
-                self.handle,
-                SE_KERNEL_OBJECT,
-                OWNER_SECURITY_INFORMATION,
-                &mut owner,
-                ptr::null_mut(),
-                ptr::null_mut(),
-                ptr::null_mut(),
-                &mut sd,
-            )
-        };
-        if code != 0 {
-            return Err(io::Error::from_raw_os_error(code as i32));
+        // `_sd` holds the descriptor `owner` points into.
+        let (_sd, owner) = SecurityDescriptor::of_object(self.handle, OWNER_SECURITY_INFORMATION)?;
+        if owner.is_null() {
+            return Err(io::Error::other("the section has no owner"));
         }
-        let result = (|| {
-            if owner.is_null() {
-                return Err(io::Error::other("the section has no owner"));
-            }
-            let token = ProcessToken::open()?;
-            let user = token.info(TokenUser)?;
-            let default_owner = token.info(TokenOwner)?;
-            // SAFETY: the buffer was filled by GetTokenInformation for
-            // TokenUser, whose struct starts with the SID pointer; the SID
-            // it points to lives inside the same buffer.
-            let user_sid = unsafe { (*user.as_ptr().cast::<TOKEN_USER>()).User.Sid };
-            // SAFETY: as above, for TokenOwner.
-            let owner_sid = unsafe { (*default_owner.as_ptr().cast::<TOKEN_OWNER>()).Owner };
-            // SAFETY: both SIDs are valid for the duration of the call.
-            let is_user = unsafe { EqualSid(owner, user_sid) } != 0;
-            // SAFETY: as above.
-            let mine = is_user || unsafe { EqualSid(owner, owner_sid) } != 0;
-            Ok(Ownership {
-                mine,
-                owner: sid_string(owner),
-                mode: None,
-            })
-        })();
-        // SAFETY: allocated by GetSecurityInfo, freed once.
-        unsafe { LocalFree(sd) };
-        result
+        let token = ProcessToken::open()?;
+        let user = token.info(TokenUser)?;
+        let default_owner = token.info(TokenOwner)?;
+        // SAFETY: the buffer was filled by GetTokenInformation for
+        // TokenUser, whose struct starts with the SID pointer; the SID
+        // it points to lives inside the same buffer.
+        let user_sid = unsafe { (*user.as_ptr().cast::<TOKEN_USER>()).User.Sid };
+        // SAFETY: as above, for TokenOwner.
+        let owner_sid = unsafe { (*default_owner.as_ptr().cast::<TOKEN_OWNER>()).Owner };
+        // SAFETY: both SIDs are valid for the duration of the call.
+        let is_user = unsafe { EqualSid(owner, user_sid) } != 0;
+        // SAFETY: as above.
+        let mine = is_user || unsafe { EqualSid(owner, owner_sid) } != 0;
+        Ok(Ownership {
+            mine,
+            owner: sid_string(owner),
+            mode: None,
+        })
     }
 }
 
@@ -384,47 +390,26 @@ fn section_exists(name: &[u16]) -> bool {
 
 /// The DACL of the kernel object `handle`, in SDDL.
 fn dacl_sddl(handle: HANDLE) -> io::Result<String> {
-    let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
-    // SAFETY: `handle` is a live handle of the caller's; the out-pointers
-    // are valid locals or null; the descriptor it allocates is freed with
-    // LocalFree below.
-    let code = unsafe {
-        GetSecurityInfo(
-            handle,
-            SE_KERNEL_OBJECT,
-            DACL_SECURITY_INFORMATION,
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            ptr::null_mut(),
-            &mut sd,
-        )
-    };
-    if code != 0 {
-        return Err(io::Error::from_raw_os_error(code as i32));
-    }
+    let (sd, _) = SecurityDescriptor::of_object(handle, DACL_SECURITY_INFORMATION)?;
     let mut text: *mut u16 = ptr::null_mut();
     // SAFETY: `sd` is the descriptor GetSecurityInfo just returned; `text`
     // is a valid out-pointer, and what it receives is freed with LocalFree.
     let ok = unsafe {
         ConvertSecurityDescriptorToStringSecurityDescriptorW(
-            sd,
+            sd.0,
             SDDL_REVISION_1,
             DACL_SECURITY_INFORMATION,
             &mut text,
             ptr::null_mut(),
         )
     } != 0;
-    let result = if ok && !text.is_null() {
+    if ok && !text.is_null() {
         // SAFETY: a LocalAlloc'd, NUL-terminated string from the call
         // above, used no more.
         Ok(unsafe { take_local_string(text) })
     } else {
         Err(io::Error::last_os_error())
-    };
-    // SAFETY: allocated by GetSecurityInfo, freed once.
-    unsafe { LocalFree(sd) };
-    result
+    }
 }
 
 /// The DACL, in SDDL, that a section created now with security descriptor

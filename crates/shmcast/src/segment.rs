@@ -931,13 +931,11 @@ fn already_exists(name: &Name) -> Error {
         Some(p) => format!(
             " by a segment whose creator (pid {}) is dead; {}",
             p.pid,
-            os::holder_advice(&name.object_name())
-                .unwrap_or_else(|| "clean it up (`clean`) or remove it".to_owned())
+            what_to_do(name, "clean it up (`clean`) or remove it")
         ),
         None => format!(
             " by an object that is not a readable shmcast segment; {}",
-            os::holder_advice(&name.object_name())
-                .unwrap_or_else(|| "remove it or use another name".to_owned())
+            what_to_do(name, "remove it or use another name")
         ),
     };
     let e = Error::new(
@@ -964,8 +962,7 @@ fn create_error(name: &Name, size: usize, opts: &CreateOptions, e: OsError) -> E
             format!(
                 "cannot create segment {name}: {}; another program put it there: {}",
                 e.source,
-                os::holder_advice(&name.object_name())
-                    .unwrap_or_else(|| "remove it or use another name".to_owned())
+                what_to_do(name, "remove it or use another name")
             ),
         )
     } else if e.kind == OsErrorKind::TakenAndDenied {
@@ -1033,6 +1030,13 @@ fn taken_and_denied(name: &Name) -> String {
     format!("cannot create segment {name}: {kept_by} grants this user no write access, which taking it over needs; stop the processes that hold it, or run as a user its security descriptor lets write")
 }
 
+/// What to do about an unusable object under `name`: on Windows, where
+/// only its holders can let the name go, what `os::holder_advice` says;
+/// elsewhere `otherwise`.
+fn what_to_do(name: &Name, otherwise: &str) -> String {
+    os::holder_advice(&name.object_name()).unwrap_or_else(|| otherwise.to_owned())
+}
+
 fn open_error(name: &Name, writable: bool, e: OsError) -> Error {
     let (kind, message) = if e.kind == OsErrorKind::Foreign {
         let by = os::other_owner(&name.object_name())
@@ -1043,8 +1047,7 @@ fn open_error(name: &Name, writable: bool, e: OsError) -> Error {
             format!(
                 "cannot open segment {name}: {}{by}; another program put it there: {}",
                 e.source,
-                os::holder_advice(&name.object_name())
-                    .unwrap_or_else(|| "remove it or use another name".to_owned())
+                what_to_do(name, "remove it or use another name")
             ),
         )
     } else {

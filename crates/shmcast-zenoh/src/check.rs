@@ -54,36 +54,14 @@ pub fn frame<'p>(
     Ok((len, jpeg))
 }
 
-/// Bytes a frame of this geometry needs (`None`: no such frame), by the
-/// rule `shmcast::convert::to_rgb24` checks frames with before showing
-/// them: every row of every plane within the bytes, each plane's last row
-/// unpadded; stride 0 is the format's least. The library does not export
-/// the rule on its own, so a test holds the two in agreement.
+/// Bytes a frame of this geometry needs (`None`: no such frame): the
+/// library's rule for frames it converts (`shmcast::convert::frame_len`),
+/// and, as the conversion also refuses, no RGB image too large to hold.
 fn frame_len(format: PixelFormat, width: u32, height: u32, stride: u32) -> Option<usize> {
-    let least = format.min_stride(width);
-    let stride = if stride == 0 { least } else { stride };
-    let (w, h, s) = (width as usize, height as usize, stride as usize);
-    if format == PixelFormat::Raw || w == 0 || h == 0 || stride < least {
-        return None;
-    }
-    let chroma_420 = matches!(format, PixelFormat::Nv12 | PixelFormat::I420);
-    if (chroma_420 && (w % 2 != 0 || h % 2 != 0 || s % 2 != 0))
-        || (format == PixelFormat::Yuyv && w % 2 != 0)
-    {
-        return None;
-    }
-    // Checked; each other term below is at most `luma` (`s >= w`).
-    let luma = s.checked_mul(h)?;
-    let needed = match format {
-        PixelFormat::Nv12 => luma.checked_add(s * (h / 2 - 1) + w)?,
-        PixelFormat::I420 => {
-            let (cs, ch) = (s / 2, h / 2);
-            luma.checked_add(cs * ch + cs * (ch - 1) + w / 2)?
-        }
-        _ => (s * (h - 1)).checked_add(least as usize)?,
-    };
-    // The conversion also refuses frames whose RGB image would overflow.
-    w.checked_mul(h)?.checked_mul(3)?;
+    let needed = shmcast::convert::frame_len(format, width, height, stride)?;
+    (width as usize)
+        .checked_mul(height as usize)?
+        .checked_mul(3)?;
     Some(needed)
 }
 

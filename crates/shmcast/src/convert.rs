@@ -53,6 +53,51 @@ pub enum ConvertError {
     },
 }
 
+/// How many bytes a `width` x `height` frame of `format` whose first
+/// plane's rows are `stride` bytes apart (0: the format's least) needs:
+/// every row of every plane within the bytes, each plane's last row
+/// unpadded (for `i420` the chroma planes' rows are half the stride, for
+/// `nv12` the UV plane's are as long as the Y plane's). `None` when there
+/// is no such frame: raw, no pixels (a width or height of 0), a stride
+/// shorter than a row, an odd size where the format halves it, or a size
+/// that overflows. [`to_rgb24`] checks frames by this rule; code that
+/// takes frames from elsewhere (the bridge) can refuse the same ones.
+pub fn frame_len(format: PixelFormat, width: u32, height: u32, stride: u32) -> Option<usize> {
+    let row = format.min_stride(width);
+    let stride = if stride == 0 { row } else { stride };
+    let (w, h, s, row) = (
+        width as usize,
+        height as usize,
+        stride as usize,
+        row as usize,
+    );
+    // A frame of no pixels has nothing to show: refused like any other
+    // geometry that does not fit (`view` and `snapshot` say so and go on).
+    if format == PixelFormat::Raw || w == 0 || h == 0 || s < row {
+        return None;
+    }
+    let chroma_420 = matches!(format, PixelFormat::Nv12 | PixelFormat::I420);
+    if (chroma_420 && (w % 2 != 0 || h % 2 != 0 || s % 2 != 0))
+        || (format == PixelFormat::Yuyv && w % 2 != 0)
+    {
+        return None;
+    }
+    // Checked; each other product below is at most `luma` (`s >= w`).
+    let luma = s.checked_mul(h)?;
+    match format {
+        PixelFormat::Nv12 => (s * (h / 2 - 1))
+            .checked_add(w)
+            .and_then(|uv| luma.checked_add(uv)),
+        PixelFormat::I420 => {
+            let (cs, ch) = (s / 2, h / 2);
+            (cs * ch)
+                .checked_add(cs * (ch - 1) + w / 2)
+                .and_then(|uv| luma.checked_add(uv))
+        }
+        _ => (s * (h - 1)).checked_add(row),
+    }
+}
+
 /// Converts one frame to packed RGB24 (`width * height * 3` bytes, rows
 /// without padding), written to `out` (resized as needed). `stride` is the
 /// bytes per row of the first plane (0: the format's minimum); for `i420`
@@ -85,33 +130,11 @@ pub fn to_rgb24(
         return Err(ConvertError::NoPixels);
     }
     let (w, h, s) = (width as usize, height as usize, stride as usize);
-    // A frame of no pixels has nothing to show: refused like any other
-    // geometry that does not fit (`view` and `snapshot` say so and go on).
-    if w == 0 || h == 0 || stride < format.min_stride(width) {
-        return Err(bad());
-    }
-    let chroma_420 = matches!(format, PixelFormat::Nv12 | PixelFormat::I420);
-    if (chroma_420 && (w % 2 != 0 || h % 2 != 0 || s % 2 != 0))
-        || (format == PixelFormat::Yuyv && w % 2 != 0)
-    {
-        return Err(bad());
-    }
-    let luma = s.checked_mul(h).ok_or_else(bad)?;
-    // Every plane's last row need not be padded to its stride.
-    let row = format.min_stride(width) as usize;
-    let needed = match format {
-        PixelFormat::Nv12 => (s * (h / 2 - 1))
-            .checked_add(w)
-            .and_then(|uv| luma.checked_add(uv)),
-        PixelFormat::I420 => {
-            let (cs, ch) = (s / 2, h / 2);
-            (cs * ch)
-                .checked_add(cs * (ch - 1) + w / 2)
-                .and_then(|uv| luma.checked_add(uv))
-        }
-        _ => (s * (h - 1)).checked_add(row),
-    }
-    .ok_or_else(bad)?;
+    let needed = frame_len(format, width, height, stride).ok_or_else(bad)?;
+    // The Y plane of nv12/i420 (within `needed`). No overflow for any
+    // format: `needed` fits in `src`, and `s * h` exceeds
+    // `s * (h - 1) + row` by less than a stride.
+    let luma = s * h;
     if src.len() < needed {
         return Err(ConvertError::TooShort {
             format,

@@ -759,32 +759,20 @@ fn array_layout(info: &FrameInfo, len: usize) -> PyResult<Layout> {
         return Err(bad("its stride is shorter than a row"));
     }
     let rows = if planar { h / 2 * 3 } else { h };
+    // The library's rule for the bytes a frame needs, as for to_rgb().
+    let format = core::PixelFormat::from_str(&info.format).map_err(|e| bad(&e.to_string()))?;
+    let needed = core::convert::frame_len(format, info.width, info.height, info.stride)
+        .ok_or_else(|| bad("its stride does not fit the format, or it is too large"))?;
+    if needed > len {
+        return Err(bad(&format!("it needs {needed} bytes")));
+    }
     if info.format == "i420" && s != w {
-        // Y rows of `s`, then U and V rows of `s / 2`.
-        let (cs, ch) = (s / 2, h / 2);
-        let needed = s
-            .checked_mul(h)
-            .and_then(|y| {
-                cs.checked_mul(ch * 2 - 1)?
-                    .checked_add(w / 2)?
-                    .checked_add(y)
-            })
-            .ok_or_else(|| bad("too large"))?;
-        if s % 2 != 0 || needed > len {
-            return Err(bad(&format!("it needs {needed} bytes")));
-        }
+        // Y rows of `s`, then U and V rows of `s / 2`: no one view.
         return Ok(Layout::PackedI420 {
             width: w,
             height: h,
             stride: s,
         });
-    }
-    let needed = s
-        .checked_mul(rows - 1)
-        .and_then(|n| n.checked_add(row))
-        .ok_or_else(|| bad("too large"))?;
-    if needed > len {
-        return Err(bad(&format!("it needs {needed} bytes")));
     }
     Ok(match channels {
         1 => Layout::View {

@@ -285,12 +285,8 @@ impl Reader {
                 self.sub = None;
                 continue;
             }
-            if self
-                .sub
-                .as_ref()
-                .is_some_and(|s| s.latest_number() > self.seen)
-            {
-                let latest = self.sub.as_ref().map_or(0, Subscriber::latest_number);
+            let latest = self.sub.as_ref().map_or(0, Subscriber::latest_number);
+            if latest > self.seen {
                 return self.take(latest);
             }
             let left = timeout.saturating_sub(started.elapsed());

@@ -74,8 +74,8 @@ fn default_stall_after() -> f64 {
 /// Reads `path` into the channels to serve.
 pub fn load(path: &std::path::Path, ffmpeg: &str) -> Result<Vec<(Name, Job)>, String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse(&text, ffmpeg).map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| format!("cannot read {}: {e}", crate::output::shown(path)))?;
+    parse(&text, ffmpeg).map_err(|e| format!("{}: {e}", crate::output::shown(path)))
 }
 
 /// The channels of a config text.

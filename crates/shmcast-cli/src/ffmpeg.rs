@@ -106,9 +106,10 @@ pub struct Running {
 const KEEP_LINES: usize = 3;
 
 impl Running {
-    /// Starts `args` (from [`command_line`]); its stderr lines are printed
-    /// as `[name] ffmpeg: ...` and the last few kept.
-    pub fn start(args: &[String], name: &str) -> std::io::Result<Running> {
+    /// Starts `args` (from [`command_line`]); its stderr lines are logged
+    /// as `[name] ffmpeg: ...` (unless `quiet`: a failure that repeats,
+    /// whose lines were said already) and the last few kept.
+    pub fn start(args: &[String], name: &str, quiet: bool) -> std::io::Result<Running> {
         let mut child = Command::new(&args[0])
             .args(&args[1..])
             .stdin(Stdio::null())
@@ -123,7 +124,9 @@ impl Running {
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    crate::status::log(format!("[{name}] ffmpeg: {line}"));
+                    if !quiet {
+                        crate::log::warn(&name, format!("ffmpeg: {line}"));
+                    }
                     let mut kept = errors.lock().unwrap_or_else(|e| e.into_inner());
                     if kept.len() == KEEP_LINES {
                         kept.pop_front();

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 mod config;
 mod ffmpeg;
+mod log;
 mod output;
 mod serve;
 #[cfg(windows)]

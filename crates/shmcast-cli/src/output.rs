@@ -33,3 +33,31 @@ pub fn reader_gone(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::BrokenPipe
         || (cfg!(windows) && e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED))
 }
+
+/// A path as its user wrote it: without the `\\?\` that canonicalize
+/// puts before a drive letter (`\\?\C:\ProgramData\...`).
+pub fn shown(path: &std::path::Path) -> String {
+    let s = path.display().to_string();
+    match s.strip_prefix(r"\\?\") {
+        Some(rest) if rest.as_bytes().get(1) == Some(&b':') => rest.to_owned(),
+        Some(rest) if rest.starts_with(r"UNC\") => format!(r"\\{}", &rest[4..]),
+        _ => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn paths_are_shown_as_written() {
+        let shown = |s: &str| super::shown(std::path::Path::new(s));
+        assert_eq!(shown(r"\\?\Z:\data\cameras.toml"), r"Z:\data\cameras.toml");
+        assert_eq!(
+            shown(r"\\?\UNC\server\share\c.toml"),
+            r"\\server\share\c.toml"
+        );
+        assert_eq!(
+            shown("/etc/shmcast/cameras.toml"),
+            "/etc/shmcast/cameras.toml"
+        );
+    }
+}

@@ -100,7 +100,10 @@ pub fn run_config(channels: Vec<(Name, Job)>) -> Result<(), String> {
 /// manager's stop request) or until every one has ended.
 pub fn serve_all(channels: Vec<(Name, Job)>, stop: &Arc<AtomicBool>) -> Result<(), String> {
     crate::status::show(&channels.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
-    crate::status::log(format!("serving {} channels; Ctrl-C stops", channels.len()));
+    crate::log::info(
+        "",
+        format!("serving {} channels{}", channels.len(), ctrl_c_stops()),
+    );
     let threads: Vec<_> = channels
         .into_iter()
         .map(|(name, job)| {
@@ -108,7 +111,7 @@ pub fn serve_all(channels: Vec<(Name, Job)>, stop: &Arc<AtomicBool>) -> Result<(
             std::thread::spawn(move || {
                 let result = serve_until_stopped(&name, &job, &stop);
                 if let Err(e) = &result {
-                    crate::status::log(format!("[{name}] {e}"));
+                    crate::log::error(&name, e);
                 }
                 result
             })
@@ -125,6 +128,16 @@ pub fn serve_all(channels: Vec<(Name, Job)>, stop: &Arc<AtomicBool>) -> Result<(
         ));
     }
     Ok(())
+}
+
+/// "; Ctrl-C stops" for someone at a terminal; nothing in a service's log.
+fn ctrl_c_stops() -> &'static str {
+    use std::io::IsTerminal;
+    if io::stderr().is_terminal() {
+        "; Ctrl-C stops"
+    } else {
+        ""
+    }
 }
 
 /// How long a channel that cannot be created waits before trying again.
@@ -144,10 +157,13 @@ fn serve_until_stopped(name: &Name, job: &Job, stop: &Arc<AtomicBool>) -> Result
             Err(e) => {
                 let e = one_line(&e);
                 if told.as_ref() != Some(&e) {
-                    crate::status::log(format!(
-                        "[{name}] cannot create the channel: {e}; trying again every {}s",
-                        CREATE_RETRY.as_secs()
-                    ));
+                    crate::log::warn(
+                        name,
+                        format!(
+                            "cannot create the channel: {e}; trying again every {}s",
+                            CREATE_RETRY.as_secs()
+                        ),
+                    );
                     told = Some(e);
                 }
                 pause(stop, CREATE_RETRY);
@@ -174,10 +190,13 @@ fn on_stop(
             for name in &names {
                 let _ = shmcast::remove_owned(name);
             }
-            crate::status::log(format!(
-                "stopped: removed {} channel(s) (a source was blocked)",
-                names.len()
-            ));
+            crate::log::warn(
+                "",
+                format!(
+                    "stopped: removed {} channel(s) (a source was blocked)",
+                    names.len()
+                ),
+            );
             std::process::exit(0);
         }
     })
@@ -231,33 +250,37 @@ fn serve_channel(
         set_group(name, group)?;
     }
     if let Some(pid) = publisher.took_over_from() {
-        crate::status::log(format!(
-            "took channel {name} over from pid {pid}, which died"
-        ));
+        crate::log::warn(
+            name,
+            format!("took the channel over from pid {pid}, which died"),
+        );
     }
     if let Some((pid, why)) = publisher.replaced() {
-        crate::status::log(format!(
-            "replaced channel {name} of dead pid {pid}: it had {why}"
-        ));
+        crate::log::warn(
+            name,
+            format!("replaced the channel of dead pid {pid}: it had {why}"),
+        );
     }
     if let Some(why) = publisher.leasing_problem() {
-        crate::status::log(format!(
-            "channel {name}: no lease table: {why}; subscribers can read, none can lease"
-        ));
+        crate::log::warn(
+            name,
+            format!("no lease table: {why}; subscribers can read, none can lease"),
+        );
     }
     if job.source == Source::Pattern {
         // Serving is the job; a notice that nobody reads is no reason to stop.
         let _ = crate::output::print(|out| {
             writeln!(
                 out,
-                "serving {name}: {}x{} {} test pattern{}; Ctrl-C stops",
+                "serving {name}: {}x{} {} test pattern{}{}",
                 meta.width,
                 meta.height,
                 meta.format,
                 period.map_or(String::new(), |p| format!(
                     " at {:.3} fps",
                     1.0 / p.as_secs_f64()
-                ))
+                )),
+                ctrl_c_stops()
             )
         });
     }
@@ -335,10 +358,11 @@ fn publish_loop(
     while !stop.load(Ordering::SeqCst) && job.frames.is_none_or(|n| published + dropped < n) {
         if !told_truncated && publisher.lease_table_truncated() {
             told_truncated = true;
-            crate::status::log(format!(
-                "channel {name}: a subscriber truncated the lease table; leases are no longer \
-                 honoured (frames go on; leasing readers see their leases revoked)"
-            ));
+            crate::log::error(
+                name,
+                "a subscriber truncated the lease table; leases are no longer honoured \
+                 (frames go on; leasing readers see their leases revoked)",
+            );
         }
         let mut loan = match publisher.loan(frame_len) {
             Ok(loan) => Some(loan),
@@ -349,10 +373,13 @@ fn publish_loop(
                     let by = e.pid().map_or("subscribers".to_owned(), |p| {
                         format!("subscribers (pid {p} among them)")
                     });
-                    crate::status::log(format!(
-                        "channel {name}: dropping frames: every free slot is leased by {by} \
-                         (leases that block the publisher longer than the max lease are revoked)"
-                    ));
+                    crate::log::warn(
+                        name,
+                        format!(
+                            "dropping frames: every free slot is leased by {by} (leases that \
+                             block the publisher longer than the max lease are revoked)"
+                        ),
+                    );
                 }
                 None
             }
@@ -408,11 +435,14 @@ fn publish_loop(
         }
     }
     if dropped > 0 {
-        crate::status::log(format!(
-            "dropped {dropped} frames: subscribers leased every free slot (try more --slots)"
-        ));
+        crate::log::warn(
+            name,
+            format!(
+                "dropped {dropped} frames: subscribers leased every free slot (try more --slots)"
+            ),
+        );
     }
-    crate::status::log(format!("published {published} frames to {name}"));
+    crate::log::info(name, format!("published {published} frames"));
     Ok(())
 }
 
@@ -439,22 +469,26 @@ fn ffmpeg_loop(
     let (mut published, mut dropped) = (0u64, 0u64);
     let mut scratch = Vec::new();
     let done = |published: u64| job.frames.is_some_and(|n| published >= n);
+    // A camera that is not there fails the same way every few seconds: it
+    // is said once, and counted.
+    let mut repeats = crate::log::Repeats::default();
     while !stop.load(Ordering::SeqCst) && !done(published) {
-        let mut running = match ffmpeg::Running::start(&args, &tag) {
+        let mut running = match ffmpeg::Running::start(&args, &tag, repeats.failing()) {
             Ok(running) => running,
             Err(e) => {
                 let reason = format!("cannot start {}: {e}", args[0]);
-                stall(publisher, &tag, &reason, backoff);
+                stall(publisher, &tag, &reason, backoff, &mut repeats);
                 pause(stop, backoff);
                 backoff = (backoff * 2).min(ffmpeg::MAX_BACKOFF);
                 continue;
             }
         };
-        crate::status::log(format!(
-            "[{tag}] ffmpeg started (pid {}): {}",
-            running.pid,
-            args.join(" ")
-        ));
+        if !repeats.failing() {
+            crate::log::info(
+                &tag,
+                format!("ffmpeg started (pid {}): {}", running.pid, args.join(" ")),
+            );
+        }
         // The watchdog stops an ffmpeg that sends nothing for too long.
         let last_frame = Arc::new(AtomicU64::new(now_ms()));
         let ended = Arc::new(AtomicBool::new(false));
@@ -521,6 +555,15 @@ fn ffmpeg_loop(
             if !got_any {
                 got_any = true;
                 backoff = ffmpeg::FIRST_BACKOFF;
+                if let Some(what) = repeats.recovered() {
+                    crate::log::info(
+                        &tag,
+                        format!(
+                            "recovered: frames from ffmpeg (pid {}) after {what}",
+                            running.pid
+                        ),
+                    );
+                }
             }
         }
         ended.store(true, Ordering::SeqCst);
@@ -550,26 +593,44 @@ fn ffmpeg_loop(
                 None => format!("ffmpeg ended ({status})"),
             }
         };
-        stall(publisher, &tag, &reason, backoff);
+        stall(publisher, &tag, &reason, backoff, &mut repeats);
         pause(stop, backoff);
         backoff = (backoff * 2).min(ffmpeg::MAX_BACKOFF);
     }
-    if dropped > 0 {
-        crate::status::log(format!(
-            "[{tag}] dropped {dropped} frames: subscribers leased every free slot"
-        ));
+    if let Some(what) = repeats.recovered() {
+        crate::log::warn(&tag, format!("stopped while stalled: {what}"));
     }
-    crate::status::log(format!("published {published} frames to {name}"));
+    if dropped > 0 {
+        crate::log::warn(
+            &tag,
+            format!("dropped {dropped} frames: subscribers leased every free slot"),
+        );
+    }
+    crate::log::info(&tag, format!("published {published} frames"));
     Ok(())
 }
 
-/// Marks the channel stalled for `reason` and says so.
-fn stall(publisher: &mut Publisher, tag: &str, reason: &str, retry_in: Duration) {
+/// Marks the channel stalled for `reason`, and says so unless it is the
+/// same failure as last time (`repeats` counts those).
+fn stall(
+    publisher: &mut Publisher,
+    tag: &str,
+    reason: &str,
+    retry_in: Duration,
+    repeats: &mut crate::log::Repeats,
+) {
     publisher.report_stall(reason);
-    crate::status::log(format!(
-        "[{tag}] stalled: {reason}; starting ffmpeg again in {:.1}s",
-        retry_in.as_secs_f64()
-    ));
+    if let Some(said) = repeats.failed(reason) {
+        crate::log::warn(
+            tag,
+            format!(
+                "stalled: {said}; starting ffmpeg again in {:.1}s, then less often (every {}s \
+                 at most); the same failure again is counted, not repeated",
+                retry_in.as_secs_f64(),
+                crate::ffmpeg::MAX_BACKOFF.as_secs()
+            ),
+        );
+    }
 }
 
 /// Sleeps `how_long`, or less if `stop` is set meanwhile.

@@ -12,7 +12,9 @@
 //!   does: ffmpeg ended, names released, status "stopped".
 //! - Logs: a service has no console, so its log is the file next to the
 //!   config with `.log` added (`C:\ProgramData\shmcast\cameras.toml.log`),
-//!   appended to; the SCM's own events name start and stop failures.
+//!   one stamped line per event (see `log.rs`), rotated at 10 MB with the
+//!   five before it kept (`.log.1` the newest); the SCM's own events name
+//!   start and stop failures.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -41,8 +43,12 @@ fn why(e: windows_service::Error) -> String {
 /// The service's name (`sc query shmcast`).
 pub const SERVICE_NAME: &str = "shmcast";
 
+/// The config's absolute path, as users write one (no `\\?\`): it is
+/// what the service's command line, its description and its log show.
 fn absolute(config: &Path) -> Result<PathBuf, String> {
-    std::fs::canonicalize(config).map_err(|e| format!("cannot find {}: {e}", config.display()))
+    std::fs::canonicalize(config)
+        .map(|p| PathBuf::from(crate::output::shown(&p)))
+        .map_err(|e| format!("cannot find {}: {e}", config.display()))
 }
 
 /// Registers the service, to start at boot with `config`.
@@ -200,7 +206,10 @@ pub fn run(config: &Path, ffmpeg: &str) -> Result<(), String> {
         Ok(()) => Ok(()),
         // ERROR_FAILED_SERVICE_CONTROLLER_CONNECT: not started by the SCM.
         Err(windows_service::Error::Winapi(e)) if e.raw_os_error() == Some(1063) => {
-            eprintln!("not started by the service manager: serving in the foreground");
+            crate::log::info(
+                "",
+                "not started by the service manager: serving in the foreground",
+            );
             crate::serve::run_config(crate::config::load(&config, ffmpeg)?)
         }
         Err(e) => Err(format!("cannot start as a service: {}", why(e))),
@@ -217,7 +226,7 @@ fn service_main(_arguments: Vec<OsString>) {
         let stop = Arc::clone(&stop);
         move |control| match control {
             ServiceControl::Stop | ServiceControl::Shutdown => {
-                eprintln!("the service manager asks us to stop");
+                crate::log::info("", "the service manager asks us to stop");
                 report(ServiceState::StopPending, 0);
                 stop.store(true, Ordering::SeqCst);
                 ServiceControlHandlerResult::NoError
@@ -227,41 +236,42 @@ fn service_main(_arguments: Vec<OsString>) {
         }
     };
     let Ok(status) = service_control_handler::register(SERVICE_NAME, on_control) else {
-        eprintln!("cannot register with the service manager");
+        crate::log::error("", "cannot register with the service manager");
         return;
     };
     let _ = STATUS.set(status);
     report(ServiceState::Running, 0);
-    eprintln!("service started: serving {}", config.display());
+    crate::log::info(
+        "",
+        format!(
+            "service started (pid {}, version {}): serving {}",
+            std::process::id(),
+            env!("CARGO_PKG_VERSION"),
+            crate::output::shown(config)
+        ),
+    );
     let result = crate::config::load(config, ffmpeg)
         .and_then(|channels| crate::serve::serve_all(channels, &stop));
     let exit = match &result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("service ends: {e}");
+            crate::log::error("", format!("service ends: {e}"));
             1
         }
     };
-    eprintln!("service stopped");
+    crate::log::info("", "service stopped");
     report(ServiceState::Stopped, exit);
 }
 
-/// Sends this process's stderr (every log line, ffmpeg's included) to
-/// `CONFIG.log`, appended.
+/// The service log's size limit, and how many full logs are kept.
+const LOG_MAX_BYTES: u64 = 10 << 20;
+const LOG_KEEP: u32 = 5;
+
+/// Sends every log line (ffmpeg's included) to `CONFIG.log`, rotated.
 fn log_to_file(config: &Path) {
-    use std::os::windows::io::IntoRawHandle;
-    use windows_sys::Win32::System::Console::{SetStdHandle, STD_ERROR_HANDLE};
     let mut path = config.as_os_str().to_owned();
     path.push(".log");
-    let Ok(file) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-    else {
-        return;
-    };
-    let handle = file.into_raw_handle();
-    // SAFETY: `handle` is an open file handle we own and never close; Rust's
-    // stderr looks the standard handle up on every write.
-    unsafe { SetStdHandle(STD_ERROR_HANDLE, handle) };
+    // Nowhere else to say it: the SCM shows the service running, and the
+    // absence of the file says the rest.
+    let _ = crate::log::to_file(Path::new(&path), LOG_MAX_BYTES, LOG_KEEP);
 }

@@ -36,8 +36,13 @@ fn board() -> std::sync::MutexGuard<'static, Board> {
         .unwrap_or_else(|e| e.into_inner())
 }
 
-/// Prints a log line: above the status lines on a terminal, else as is.
+/// Prints a log line: above the status lines on a terminal, else as is
+/// (or into the log file, see [`crate::log::to_file`]). Lines are made by
+/// [`crate::log`].
 pub fn log(line: impl AsRef<str>) {
+    if crate::log::to_sink(line.as_ref()) {
+        return;
+    }
     let mut b = board();
     let mut err = std::io::stderr().lock();
     if b.drawn > 0 {

@@ -511,7 +511,7 @@ mod linux {
         );
         assert!(ok, "{err}");
         assert!(
-            err.contains("replaced channel") && err.contains("4 slots, not 6"),
+            err.contains("replaced the channel") && err.contains("4 slots, not 6"),
             "{err}"
         );
         assert!(err.contains("mode 0600, not 0640"), "{err}");

@@ -133,13 +133,21 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Show a segment's kind, size, creator and lock state.
+    /// Show a segment's kind, size, creator and lock state, and a
+    /// channel's frames and health. Exits 0 for a region or a live
+    /// channel, 3 when there is no such segment, 4 when the channel is
+    /// stalled (its publisher lives but publishes nothing), 5 when it is
+    /// gone (its publisher died or left), 1 on any other error.
     Info {
         #[command(flatten)]
         target: Target,
         /// Print JSON instead of text
         #[arg(long)]
         json: bool,
+        /// With --json: count a live channel's frames for this many seconds
+        /// for its fps (0: no fps, no wait)
+        #[arg(long, default_value_t = 1.0)]
+        fps_over: f64,
     },
     /// Remove the segments whose creator is dead (Linux).
     Clean,
@@ -312,8 +320,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = match cli.command {
+        Command::Info {
+            target,
+            json,
+            fps_over,
+        } => target
+            .name()
+            .and_then(|name| Ok((name, seconds(fps_over)?)))
+            .and_then(|(name, fps_over)| info(&name, json, fps_over)),
+        command => run(command).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
         Err(msg) => {
             eprintln!("shmcast: {msg}");
             ExitCode::FAILURE
@@ -331,7 +350,7 @@ fn run(command: Command) -> Result<(), String> {
         } => hold(&target.name()?, size, mode, sddl.as_deref()),
         Command::Write { target, offset } => write(&target.name()?, offset),
         Command::Cat { target } => cat(&target.name()?),
-        Command::Info { target, json } => info(&target.name()?, json),
+        Command::Info { .. } => unreachable!("main runs info for its exit code"),
         Command::Clean => clean(),
         Command::Devices => devices(),
         Command::View { target } => view::run(&target.name()?),
@@ -791,8 +810,26 @@ fn cat(name: &Name) -> Result<(), String> {
     output::print(|out| out.write_all(&bytes)).map_err(|e| format!("writing {name} to stdout: {e}"))
 }
 
-fn info(name: &Name, json: bool) -> Result<(), String> {
-    let info = shmcast::inspect(name).map_err(|e| one_line(&e))?;
+/// `info`'s exit codes, for scripts (`--help` and the README list them).
+mod exit_code {
+    pub const MISSING: u8 = 3;
+    pub const STALLED: u8 = 4;
+    pub const GONE: u8 = 5;
+}
+
+fn info(name: &Name, json: bool, fps_over: Duration) -> Result<ExitCode, String> {
+    let info = match shmcast::inspect(name) {
+        Ok(info) => info,
+        Err(e) if e.kind() == shmcast::ErrorKind::NotFound => {
+            eprintln!("shmcast: {}", one_line(&e));
+            if json {
+                let v = serde_json::json!({"name": name.to_string(), "health": "missing"});
+                output::printed(output::print(|out| writeln!(out, "{v}")))?;
+            }
+            return Ok(ExitCode::from(exit_code::MISSING));
+        }
+        Err(e) => return Err(one_line(&e)),
+    };
     let lock = match info.kind {
         Kind::Region => Some(
             Region::open_read_only(name)
@@ -805,13 +842,73 @@ fn info(name: &Name, json: bool) -> Result<(), String> {
         Kind::Channel => Some(shmcast::inspect_channel(name).map_err(|e| one_line(&e))?),
         _ => None,
     };
+    let health = channel.as_ref().map(health_of);
+    let mut frames = None;
+    if let Some(c) = &channel {
+        frames = Some(Frames {
+            latest: latest_frame_info(name),
+            fps: match health {
+                Some("live") if json && !fps_over.is_zero() => {
+                    Some(fps_over_a_while(name, c, fps_over))
+                }
+                _ => None,
+            },
+        });
+    }
     output::printed(output::print(|out| {
         if json {
-            print_info_json(out, &info, lock.as_ref(), channel.as_ref())
+            print_info_json(out, &info, lock.as_ref(), channel.as_ref(), frames.as_ref())
         } else {
-            print_info_text(out, &info, lock.as_ref(), channel.as_ref())
+            print_info_text(out, &info, lock.as_ref(), channel.as_ref(), frames.as_ref())
         }
-    }))
+    }))?;
+    Ok(match health {
+        Some("stalled") => ExitCode::from(exit_code::STALLED),
+        Some("gone") => ExitCode::from(exit_code::GONE),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+/// What `info` says of a channel's frames besides its status words.
+struct Frames {
+    /// The latest frame's number and geometry, if one can be read.
+    latest: Option<shmcast::FrameInfo>,
+    /// Frames per second over `--fps-over` (live channels, `--json`).
+    fps: Option<f64>,
+}
+
+/// The latest frame's metadata, read in place without a copy (read-only:
+/// nothing is written to the channel); `None` if there is none or it
+/// cannot be read.
+fn latest_frame_info(name: &Name) -> Option<shmcast::FrameInfo> {
+    let subscriber = Subscriber::open(name).ok()?;
+    subscriber
+        .read_in_place(|_, _| ())
+        .ok()
+        .flatten()
+        .map(|(info, ())| info)
+}
+
+/// Frames published over `how_long` from now, per second.
+fn fps_over_a_while(name: &Name, before: &shmcast::ChannelStatus, how_long: Duration) -> f64 {
+    let started = std::time::Instant::now();
+    std::thread::sleep(how_long);
+    match shmcast::inspect_channel(name) {
+        Ok(after) if after.instance == before.instance => {
+            after.latest_frame.saturating_sub(before.latest_frame) as f64
+                / started.elapsed().as_secs_f64()
+        }
+        _ => 0.0,
+    }
+}
+
+/// "live", "stalled" or "gone": the channel's health for scripts.
+fn health_of(c: &shmcast::ChannelStatus) -> &'static str {
+    match &c.publisher {
+        Some(p) if p.alive && (idle_of(c) > STALL_AFTER || c.stall_reason.is_some()) => "stalled",
+        Some(p) if p.alive => "live",
+        _ => "gone",
+    }
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
@@ -850,6 +947,7 @@ fn print_info_text(
     info: &SegmentInfo,
     lock: Option<&shmcast::LockState>,
     channel: Option<&shmcast::ChannelStatus>,
+    frames: Option<&Frames>,
 ) -> io::Result<()> {
     let age = SystemTime::now()
         .duration_since(info.created_at)
@@ -904,7 +1002,14 @@ fn print_info_text(
                 .collect();
             writeln!(out, "leases:  held by {}", holders.join(", "))?;
         }
-        writeln!(out, "latest:  frame {}", c.latest_frame)?;
+        match frames.and_then(|f| f.latest.as_ref()) {
+            Some(f) => writeln!(
+                out,
+                "latest:  frame {}: {}x{} {}, stride {}, {} bytes",
+                c.latest_frame, f.meta.width, f.meta.height, f.meta.format, f.meta.stride, f.len
+            )?,
+            None => writeln!(out, "latest:  frame {}", c.latest_frame)?,
+        }
         if c.dropped_frames > 0 {
             let by = c
                 .dropped_because_of
@@ -954,6 +1059,7 @@ fn print_info_json(
     info: &SegmentInfo,
     lock: Option<&shmcast::LockState>,
     channel: Option<&shmcast::ChannelStatus>,
+    frames: Option<&Frames>,
 ) -> io::Result<()> {
     let holder = |h: &shmcast::Holder| serde_json::json!({"pid": h.pid, "alive": h.alive});
     let mut v = serde_json::json!({
@@ -977,13 +1083,8 @@ fn print_info_json(
         });
     }
     if let Some(c) = channel {
-        let health = match &c.publisher {
-            Some(p) if p.alive && (idle_of(c) > STALL_AFTER || c.stall_reason.is_some()) => {
-                "stalled"
-            }
-            Some(p) if p.alive => "live",
-            _ => "gone",
-        };
+        let health = health_of(c);
+        v["health"] = health.into();
         v["channel"] = serde_json::json!({
             "slots": c.slots,
             "max_frame_len": c.max_frame_len,
@@ -999,7 +1100,18 @@ fn print_info_json(
             "max_lease_ms": c.max_lease.as_millis() as u64,
             "stall_reason": c.stall_reason,
             "instance": format!("{:016x}", c.instance),
+            "leasers": c.subscribers,
+            "fps": frames.and_then(|f| f.fps),
         });
+        if let Some(f) = frames.and_then(|f| f.latest.as_ref()) {
+            let ch = &mut v["channel"];
+            ch["width"] = f.meta.width.into();
+            ch["height"] = f.meta.height.into();
+            ch["stride"] = f.meta.stride.into();
+            ch["format"] = f.meta.format.to_string().into();
+            ch["frame_len"] = f.len.into();
+            ch["latest_timestamp_ns"] = f.meta.timestamp_ns.into();
+        }
     }
     writeln!(out, "{v}")
 }

@@ -167,6 +167,99 @@ fn info_reports_kind_size_creator_and_lock() {
     assert!(text.contains("lock:    free"), "{text}");
 }
 
+/// `info NAME --json` once: its exit code and the health it names.
+fn health(name: &str) -> (Option<i32>, String) {
+    let out = run(&["info", name, "--json", "--fps-over", "0"], b"");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    (
+        out.status.code(),
+        v["health"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[test]
+fn info_exits_with_the_channels_health_for_scripts() {
+    let name = unique("health");
+    // missing: 3
+    assert_eq!(health(&name), (Some(3), "missing".to_owned()));
+    // live: 0, with the frames' geometry and a measured rate
+    let mut serve = common::Kill(common::start_serve(
+        &name,
+        &[
+            "--width", "64", "--height", "48", "--format", "gray8", "--fps", "50",
+        ],
+    ));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let out = run(&["info", &name, "--json", "--fps-over", "0.5"], b"");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["health"], "live");
+    let c = &v["channel"];
+    assert_eq!(
+        (c["width"].as_u64(), c["height"].as_u64()),
+        (Some(64), Some(48))
+    );
+    assert_eq!(
+        (c["stride"].as_u64(), c["format"].as_str()),
+        (Some(64), Some("gray8"))
+    );
+    assert_eq!(c["leasers"].as_u64(), Some(0));
+    let fps = c["fps"].as_f64().unwrap();
+    assert!(fps > 10.0 && fps < 80.0, "{fps}");
+    assert!(c["stall_reason"].is_null());
+    let text = run(&["info", &name], b"");
+    assert!(text.status.success());
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("64x48 gray8, stride 64, 3072 bytes"),
+        "{text:?}"
+    );
+    let _ = serve.0.kill();
+    let _ = serve.0.wait();
+
+    // stalled: 4. A publisher that lives and publishes nothing (its stdin
+    // stays open and silent).
+    let stalled = unique("health-stalled");
+    let mut publish = common::Kill(
+        shmcast()
+            .args([
+                "publish", &stalled, "--width", "8", "--height", "8", "--format", "gray8",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while health(&stalled).1 != "stalled" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            health(&stalled)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(health(&stalled), (Some(4), "stalled".to_owned()));
+
+    // gone: 5. Its publisher killed while a reader keeps the channel (on
+    // Windows a section lives as long as a handle to it).
+    let mut reader = common::Kill(
+        shmcast()
+            .args(["read", &stalled, "--count", "1", "--timeout", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    publish.0.kill().unwrap();
+    publish.0.wait().unwrap();
+    assert_eq!(health(&stalled), (Some(5), "gone".to_owned()));
+    let _ = reader.0.kill();
+    let _ = reader.0.wait();
+    let _ = run(&["remove", &stalled], b"");
+}
+
 #[test]
 fn a_second_hold_fails_naming_the_owner() {
     let name = unique("twice");

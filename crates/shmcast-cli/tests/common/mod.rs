@@ -60,10 +60,13 @@ impl Drop for Kill {
     }
 }
 
-/// Channel `name` as `shmcast info --json` shows it; `None` when it cannot
-/// be opened.
+/// Channel `name` as `shmcast info --json` shows it (no fps: that waits a
+/// second); `None` when it cannot be opened.
 pub fn channel(name: &str) -> Option<serde_json::Value> {
-    let out = shmcast().args(["info", name, "--json"]).output().unwrap();
+    let out = shmcast()
+        .args(["info", name, "--json", "--fps-over", "0"])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     Some(v["channel"].clone())
 }

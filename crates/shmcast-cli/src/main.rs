@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 mod config;
 mod ffmpeg;
 mod log;
+mod notify;
 mod output;
 mod serve;
 #[cfg(windows)]
@@ -92,6 +93,10 @@ enum ServiceAction {
     },
     /// Stop and remove the service
     Uninstall,
+    /// Make the running service read its config again: only channels that
+    /// were added, removed or changed restart (what `sc control shmcast
+    /// paramchange` does)
+    Reload,
     /// Run as the service (the service manager starts this)
     Run {
         #[arg(long)]
@@ -399,7 +404,8 @@ fn run(command: Command) -> Result<(), String> {
             ..
         } => {
             let _ = (name, global);
-            serve::run_config(config::load(&config, &ffmpeg_program())?)
+            let ffmpeg = ffmpeg_program();
+            serve::run_config(move || config::load(&config, &ffmpeg))
         }
         Command::Serve {
             name,
@@ -495,6 +501,7 @@ fn service(action: ServiceAction) -> Result<(), String> {
     match action {
         ServiceAction::Install { config } => service::install(&config, &ffmpeg_program()),
         ServiceAction::Uninstall => service::uninstall(),
+        ServiceAction::Reload => service::reload(),
         ServiceAction::Run { config, ffmpeg } => {
             service::run(&config, &ffmpeg.unwrap_or_else(ffmpeg_program))
         }

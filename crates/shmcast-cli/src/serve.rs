@@ -5,8 +5,10 @@
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::notify::{self, Beat, Beats};
 
 use shmcast::{ChannelOptions, CreateOptions, ErrorKind, FrameMeta, Name, PixelFormat, Publisher};
 
@@ -33,7 +35,7 @@ pub enum Source {
 }
 
 /// What to serve, and how.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub struct Job {
     pub meta: FrameMeta,
     /// Frames per second; 0 or none: as fast as the source delivers.
@@ -69,65 +71,281 @@ const FIRST_FRAME_GRACE: Duration = Duration::from_secs(5);
 pub fn run(name: &Name, job: &Job) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicBool::new(false));
-    on_stop(&stop, &finished, vec![name.clone()])?;
+    let names = Arc::new(Mutex::new(vec![name.clone()]));
+    on_signals(&stop, &finished, &names, None)?;
     let options = channel_options(name, job)?;
     let mut publisher = Publisher::create_with(name, &options).map_err(|e| one_line(&e))?;
     crate::status::show(std::slice::from_ref(name));
-    let result = serve_channel(name, job, &mut publisher, &stop);
+    let beats = Beats::new();
+    let beat = beats.add();
+    let pinging = Arc::new(AtomicBool::new(false));
+    if let Some(period) = notify::watchdog_period() {
+        beats.ping_watchdog(period, Arc::clone(&pinging));
+    }
+    notify::send(&format!("READY=1\nSTATUS=serving {name}"));
+    let result = serve_channel(name, job, &mut publisher, &stop, &beat);
+    notify::send("STOPPING=1");
+    pinging.store(true, Ordering::SeqCst);
     finished.store(true, Ordering::SeqCst);
     drop(publisher);
     result
 }
 
+/// The channels of a config: what `config::load` gives.
+pub type Channels = Vec<(Name, Job)>;
+
+/// Where [`serve_all`] gets a new config on a reload (SIGHUP, or the
+/// Windows service's parameter-change control), and the flag that asks
+/// for one.
+pub struct Reload {
+    pub requested: Arc<AtomicBool>,
+    pub load: Box<dyn Fn() -> Result<Channels, String>>,
+}
+
 /// Serves every channel of a config file (see `config.rs`), each on its own
 /// thread: a channel whose source fails is stalled and retried, one that
 /// cannot be created is retried every few seconds, and neither stops the
-/// others. Runs until Ctrl-C / SIGTERM (or every channel has ended).
-pub fn run_config(channels: Vec<(Name, Job)>) -> Result<(), String> {
+/// others. Runs until Ctrl-C / SIGTERM (or every channel has ended);
+/// SIGHUP reloads the config (see [`serve_all`]).
+pub fn run_config(
+    load: impl Fn() -> Result<Vec<(Name, Job)>, String> + 'static,
+) -> Result<(), String> {
+    let channels = load()?;
     let stop = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicBool::new(false));
-    on_stop(
-        &stop,
-        &finished,
-        channels.iter().map(|(n, _)| n.clone()).collect(),
-    )?;
-    let result = serve_all(channels, &stop);
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let reload = Reload {
+        requested: Arc::new(AtomicBool::new(false)),
+        load: Box::new(load),
+    };
+    on_signals(&stop, &finished, &names, Some(&reload.requested))?;
+    let result = serve_all(channels, &stop, Some(reload), &names);
     finished.store(true, Ordering::SeqCst);
     result
 }
 
+/// A channel's thread, and the flag that stops it alone (a reload that
+/// removes or changes it).
+struct Served {
+    name: Name,
+    job: Arc<Job>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<(), String>>,
+}
+
+/// Counts the channels that are up (created, or retrying to be): `READY=1`
+/// waits for all of them.
+#[derive(Default)]
+struct Ready {
+    up: Mutex<usize>,
+    changed: Condvar,
+}
+
+/// One channel's mark on [`Ready`]: made once, when it is up, or when its
+/// thread ends before that.
+struct Up {
+    ready: Arc<Ready>,
+    marked: bool,
+}
+
+impl Up {
+    fn mark(&mut self) {
+        if !std::mem::replace(&mut self.marked, true) {
+            *self.ready.up.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            self.ready.changed.notify_all();
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.mark();
+    }
+}
+
+impl Ready {
+    /// Waits until `n` channels are up, or `stop`.
+    fn wait(&self, n: usize, stop: &AtomicBool) {
+        let mut up = self.up.lock().unwrap_or_else(|e| e.into_inner());
+        while *up < n && !stop.load(Ordering::SeqCst) {
+            up = self
+                .changed
+                .wait_timeout(up, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Starts channel `name`'s thread.
+fn start(name: Name, job: Arc<Job>, beats: &Beats, ready: &Arc<Ready>) -> Served {
+    let stop = Arc::new(AtomicBool::new(false));
+    let beat = beats.add();
+    let mut up = Up {
+        ready: Arc::clone(ready),
+        marked: false,
+    };
+    let thread = {
+        let (name, job, stop) = (name.clone(), Arc::clone(&job), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let result = serve_until_stopped(&name, &job, &stop, &beat, &mut up);
+            if let Err(e) = &result {
+                crate::log::error(&name, e);
+            }
+            result
+        })
+    };
+    Served {
+        name,
+        job,
+        stop,
+        thread,
+    }
+}
+
+/// Stops `served` and waits for its thread: whether it ended well.
+fn stop_channel(served: Served) -> bool {
+    served.stop.store(true, Ordering::SeqCst);
+    matches!(served.thread.join(), Ok(Ok(())))
+}
+
 /// Serves `channels` until `stop` (set by Ctrl-C, or by a service
-/// manager's stop request) or until every one has ended.
-pub fn serve_all(channels: Vec<(Name, Job)>, stop: &Arc<AtomicBool>) -> Result<(), String> {
+/// manager's stop request) or until every one has ended. Tells systemd
+/// `READY=1` once every channel is up or retrying, and pings its
+/// watchdog while every channel's loop lives (`notify.rs`).
+///
+/// A reload (when `reload` is given and asked for) loads the config
+/// again: a config that does not load is refused, and the running one
+/// goes on; otherwise only the channels that were added, removed or
+/// changed are started or stopped, and the others go on untouched, so
+/// their readers see no gap. `names` is kept to the names being served
+/// (the stop handler's last resort removes them).
+pub fn serve_all(
+    channels: Channels,
+    stop: &Arc<AtomicBool>,
+    reload: Option<Reload>,
+    names: &Arc<Mutex<Vec<Name>>>,
+) -> Result<(), String> {
     crate::status::show(&channels.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>());
     crate::log::info(
         "",
         format!("serving {} channels{}", channels.len(), ctrl_c_stops()),
     );
-    let threads: Vec<_> = channels
+    let beats = Beats::new();
+    let ready = Arc::new(Ready::default());
+    let mut served: Vec<Served> = channels
         .into_iter()
-        .map(|(name, job)| {
-            let stop = Arc::clone(stop);
-            std::thread::spawn(move || {
-                let result = serve_until_stopped(&name, &job, &stop);
-                if let Err(e) = &result {
-                    crate::log::error(&name, e);
-                }
-                result
-            })
-        })
+        .map(|(name, job)| start(name, Arc::new(job), &beats, &ready))
         .collect();
-    let failed = threads
-        .into_iter()
-        .map(|t| t.join())
-        .filter(|r| !matches!(r, Ok(Ok(()))))
-        .count();
+    let set_names = |served: &[Served]| {
+        *names.lock().unwrap_or_else(|e| e.into_inner()) =
+            served.iter().map(|s| s.name.clone()).collect();
+    };
+    set_names(&served);
+    ready.wait(served.len(), stop);
+    notify::send(&format!(
+        "READY=1\nSTATUS=serving {} channels",
+        served.len()
+    ));
+    let pinging = Arc::new(AtomicBool::new(false));
+    if let Some(period) = notify::watchdog_period() {
+        beats.ping_watchdog(period, Arc::clone(&pinging));
+    }
+    let mut failed = 0;
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(reload) = reload
+            .as_ref()
+            .filter(|r| r.requested.swap(false, Ordering::SeqCst))
+        {
+            served = reloaded(served, reload, &beats, &ready, &mut failed);
+            set_names(&served);
+        }
+        // Channels that ended by themselves (their frames are out, or an
+        // error they cannot retry).
+        let (ended, running): (Vec<_>, Vec<_>) =
+            served.into_iter().partition(|s| s.thread.is_finished());
+        served = running;
+        failed += ended.into_iter().map(stop_channel).filter(|ok| !ok).count();
+        if served.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    notify::send("STOPPING=1");
+    for s in served {
+        if !stop_channel(s) {
+            failed += 1;
+        }
+    }
+    pinging.store(true, Ordering::SeqCst);
     if failed > 0 {
         return Err(format!(
             "{failed} channel(s) ended with an error (see above)"
         ));
     }
     Ok(())
+}
+
+/// Applies a reload to `served`: the channels now served.
+fn reloaded(
+    served: Vec<Served>,
+    reload: &Reload,
+    beats: &Beats,
+    ready: &Arc<Ready>,
+    failed: &mut usize,
+) -> Vec<Served> {
+    let new = match (reload.load)() {
+        Ok(new) => new,
+        Err(e) => {
+            crate::log::error(
+                "",
+                format!("reload refused, the running config goes on: {e}"),
+            );
+            return served;
+        }
+    };
+    notify::send("RELOADING=1");
+    let (mut added, mut changed, mut removed, mut kept) = (0, 0, 0, 0);
+    let before: Vec<Name> = served.iter().map(|s| s.name.clone()).collect();
+    // Stopped first: a changed channel is the same name, started again.
+    let mut still = Vec::new();
+    for s in served {
+        match new.iter().find(|(name, _)| *name == s.name) {
+            Some((_, job)) if *job == *s.job => {
+                kept += 1;
+                still.push(s);
+            }
+            Some(_) => {
+                crate::log::info(&s.name, "config changed: restarting the channel");
+                changed += 1;
+                if !stop_channel(s) {
+                    *failed += 1;
+                }
+            }
+            None => {
+                crate::log::info(&s.name, "removed from the config: stopping the channel");
+                removed += 1;
+                if !stop_channel(s) {
+                    *failed += 1;
+                }
+            }
+        }
+    }
+    for (name, job) in new {
+        if still.iter().any(|s| s.name == name) {
+            continue;
+        }
+        if !before.contains(&name) {
+            added += 1;
+        }
+        still.push(start(name, Arc::new(job), beats, ready));
+    }
+    crate::log::info(
+        "",
+        format!("reloaded: {kept} unchanged, {changed} changed, {added} added, {removed} removed"),
+    );
+    notify::send(&format!("READY=1\nSTATUS=serving {} channels", still.len()));
+    still
 }
 
 /// "; Ctrl-C stops" for someone at a terminal; nothing in a service's log.
@@ -145,7 +363,13 @@ const CREATE_RETRY: Duration = Duration::from_secs(3);
 
 /// One channel of a service: created (retrying while it cannot be, say
 /// while a previous instance still holds it), then served.
-fn serve_until_stopped(name: &Name, job: &Job, stop: &Arc<AtomicBool>) -> Result<(), String> {
+fn serve_until_stopped(
+    name: &Name,
+    job: &Job,
+    stop: &Arc<AtomicBool>,
+    beat: &Beat,
+    up: &mut Up,
+) -> Result<(), String> {
     let options = channel_options(name, job)?;
     let mut told = None;
     let mut publisher = loop {
@@ -155,6 +379,7 @@ fn serve_until_stopped(name: &Name, job: &Job, stop: &Arc<AtomicBool>) -> Result
         match Publisher::create_with(name, &options) {
             Ok(p) => break p,
             Err(e) => {
+                up.mark(); // retrying counts as up
                 let e = one_line(&e);
                 if told.as_ref() != Some(&e) {
                     crate::log::warn(
@@ -166,27 +391,31 @@ fn serve_until_stopped(name: &Name, job: &Job, stop: &Arc<AtomicBool>) -> Result
                     );
                     told = Some(e);
                 }
-                pause(stop, CREATE_RETRY);
+                pause(stop, CREATE_RETRY, beat);
             }
         }
     };
-    serve_channel(name, job, &mut publisher, stop)
+    up.mark();
+    serve_channel(name, job, &mut publisher, stop, beat)
 }
 
-/// Stops every loop on Ctrl-C / SIGTERM. The loops stop by themselves
-/// between frames; a source that sends nothing keeps one blocked in a
-/// read, so after a grace period the handler lets the names go itself and
-/// ends the process.
-fn on_stop(
+/// Stops every loop on Ctrl-C / SIGTERM, and asks for a reload on SIGHUP
+/// when `reload` is given (Linux; elsewhere SIGHUP is not a thing). The
+/// loops stop by themselves between frames; a source that sends nothing
+/// keeps one blocked in a read, so after a grace period the handler lets
+/// the `names` go itself and ends the process.
+fn on_signals(
     stop: &Arc<AtomicBool>,
     finished: &Arc<AtomicBool>,
-    names: Vec<Name>,
+    names: &Arc<Mutex<Vec<Name>>>,
+    reload: Option<&Arc<AtomicBool>>,
 ) -> Result<(), String> {
-    let (stop, finished) = (stop.clone(), finished.clone());
-    ctrlc::set_handler(move || {
+    let (stop, finished, names) = (stop.clone(), finished.clone(), names.clone());
+    let stopping = move || {
         stop.store(true, Ordering::SeqCst);
         std::thread::sleep(STOP_GRACE);
         if !finished.load(Ordering::SeqCst) {
+            let names = names.lock().unwrap_or_else(|e| e.into_inner()).clone();
             for name in &names {
                 let _ = shmcast::remove_owned(name);
             }
@@ -199,8 +428,33 @@ fn on_stop(
             );
             std::process::exit(0);
         }
-    })
-    .map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))
+    };
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut wanted = vec![SIGINT, SIGTERM];
+        wanted.extend(reload.is_some().then_some(SIGHUP));
+        let mut signals = signal_hook::iterator::Signals::new(&wanted)
+            .map_err(|e| format!("cannot handle signals: {e}"))?;
+        let reload = reload.cloned();
+        std::thread::spawn(move || {
+            for signal in signals.forever() {
+                match (signal, &reload) {
+                    (SIGHUP, Some(reload)) => {
+                        crate::log::info("", "SIGHUP: reloading the config");
+                        reload.store(true, Ordering::SeqCst);
+                    }
+                    _ => stopping(),
+                }
+            }
+        });
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reload;
+        ctrlc::set_handler(stopping).map_err(|e| format!("cannot install the Ctrl-C handler: {e}"))
+    }
 }
 
 /// The channel's size, slots and permissions, from the job.
@@ -242,6 +496,7 @@ fn serve_channel(
     job: &Job,
     publisher: &mut Publisher,
     stop: &Arc<AtomicBool>,
+    beat: &Beat,
 ) -> Result<(), String> {
     let meta = job.meta;
     let frame_len = frame_len(name, &meta)?;
@@ -285,9 +540,9 @@ fn serve_channel(
         });
     }
     if job.source == Source::Ffmpeg {
-        ffmpeg_loop(name, job, publisher, frame_len, stop)
+        ffmpeg_loop(name, job, publisher, frame_len, stop, beat)
     } else {
-        publish_loop(name, job, publisher, frame_len, period, stop)
+        publish_loop(name, job, publisher, frame_len, period, stop, beat)
     }
 }
 
@@ -344,6 +599,7 @@ fn publish_loop(
     frame_len: usize,
     period: Option<Duration>,
     stop: &AtomicBool,
+    beat: &Beat,
 ) -> Result<(), String> {
     let meta = job.meta;
     // Only a stdin source takes the process's one stdin lock: taken for
@@ -356,6 +612,7 @@ fn publish_loop(
     let mut last_drop_log: Option<Instant> = None;
     let mut told_truncated = false;
     while !stop.load(Ordering::SeqCst) && job.frames.is_none_or(|n| published + dropped < n) {
+        beat.beat();
         if !told_truncated && publisher.lease_table_truncated() {
             told_truncated = true;
             crate::log::error(
@@ -401,8 +658,10 @@ fn publish_loop(
                     None => &mut scratch,
                 };
                 let stdin = stdin.as_mut().expect("a stdin source holds the stdin lock");
-                let got =
-                    read_full(stdin, buf).map_err(|e| format!("reading stdin for {name}: {e}"))?;
+                beat.waiting(true);
+                let got = read_full(stdin, buf);
+                beat.waiting(false);
+                let got = got.map_err(|e| format!("reading stdin for {name}: {e}"))?;
                 if got == 0 {
                     break;
                 }
@@ -418,7 +677,12 @@ fn publish_loop(
             next += period;
             let now = Instant::now();
             match next.checked_duration_since(now) {
-                Some(wait) => std::thread::sleep(wait),
+                Some(wait) => {
+                    // A slow rate's pause is a wait, not a wedge.
+                    beat.waiting(true);
+                    std::thread::sleep(wait);
+                    beat.waiting(false);
+                }
                 // Behind by more than a frame (the process was stopped, or
                 // the machine busy): pace from now, no burst of catch-up
                 // frames.
@@ -457,6 +721,7 @@ fn ffmpeg_loop(
     publisher: &mut Publisher,
     frame_len: usize,
     stop: &Arc<AtomicBool>,
+    beat: &Beat,
 ) -> Result<(), String> {
     use crate::ffmpeg;
     use std::sync::atomic::AtomicU64;
@@ -478,7 +743,7 @@ fn ffmpeg_loop(
             Err(e) => {
                 let reason = format!("cannot start {}: {e}", args[0]);
                 stall(publisher, &tag, &reason, backoff, &mut repeats);
-                pause(stop, backoff);
+                pause(stop, backoff, beat);
                 backoff = (backoff * 2).min(ffmpeg::MAX_BACKOFF);
                 continue;
             }
@@ -526,6 +791,7 @@ fn ffmpeg_loop(
         let mut stdout = running.take_stdout();
         let mut got_any = false;
         while !stop.load(Ordering::SeqCst) && !done(published) {
+            beat.beat();
             let mut loan = match publisher.loan(frame_len) {
                 Ok(loan) => Some(loan),
                 Err(e) if e.kind() == ErrorKind::AllSlotsLeased => None,
@@ -540,7 +806,11 @@ fn ffmpeg_loop(
                 Some(loan) => loan,
                 None => &mut scratch,
             };
-            match read_full(&mut stdout, buf) {
+            // Bounded by the watchdog above, which stops a silent ffmpeg.
+            beat.waiting(true);
+            let got = read_full(&mut stdout, buf);
+            beat.waiting(false);
+            match got {
                 Ok(n) if n == frame_len => {}
                 _ => break, // ended, killed, or a short last frame
             }
@@ -594,7 +864,7 @@ fn ffmpeg_loop(
             }
         };
         stall(publisher, &tag, &reason, backoff, &mut repeats);
-        pause(stop, backoff);
+        pause(stop, backoff, beat);
         backoff = (backoff * 2).min(ffmpeg::MAX_BACKOFF);
     }
     if let Some(what) = repeats.recovered() {
@@ -634,9 +904,10 @@ fn stall(
 }
 
 /// Sleeps `how_long`, or less if `stop` is set meanwhile.
-fn pause(stop: &AtomicBool, how_long: Duration) {
+fn pause(stop: &AtomicBool, how_long: Duration, beat: &Beat) {
     let until = Instant::now() + how_long;
     while !stop.load(Ordering::SeqCst) {
+        beat.beat();
         let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;

@@ -94,6 +94,54 @@ pub fn install(config: &Path, ffmpeg: &str) -> Result<(), String> {
     }))
 }
 
+/// Asks the running service to reload its config (the parameter-change
+/// control, as `sc control shmcast paramchange` sends it).
+pub fn reload() -> Result<(), String> {
+    use windows_sys::Win32::System::Services::{
+        ControlService, SERVICE_CONTROL_PARAMCHANGE, SERVICE_STATUS,
+    };
+    let manager = ServiceManager::local_computer(None::<&str>, ServiceManagerAccess::CONNECT)
+        .map_err(|e| format!("cannot reach the service manager: {}", why(e)))?;
+    let service = manager
+        .open_service(SERVICE_NAME, ServiceAccess::PAUSE_CONTINUE)
+        .map_err(|e| {
+            format!(
+                "cannot open service {SERVICE_NAME}: {} (is it installed? reloading needs an administrator)",
+                why(e)
+            )
+        })?;
+    let mut status = SERVICE_STATUS {
+        dwServiceType: 0,
+        dwCurrentState: 0,
+        dwControlsAccepted: 0,
+        dwWin32ExitCode: 0,
+        dwServiceSpecificExitCode: 0,
+        dwCheckPoint: 0,
+        dwWaitHint: 0,
+    };
+    // SAFETY: the handle is the open service's, valid while `service`
+    // lives; `status` is a SERVICE_STATUS the call fills in.
+    let ok = unsafe {
+        ControlService(
+            service.raw_handle(),
+            SERVICE_CONTROL_PARAMCHANGE,
+            &mut status,
+        )
+    };
+    if ok == 0 {
+        return Err(format!(
+            "cannot ask service {SERVICE_NAME} to reload: {} (is it running?)",
+            std::io::Error::last_os_error()
+        ));
+    }
+    crate::output::printed(crate::output::print(|out| {
+        writeln!(
+            out,
+            "asked service {SERVICE_NAME} to reload its config; its log says what changed"
+        )
+    }))
+}
+
 /// `service run --config CONFIG [--ffmpeg PATH]`. The service runs as
 /// LocalSystem, which sees neither the installing user's PATH nor their
 /// SHMCAST_FFMPEG: the ffmpeg found now is written into its command line.
@@ -181,7 +229,9 @@ fn report(state: ServiceState, exit: u32) {
         service_type: ServiceType::OWN_PROCESS,
         current_state: state,
         controls_accepted: if state == ServiceState::Running {
-            ServiceControlAccept::STOP | ServiceControlAccept::SHUTDOWN
+            ServiceControlAccept::STOP
+                | ServiceControlAccept::SHUTDOWN
+                | ServiceControlAccept::PARAM_CHANGE
         } else {
             ServiceControlAccept::empty()
         },
@@ -210,7 +260,8 @@ pub fn run(config: &Path, ffmpeg: &str) -> Result<(), String> {
                 "",
                 "not started by the service manager: serving in the foreground",
             );
-            crate::serve::run_config(crate::config::load(&config, ffmpeg)?)
+            let ffmpeg = ffmpeg.to_owned();
+            crate::serve::run_config(move || crate::config::load(&config, &ffmpeg))
         }
         Err(e) => Err(format!("cannot start as a service: {}", why(e))),
     }
@@ -222,9 +273,16 @@ fn service_main(_arguments: Vec<OsString>) {
     };
     log_to_file(config);
     let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
     let on_control = {
-        let stop = Arc::clone(&stop);
+        let (stop, reload) = (Arc::clone(&stop), Arc::clone(&reload));
         move |control| match control {
+            // `sc control shmcast paramchange`: reload the config.
+            ServiceControl::ParamChange => {
+                crate::log::info("", "the service manager asks for a reload (paramchange)");
+                reload.store(true, Ordering::SeqCst);
+                ServiceControlHandlerResult::NoError
+            }
             ServiceControl::Stop | ServiceControl::Shutdown => {
                 crate::log::info("", "the service manager asks us to stop");
                 report(ServiceState::StopPending, 0);
@@ -250,8 +308,18 @@ fn service_main(_arguments: Vec<OsString>) {
             crate::output::shown(config)
         ),
     );
-    let result = crate::config::load(config, ffmpeg)
-        .and_then(|channels| crate::serve::serve_all(channels, &stop));
+    let load = {
+        let (config, ffmpeg) = (config.clone(), ffmpeg.clone());
+        move || crate::config::load(&config, &ffmpeg)
+    };
+    let names = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let result = load().and_then(|channels| {
+        let reload = crate::serve::Reload {
+            requested: reload,
+            load: Box::new(load),
+        };
+        crate::serve::serve_all(channels, &stop, Some(reload), &names)
+    });
     let exit = match &result {
         Ok(()) => 0,
         Err(e) => {

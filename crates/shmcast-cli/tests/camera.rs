@@ -493,7 +493,7 @@ fn a_config_serves_each_channel_at_its_rate_whatever_one_failing_source_does() {
 }
 
 #[test]
-fn the_systemd_unit_passes_systemd_analyze_verify() {
+fn the_systemd_units_pass_systemd_analyze_verify() {
     let Ok(which) = std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output()
@@ -502,27 +502,40 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
         return;
     };
     assert!(which.status.success());
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../packaging/systemd/shmcast.service"
-    ))
-    .unwrap();
     let dir = std::env::temp_dir().join(unique("unit"));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("shmcast.service");
-    std::fs::write(
-        &path,
-        unit.replace("/usr/local/bin/shmcast", env!("CARGO_BIN_EXE_shmcast")),
-    )
-    .unwrap();
-    let out = std::process::Command::new("systemd-analyze")
-        .args(["verify", "--man=no"])
-        .arg(&path)
-        .env("SYSTEMD_LOG_LEVEL", "warning")
-        .output()
+    // The camera service, and the bridge's templates through an instance.
+    for (file, verified) in [
+        ("shmcast.service", "shmcast.service"),
+        ("shmcast-export@.service", "shmcast-export@cam1.service"),
+        ("shmcast-import@.service", "shmcast-import@cam1.service"),
+    ] {
+        let unit = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../packaging/systemd")
+                .join(file),
+        )
         .unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+        // The bridge is another workspace's binary: any executable stands in.
+        let unit = unit
+            .replace(
+                "/usr/local/bin/shmcast-zenoh",
+                env!("CARGO_BIN_EXE_shmcast"),
+            )
+            .replace("/usr/local/bin/shmcast", env!("CARGO_BIN_EXE_shmcast"));
+        std::fs::write(dir.join(file), unit).unwrap();
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(dir.join(verified))
+            .env("SYSTEMD_LOG_LEVEL", "warning")
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.trim().is_empty(),
+            "{file}: {said}"
+        );
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -54,6 +54,23 @@ fn the_service_installs_starts_publishes_stops_cleanly_and_uninstalls() {
         c["latest_frame"].as_u64() > Some(10) && c["health"] == "live"
     });
 
+    // A parameter-change control reloads the config: a channel added, the
+    // first one untouched. (`shmcast service reload` sends it, as `sc
+    // control shmcast paramchange` does on Windows; Wine's sc has no
+    // `control`.)
+    let instance = channel(&name).unwrap()["instance"].clone();
+    let added = unique("svc-added");
+    let first = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, first.clone() + &first.replace(&name, &added)).unwrap();
+    let out = shmcast().args(["service", "reload"]).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    until(&added, "added by the reload", |c| c["health"] == "live");
+    assert_eq!(
+        channel(&name).unwrap()["instance"],
+        instance,
+        "the unchanged channel restarted"
+    );
+
     // A stop request ends it cleanly: the publisher lets go of the channel
     // (and, nobody else holding it, the section goes with its last handle).
     assert!(sc(&["stop", "shmcast"]).status.success());
@@ -69,6 +86,18 @@ fn the_service_installs_starts_publishes_stops_cleanly_and_uninstalls() {
     log.push(".log");
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(log.contains("service started"), "{log}");
+    assert!(
+        log.contains("reloaded: 1 unchanged, 0 changed, 1 added, 0 removed"),
+        "{log}"
+    );
+    // One stamped line per event, and the config's path as written.
+    for line in log.lines() {
+        assert!(
+            line.len() > 31 && line.as_bytes()[10] == b'T' && &line[23..25] == "Z ",
+            "{line:?}"
+        );
+    }
+    assert!(!log.contains(r"\\?\"), "{log}");
     assert!(
         log.contains("asks us to stop") && log.contains("service stopped"),
         "{log}"

@@ -68,7 +68,8 @@ pub fn channel(name: &str) -> Option<serde_json::Value> {
         .output()
         .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some(v["channel"].clone())
+    // A missing channel is {"health": "missing"}, with no "channel".
+    Some(v["channel"].clone()).filter(|c| !c.is_null())
 }
 
 /// Polls `info` every `every` until `ok` holds for the channel, failing

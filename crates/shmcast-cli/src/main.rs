@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 mod config;
 mod ffmpeg;
 mod log;
+mod metrics;
 mod notify;
 mod output;
 mod serve;
@@ -18,6 +19,7 @@ mod service;
 mod status;
 mod view;
 mod watch;
+mod web;
 
 use clap::{Parser, Subcommand};
 use shmcast::{
@@ -224,6 +226,10 @@ enum Command {
             "input", "camera", "stall_after", "mode", "sddl", "lease_mode", "lease_sddl", "group",
         ])]
         config: Option<std::path::PathBuf>,
+        /// Serve Prometheus metrics of the channels on http://ADDR/metrics
+        /// (127.0.0.1:9464 when no ADDR is given)
+        #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = metrics::DEFAULT_ADDR)]
+        metrics: Option<String>,
         /// Where frames come from
         #[arg(long, value_enum, default_value = "pattern")]
         source: serve::Source,
@@ -316,6 +322,22 @@ enum Command {
         #[arg(long)]
         lease: bool,
     },
+    /// A read-only web page of every channel on this machine: live
+    /// previews, fps, frame, leasers, health and stall reasons
+    Web {
+        /// Only these channels (default: every channel on this machine)
+        names: Vec<String>,
+        /// Use the Windows Global\ namespace for NAMES
+        #[arg(long)]
+        global: bool,
+        /// Where to listen. Any address beyond loopback needs --token
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// A secret every request must carry (Authorization: Bearer TOKEN,
+        /// or ?token=TOKEN in the page's address)
+        #[arg(long)]
+        token: Option<String>,
+    },
     /// Remove a segment's name now (Linux); processes that map it keep it.
     Remove {
         #[command(flatten)]
@@ -396,21 +418,24 @@ fn run(command: Command) -> Result<(), String> {
                 stall_after: Duration::MAX,
                 group: access.group,
             },
+            None,
         ),
         Command::Serve {
             name,
             global,
             config: Some(config),
+            metrics,
             ..
         } => {
             let _ = (name, global);
             let ffmpeg = ffmpeg_program();
-            serve::run_config(move || config::load(&config, &ffmpeg))
+            serve::run_config(move || config::load(&config, &ffmpeg), metrics.as_deref())
         }
         Command::Serve {
             name,
             global,
             config: None,
+            metrics,
             source,
             width,
             height,
@@ -470,6 +495,7 @@ fn run(command: Command) -> Result<(), String> {
                     stall_after: positive_seconds(stall_after, "--stall-after")?,
                     group: access.group,
                 },
+                metrics.as_deref(),
             )
         }
         Command::Read {
@@ -492,6 +518,18 @@ fn run(command: Command) -> Result<(), String> {
                 shmcast::Access::ReadOnly
             },
         ),
+        Command::Web {
+            names,
+            global,
+            listen,
+            token,
+        } => {
+            let names = names
+                .into_iter()
+                .map(|name| Target { name, global }.name())
+                .collect::<Result<Vec<_>, _>>()?;
+            web::run(&listen, token, names)
+        }
         Command::Remove { target } => shmcast::remove(target.name()?).map_err(|e| e.to_string()),
     }
 }

@@ -68,11 +68,14 @@ const FIRST_FRAME_GRACE: Duration = Duration::from_secs(5);
 
 /// Creates (or takes over) channel `name` and fills it until the source
 /// ends, `frames` are out, or Ctrl-C / SIGTERM.
-pub fn run(name: &Name, job: &Job) -> Result<(), String> {
+pub fn run(name: &Name, job: &Job, metrics: Option<&str>) -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicBool::new(false));
     let names = Arc::new(Mutex::new(vec![name.clone()]));
     on_signals(&stop, &finished, &names, None)?;
+    if let Some(addr) = metrics {
+        crate::metrics::start(addr, Arc::clone(&names))?;
+    }
     let options = channel_options(name, job)?;
     let mut publisher = Publisher::create_with(name, &options).map_err(|e| one_line(&e))?;
     crate::status::show(std::slice::from_ref(name));
@@ -108,12 +111,16 @@ pub struct Reload {
 /// others. Runs until Ctrl-C / SIGTERM (or every channel has ended);
 /// SIGHUP reloads the config (see [`serve_all`]).
 pub fn run_config(
-    load: impl Fn() -> Result<Vec<(Name, Job)>, String> + 'static,
+    load: impl Fn() -> Result<Channels, String> + 'static,
+    metrics: Option<&str>,
 ) -> Result<(), String> {
     let channels = load()?;
     let stop = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicBool::new(false));
     let names = Arc::new(Mutex::new(Vec::new()));
+    if let Some(addr) = metrics {
+        crate::metrics::start(addr, Arc::clone(&names))?;
+    }
     let reload = Reload {
         requested: Arc::new(AtomicBool::new(false)),
         load: Box::new(load),
@@ -737,7 +744,12 @@ fn ffmpeg_loop(
     // A camera that is not there fails the same way every few seconds: it
     // is said once, and counted.
     let mut repeats = crate::log::Repeats::default();
+    let restarts = crate::metrics::restarts(name);
+    let mut first = true;
     while !stop.load(Ordering::SeqCst) && !done(published) {
+        if !std::mem::take(&mut first) {
+            restarts.fetch_add(1, Ordering::Relaxed);
+        }
         let mut running = match ffmpeg::Running::start(&args, &tag, repeats.failing()) {
             Ok(running) => running,
             Err(e) => {

@@ -261,7 +261,7 @@ pub fn run(config: &Path, ffmpeg: &str) -> Result<(), String> {
                 "not started by the service manager: serving in the foreground",
             );
             let ffmpeg = ffmpeg.to_owned();
-            crate::serve::run_config(move || crate::config::load(&config, &ffmpeg))
+            crate::serve::run_config(move || crate::config::load(&config, &ffmpeg), None)
         }
         Err(e) => Err(format!("cannot start as a service: {}", why(e))),
     }

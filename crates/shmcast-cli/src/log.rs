@@ -114,6 +114,23 @@ pub fn event(level: Level, channel: impl Display, message: impl AsRef<str>) {
     ));
 }
 
+/// Logs an event that an operator should see without reading the log:
+/// a start or stop, a reload, a stall, a recovery, a channel's error. The
+/// Windows service also reports these to the Event Log (`eventlog.rs`).
+pub fn notable(level: Level, channel: impl Display, message: impl AsRef<str>) {
+    let channel = channel.to_string();
+    #[cfg(windows)]
+    crate::eventlog::report(
+        level,
+        &if channel.is_empty() {
+            message.as_ref().to_owned()
+        } else {
+            format!("[{channel}] {}", message.as_ref())
+        },
+    );
+    event(level, channel, message);
+}
+
 pub fn info(channel: impl Display, message: impl AsRef<str>) {
     event(Level::Info, channel, message);
 }

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 mod config;
+#[cfg(windows)]
+mod eventlog;
 mod ffmpeg;
 mod log;
 mod metrics;

@@ -197,7 +197,7 @@ fn start(name: Name, job: Arc<Job>, beats: &Beats, ready: &Arc<Ready>) -> Served
         std::thread::spawn(move || {
             let result = serve_until_stopped(&name, &job, &stop, &beat, &mut up);
             if let Err(e) = &result {
-                crate::log::error(&name, e);
+                crate::log::notable(crate::log::Level::Error, &name, e);
             }
             result
         })
@@ -304,7 +304,8 @@ fn reloaded(
     let new = match (reload.load)() {
         Ok(new) => new,
         Err(e) => {
-            crate::log::error(
+            crate::log::notable(
+                crate::log::Level::Error,
                 "",
                 format!("reload refused, the running config goes on: {e}"),
             );
@@ -347,7 +348,8 @@ fn reloaded(
         }
         still.push(start(name, Arc::new(job), beats, ready));
     }
-    crate::log::info(
+    crate::log::notable(
+        crate::log::Level::Info,
         "",
         format!("reloaded: {kept} unchanged, {changed} changed, {added} added, {removed} removed"),
     );
@@ -838,7 +840,8 @@ fn ffmpeg_loop(
                 got_any = true;
                 backoff = ffmpeg::FIRST_BACKOFF;
                 if let Some(what) = repeats.recovered() {
-                    crate::log::info(
+                    crate::log::notable(
+                        crate::log::Level::Info,
                         &tag,
                         format!(
                             "recovered: frames from ffmpeg (pid {}) after {what}",
@@ -880,7 +883,11 @@ fn ffmpeg_loop(
         backoff = (backoff * 2).min(ffmpeg::MAX_BACKOFF);
     }
     if let Some(what) = repeats.recovered() {
-        crate::log::warn(&tag, format!("stopped while stalled: {what}"));
+        crate::log::notable(
+            crate::log::Level::Warn,
+            &tag,
+            format!("stopped while stalled: {what}"),
+        );
     }
     if dropped > 0 {
         crate::log::warn(
@@ -903,7 +910,8 @@ fn stall(
 ) {
     publisher.report_stall(reason);
     if let Some(said) = repeats.failed(reason) {
-        crate::log::warn(
+        crate::log::notable(
+            crate::log::Level::Warn,
             tag,
             format!(
                 "stalled: {said}; starting ffmpeg again in {:.1}s, then less often (every {}s \

@@ -81,6 +81,7 @@ pub fn install(config: &Path, ffmpeg: &str) -> Result<(), String> {
     let service = manager
         .create_service(&info, ServiceAccess::CHANGE_CONFIG)
         .map_err(|e| format!("cannot create service {SERVICE_NAME}: {}", why(e)))?;
+    crate::eventlog::register()?;
     let _ = service.set_description(format!(
         "Publishes the cameras of {} into named shared memory (shmcast)",
         config.display()
@@ -213,6 +214,7 @@ pub fn uninstall() -> Result<(), String> {
     service
         .delete()
         .map_err(|e| format!("cannot remove service {SERVICE_NAME}: {}", why(e)))?;
+    crate::eventlog::unregister();
     crate::output::printed(crate::output::print(|out| {
         writeln!(out, "removed service {SERVICE_NAME}")
     }))
@@ -260,6 +262,11 @@ pub fn run(config: &Path, ffmpeg: &str) -> Result<(), String> {
                 "",
                 "not started by the service manager: serving in the foreground",
             );
+            // The Event Log is the service's; a console run reports to it
+            // only when asked (how the call path is tested under Wine).
+            if std::env::var_os("SHMCAST_EVENT_LOG").is_some() {
+                crate::eventlog::enable();
+            }
             let ffmpeg = ffmpeg.to_owned();
             crate::serve::run_config(move || crate::config::load(&config, &ffmpeg), None)
         }
@@ -272,6 +279,7 @@ fn service_main(_arguments: Vec<OsString>) {
         return;
     };
     log_to_file(config);
+    crate::eventlog::enable();
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     let on_control = {
@@ -299,7 +307,8 @@ fn service_main(_arguments: Vec<OsString>) {
     };
     let _ = STATUS.set(status);
     report(ServiceState::Running, 0);
-    crate::log::info(
+    crate::log::notable(
+        crate::log::Level::Info,
         "",
         format!(
             "service started (pid {}, version {}): serving {}",
@@ -323,11 +332,11 @@ fn service_main(_arguments: Vec<OsString>) {
     let exit = match &result {
         Ok(()) => 0,
         Err(e) => {
-            crate::log::error("", format!("service ends: {e}"));
+            crate::log::notable(crate::log::Level::Error, "", format!("service ends: {e}"));
             1
         }
     };
-    crate::log::info("", "service stopped");
+    crate::log::notable(crate::log::Level::Info, "", "service stopped");
     report(ServiceState::Stopped, exit);
 }
 

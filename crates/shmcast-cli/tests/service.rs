@@ -49,6 +49,17 @@ fn the_service_installs_starts_publishes_stops_cleanly_and_uninstalls() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
+    // The Event Log source is registered with it.
+    let source = r"HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\shmcast";
+    let out = Command::new("reg")
+        .args(["query", source])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success()
+            && String::from_utf8_lossy(&out.stdout).contains("EventLogMessages.dll"),
+        "{out:?}"
+    );
     assert!(sc(&["start", "shmcast"]).status.success());
     until(&name, "publishing from the service", |c| {
         c["latest_frame"].as_u64() > Some(10) && c["health"] == "live"
@@ -108,6 +119,15 @@ fn the_service_installs_starts_publishes_stops_cleanly_and_uninstalls() {
     assert!(
         !sc(&["query", "shmcast"]).status.success(),
         "the service is still registered"
+    );
+    assert!(
+        !Command::new("reg")
+            .args(["query", source])
+            .output()
+            .unwrap()
+            .status
+            .success(),
+        "the event source is still registered"
     );
     let _ = std::fs::remove_file(config);
 }

@@ -49,11 +49,17 @@ static class Retarget
             .Concat(standard.Types.Select(t => t.FullName)));
 
         var module = ModuleDefinition.ReadModule(args[0]);
-        var target = new AssemblyNameReference("netstandard", new Version(2, 1, 0, 0))
+        // A program compiled against a netstandard library already names
+        // netstandard itself: that reference is the one to use.
+        var target = module.AssemblyReferences.FirstOrDefault(r => r.Name == "netstandard");
+        if (target == null)
         {
-            PublicKeyToken = standard.Assembly.Name.PublicKeyToken,
-        };
-        module.AssemblyReferences.Add(target);
+            target = new AssemblyNameReference("netstandard", new Version(2, 1, 0, 0))
+            {
+                PublicKeyToken = standard.Assembly.Name.PublicKeyToken,
+            };
+            module.AssemblyReferences.Add(target);
+        }
         var missing = new SortedSet<string>();
         foreach (var type in module.GetTypeReferences())
         {

@@ -107,9 +107,13 @@ const KEEP_LINES: usize = 3;
 
 impl Running {
     /// Starts `args` (from [`command_line`]); its stderr lines are logged
-    /// as `[name] ffmpeg: ...` (unless `quiet`: a failure that repeats,
-    /// whose lines were said already) and the last few kept.
-    pub fn start(args: &[String], name: &str, quiet: bool) -> std::io::Result<Running> {
+    /// as `[name] ffmpeg: ...` (not while `quiet`: during a failure that
+    /// repeats, whose lines were said already) and the last few kept.
+    pub fn start(
+        args: &[String],
+        name: &str,
+        quiet: &Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::io::Result<Running> {
         let mut child = Command::new(&args[0])
             .args(&args[1..])
             .stdin(Stdio::null())
@@ -120,11 +124,11 @@ impl Running {
         let stderr = child.stderr.take().expect("piped");
         let errors = Arc::new(Mutex::new(VecDeque::new()));
         {
-            let (errors, name) = (Arc::clone(&errors), name.to_owned());
+            let (errors, name, quiet) = (Arc::clone(&errors), name.to_owned(), Arc::clone(quiet));
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
                     let Ok(line) = line else { break };
-                    if !quiet {
+                    if !quiet.load(std::sync::atomic::Ordering::Relaxed) {
                         crate::log::warn(&name, format!("ffmpeg: {line}"));
                     }
                     let mut kept = errors.lock().unwrap_or_else(|e| e.into_inner());

@@ -199,6 +199,10 @@ impl Rotating {
         if self.len > 0 && self.len + add > self.max_bytes {
             self.rotate();
         }
+        if self.file.is_none() {
+            // A reopen that failed (a full disk, a locked file): try again.
+            self.reopen(false);
+        }
         if let Some(file) = self.file.as_mut() {
             if writeln!(file, "{line}").is_ok() {
                 self.len += add;
@@ -214,22 +218,35 @@ impl Rotating {
 
     fn rotate(&mut self) {
         self.file = None; // closed first: Windows renames no open file
-        if self.keep == 0 {
-            let _ = std::fs::remove_file(&self.path);
+        let moved = if self.keep == 0 {
+            std::fs::remove_file(&self.path).is_ok()
         } else {
             let _ = std::fs::remove_file(self.numbered(self.keep));
             for n in (1..self.keep).rev() {
                 let _ = std::fs::rename(self.numbered(n), self.numbered(n + 1));
             }
-            let _ = std::fs::rename(&self.path, self.numbered(1));
+            std::fs::rename(&self.path, self.numbered(1)).is_ok()
+        };
+        // A log that could not be moved aside (someone has it open without
+        // sharing delete, on Windows) is appended to, not emptied; the next
+        // line tries the rotation again.
+        self.reopen(moved);
+    }
+
+    fn reopen(&mut self, fresh: bool) {
+        let mut options = OpenOptions::new();
+        options.create(true);
+        if fresh {
+            options.write(true).truncate(true);
+        } else {
+            options.append(true);
         }
-        self.file = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(&self.path)
-            .ok();
-        self.len = 0;
+        self.file = options.open(&self.path).ok();
+        self.len = match (&self.file, fresh) {
+            (Some(_), true) => 0,
+            (Some(f), false) => f.metadata().map_or(0, |m| m.len()),
+            (None, _) => 0,
+        };
     }
 }
 

@@ -55,7 +55,8 @@ pub fn start(addr: &str, names: Arc<Mutex<Vec<Name>>>) -> Result<(), String> {
     crate::log::info("", format!("metrics on http://{addr}/metrics"));
     std::thread::spawn(move || {
         for request in server.incoming_requests() {
-            let response = if request.url() == "/metrics" {
+            let path = request.url().split('?').next().unwrap_or("");
+            let response = if path == "/metrics" {
                 let names = names.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 tiny_http::Response::from_string(render(&names)).with_header(
                     tiny_http::Header::from_bytes(

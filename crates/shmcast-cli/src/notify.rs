@@ -5,8 +5,8 @@
 //!
 //! `serve` says `READY=1` once every channel is up or retrying, `STOPPING=1`
 //! when it stops, `RELOADING=1` and `READY=1` around a reload, and, when
-//! the unit sets `WatchdogSec=`, `WATCHDOG=1` at half that period for as
-//! long as every channel's loop is alive ([`Beats`]): a loop wedged in
+//! the unit sets `WatchdogSec=`, `WATCHDOG=1` every quarter of that period
+//! for as long as every channel's loop is alive ([`Beats`]): a loop wedged in
 //! anything but a wait for its source stops the pings, and systemd
 //! restarts the service.
 
@@ -119,8 +119,9 @@ impl Beats {
         })
     }
 
-    /// Pings the watchdog every half `period` while every loop lives (a
-    /// loop may be silent for up to the whole period), until `stop`.
+    /// Pings the watchdog while every loop lives, until `stop`: checked
+    /// every quarter `period`, a loop silent for half of it stops the
+    /// pings, so one missed check never makes systemd wait past `period`.
     pub fn ping_watchdog(self: &Arc<Beats>, period: Duration, stop: Arc<AtomicBool>) {
         let beats = Arc::clone(self);
         std::thread::spawn(move || {
@@ -128,7 +129,7 @@ impl Beats {
                 if beats.all_alive(period / 2) {
                     send("WATCHDOG=1");
                 }
-                std::thread::sleep(period / 2);
+                std::thread::sleep(period / 4);
             }
         });
     }

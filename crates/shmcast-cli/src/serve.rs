@@ -259,7 +259,11 @@ pub fn serve_all(
         beats.ping_watchdog(period, Arc::clone(&pinging));
     }
     let mut failed = 0;
+    // The main loop beats too: a reload stuck waiting for a channel stops
+    // the watchdog's pings.
+    let main_beat = beats.add();
     while !stop.load(Ordering::SeqCst) {
+        main_beat.beat();
         if let Some(reload) = reload
             .as_ref()
             .filter(|r| r.requested.swap(false, Ordering::SeqCst))
@@ -279,11 +283,17 @@ pub fn serve_all(
         std::thread::sleep(Duration::from_millis(50));
     }
     notify::send("STOPPING=1");
+    // Every channel told first, then waited for: they stop together, well
+    // within the signal handler's grace period.
+    for s in &served {
+        s.stop.store(true, Ordering::SeqCst);
+    }
     for s in served {
         if !stop_channel(s) {
             failed += 1;
         }
     }
+    drop(main_beat);
     pinging.store(true, Ordering::SeqCst);
     if failed > 0 {
         return Err(format!(
@@ -315,8 +325,10 @@ fn reloaded(
     notify::send("RELOADING=1");
     let (mut added, mut changed, mut removed, mut kept) = (0, 0, 0, 0);
     let before: Vec<Name> = served.iter().map(|s| s.name.clone()).collect();
-    // Stopped first: a changed channel is the same name, started again.
+    // Stopped first (a changed channel is the same name, started again),
+    // all of them told before any is waited for.
     let mut still = Vec::new();
+    let mut stopping = Vec::new();
     for s in served {
         match new.iter().find(|(name, _)| *name == s.name) {
             Some((_, job)) if *job == *s.job => {
@@ -326,17 +338,20 @@ fn reloaded(
             Some(_) => {
                 crate::log::info(&s.name, "config changed: restarting the channel");
                 changed += 1;
-                if !stop_channel(s) {
-                    *failed += 1;
-                }
+                s.stop.store(true, Ordering::SeqCst);
+                stopping.push(s);
             }
             None => {
                 crate::log::info(&s.name, "removed from the config: stopping the channel");
                 removed += 1;
-                if !stop_channel(s) {
-                    *failed += 1;
-                }
+                s.stop.store(true, Ordering::SeqCst);
+                stopping.push(s);
             }
+        }
+    }
+    for s in stopping {
+        if !stop_channel(s) {
+            *failed += 1;
         }
     }
     for (name, job) in new {
@@ -408,8 +423,8 @@ fn serve_until_stopped(
     serve_channel(name, job, &mut publisher, stop, beat)
 }
 
-/// Stops every loop on Ctrl-C / SIGTERM, and asks for a reload on SIGHUP
-/// when `reload` is given (Linux; elsewhere SIGHUP is not a thing). The
+/// Stops every loop on Ctrl-C / SIGTERM, and on SIGHUP asks for a reload
+/// when `reload` is given, else stops too (SIGHUP is a Unix thing). The
 /// loops stop by themselves between frames; a source that sends nothing
 /// keeps one blocked in a read, so after a grace period the handler lets
 /// the `names` go itself and ends the process.
@@ -441,9 +456,9 @@ fn on_signals(
     #[cfg(unix)]
     {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut wanted = vec![SIGINT, SIGTERM];
-        wanted.extend(reload.is_some().then_some(SIGHUP));
-        let mut signals = signal_hook::iterator::Signals::new(&wanted)
+        // SIGHUP reloads a config; with none to reload it stops, as the
+        // terminal's hang-up always did.
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
             .map_err(|e| format!("cannot handle signals: {e}"))?;
         let reload = reload.cloned();
         std::thread::spawn(move || {
@@ -686,12 +701,9 @@ fn publish_loop(
             next += period;
             let now = Instant::now();
             match next.checked_duration_since(now) {
-                Some(wait) => {
-                    // A slow rate's pause is a wait, not a wedge.
-                    beat.waiting(true);
-                    std::thread::sleep(wait);
-                    beat.waiting(false);
-                }
+                // In short steps that watch `stop` (a slow rate must not
+                // hold up a stop or a reload) and beat.
+                Some(wait) => pause(stop, wait, beat),
                 // Behind by more than a frame (the process was stopped, or
                 // the machine busy): pace from now, no burst of catch-up
                 // frames.
@@ -746,13 +758,16 @@ fn ffmpeg_loop(
     // A camera that is not there fails the same way every few seconds: it
     // is said once, and counted.
     let mut repeats = crate::log::Repeats::default();
+    // ffmpeg's own lines are not said again while a failure repeats.
+    let quiet = Arc::new(AtomicBool::new(false));
     let restarts = crate::metrics::restarts(name);
     let mut first = true;
     while !stop.load(Ordering::SeqCst) && !done(published) {
         if !std::mem::take(&mut first) {
             restarts.fetch_add(1, Ordering::Relaxed);
         }
-        let mut running = match ffmpeg::Running::start(&args, &tag, repeats.failing()) {
+        quiet.store(repeats.failing(), Ordering::Relaxed);
+        let mut running = match ffmpeg::Running::start(&args, &tag, &quiet) {
             Ok(running) => running,
             Err(e) => {
                 let reason = format!("cannot start {}: {e}", args[0]);
@@ -839,6 +854,7 @@ fn ffmpeg_loop(
             if !got_any {
                 got_any = true;
                 backoff = ffmpeg::FIRST_BACKOFF;
+                quiet.store(false, Ordering::Relaxed);
                 if let Some(what) = repeats.recovered() {
                     crate::log::notable(
                         crate::log::Level::Info,
@@ -981,68 +997,119 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(got)
 }
 
+/// How the pattern's first pixels of a row are made: (row, y, pixels)
+/// writes pixels 0..pixels of row y.
+type RowStart<'a> = dyn Fn(&mut [u8], usize, usize) + 'a;
+
 /// Frame `t` of the test pattern: a diagonal gradient that scrolls, with a
 /// white square bouncing across it, in any of the supported formats.
+///
+/// Pixel (x, y) of frame t is red `x + t`, green `y + 2t`, blue
+/// `(x + y) / 2` (each mod 256), or white inside the square. That repeats
+/// every 512 pixels along a row and every 512 rows down the frame, so
+/// only a 512x512 corner is computed and the rest copied (well under a
+/// millisecond for a 1080p frame, where computing every pixel took six).
 pub fn draw(frame: &mut [u8], meta: &FrameMeta, t: u64) {
+    /// Pixels after which a row repeats: red's period (256) divides it,
+    /// and blue's, (x + y) / 2 mod 256, is 512.
+    const PERIOD: usize = 512;
     let (w, h) = (meta.width as usize, meta.height as usize);
     let side = (w.min(h) / 6).max(1);
     let (bx, by) = (
         bounce(t * 7, w - side.min(w)),
         bounce(t * 5, h - side.min(h)),
     );
-    let in_box = |x: usize, y: usize| x >= bx && x < bx + side && y >= by && y < by + side;
     let t = t as usize;
-    let rgb = |x: usize, y: usize| -> [u8; 3] {
-        if in_box(x, y) {
-            [255, 255, 255]
-        } else {
-            [(x + t) as u8, (y + 2 * t) as u8, ((x + y) / 2) as u8]
-        }
-    };
-    let luma = |x: usize, y: usize| -> u8 {
-        let [r, g, b] = rgb(x, y);
+    let rgb =
+        |x: usize, y: usize| -> [u8; 3] { [(x + t) as u8, (y + 2 * t) as u8, ((x + y) / 2) as u8] };
+    let luma = |[r, g, b]: [u8; 3]| -> u8 {
         ((u32::from(r) * 77 + u32::from(g) * 150 + u32::from(b) * 29) >> 8) as u8
     };
-    match meta.format {
+    // Bytes per row, and how one row's first pixels are made: (row, y,
+    // pixels) writes pixels 0..pixels of row y.
+    let (row_len, first): (usize, &RowStart) = match meta.format {
         PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Rgba | PixelFormat::Bgra => {
             let bpp = if matches!(meta.format, PixelFormat::Rgba | PixelFormat::Bgra) {
                 4
             } else {
                 3
             };
-            for (i, px) in frame.chunks_exact_mut(bpp).enumerate() {
-                let [r, g, b] = rgb(i % w, i / w);
-                let (first, third) =
-                    if matches!(meta.format, PixelFormat::Bgr24 | PixelFormat::Bgra) {
-                        (b, r)
-                    } else {
-                        (r, b)
-                    };
-                px[0] = first;
-                px[1] = g;
-                px[2] = third;
-                if bpp == 4 {
-                    px[3] = 255;
+            let swap = matches!(meta.format, PixelFormat::Bgr24 | PixelFormat::Bgra);
+            (w * bpp, &move |row: &mut [u8], y: usize, n: usize| {
+                for (x, px) in row[..n * bpp].chunks_exact_mut(bpp).enumerate() {
+                    let [r, g, b] = rgb(x, y);
+                    let (first, third) = if swap { (b, r) } else { (r, b) };
+                    px[0] = first;
+                    px[1] = g;
+                    px[2] = third;
+                    if bpp == 4 {
+                        px[3] = 255;
+                    }
                 }
+            })
+        }
+        PixelFormat::Yuyv => (w * 2, &|row: &mut [u8], y: usize, n: usize| {
+            for (i, pair) in row[..n * 2].chunks_exact_mut(4).enumerate() {
+                pair.copy_from_slice(&[luma(rgb(2 * i, y)), 128, luma(rgb(2 * i + 1, y)), 128]);
+            }
+        }),
+        // Gray8, and the luma plane of Nv12 and I420 (neutral chroma below).
+        _ => (w, &|row: &mut [u8], y: usize, n: usize| {
+            for (x, px) in row[..n].iter_mut().enumerate() {
+                *px = luma(rgb(x, y));
+            }
+        }),
+    };
+    let rows = frame.len().checked_div(row_len).map_or(0, |r| r.min(h));
+    let bpp = row_len / w.max(1);
+    let period = PERIOD.min(w);
+    // Rows repeat every 512 too (green is y + 2t, blue (x + y) / 2): the
+    // first 512 rows are made, the rest copied from them.
+    let made = rows.min(PERIOD);
+    for (y, row) in frame
+        .chunks_exact_mut(row_len.max(1))
+        .take(made)
+        .enumerate()
+    {
+        first(row, y, period);
+        // The rest of the row: copies of what is there, doubling.
+        let mut filled = period * bpp;
+        while filled > 0 && filled < row_len {
+            let n = filled.min(row_len - filled);
+            row.copy_within(..n, filled);
+            filled += n;
+        }
+    }
+    let (mut filled, all) = (made * row_len, rows * row_len);
+    while filled > 0 && filled < all {
+        let n = filled.min(all - filled);
+        frame.copy_within(..n, filled);
+        filled += n;
+    }
+    // The square, over the copies.
+    for row in frame
+        .chunks_exact_mut(row_len.max(1))
+        .take(rows)
+        .skip(by)
+        .take(side)
+    {
+        for x in bx.min(w)..(bx + side).min(w) {
+            match meta.format {
+                PixelFormat::Yuyv => row[x * 2] = 255,
+                _ => row[x * bpp..x * bpp + bpp].fill(255),
             }
         }
-        PixelFormat::Gray8 => {
-            for (i, px) in frame.iter_mut().enumerate() {
-                *px = luma(i % w, i / w);
-            }
-        }
-        PixelFormat::Yuyv => {
-            for (i, pair) in frame.chunks_exact_mut(4).enumerate() {
-                let (x, y) = ((2 * i) % w, (2 * i) / w);
-                pair.copy_from_slice(&[luma(x, y), 128, luma(x + 1, y), 128]);
-            }
-        }
-        // Nv12, I420: a luma plane, then neutral chroma.
-        _ => {
-            let (y_plane, chroma) = frame.split_at_mut((w * h).min(frame.len()));
-            for (i, px) in y_plane.iter_mut().enumerate() {
-                *px = luma(i % w, i / w);
-            }
+    }
+    if !matches!(
+        meta.format,
+        PixelFormat::Rgb24
+            | PixelFormat::Bgr24
+            | PixelFormat::Rgba
+            | PixelFormat::Bgra
+            | PixelFormat::Gray8
+            | PixelFormat::Yuyv
+    ) {
+        if let Some(chroma) = frame.get_mut((w * h).min(frame.len())..) {
             chroma.fill(128);
         }
     }
@@ -1065,6 +1132,94 @@ fn bounce(t: u64, span: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pattern as it was first written, a pixel at a time: what `draw`
+    /// must still draw.
+    fn draw_each_pixel(frame: &mut [u8], meta: &FrameMeta, t: u64) {
+        let (w, h) = (meta.width as usize, meta.height as usize);
+        let side = (w.min(h) / 6).max(1);
+        let (bx, by) = (
+            bounce(t * 7, w - side.min(w)),
+            bounce(t * 5, h - side.min(h)),
+        );
+        let in_box = |x: usize, y: usize| x >= bx && x < bx + side && y >= by && y < by + side;
+        let t = t as usize;
+        let rgb = |x: usize, y: usize| -> [u8; 3] {
+            if in_box(x, y) {
+                [255, 255, 255]
+            } else {
+                [(x + t) as u8, (y + 2 * t) as u8, ((x + y) / 2) as u8]
+            }
+        };
+        let luma = |x: usize, y: usize| -> u8 {
+            let [r, g, b] = rgb(x, y);
+            ((u32::from(r) * 77 + u32::from(g) * 150 + u32::from(b) * 29) >> 8) as u8
+        };
+        match meta.format {
+            PixelFormat::Rgb24 | PixelFormat::Bgr24 | PixelFormat::Rgba | PixelFormat::Bgra => {
+                let bpp = if matches!(meta.format, PixelFormat::Rgba | PixelFormat::Bgra) {
+                    4
+                } else {
+                    3
+                };
+                for (i, px) in frame.chunks_exact_mut(bpp).enumerate() {
+                    let [r, g, b] = rgb(i % w, i / w);
+                    let (first, third) =
+                        if matches!(meta.format, PixelFormat::Bgr24 | PixelFormat::Bgra) {
+                            (b, r)
+                        } else {
+                            (r, b)
+                        };
+                    px[0] = first;
+                    px[1] = g;
+                    px[2] = third;
+                    if bpp == 4 {
+                        px[3] = 255;
+                    }
+                }
+            }
+            PixelFormat::Gray8 => {
+                for (i, px) in frame.iter_mut().enumerate() {
+                    *px = luma(i % w, i / w);
+                }
+            }
+            PixelFormat::Yuyv => {
+                for (i, pair) in frame.chunks_exact_mut(4).enumerate() {
+                    let (x, y) = ((2 * i) % w, (2 * i) / w);
+                    pair.copy_from_slice(&[luma(x, y), 128, luma(x + 1, y), 128]);
+                }
+            }
+            // Nv12, I420: a luma plane, then neutral chroma.
+            _ => {
+                let (y_plane, chroma) = frame.split_at_mut((w * h).min(frame.len()));
+                for (i, px) in y_plane.iter_mut().enumerate() {
+                    *px = luma(i % w, i / w);
+                }
+                chroma.fill(128);
+            }
+        }
+    }
+
+    #[test]
+    fn the_pattern_is_the_same_as_drawn_a_pixel_at_a_time() {
+        for format in [
+            "rgb24", "bgr24", "rgba", "bgra", "gray8", "yuyv", "nv12", "i420",
+        ] {
+            let format: PixelFormat = format.parse().unwrap();
+            for (w, h) in [(64, 48), (1280, 720), (1030, 300), (2, 2), (600, 1)] {
+                let Some(len) = format.frame_len(w, h) else {
+                    continue;
+                };
+                let meta = FrameMeta::new(w, h, format);
+                for t in [0, 1, 77, 1000] {
+                    let (mut a, mut b) = (vec![7u8; len], vec![7u8; len]);
+                    draw(&mut a, &meta, t);
+                    draw_each_pixel(&mut b, &meta, t);
+                    assert!(a == b, "{format} {w}x{h} frame {t} differs");
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_pattern_fills_every_format_and_moves() {

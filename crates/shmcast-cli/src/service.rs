@@ -56,6 +56,8 @@ pub fn install(config: &Path, ffmpeg: &str) -> Result<(), String> {
     let config = absolute(config)?;
     // A config that does not parse is refused now, not at the next boot.
     crate::config::load(&config, ffmpeg)?;
+    // The event source first: if this fails, nothing is half-installed.
+    crate::eventlog::register()?;
     let manager = ServiceManager::local_computer(
         None::<&str>,
         ServiceManagerAccess::CONNECT | ServiceManagerAccess::CREATE_SERVICE,
@@ -81,7 +83,6 @@ pub fn install(config: &Path, ffmpeg: &str) -> Result<(), String> {
     let service = manager
         .create_service(&info, ServiceAccess::CHANGE_CONFIG)
         .map_err(|e| format!("cannot create service {SERVICE_NAME}: {}", why(e)))?;
-    crate::eventlog::register()?;
     let _ = service.set_description(format!(
         "Publishes the cameras of {} into named shared memory (shmcast)",
         config.display()
@@ -280,6 +281,10 @@ fn service_main(_arguments: Vec<OsString>) {
     };
     log_to_file(config);
     crate::eventlog::enable();
+    // A service has no stderr: a panic is said in the log, and reported.
+    std::panic::set_hook(Box::new(|panic| {
+        crate::log::notable(crate::log::Level::Error, "", format!("panic: {panic}"));
+    }));
     let stop = Arc::new(AtomicBool::new(false));
     let reload = Arc::new(AtomicBool::new(false));
     let on_control = {

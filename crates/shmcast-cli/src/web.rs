@@ -63,8 +63,10 @@ pub fn run(listen: &str, token: Option<String>, only: Vec<Name>) -> Result<(), S
         .parse()
         .map_err(|_| format!("--listen {listen}: give an address and port, e.g. 127.0.0.1:8080"))?;
     if let Some(t) = &token {
-        if t.len() < 8 || t.chars().any(|c| !c.is_ascii_graphic()) {
-            return Err("--token: give at least 8 printable characters, no spaces".to_owned());
+        // Characters that need no escaping in a URL or in the page's script.
+        let plain = |c: char| c.is_ascii_alphanumeric() || "-._~".contains(c);
+        if t.len() < 8 || !t.chars().all(plain) {
+            return Err("--token: give at least 8 of A-Z a-z 0-9 - . _ ~".to_owned());
         }
     }
     if !addr.ip().is_loopback() {
@@ -149,9 +151,64 @@ fn authorized(state: &State, request: &Request, query_token: Option<&str>) -> bo
     })
 }
 
+/// Without a token the page is for this machine only, and a request must
+/// also name this machine as its host: a web page elsewhere that points
+/// its own domain at 127.0.0.1 (DNS rebinding) reaches the port, but sends
+/// its own domain as the Host.
+fn local_host(request: &Request) -> bool {
+    let Some(host) = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Host"))
+        .map(|h| h.value.as_str().to_ascii_lowercase())
+    else {
+        return true; // HTTP/1.0 without Host: not a browser's request
+    };
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !name.ends_with(':') => {
+            name
+        }
+        _ => host.as_str(),
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+/// A path segment with its `%XX` escapes decoded (a `Global\` name
+/// arrives as `Global%5Ccam`); `None` if they are not valid UTF-8.
+fn percent_decoded(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A channel name for a URL: its `\` (of `Global\`) escaped.
+fn in_url(name: &Name) -> String {
+    name.to_string().replace('\\', "%5C")
+}
+
 fn answer(state: &State, request: Request) {
     let url = request.url().to_owned();
     let (path, query_token) = split_url(&url);
+    if state.token.is_none() && !local_host(&request) {
+        let _ = request.respond(
+            Response::from_string("this page answers requests for 127.0.0.1 or localhost only")
+                .with_status_code(403),
+        );
+        return;
+    }
     if !authorized(state, &request, query_token) {
         let _ = request.respond(
             Response::from_string(
@@ -176,7 +233,8 @@ fn answer(state: &State, request: Request) {
         _ => match path
             .strip_prefix("/channel/")
             .and_then(|rest| rest.strip_suffix("/frame.jpg"))
-            .map(Name::new)
+            .and_then(percent_decoded)
+            .map(|n| Name::new(&n))
         {
             Some(Ok(name)) if !state.only.is_empty() && !state.only.contains(&name) => {
                 Response::from_string("not one of the channels shown here").with_status_code(404)
@@ -347,7 +405,7 @@ dl {{ display: grid; grid-template-columns: auto auto; margin: 0.5em 0; }} dd {{
             html,
             r#"<section class="channel" data-name="{name}" data-frame="{frame}">
 <h2>{name}</h2>
-<img class="preview" alt="{name}" src="/channel/{name}/frame.jpg?n={frame}{amp}">
+<img class="preview" alt="{name}" src="/channel/{url}/frame.jpg?n={frame}{amp}">
 <dl>
 <dt>health</dt><dd class="health health-{health}">{health}</dd>
 <dt>reason</dt><dd class="reason">{reason}</dd>
@@ -358,6 +416,7 @@ dl {{ display: grid; grid-template-columns: auto auto; margin: 0.5em 0; }} dd {{
 </dl></section>
 "#,
             frame = s.frame,
+            url = escape(&in_url(&s.name)),
             amp = escape(&amp),
             health = s.health,
             reason = escape(s.reason.as_deref().unwrap_or("")),
@@ -407,11 +466,14 @@ setInterval(refresh, 1000);
 /// frame has not changed since, else converted and encoded now, once,
 /// whoever else asks meanwhile (they wait for it).
 fn preview(state: &State, name: &Name) -> Result<Arc<Vec<u8>>, String> {
+    let subscriber = Subscriber::open(name).map_err(|e| crate::one_line(&e))?;
+    // Only channels that exist get an entry (made-up names must not grow
+    // the map), and channels that are gone lose theirs.
     let preview = {
         let mut previews = state.previews.lock().unwrap_or_else(|e| e.into_inner());
+        previews.retain(|n, _| n == name || shmcast::inspect(n).is_ok());
         Arc::clone(previews.entry(name.clone()).or_default())
     };
-    let subscriber = Subscriber::open(name).map_err(|e| crate::one_line(&e))?;
     let mut last = preview.last.lock().unwrap_or_else(|e| e.into_inner());
     let latest = subscriber.latest_number();
     let instance = subscriber.instance();
@@ -462,6 +524,14 @@ mod tests {
 
     #[test]
     fn tokens_come_from_the_query_and_html_is_escaped() {
+        assert_eq!(
+            percent_decoded("Global%5Ccam"),
+            Some("Global\\cam".to_owned())
+        );
+        assert_eq!(percent_decoded("a%5"), Some("a%5".to_owned()));
+        assert_eq!(percent_decoded("%zz%41"), Some("%zzA".to_owned()));
+        assert_eq!(percent_decoded("%\u{e9}x"), Some("%\u{e9}x".to_owned()));
+        assert_eq!(in_url(&Name::new("Global\\cam").unwrap()), "Global%5Ccam");
         assert_eq!(split_url("/x?n=3&token=abc"), ("/x", Some("abc")));
         assert_eq!(split_url("/x"), ("/x", None));
         assert_eq!(

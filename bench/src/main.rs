@@ -92,6 +92,11 @@ struct Sample {
     /// frame the readers got, all readers' frames counted: what one
     /// delivered frame costs the machine.
     cpu_per_frame_ms: f64,
+    /// The camera case: CPU per published frame of the service (`serve`)
+    /// and of its source (ffmpeg), and of each reader (median), in ms.
+    serve_ms: f64,
+    source_ms: f64,
+    reader_ms: f64,
 }
 
 fn unique() -> String {
@@ -158,6 +163,7 @@ fn pubsub(writer: (&str, Vec<String>), reader: (&str, ReaderArgs<'_>), readers: 
         dropped: f(&wres, "dropped"),
         writer_core: f(&wres, "run_cpu") / f(&wres, "secs").max(1e-9),
         cpu_per_frame_ms: cpu_per_frame_ms(&wres, &rres),
+        ..Sample::default()
     }
 }
 
@@ -387,6 +393,47 @@ fn bandwidth_case(kind: &'static str, threads: usize, footprint: usize, secs: f6
     }
 }
 
+/// A 1080p30 camera: `shmcast serve --source ffmpeg` with ffmpeg's lavfi
+/// test source at 1920x1080 rgb24, 30 fps (`-re`), and 8 readers blocked in
+/// their waits, 4 leasing and 4 copying, each taking the publish-to-read
+/// latency from the frame's timestamp (the publish time). Needs the CLI
+/// (`SHMCAST_BENCH_CLI`) and ffmpeg; without them the case is skipped.
+fn camera_case(cli: String, secs: f64) -> Sample {
+    let name = unique();
+    let mut w = Proc::spawn("camera-serve", &[name.clone(), cli, s(secs)]);
+    w.ready();
+    let mut rs: Vec<Proc> = ["lease-meta", "copy-meta"]
+        .iter()
+        .flat_map(|mode| std::iter::repeat_n(*mode, 4))
+        .map(|mode| {
+            let mut r = Proc::spawn("shm-reader", &[name.clone(), s(mode)]);
+            r.ready();
+            r
+        })
+        .collect();
+    w.go();
+    let wres = w.result();
+    for r in &mut rs {
+        r.stop();
+    }
+    let rres: Vec<Value> = rs.into_iter().map(Proc::result).collect();
+    let (p50_us, p99_us) = latencies(&rres);
+    let frames = f(&wres, "frames").max(1.0);
+    Sample {
+        writer_fps: rate(&wres),
+        reader_fps: median(rres.iter().map(rate).collect()),
+        p50_us,
+        p99_us,
+        cpu_s: f(&wres, "serve_cpu") + rres.iter().map(|r| f(r, "cpu")).sum::<f64>(),
+        writer_core: f(&wres, "serve_cpu") / f(&wres, "secs").max(1e-9),
+        cpu_per_frame_ms: cpu_per_frame_ms(&json!({"cpu": f(&wres, "serve_cpu")}), &rres),
+        serve_ms: f(&wres, "serve_cpu") * 1000.0 / frames,
+        source_ms: f(&wres, "source_cpu") * 1000.0 / frames,
+        reader_ms: median(rres.iter().map(|r| f(r, "cpu") * 1000.0 / frames).collect()),
+        ..Sample::default()
+    }
+}
+
 /// The cases of the main table, in the order they run within a round.
 fn cases(secs: f64, smoke: bool) -> Vec<Case> {
     let n = if smoke { 20 } else { 300 };
@@ -495,6 +542,14 @@ fn cases(secs: f64, smoke: bool) -> Vec<Case> {
         v.push((
             "Python loan+lease, 1 reader",
             Box::new(move || shmcast_case_with("py-reader", FRAME, "loan", "lease", 1, secs)),
+        ));
+    }
+    if let Ok(cli) = std::env::var("SHMCAST_BENCH_CLI") {
+        // Long enough for a few dozen frames at 30 fps even in a smoke.
+        let camera_secs = secs.max(2.0);
+        v.push((
+            "1080p30 camera, 8 readers",
+            Box::new(move || camera_case(cli.clone(), camera_secs)),
         ));
     }
     v.extend(ice::cases(secs));
@@ -728,6 +783,7 @@ fn sample_json(s: &Sample) -> Value {
         "p50_us": s.p50_us, "p99_us": s.p99_us, "cpu_s": s.cpu_s,
         "shm_bytes": s.shm_bytes, "dropped": s.dropped, "writer_core": s.writer_core,
         "cpu_per_frame_ms": s.cpu_per_frame_ms,
+        "serve_ms": s.serve_ms, "source_ms": s.source_ms, "reader_ms": s.reader_ms,
     })
 }
 
@@ -1184,6 +1240,25 @@ fn report(
         targets.push(json!({"target": key, "median": all, "near": near, "far": far, "bound": bound,
             "at_least": at_least, "verdict": met,
             "per_round": per_round.iter().map(|(c, r)| json!({"class": c.name(), "ratio": r})).collect::<Vec<_>>()}));
+    }
+    let camera = "1080p30 camera, 8 readers";
+    if samples.get(camera).is_some_and(|v| !v.is_empty()) {
+        let (serve, source, reader) = (
+            med(camera, |s| s.serve_ms),
+            med(camera, |s| s.source_ms),
+            med(camera, |s| s.reader_ms),
+        );
+        let fps = med(camera, |s| s.writer_fps);
+        println!();
+        println!(
+            "1080p30 camera (ffmpeg testsrc through serve, 4 leasing + 4 copying readers), CPU per frame: \
+             serve {serve:.2} ms, ffmpeg {source:.2} ms, each reader {reader:.3} ms; at {fps:.1} fps serve uses \
+             {:.1}% of a core and the 8 readers {:.1}%; publish-to-read p50 {:.0} us, p99 {:.0} us",
+            serve * fps / 10.0,
+            8.0 * reader * fps / 10.0,
+            med(camera, |s| s.p50_us),
+            med(camera, |s| s.p99_us),
+        );
     }
     let shm = med("shmcast loan+lease, 4 readers", |s| s.shm_bytes);
     let ice = med("iceoryx2 in place, 4 readers", |s| s.shm_bytes);

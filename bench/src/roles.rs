@@ -42,6 +42,7 @@ pub fn run(role: &str, args: &[String]) {
             args.get(5).is_some_and(|a| a == "rgb24"),
         ),
         "shm-reader" => shm_reader(&args[0], &args[1]),
+        "camera-serve" => camera_serve(&args[0], &args[1], arg(args, 2)),
         "sock-writer" => sock_writer(&args[0], arg(args, 1), arg(args, 2), arg(args, 3)),
         "sock-reader" => sock_reader(&args[0], &args[1], arg(args, 2)),
         "pingpong-a" => pingpong_a(&args[0], arg(args, 1)),
@@ -133,6 +134,17 @@ fn shm_reader(name: &str, mode: &str) {
             continue;
         };
         last = newest;
+        if mode == "lease-meta" {
+            let Some(frame) = sub.lease_latest().expect("lease") else {
+                continue;
+            };
+            lat.push(wall_ns().saturating_sub(frame.info().meta.timestamp_ns));
+            frame.release().expect("release");
+            frames += 1;
+            first.get_or_insert_with(Instant::now);
+            last_at = Instant::now();
+            continue;
+        }
         let sent = if mode == "lease" {
             let Some(frame) = sub.lease_latest().expect("lease") else {
                 continue;
@@ -163,6 +175,79 @@ fn shm_reader(name: &str, mode: &str) {
     }
     let secs = first.map_or(0.0, |f| (last_at - f).as_secs_f64());
     result(frames.saturating_sub(1), secs, &lat, json!({}));
+}
+
+/// CPU seconds (user + system) process `pid` has used, from /proc.
+fn proc_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, r)| r)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15; after the ')' they are 11 and 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// ffmpeg's input for the camera case, as `serve --input` takes it.
+const CAMERA_INPUT: &str = "-re -f lavfi -i testsrc=size=1920x1080:rate=30";
+
+/// The camera case's service: `CLI serve NAME --source ffmpeg` on ffmpeg's
+/// 1080p30 test source, measured for `secs` once told to go: frames
+/// published, and the CPU of serve and of its ffmpeg, apart.
+fn camera_serve(name: &str, cli: &str, secs: f64) {
+    let mut serve = crate::proc::Guard(vec![std::process::Command::new(cli)
+        // --input is one argument that serve splits like a shell.
+        .args(["serve", name, "--source", "ffmpeg", "--input", CAMERA_INPUT])
+        .args(["--width", "1920", "--height", "1080", "--format", "rgb24"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start shmcast serve")]);
+    let pid = serve.0[0].id();
+    let sub = Subscriber::open_wait(name, Duration::from_secs(30)).expect("the camera channel");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sub.latest_number() < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "no frames from ffmpeg through serve"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ffmpeg: u32 = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .expect("serve's ffmpeg");
+    say("ready");
+    wait_go();
+    let (serve0, source0, frames0, started) = (
+        proc_cpu(pid),
+        proc_cpu(ffmpeg),
+        sub.latest_number(),
+        Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let (serve1, source1, frames1) = (proc_cpu(pid), proc_cpu(ffmpeg), sub.latest_number());
+    let elapsed = started.elapsed().as_secs_f64();
+    // SIGTERM: serve stops ffmpeg and removes its channel.
+    let _ = rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).expect("a pid"),
+        rustix::process::Signal::TERM,
+    );
+    let _ = serve.0[0].wait();
+    serve.0.clear();
+    result(
+        frames1.saturating_sub(frames0),
+        elapsed,
+        &Latencies::default(),
+        json!({"serve_cpu": serve1 - serve0, "source_cpu": source1 - source0}),
+    );
 }
 
 /// 64-byte round trips, busy polling: A publishes a ping, waits for B's pong.

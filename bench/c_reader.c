@@ -2,7 +2,7 @@
  * The benchmark's reader through the C ABI (libshmcast.a), the same
  * protocol as its Rust reader role (bench/src/roles.rs, shm_reader):
  *
- *   c_reader NAME lease|copy
+ *   c_reader NAME lease|copy|lease-meta|copy-meta
  *
  * prints "ready" once subscribed, reads frames until its stdin is closed
  * (waiting in shmcast_subscriber_wait between them, reading one byte per
@@ -41,6 +41,12 @@ static uint64_t now_ns(void) {
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
+static uint64_t wall_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 static double secs_of(struct timeval t) { return (double)t.tv_sec + (double)t.tv_usec / 1e6; }
 
 static uint64_t touch(const uint8_t *frame, uint64_t len) {
@@ -64,10 +70,13 @@ static int die(const char *what, int32_t status) {
 
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: c_reader NAME lease|copy\n");
+        fprintf(stderr, "usage: c_reader NAME lease|copy|lease-meta|copy-meta\n");
         return 2;
     }
-    int lease = strcmp(argv[2], "lease") == 0;
+    int lease = strncmp(argv[2], "lease", 5) == 0;
+    /* -meta: the latency from the frame's timestamp (the publish time, on
+     * the wall clock) instead of the writer's stamp in its first bytes. */
+    int meta = strstr(argv[2], "-meta") != NULL;
     shmcast_subscriber *sub = NULL;
     int32_t s = shmcast_subscriber_open(argv[1], SHMCAST_SUBSCRIBE_LEASING, 30000, &sub);
     if (s != SHMCAST_OK) die("shmcast_subscriber_open", s);
@@ -96,19 +105,20 @@ int main(int argc, char **argv) {
             if (s != SHMCAST_OK) die("shmcast_subscriber_lease_latest", s);
             const uint8_t *data = NULL;
             uint64_t len = 0;
-            s = shmcast_lease_data(l, &data, &len, NULL);
+            shmcast_frame_info info = SHMCAST_FRAME_INFO_INIT;
+            s = shmcast_lease_data(l, &data, &len, &info);
             if (s != SHMCAST_OK) die("shmcast_lease_data", s);
             sink += touch(data, len);
-            sent = stamped(data, len);
+            sent = meta ? info.timestamp_ns : stamped(data, len);
             shmcast_lease_release(l);
         } else {
             shmcast_frame_info info = SHMCAST_FRAME_INFO_INIT;
             s = shmcast_subscriber_read_latest(sub, buf, max, &info);
             if (s == SHMCAST_ERROR_NO_FRAME) continue;
             if (s != SHMCAST_OK) die("shmcast_subscriber_read_latest", s);
-            sent = stamped(buf, info.len);
+            sent = meta ? info.timestamp_ns : stamped(buf, info.len);
         }
-        uint64_t now = now_ns();
+        uint64_t now = meta ? wall_ns() : now_ns();
         if (nlat < MAX_LAT) lat[nlat++] = now > sent ? now - sent : 0;
         frames++;
         if (!first_at) first_at = now;

@@ -1,14 +1,15 @@
 """The benchmark's reader in Python (the shmcast wheel, numpy), the same
 protocol as its Rust reader role (bench/src/roles.rs, shm_reader):
 
-    python py_reader.py NAME lease|copy
+    python py_reader.py NAME lease|copy|lease-meta|copy-meta
 
 prints "ready" once subscribed, reads frames until its stdin is closed
 (waiting in Subscriber.wait between them; in place it reads one word per
 cache line of each frame through numpy, as the Rust reader's `touch` reads
 one byte), then prints one JSON line: frames, secs, cpu, and the latencies
 from the writer's stamp in a frame's first 8 bytes (CLOCK_MONOTONIC ns)
-to the read.
+to the read; the -meta modes take them from the frame's timestamp instead
+(its publish time, on the wall clock), for frames nobody stamped.
 """
 
 import json
@@ -24,6 +25,7 @@ import shmcast
 
 def main() -> None:
     name, mode = sys.argv[1], sys.argv[2]
+    meta = mode.endswith("-meta")
     sub = shmcast.Subscriber(name, timeout=30, leasing=True)
     stop = threading.Event()
 
@@ -41,7 +43,7 @@ def main() -> None:
             last = sub.wait(after=last, timeout=0.05)
         except shmcast.Timeout:
             continue
-        if mode == "lease":
+        if mode.startswith("lease"):
             lease = sub.lease_latest()
             if lease is None:
                 continue
@@ -50,15 +52,15 @@ def main() -> None:
             # touch each cache line (a strided uint8 sum costs half again).
             whole = len(frame) // 8 * 8
             sink ^= int(frame[:whole].view(np.uint64)[::8].max())
-            sent = int.from_bytes(frame[:8].tobytes(), sys.byteorder)
+            sent = lease.info.timestamp_ns if meta else int.from_bytes(frame[:8].tobytes(), sys.byteorder)
             del frame
             lease.release()
         else:
             got = sub.read_latest()
             if got is None:
                 continue
-            sent = int.from_bytes(got[1][:8], sys.byteorder)
-        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+            sent = got[0].timestamp_ns if meta else int.from_bytes(got[1][:8], sys.byteorder)
+        now = time.time_ns() if meta else time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         if len(lat) < 200_000:
             lat.append(max(0, now - sent))
         frames += 1

@@ -395,18 +395,32 @@ fn bandwidth_case(kind: &'static str, threads: usize, footprint: usize, secs: f6
 
 /// A 1080p30 camera: `shmcast serve --source ffmpeg` with ffmpeg's lavfi
 /// test source at 1920x1080 rgb24, 30 fps (`-re`), and 8 readers blocked in
-/// their waits, 4 leasing and 4 copying, each taking the publish-to-read
-/// latency from the frame's timestamp (the publish time). Needs the CLI
+/// their waits (C and Python where they are built, Rust for the rest), 4
+/// leasing and 4 copying, each taking the publish-to-read latency from the
+/// frame's timestamp (the publish time). Needs the CLI
 /// (`SHMCAST_BENCH_CLI`) and ffmpeg; without them the case is skipped.
 fn camera_case(cli: String, secs: f64) -> Sample {
     let name = unique();
     let mut w = Proc::spawn("camera-serve", &[name.clone(), cli, s(secs)]);
     w.ready();
-    let mut rs: Vec<Proc> = ["lease-meta", "copy-meta"]
+    // Two of each language there is (C through the C ABI, Python through
+    // the wheel), one leasing and one copying; Rust for the rest.
+    let mut roles: Vec<&str> = ["c-reader", "py-reader"]
+        .into_iter()
+        .filter(|role| proc::external(role).is_some())
+        .flat_map(|role| [role, role])
+        .collect();
+    roles.resize(8, "shm-reader");
+    let mut rs: Vec<Proc> = roles
         .iter()
-        .flat_map(|mode| std::iter::repeat_n(*mode, 4))
-        .map(|mode| {
-            let mut r = Proc::spawn("shm-reader", &[name.clone(), s(mode)]);
+        .enumerate()
+        .map(|(i, role)| {
+            let mode = if i % 2 == 0 {
+                "lease-meta"
+            } else {
+                "copy-meta"
+            };
+            let mut r = Proc::spawn(role, &[name.clone(), s(mode)]);
             r.ready();
             r
         })
@@ -419,6 +433,15 @@ fn camera_case(cli: String, secs: f64) -> Sample {
     let rres: Vec<Value> = rs.into_iter().map(Proc::result).collect();
     let (p50_us, p99_us) = latencies(&rres);
     let frames = f(&wres, "frames").max(1.0);
+    // Each reader on its own (the table keeps only the median).
+    for (i, (role, r)) in roles.iter().zip(&rres).enumerate() {
+        let (p50, p99) = latencies(std::slice::from_ref(r));
+        println!(
+            "  camera reader {i} ({role}, {}): {:.3} ms CPU per frame, p50 {p50:.0} us, p99 {p99:.0} us",
+            if i % 2 == 0 { "lease" } else { "copy" },
+            f(r, "cpu") * 1000.0 / frames
+        );
+    }
     Sample {
         writer_fps: rate(&wres),
         reader_fps: median(rres.iter().map(rate).collect()),
@@ -1251,7 +1274,7 @@ fn report(
         let fps = med(camera, |s| s.writer_fps);
         println!();
         println!(
-            "1080p30 camera (ffmpeg testsrc through serve, 4 leasing + 4 copying readers), CPU per frame: \
+            "1080p30 camera (ffmpeg testsrc through serve, 8 readers: 4 leasing, 4 copying), CPU per frame: \
              serve {serve:.2} ms, ffmpeg {source:.2} ms, each reader {reader:.3} ms; at {fps:.1} fps serve uses \
              {:.1}% of a core and the 8 readers {:.1}%; publish-to-read p50 {:.0} us, p99 {:.0} us",
             serve * fps / 10.0,

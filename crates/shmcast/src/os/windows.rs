@@ -161,10 +161,10 @@ impl SecurityDescriptor {
     fn of_object(handle: HANDLE, info: u32) -> io::Result<(SecurityDescriptor, PSID)> {
         let mut owner: PSID = ptr::null_mut();
         let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
+        // The descriptor it allocates (which `owner` points into) is freed
+        // by the returned value's Drop.
         // SAFETY: `handle` is a live handle of the caller's; the
-        // out-pointers are valid locals or null; the descriptor it
-        // allocates (which `owner` points into) is freed by the returned
-        // value's Drop.
+        // out-pointers are valid locals or null.
         let code = unsafe {
             GetSecurityInfo(
                 handle,
@@ -195,10 +195,10 @@ impl SecurityDescriptor {
 
 impl Drop for SecurityDescriptor {
     fn drop(&mut self) {
-        // SAFETY: the descriptor was allocated by
-        // ConvertStringSecurityDescriptorToSecurityDescriptorW or
-        // GetSecurityInfo, which both say to free it with LocalFree, and it
-        // is freed only here.
+        // ConvertStringSecurityDescriptorToSecurityDescriptorW and
+        // GetSecurityInfo both say to free what they allocate with LocalFree.
+        // SAFETY: the descriptor was allocated by one of them, and is
+        // freed only here.
         unsafe {
             LocalFree(self.0);
         }

@@ -307,12 +307,8 @@ fn channels(state: &State) -> Vec<Seen> {
             "gone" => Some("its publisher is gone".to_owned()),
             _ => None,
         };
-        let geometry = Subscriber::open(&name).ok().and_then(|s| {
-            s.read_in_place(|_, _| ())
-                .ok()
-                .flatten()
-                .map(|(f, ())| format!("{}x{} {}", f.meta.width, f.meta.height, f.meta.format))
-        });
+        let geometry = crate::latest_frame_info(&name)
+            .map(|f| format!("{}x{} {}", f.meta.width, f.meta.height, f.meta.format));
         seen.push(Seen {
             name,
             health,

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,14 +21,7 @@ fn serve(name: &str, args: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().unwrap();
-    let collected = Arc::clone(&lines);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            collected.lock().unwrap().push(line);
-        }
-    });
+    let lines = common::stderr_lines(&mut child);
     (child, lines)
 }
 
@@ -158,24 +150,11 @@ fn a_killed_ffmpeg_stalls_the_channel_with_its_reason_then_frames_go_on() {
         "serve itself stays up"
     );
     // The restart is said as the recovery, with the new ffmpeg's pid.
-    let log = until_logged(&log, "recovered: frames from ffmpeg (pid ");
+    let log = common::until_logged(&log, "recovered: frames from ffmpeg (pid ");
     assert!(log.contains("stalled: ffmpeg ended"), "{log}");
     assert_eq!(log.matches("ffmpeg started").count(), 1, "{log}");
     assert!(log.contains("ended (signal: 9 (SIGKILL))\" once"), "{log}");
     let _ = server.kill();
-}
-
-/// Waits (10 s at most) for a line with `what` in `log`; the whole log.
-fn until_logged(log: &Mutex<Vec<String>>, what: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let text = log.lock().unwrap().join("\n");
-        if text.contains(what) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "no {what:?} in: {text}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// `2026-12-02T19:04:05.123Z info  [cam] ...`: RFC 3339 time (UTC), level,
@@ -238,7 +217,7 @@ fn a_source_that_fails_is_retried_with_its_error_as_the_reason() {
         .unwrap()
         .success());
     assert!(server.wait().unwrap().success());
-    let log = until_logged(&log, "published 0 frames");
+    let log = common::until_logged(&log, "published 0 frames");
     let lines: Vec<&str> = log.lines().collect();
     let count = |what: &str| lines.iter().filter(|l| l.contains(what)).count();
     assert_eq!(count("ffmpeg started"), 1, "{log}");
@@ -276,22 +255,16 @@ fn under_systemd_lines_carry_a_priority_and_no_time() {
     let file = std::fs::File::create(&path).unwrap();
     use std::os::unix::fs::MetadataExt;
     let meta = file.metadata().unwrap();
-    let status = shmcast()
-        .args([
-            "serve",
-            &unique("journal"),
-            "--width",
-            "8",
-            "--height",
-            "8",
-            "--frames",
-            "3",
-        ])
-        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .stdout(Stdio::null())
-        .stderr(file)
-        .status()
-        .unwrap();
+    // A short serve, told that the journal's stream is that file.
+    let serve = || {
+        let mut command = shmcast();
+        command
+            .args(["serve", &unique("journal")])
+            .args(["--width", "8", "--height", "8", "--frames", "3"])
+            .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        command
+    };
+    let status = serve().stdout(Stdio::null()).stderr(file).status().unwrap();
     assert!(status.success());
     let log = std::fs::read_to_string(&path).unwrap();
     assert!(log.lines().count() >= 1, "{log:?}");
@@ -300,20 +273,7 @@ fn under_systemd_lines_carry_a_priority_and_no_time() {
         assert!(!stamped(line));
     }
     // The same variable with another stream (a pipe): stamped lines.
-    let out = shmcast()
-        .args([
-            "serve",
-            &unique("journal"),
-            "--width",
-            "8",
-            "--height",
-            "8",
-            "--frames",
-            "3",
-        ])
-        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
-        .output()
-        .unwrap();
+    let out = serve().output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.lines().all(stamped), "{log:?}");
     std::fs::remove_dir_all(&dir).unwrap();

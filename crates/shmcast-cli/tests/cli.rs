@@ -470,48 +470,12 @@ fn a_directory_under_a_name_is_called_one_by_every_command() {
     std::fs::remove_dir(&path).unwrap();
 }
 
-/// `GET path` on 127.0.0.1:port, retried until it answers (20 s): the
-/// status line and the body.
-fn http_get(port: u16, path: &str) -> (String, Vec<u8>) {
-    use std::io::Read;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
-            let mut all = Vec::new();
-            if write!(s, "GET {path} HTTP/1.0\r\n\r\n").is_ok() && s.read_to_end(&mut all).is_ok() {
-                if let Some(split) = all.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&all[..split])
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .to_owned();
-                    return (head, all[split + 4..].to_vec());
-                }
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nothing answers on port {port}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The web page and the metrics over HTTP, on Linux and under Wine alike
 /// (tests/web.rs shows them in a browser and to promtool, on Linux).
 #[test]
 fn web_and_metrics_answer_over_http() {
     let name = unique("http");
-    let metrics = free_port();
+    let metrics = common::free_port();
     let _serve = common::Kill(common::start_serve(
         &name,
         &[
@@ -527,8 +491,9 @@ fn web_and_metrics_answer_over_http() {
             &format!("127.0.0.1:{metrics}"),
         ],
     ));
-    let (status, body) = http_get(metrics, "/metrics");
-    assert!(status.contains(" 200 "), "{status}");
+    common::until_http(metrics, "/metrics");
+    let (status, body) = common::http_get(metrics, "/metrics", "").unwrap();
+    assert_eq!(status, 200);
     let text = String::from_utf8(body).unwrap();
     assert!(
         text.contains(&format!("shmcast_frames_total{{channel=\"{name}\"}} ")),
@@ -539,7 +504,7 @@ fn web_and_metrics_answer_over_http() {
         "{text}"
     );
 
-    let port = free_port();
+    let port = common::free_port();
     let _web = common::Kill(
         shmcast()
             .args(["web", &name, "--listen", &format!("127.0.0.1:{port}")])
@@ -548,19 +513,17 @@ fn web_and_metrics_answer_over_http() {
             .spawn()
             .unwrap(),
     );
-    let (status, body) = http_get(port, "/api/channels");
-    assert!(status.contains(" 200 "), "{status}");
+    common::until_http(port, "/api/channels");
+    let (status, body) = common::http_get(port, "/api/channels", "").unwrap();
+    assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["channels"][0]["name"], name.as_str());
     assert_eq!(v["channels"][0]["geometry"], "32x16 gray8");
-    let (status, jpeg) = http_get(port, &format!("/channel/{name}/frame.jpg"));
-    assert!(
-        status.contains(" 200 ") && jpeg.starts_with(&[0xff, 0xd8]),
-        "{status}"
-    );
-    let (status, page) = http_get(port, "/");
-    assert!(status.contains(" 200 "));
+    let (status, jpeg) = common::http_get(port, &format!("/channel/{name}/frame.jpg"), "").unwrap();
+    assert!(status == 200 && jpeg.starts_with(&[0xff, 0xd8]), "{status}");
+    let (status, page) = common::http_get(port, "/", "").unwrap();
+    assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&page).contains(&format!("data-name=\"{name}\"")));
-    let (status, _) = http_get(port, "/channel/someone-else/frame.jpg");
-    assert!(status.contains(" 404 "), "{status}");
+    let (status, _) = common::http_get(port, "/channel/someone-else/frame.jpg", "").unwrap();
+    assert_eq!(status, 404);
 }

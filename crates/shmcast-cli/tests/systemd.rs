@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -69,14 +68,7 @@ fn serve(
         command.env(k, v);
     }
     let mut child = command.spawn().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().unwrap();
-    let collected = Arc::clone(&lines);
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            collected.lock().unwrap().push(line);
-        }
-    });
+    let lines = common::stderr_lines(&mut child);
     (Kill(child), lines)
 }
 
@@ -199,16 +191,8 @@ fn a_reload_restarts_only_what_changed_and_unchanged_readers_see_no_gap() {
     // A config that does not parse is refused; everything goes on.
     std::fs::write(&config, "[[channel]]\nname = 12\n").unwrap();
     signal(&server.0, "HUP");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !log
-        .lock()
-        .unwrap()
-        .iter()
-        .any(|l| l.contains("reload refused"))
-    {
-        assert!(Instant::now() < deadline, "{:?}", log.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::until_logged(&log, "reload refused");
+
     assert!(
         server.0.try_wait().unwrap().is_none(),
         "a bad config stopped serve"

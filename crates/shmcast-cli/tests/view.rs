@@ -7,30 +7,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{shmcast, unique, Kill};
 
-const W: usize = 64;
-const H: usize = 48;
-
-/// Red, green / blue, white.
-fn quadrants() -> Vec<u8> {
-    let mut frame = Vec::with_capacity(W * H * 3);
-    for y in 0..H {
-        for x in 0..W {
-            frame.extend_from_slice(match (x < W / 2, y < H / 2) {
-                (true, true) => &[255, 0, 0],
-                (false, true) => &[0, 255, 0],
-                (true, false) => &[0, 0, 255],
-                (false, false) => &[255, 255, 255],
-            });
-        }
-    }
-    frame
-}
+use common::{publish_quadrants, quadrants, QUADRANTS_H as H, QUADRANTS_W as W};
 
 fn title(display: &str) -> String {
     let out = Command::new("xwininfo")
@@ -148,25 +130,6 @@ impl Drop for Xvfb {
             .status();
         let _ = self.child.wait();
     }
-}
-
-/// `shmcast publish NAME` with one quadrants frame written; its stdin is
-/// left open, so it lives on, idle, until that is dropped or it is killed.
-fn publish_quadrants(name: &str) -> (Kill, std::process::ChildStdin) {
-    let mut publisher = Kill(
-        shmcast()
-            .args([
-                "publish", name, "--width", "64", "--height", "48", "--format", "rgb24",
-            ])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stdin = publisher.0.stdin.take().unwrap();
-    stdin.write_all(&quadrants()).unwrap();
-    stdin.flush().unwrap();
-    (publisher, stdin)
 }
 
 /// The four quadrants on a screenshot of `display`, each in its place.

@@ -9,44 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{shmcast, unique, Kill};
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `GET path` on 127.0.0.1:port: the status and the body.
-fn get(port: u16, path: &str, headers: &str) -> Option<(u16, Vec<u8>)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n{headers}\r\n").ok()?;
-    let mut all = Vec::new();
-    s.read_to_end(&mut all).ok()?;
-    let split = all.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&all[..split]).into_owned();
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, all[split + 4..].to_vec()))
-}
-
-/// Waits (20 s at most) until `GET path` answers.
-fn until_up(port: u16, path: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while get(port, path, "").is_none() {
-        assert!(Instant::now() < deadline, "nothing listens on {port}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+use common::{free_port, http_get, shmcast, unique, until_http, Kill};
 
 /// One series' value in a Prometheus exposition.
 fn value(text: &str, series: &str) -> Option<f64> {
@@ -79,14 +46,14 @@ fn metrics_are_prometheus_text_that_moves_with_the_frames() {
             .spawn()
             .unwrap(),
     );
-    until_up(port, "/metrics");
+    until_http(port, "/metrics");
     // Long enough for the failing source's first restarts (0.5 s, 1 s).
     std::thread::sleep(Duration::from_millis(2000));
-    let (status, first) = get(port, "/metrics", "").unwrap();
+    let (status, first) = http_get(port, "/metrics", "").unwrap();
     assert_eq!(status, 200);
     let first = String::from_utf8(first).unwrap();
     std::thread::sleep(Duration::from_millis(500));
-    let second = String::from_utf8(get(port, "/metrics", "").unwrap().1).unwrap();
+    let second = String::from_utf8(http_get(port, "/metrics", "").unwrap().1).unwrap();
 
     let series = |name: &str, channel: &str| format!("{name}{{channel=\"{channel}\"}}");
     let frames = |text: &str| value(text, &series("shmcast_frames_total", &live)).unwrap();
@@ -134,25 +101,6 @@ fn metrics_are_prometheus_text_that_moves_with_the_frames() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-const W: usize = 64;
-const H: usize = 48;
-
-/// Red, green / blue, white.
-fn quadrants() -> Vec<u8> {
-    let mut frame = Vec::with_capacity(W * H * 3);
-    for y in 0..H {
-        for x in 0..W {
-            frame.extend_from_slice(match (x < W / 2, y < H / 2) {
-                (true, true) => &[255, 0, 0],
-                (false, true) => &[0, 255, 0],
-                (true, false) => &[0, 0, 255],
-                (false, false) => &[255, 255, 255],
-            });
-        }
-    }
-    frame
-}
-
 /// `shmcast web NAMES --listen 127.0.0.1:PORT ARGS`, once it answers.
 fn web(names: &[&str], args: &[&str]) -> (Kill, u16) {
     let port = free_port();
@@ -167,7 +115,7 @@ fn web(names: &[&str], args: &[&str]) -> (Kill, u16) {
             .spawn()
             .unwrap(),
     );
-    until_up(port, "/api/channels");
+    until_http(port, "/api/channels");
     (child, port)
 }
 
@@ -202,19 +150,7 @@ fn centre(pixels: &[u8], bpp: usize, width: usize, rgb: [u8; 3]) -> (usize, f64,
 #[test]
 fn the_page_in_chromium_shows_the_published_quadrants() {
     let name = unique("web-quadrants");
-    let mut publisher = Kill(
-        shmcast()
-            .args([
-                "publish", &name, "--width", "64", "--height", "48", "--format", "rgb24",
-            ])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut stdin = publisher.0.stdin.take().unwrap();
-    stdin.write_all(&quadrants()).unwrap();
-    stdin.flush().unwrap();
+    let (_publisher, stdin) = common::publish_quadrants(&name);
     let (_web, port) = web(&[&name], &[]);
     let dir = std::env::temp_dir().join(unique("web-shot"));
     std::fs::create_dir_all(&dir).unwrap();
@@ -296,16 +232,7 @@ fn after_ffmpeg_is_killed_the_page_says_stalled_and_why() {
             .spawn()
             .unwrap(),
     );
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    {
-        let stderr = serve.0.stderr.take().unwrap();
-        let lines = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
-    }
+    let lines = common::stderr_lines(&mut serve.0);
     let deadline = Instant::now() + Duration::from_secs(20);
     let pid = loop {
         let found = lines.lock().unwrap().iter().find_map(|l| {
@@ -359,7 +286,7 @@ fn after_ffmpeg_is_killed_the_page_says_stalled_and_why() {
 }
 
 fn previews_encoded(port: u16) -> u64 {
-    let (_, body) = get(port, "/api/channels", "").unwrap();
+    let (_, body) = http_get(port, "/api/channels", "").unwrap();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     v["previews_encoded"].as_u64().unwrap()
 }
@@ -382,7 +309,7 @@ fn a_preview_is_encoded_once_per_frame_for_every_viewer_and_not_without_one() {
     let shots: Vec<_> = (0..10)
         .map(|_| {
             let path = path.clone();
-            std::thread::spawn(move || get(port, &path, "").unwrap())
+            std::thread::spawn(move || http_get(port, &path, "").unwrap())
         })
         .collect();
     for s in shots {
@@ -411,11 +338,11 @@ fn beyond_loopback_a_token_is_required_and_checked() {
         "{out:?}"
     );
     let (_web, port) = web(&[], &["--token", "s3cret-token"]);
-    assert_eq!(get(port, "/", "").unwrap().0, 401);
-    assert_eq!(get(port, "/?token=wrong-token!", "").unwrap().0, 401);
-    assert_eq!(get(port, "/?token=s3cret-token", "").unwrap().0, 200);
+    assert_eq!(http_get(port, "/", "").unwrap().0, 401);
+    assert_eq!(http_get(port, "/?token=wrong-token!", "").unwrap().0, 401);
+    assert_eq!(http_get(port, "/?token=s3cret-token", "").unwrap().0, 200);
     assert_eq!(
-        get(
+        http_get(
             port,
             "/api/channels",
             "Authorization: Bearer s3cret-token\r\n"

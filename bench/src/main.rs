@@ -137,21 +137,9 @@ fn latencies(results: &[Value]) -> (f64, f64) {
 /// writer is ready, the writer starts its clock on `go`, readers stop when
 /// told after it ends.
 fn pubsub(writer: (&str, Vec<String>), reader: (&str, ReaderArgs<'_>), readers: usize) -> Sample {
-    let mut w = Proc::spawn(writer.0, &writer.1);
-    let info = w.ready();
-    let mut rs: Vec<Proc> = (0..readers)
-        .map(|_| {
-            let mut r = Proc::spawn(reader.0, &reader.1(&info));
-            r.ready();
-            r
-        })
-        .collect();
-    w.go();
-    let wres = w.result();
-    for r in &mut rs {
-        r.stop();
-    }
-    let rres: Vec<Value> = rs.into_iter().map(Proc::result).collect();
+    let (wres, rres) = run_pubsub(writer, |info| {
+        (0..readers).map(|_| (reader.0, reader.1(info))).collect()
+    });
     let (p50_us, p99_us) = latencies(&rres);
     Sample {
         writer_fps: rate(&wres),
@@ -165,6 +153,31 @@ fn pubsub(writer: (&str, Vec<String>), reader: (&str, ReaderArgs<'_>), readers: 
         cpu_per_frame_ms: cpu_per_frame_ms(&wres, &rres),
         ..Sample::default()
     }
+}
+
+/// Runs a writer and the readers `readers` names (each a role and its
+/// arguments, given what the writer said when ready): the writer's result
+/// and the readers', in order.
+fn run_pubsub<'a>(
+    writer: (&str, Vec<String>),
+    readers: impl FnOnce(&str) -> Vec<(&'a str, Vec<String>)>,
+) -> (Value, Vec<Value>) {
+    let mut w = Proc::spawn(writer.0, &writer.1);
+    let info = w.ready();
+    let mut rs: Vec<Proc> = readers(&info)
+        .into_iter()
+        .map(|(role, args)| {
+            let mut r = Proc::spawn(role, &args);
+            r.ready();
+            r
+        })
+        .collect();
+    w.go();
+    let wres = w.result();
+    for r in &mut rs {
+        r.stop();
+    }
+    (wres, rs.into_iter().map(Proc::result).collect())
 }
 
 /// CPU of the writer and every reader per frame the readers got (all
@@ -401,8 +414,6 @@ fn bandwidth_case(kind: &'static str, threads: usize, footprint: usize, secs: f6
 /// (`SHMCAST_BENCH_CLI`) and ffmpeg; without them the case is skipped.
 fn camera_case(cli: String, secs: f64) -> Sample {
     let name = unique();
-    let mut w = Proc::spawn("camera-serve", &[name.clone(), cli, s(secs)]);
-    w.ready();
     // Two of each language there is (C through the C ABI, Python through
     // the wheel), one leasing and one copying; Rust for the rest.
     let mut roles: Vec<&str> = ["c-reader", "py-reader"]
@@ -411,26 +422,20 @@ fn camera_case(cli: String, secs: f64) -> Sample {
         .flat_map(|role| [role, role])
         .collect();
     roles.resize(8, "shm-reader");
-    let mut rs: Vec<Proc> = roles
-        .iter()
-        .enumerate()
-        .map(|(i, role)| {
-            let mode = if i % 2 == 0 {
-                "lease-meta"
-            } else {
-                "copy-meta"
-            };
-            let mut r = Proc::spawn(role, &[name.clone(), s(mode)]);
-            r.ready();
-            r
-        })
-        .collect();
-    w.go();
-    let wres = w.result();
-    for r in &mut rs {
-        r.stop();
-    }
-    let rres: Vec<Value> = rs.into_iter().map(Proc::result).collect();
+    let mode = |i: usize| {
+        if i.is_multiple_of(2) {
+            "lease-meta"
+        } else {
+            "copy-meta"
+        }
+    };
+    let (wres, rres) = run_pubsub(("camera-serve", vec![name.clone(), cli, s(secs)]), |_| {
+        roles
+            .iter()
+            .enumerate()
+            .map(|(i, role)| (*role, vec![name.clone(), s(mode(i))]))
+            .collect()
+    });
     let (p50_us, p99_us) = latencies(&rres);
     let frames = f(&wres, "frames").max(1.0);
     // Each reader on its own (the table keeps only the median).
@@ -438,7 +443,7 @@ fn camera_case(cli: String, secs: f64) -> Sample {
         let (p50, p99) = latencies(std::slice::from_ref(r));
         println!(
             "  camera reader {i} ({role}, {}): {:.3} ms CPU per frame, p50 {p50:.0} us, p99 {p99:.0} us",
-            if i % 2 == 0 { "lease" } else { "copy" },
+            mode(i).trim_end_matches("-meta"),
             f(r, "cpu") * 1000.0 / frames
         );
     }

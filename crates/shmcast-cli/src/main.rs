@@ -936,15 +936,13 @@ fn latest_frame_info(name: &Name) -> Option<shmcast::FrameInfo> {
         .map(|(info, ())| info)
 }
 
-/// Frames published over `how_long` from now, per second.
+/// Frames published over `how_long` from now, per second (0 if the
+/// channel was replaced meanwhile): `watch`'s rate, from two samples.
 fn fps_over_a_while(name: &Name, before: &shmcast::ChannelStatus, how_long: Duration) -> f64 {
-    let started = std::time::Instant::now();
+    let mut last = Some((before.latest_frame, std::time::Instant::now()));
     std::thread::sleep(how_long);
-    match shmcast::inspect_channel(name) {
-        Ok(after) if after.instance == before.instance => {
-            after.latest_frame.saturating_sub(before.latest_frame) as f64
-                / started.elapsed().as_secs_f64()
-        }
+    match watch::sample(name, &mut last) {
+        Ok((after, fps)) if after.instance == before.instance => fps,
         _ => 0.0,
     }
 }

@@ -210,10 +210,18 @@ fn start(name: Name, job: Arc<Job>, beats: &Beats, ready: &Arc<Ready>) -> Served
     }
 }
 
-/// Stops `served` and waits for its thread: whether it ended well.
-fn stop_channel(served: Served) -> bool {
-    served.stop.store(true, Ordering::SeqCst);
-    matches!(served.thread.join(), Ok(Ok(())))
+/// Stops `channels`, every one told before any is waited for, so that they
+/// stop together (well within the signal handler's grace period): how
+/// many ended with an error.
+fn stop_all(channels: Vec<Served>) -> usize {
+    for s in &channels {
+        s.stop.store(true, Ordering::SeqCst);
+    }
+    channels
+        .into_iter()
+        .map(|s| s.thread.join())
+        .filter(|r| !matches!(r, Ok(Ok(()))))
+        .count()
 }
 
 /// Serves `channels` until `stop` (set by Ctrl-C, or by a service
@@ -276,23 +284,14 @@ pub fn serve_all(
         let (ended, running): (Vec<_>, Vec<_>) =
             served.into_iter().partition(|s| s.thread.is_finished());
         served = running;
-        failed += ended.into_iter().map(stop_channel).filter(|ok| !ok).count();
+        failed += stop_all(ended);
         if served.is_empty() {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     notify::send("STOPPING=1");
-    // Every channel told first, then waited for: they stop together, well
-    // within the signal handler's grace period.
-    for s in &served {
-        s.stop.store(true, Ordering::SeqCst);
-    }
-    for s in served {
-        if !stop_channel(s) {
-            failed += 1;
-        }
-    }
+    failed += stop_all(served);
     drop(main_beat);
     pinging.store(true, Ordering::SeqCst);
     if failed > 0 {
@@ -325,8 +324,7 @@ fn reloaded(
     notify::send("RELOADING=1");
     let (mut added, mut changed, mut removed, mut kept) = (0, 0, 0, 0);
     let before: Vec<Name> = served.iter().map(|s| s.name.clone()).collect();
-    // Stopped first (a changed channel is the same name, started again),
-    // all of them told before any is waited for.
+    // Stopped first: a changed channel is the same name, started again.
     let mut still = Vec::new();
     let mut stopping = Vec::new();
     for s in served {
@@ -338,22 +336,16 @@ fn reloaded(
             Some(_) => {
                 crate::log::info(&s.name, "config changed: restarting the channel");
                 changed += 1;
-                s.stop.store(true, Ordering::SeqCst);
                 stopping.push(s);
             }
             None => {
                 crate::log::info(&s.name, "removed from the config: stopping the channel");
                 removed += 1;
-                s.stop.store(true, Ordering::SeqCst);
                 stopping.push(s);
             }
         }
     }
-    for s in stopping {
-        if !stop_channel(s) {
-            *failed += 1;
-        }
-    }
+    *failed += stop_all(stopping);
     for (name, job) in new {
         if still.iter().any(|s| s.name == name) {
             continue;

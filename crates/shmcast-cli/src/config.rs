@@ -16,7 +16,21 @@
 //! sddl = "D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGX;;;IU)"   # Windows
 //! global = true               # Windows: the Global\ namespace
 //! stall_after = 2.0           # seconds without a frame before ffmpeg is restarted
+//!
+//! [[channel]]
+//! name = "cam1-view"
+//! from = "cam1"               # a derived channel: cam1 resized and converted
+//! width = 960
+//! height = 540
+//! format = "bgra"
+//! fps = 15                    # optional: at most this rate (default: every frame)
+//! fit = "letterbox"           # optional: stretch (default), letterbox or crop
+//! idle = false                # optional: work even with no leasing reader
 //! ```
+//!
+//! A derived channel's `from` names a channel of the file (in its
+//! namespace) or any other publisher's; one derived from itself, or a
+//! cycle of them, is refused.
 //!
 //! Every mistake is reported with the channel it is in; unknown keys are
 //! errors (a typo must not pass silently as a default).
@@ -41,11 +55,13 @@ struct Channel {
     source: Option<String>,
     camera: Option<String>,
     input: Option<String>,
+    from: Option<String>,
+    fit: Option<crate::derive::Fit>,
+    idle: Option<bool>,
     width: u32,
     height: u32,
     format: String,
-    #[serde(default = "default_fps")]
-    fps: f64,
+    fps: Option<f64>,
     #[serde(default = "default_slots")]
     slots: u32,
     mode: Option<String>,
@@ -59,9 +75,9 @@ struct Channel {
     stall_after: f64,
 }
 
-fn default_fps() -> f64 {
-    30.0
-}
+/// The rate of a channel that does not say (a derived one takes every
+/// source frame instead).
+const DEFAULT_FPS: f64 = 30.0;
 
 fn default_slots() -> u32 {
     shmcast::DEFAULT_SLOTS
@@ -86,6 +102,22 @@ pub fn parse(text: &str, ffmpeg: &str) -> Result<Vec<(Name, Job)>, String> {
     }
     let mut seen = std::collections::HashSet::new();
     let mut out = Vec::new();
+    // The names as written, for `from` to find (with their namespace).
+    let named: std::collections::HashMap<String, Name> = file
+        .channel
+        .iter()
+        .filter_map(|c| {
+            let name = Name::new(&c.name).ok()?;
+            Some((
+                c.name.clone(),
+                if c.global {
+                    name.in_namespace(Namespace::Global)
+                } else {
+                    name
+                },
+            ))
+        })
+        .collect();
     for c in file.channel {
         let at = format!("channel {:?}", c.name);
         let mut name = Name::new(&c.name).map_err(|e| format!("{at}: {e}"))?;
@@ -96,10 +128,42 @@ pub fn parse(text: &str, ffmpeg: &str) -> Result<Vec<(Name, Job)>, String> {
             return Err(format!("{at} is listed twice"));
         }
         let format: PixelFormat = c.format.parse().map_err(|e| format!("{at}: {e}"))?;
+        let derive = match &c.from {
+            None => {
+                if c.fit.is_some() || c.idle.is_some() {
+                    return Err(format!("{at}: fit and idle are for a derived channel (from = ...)"));
+                }
+                None
+            }
+            Some(_) if c.source.is_some() || c.camera.is_some() || c.input.is_some() => {
+                return Err(format!(
+                    "{at}: a derived channel's frames come from its `from`; drop source, camera and input"
+                ))
+            }
+            Some(from) => {
+                let from = match named.get(from) {
+                    Some(name) => name.clone(),
+                    None => Name::new(from).map_err(|e| format!("{at}: from {from:?}: {e}"))?,
+                };
+                let derive = crate::derive::Derive {
+                    from,
+                    fit: c.fit.unwrap_or_default(),
+                    idle: c.idle.unwrap_or(true),
+                };
+                crate::derive::check(&name, &derive).map_err(|e| format!("{at}: {e}"))?;
+                Some(derive)
+            }
+        };
+        let fps = match (&derive, c.fps) {
+            (_, Some(fps)) => Some(fps),
+            (Some(_), None) => None,
+            (None, None) => Some(DEFAULT_FPS),
+        };
         let (source, input) = match (c.source.as_deref(), c.camera, c.input) {
+            _ if derive.is_some() => (Source::Derive, Vec::new()),
             (None | Some("ffmpeg"), Some(camera), None) => (
                 Source::Ffmpeg,
-                crate::ffmpeg::camera_input(&camera, c.width, c.height, c.fps),
+                crate::ffmpeg::camera_input(&camera, c.width, c.height, fps.unwrap_or(DEFAULT_FPS)),
             ),
             (None | Some("ffmpeg"), None, Some(input)) => (
                 Source::Ffmpeg,
@@ -134,7 +198,7 @@ pub fn parse(text: &str, ffmpeg: &str) -> Result<Vec<(Name, Job)>, String> {
                 })
                 .transpose()
         };
-        frame_period(Some(c.fps)).map_err(|e| format!("{at}: {e}"))?;
+        frame_period(fps).map_err(|e| format!("{at}: {e}"))?;
         let stall_after = Duration::try_from_secs_f64(c.stall_after)
             .ok()
             .filter(|d| !d.is_zero())
@@ -146,7 +210,7 @@ pub fn parse(text: &str, ffmpeg: &str) -> Result<Vec<(Name, Job)>, String> {
             })?;
         let job = Job {
             meta: FrameMeta::new(c.width, c.height, format),
-            fps: Some(c.fps),
+            fps,
             slots: c.slots,
             mode: mode(&c.mode, "mode")?.unwrap_or(0o600),
             sddl: c.sddl,
@@ -158,6 +222,7 @@ pub fn parse(text: &str, ffmpeg: &str) -> Result<Vec<(Name, Job)>, String> {
             ffmpeg: ffmpeg.to_owned(),
             stall_after,
             group: c.group,
+            derive,
         };
         if job.meta.format.frame_len(c.width, c.height).is_none() {
             return Err(format!(
@@ -167,7 +232,41 @@ pub fn parse(text: &str, ffmpeg: &str) -> Result<Vec<(Name, Job)>, String> {
         }
         out.push((name, job));
     }
+    refuse_cycles(&out)?;
     Ok(out)
+}
+
+/// Refuses derived channels that come, through others, from themselves:
+/// none of them would ever get a frame.
+fn refuse_cycles(jobs: &[(Name, Job)]) -> Result<(), String> {
+    let from = |name: &Name| {
+        jobs.iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, j)| j.derive.as_ref())
+            .map(|d| d.from.clone())
+    };
+    for (start, _) in jobs {
+        let mut path = vec![start.clone()];
+        let mut at = start.clone();
+        while let Some(next) = from(&at) {
+            if &next == start {
+                path.push(next);
+                let path: Vec<String> = path.iter().map(ToString::to_string).collect();
+                return Err(format!(
+                    "channels {} form a cycle: none of them would ever get a frame",
+                    path.join(" <- ")
+                ));
+            }
+            if path.contains(&next) || path.len() > jobs.len() {
+                // A cycle that does not pass through `start`: found from
+                // one of its own channels.
+                break;
+            }
+            path.push(next.clone());
+            at = next;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -215,6 +314,28 @@ format = "rgb24"
     }
 
     #[test]
+    fn a_derived_channel_takes_its_source_by_the_name_in_the_file() {
+        let text = format!(
+            "{GOOD}\n[[channel]]\nname = \"view\"\nfrom = \"cam1\"\nwidth = 960\nheight = 540\nformat = \"bgra\"\nfit = \"letterbox\"\n\n[[channel]]\nname = \"ext\"\nfrom = \"Global\\\\other\"\nwidth = 64\nheight = 64\nformat = \"rgb24\"\nfps = 5\nidle = false\n"
+        );
+        let jobs = parse(&text, "ffmpeg").unwrap();
+        let (name, view) = &jobs[3];
+        assert_eq!(name.to_string(), "view");
+        let derive = view.derive.as_ref().unwrap();
+        assert_eq!(
+            (derive.from.to_string().as_str(), derive.fit, derive.idle),
+            ("cam1", crate::derive::Fit::Letterbox, true)
+        );
+        assert_eq!((view.source, view.fps), (Source::Derive, None));
+        let ext = jobs[4].1.derive.as_ref().unwrap();
+        assert_eq!(ext.from.namespace(), Namespace::Global);
+        assert_eq!((jobs[4].1.fps, ext.idle), (Some(5.0), false));
+        // A chain is fine; only a cycle is refused.
+        let chain = text.replace("from = \"Global\\\\other\"", "from = \"view\"");
+        assert_eq!(parse(&chain, "ffmpeg").unwrap().len(), 5);
+    }
+
+    #[test]
     fn the_example_config_of_the_systemd_package_parses() {
         let example = include_str!("../../../packaging/systemd/cameras.toml");
         let jobs = parse(example, "ffmpeg").unwrap();
@@ -254,6 +375,28 @@ format = "rgb24"
             "a/b",
         );
         bad("", "missing field");
+        let derived = |name: &str, from: &str| {
+            format!("[[channel]]\nname = \"{name}\"\nfrom = \"{from}\"\nwidth = 32\nheight = 24\nformat = \"bgra\"\n")
+        };
+        bad(&derived("a", "a"), "derived from itself");
+        bad(
+            &format!(
+                "{}{}{}",
+                derived("a", "b"),
+                derived("b", "c"),
+                derived("c", "a")
+            ),
+            "a <- b <- c <- a form a cycle",
+        );
+        bad(
+            &format!("{}source = \"pattern\"", derived("a", "b")),
+            "drop source",
+        );
+        bad(
+            &format!("{base}source = \"pattern\"\nfit = \"crop\""),
+            "for a derived",
+        );
+        bad(&format!("{}fit = \"squash\"", derived("a", "b")), "squash");
         bad("channel = []", "no [[channel]]");
     }
 }

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
 mod config;
+mod derive;
 #[cfg(windows)]
 mod eventlog;
 mod ffmpeg;
@@ -273,6 +274,54 @@ enum Command {
         #[command(flatten)]
         access: ChannelAccess,
     },
+    /// Make a channel from another at another size, pixel format or rate,
+    /// once for every reader that wants it: each source frame becomes at
+    /// most one frame of NAME, with its number and timestamp. Follows the
+    /// source through restarts; its stalls show on NAME. Stops working
+    /// while nobody leases from NAME (see --always).
+    Derive {
+        /// The channel to read (any publisher's)
+        source: String,
+        /// The channel to create
+        #[arg(required_unless_present = "discard")]
+        name: Option<String>,
+        /// Both names in the Windows Global\ namespace (no effect on Linux)
+        #[arg(long)]
+        global: bool,
+        /// Width of NAME's frames
+        #[arg(long)]
+        width: u32,
+        /// Height of NAME's frames
+        #[arg(long)]
+        height: u32,
+        /// Pixel format of NAME's frames: rgb24, bgr24, rgba, bgra, gray8,
+        /// yuyv, nv12, i420
+        #[arg(long)]
+        format: PixelFormat,
+        /// At most this many frames per second (default: every source frame)
+        #[arg(long)]
+        fps: Option<f64>,
+        /// How the source's aspect meets NAME's: stretch it, letterbox it
+        /// (black bars) or crop it
+        #[arg(long, value_enum, default_value = "stretch")]
+        fit: derive::Fit,
+        /// Work even while no reader leases from NAME (needed when its only
+        /// readers are read-only ones, which nothing can see)
+        #[arg(long)]
+        always: bool,
+        /// Stop after this many frames
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Slots in NAME's ring
+        #[arg(long, default_value_t = shmcast::DEFAULT_SLOTS)]
+        slots: u32,
+        /// Shape every frame for nothing, publishing none (what a reader
+        /// that scales for itself costs: for the benchmark)
+        #[arg(long, hide = true)]
+        discard: bool,
+        #[command(flatten)]
+        access: ChannelAccess,
+    },
     /// Publish raw frames from stdin (exactly one frame's bytes each, as
     /// `ffmpeg ... -f rawvideo -pix_fmt rgb24 -` writes them) until EOF.
     Publish {
@@ -419,9 +468,71 @@ fn run(command: Command) -> Result<(), String> {
                 ffmpeg: ffmpeg_program(),
                 stall_after: Duration::MAX,
                 group: access.group,
+                derive: None,
             },
             None,
         ),
+        Command::Derive {
+            source,
+            name,
+            global,
+            width,
+            height,
+            format,
+            fps,
+            fit,
+            always,
+            frames,
+            slots,
+            discard,
+            access,
+        } => {
+            let in_namespace = |n: String| Target { name: n, global }.name();
+            let derive = derive::Derive {
+                from: in_namespace(source)?,
+                fit,
+                idle: !always,
+            };
+            let meta = FrameMeta::new(width, height, format);
+            let period = serve::frame_period(fps)?;
+            if discard {
+                let beats = notify::Beats::new();
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                let name = Name::new("discard").map_err(|e| e.to_string())?;
+                return derive::derive_loop(
+                    &name,
+                    &derive,
+                    &meta,
+                    period,
+                    frames,
+                    None,
+                    &stop,
+                    &beats.add(),
+                );
+            }
+            let name = in_namespace(name.unwrap_or_default())?;
+            derive::check(&name, &derive)?;
+            serve::run(
+                &name,
+                &serve::Job {
+                    meta,
+                    fps,
+                    slots,
+                    mode: access.mode,
+                    sddl: access.sddl,
+                    lease_mode: access.lease_mode,
+                    lease_sddl: access.lease_sddl,
+                    source: serve::Source::Derive,
+                    frames,
+                    input: Vec::new(),
+                    ffmpeg: String::new(),
+                    stall_after: Duration::MAX,
+                    group: access.group,
+                    derive: Some(derive),
+                },
+                None,
+            )
+        }
         Command::Serve {
             name,
             global,
@@ -475,6 +586,9 @@ fn run(command: Command) -> Result<(), String> {
                         return Err("--input is for --source ffmpeg, not stdin".to_owned())
                     }
                     (source, None, None) => (source, Vec::new()),
+                    (serve::Source::Derive, Some(_), None) => {
+                        unreachable!("--source cannot name derive")
+                    }
                 };
             let target = Target {
                 name: name.unwrap_or_default(),
@@ -496,6 +610,7 @@ fn run(command: Command) -> Result<(), String> {
                     ffmpeg: ffmpeg_program(),
                     stall_after: positive_seconds(stall_after, "--stall-after")?,
                     group: access.group,
+                    derive: None,
                 },
                 metrics.as_deref(),
             )

@@ -32,6 +32,10 @@ pub enum Source {
     /// ffmpeg with the input arguments of --input (or --camera), restarted
     /// whenever it fails or stalls.
     Ffmpeg,
+    /// Another channel, resized and converted (`shmcast derive`, or `from`
+    /// in a config; the job's `derive` says how).
+    #[value(skip)]
+    Derive,
 }
 
 /// What to serve, and how.
@@ -60,6 +64,8 @@ pub struct Job {
     pub stall_after: Duration,
     /// The group to give the channel to (Linux).
     pub group: Option<String>,
+    /// What a derived channel is made from (source Derive).
+    pub derive: Option<crate::derive::Derive>,
 }
 
 /// How long a freshly started ffmpeg may take to deliver its first frame
@@ -555,7 +561,18 @@ fn serve_channel(
             )
         });
     }
-    if job.source == Source::Ffmpeg {
+    if let Some(derive) = &job.derive {
+        crate::derive::derive_loop(
+            name,
+            derive,
+            &meta,
+            period,
+            job.frames,
+            Some(publisher),
+            stop,
+            beat,
+        )
+    } else if job.source == Source::Ffmpeg {
         ffmpeg_loop(name, job, publisher, frame_len, stop, beat)
     } else {
         publish_loop(name, job, publisher, frame_len, period, stop, beat)
@@ -664,7 +681,7 @@ fn publish_loop(
                     draw(loan, &meta, published + dropped);
                 }
             }
-            Source::Ffmpeg => unreachable!("ffmpeg_loop serves it"),
+            Source::Ffmpeg | Source::Derive => unreachable!("their own loops serve them"),
             Source::Stdin => {
                 // With no slot, the frame's bytes are still read (and
                 // discarded) so the stream stays aligned on frames.
@@ -932,7 +949,7 @@ fn stall(
 }
 
 /// Sleeps `how_long`, or less if `stop` is set meanwhile.
-fn pause(stop: &AtomicBool, how_long: Duration, beat: &Beat) {
+pub(crate) fn pause(stop: &AtomicBool, how_long: Duration, beat: &Beat) {
     let until = Instant::now() + how_long;
     while !stop.load(Ordering::SeqCst) {
         beat.beat();

@@ -1,9 +1,12 @@
-//! Pixel conversions, for showing frames: every [`PixelFormat`] a channel
-//! carries into packed 8-bit RGB (`rgb24`), as `shmcast snapshot` and
-//! `view` need it and a binding can use it.
+//! Pixel conversions: every [`PixelFormat`] a channel carries into packed
+//! 8-bit RGB (`rgb24`), as `shmcast snapshot` and `view` need it and a
+//! binding can use it ([`to_rgb24`]), and packed RGB into every format
+//! ([`from_rgb24`]), as a derived channel (`shmcast derive`) needs it.
 //!
-//! YUV formats are read as ffmpeg writes them by default: BT.601 with
-//! limited ("TV") range. Chroma is taken from the nearest sample, not
+//! YUV formats are read and written as ffmpeg does by default: BT.601 with
+//! limited ("TV") range; gray is full range (`gray = 0.299 R + 0.587 G +
+//! 0.114 B`, as ffmpeg's `gray`). Written 4:2:x chroma is the mean of the
+//! pixels it covers. Chroma is taken from the nearest sample, not
 //! interpolated (ffmpeg interpolates by default; with
 //! `-sws_flags neighbor+full_chroma_int+accurate_rnd` it does what this
 //! does, and the two agree within one level, which the CLI's tests check). Everything about a frame's layout is
@@ -182,6 +185,152 @@ pub fn to_rgb24(
     Ok(())
 }
 
+/// Converts packed RGB24 (`width * height * 3` bytes, rows without
+/// padding) into one tightly packed frame of `format` (rows
+/// [`PixelFormat::min_stride`] apart; [`frame_len`] with stride 0 bytes),
+/// written to the start of `out`.
+///
+/// # Errors
+/// [`ConvertError`] when the format is raw, the size does not fit the
+/// format (an odd width for `yuyv`, odd sizes for `nv12` and `i420`), or
+/// `rgb` or `out` is shorter than the frame needs (`TooShort` names the
+/// shorter one's format: `rgb24` for the input).
+pub fn from_rgb24(
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    rgb: &[u8],
+    out: &mut [u8],
+) -> Result<(), ConvertError> {
+    if format == PixelFormat::Raw {
+        return Err(ConvertError::NoPixels);
+    }
+    let stride = format.min_stride(width);
+    let needed = frame_len(format, width, height, 0).ok_or(ConvertError::Geometry {
+        format,
+        width,
+        height,
+        stride,
+    })?;
+    let (w, h) = (width as usize, height as usize);
+    // At most `needed` for every format but gray8 and the 4:2:0 ones,
+    // whose output is smaller than their input: checked, then.
+    let pixels = w.checked_mul(h).and_then(|p| p.checked_mul(3));
+    let short = |format, stride, needed, got| ConvertError::TooShort {
+        format,
+        width,
+        height,
+        stride,
+        needed,
+        got,
+    };
+    match pixels {
+        Some(p) if rgb.len() >= p => {}
+        _ => {
+            let p = pixels.unwrap_or(usize::MAX);
+            return Err(short(
+                PixelFormat::Rgb24,
+                width.saturating_mul(3),
+                p,
+                rgb.len(),
+            ));
+        }
+    }
+    if out.len() < needed {
+        return Err(short(format, stride, needed, out.len()));
+    }
+    let rows = rgb.chunks_exact(w * 3).take(h);
+    match format {
+        PixelFormat::Rgb24 => out[..w * h * 3].copy_from_slice(&rgb[..w * h * 3]),
+        PixelFormat::Bgr24 => {
+            for (o, i) in out.chunks_exact_mut(3).zip(rgb.chunks_exact(3)).take(w * h) {
+                o.copy_from_slice(&[i[2], i[1], i[0]]);
+            }
+        }
+        PixelFormat::Rgba | PixelFormat::Bgra => {
+            let bgr = format == PixelFormat::Bgra;
+            for (o, i) in out.chunks_exact_mut(4).zip(rgb.chunks_exact(3)).take(w * h) {
+                let (r, b) = if bgr { (i[2], i[0]) } else { (i[0], i[2]) };
+                o.copy_from_slice(&[r, i[1], b, 255]);
+            }
+        }
+        PixelFormat::Gray8 => {
+            for (o, i) in out.iter_mut().zip(rgb.chunks_exact(3)).take(w * h) {
+                *o = gray([i[0], i[1], i[2]]);
+            }
+        }
+        PixelFormat::Yuyv => {
+            for (o, row) in out.chunks_exact_mut(w * 2).zip(rows) {
+                for (o, pair) in o.chunks_exact_mut(4).zip(row.chunks_exact(6)) {
+                    let (a, b) = ([pair[0], pair[1], pair[2]], [pair[3], pair[4], pair[5]]);
+                    let (u, v) = chroma(&[a, b]);
+                    o.copy_from_slice(&[luma(a), u, luma(b), v]);
+                }
+            }
+        }
+        PixelFormat::Nv12 | PixelFormat::I420 => {
+            let (luma_plane, chroma_planes) = out[..needed].split_at_mut(w * h);
+            for (o, row) in luma_plane.chunks_exact_mut(w).zip(rows) {
+                for (o, px) in o.iter_mut().zip(row.chunks_exact(3)) {
+                    *o = luma([px[0], px[1], px[2]]);
+                }
+            }
+            let (cw, ch) = (w / 2, h / 2);
+            for cy in 0..ch {
+                let (top, bottom) = (&rgb[2 * cy * w * 3..], &rgb[(2 * cy + 1) * w * 3..]);
+                for cx in 0..cw {
+                    let at = |row: &[u8], x: usize| [row[3 * x], row[3 * x + 1], row[3 * x + 2]];
+                    let block = [
+                        at(top, 2 * cx),
+                        at(top, 2 * cx + 1),
+                        at(bottom, 2 * cx),
+                        at(bottom, 2 * cx + 1),
+                    ];
+                    let (u, v) = chroma(&block);
+                    if format == PixelFormat::Nv12 {
+                        chroma_planes[cy * w + 2 * cx] = u;
+                        chroma_planes[cy * w + 2 * cx + 1] = v;
+                    } else {
+                        chroma_planes[cy * cw + cx] = u;
+                        chroma_planes[cw * ch + cy * cw + cx] = v;
+                    }
+                }
+            }
+        }
+        PixelFormat::Raw => unreachable!("refused above"),
+    }
+    Ok(())
+}
+
+/// Full-range luma of an RGB pixel, as ffmpeg's `gray` (16-bit fixed
+/// point: 0.299, 0.587, 0.114 times 65536), rounded.
+fn gray([r, g, b]: [u8; 3]) -> u8 {
+    ((19_595 * u32::from(r) + 38_470 * u32::from(g) + 7_471 * u32::from(b) + 32_768) >> 16) as u8
+}
+
+/// BT.601 limited-range luma of an RGB pixel (0.257, 0.504, 0.098 times
+/// 65536, plus 16), rounded.
+fn luma([r, g, b]: [u8; 3]) -> u8 {
+    let y = 16_829 * i32::from(r) + 33_039 * i32::from(g) + 6_416 * i32::from(b);
+    (((y + 32_768) >> 16) + 16).clamp(0, 255) as u8
+}
+
+/// BT.601 limited-range chroma of the mean of `pixels` (2 or 4 of them:
+/// -0.148, -0.291, 0.439 and 0.439, -0.368, -0.071 times 65536, plus
+/// 128), rounded.
+fn chroma(pixels: &[[u8; 3]]) -> (u8, u8) {
+    let n = pixels.len() as i32;
+    let sum = |c: usize| pixels.iter().map(|p| i32::from(p[c])).sum::<i32>();
+    let (r, g, b) = (sum(0), sum(1), sum(2));
+    let u = -9_714 * r - 19_071 * g + 28_784 * b;
+    let v = 28_784 * r - 24_103 * g - 4_681 * b;
+    let round = |x: i32| {
+        let scale = 65_536 * n;
+        ((x + scale / 2).div_euclid(scale) + 128).clamp(0, 255) as u8
+    };
+    (round(u), round(v))
+}
+
 /// BT.601 limited-range YUV to RGB, in 16-bit fixed point (the
 /// coefficients 1.164, 1.596, 0.392, 0.813 and 2.017, times 65536),
 /// rounded.
@@ -236,6 +385,80 @@ mod tests {
         }
         to_rgb24(PixelFormat::Gray8, 2, 2, 0, &[7; 4], &mut out).unwrap();
         assert_eq!(out, [7; 12]);
+    }
+
+    #[test]
+    fn every_format_written_from_rgb_reads_back_as_that_rgb() {
+        // A 4x2 frame of 2x2 blocks of one colour each (so 4:2:0 chroma
+        // loses nothing), through every format and back.
+        let colours = [[255u8, 128, 0], [12, 200, 90]];
+        let rgb: Vec<u8> = (0..8).flat_map(|i| colours[(i % 4) / 2]).collect();
+        let mut back = Vec::new();
+        for format in [
+            PixelFormat::Rgb24,
+            PixelFormat::Bgr24,
+            PixelFormat::Rgba,
+            PixelFormat::Bgra,
+            PixelFormat::Yuyv,
+            PixelFormat::Nv12,
+            PixelFormat::I420,
+        ] {
+            let mut frame = vec![0; frame_len(format, 4, 2, 0).unwrap()];
+            from_rgb24(format, 4, 2, &rgb, &mut frame).unwrap();
+            to_rgb24(format, 4, 2, 0, &frame, &mut back).unwrap();
+            let worst = back.iter().zip(&rgb).map(|(a, b)| a.abs_diff(*b)).max();
+            assert!(worst <= Some(2), "{format}: {back:?}");
+        }
+        let mut orange = [0u8; 6];
+        from_rgb24(
+            PixelFormat::Yuyv,
+            2,
+            1,
+            &[255, 128, 0].repeat(2),
+            &mut orange[..4],
+        )
+        .unwrap();
+        assert_eq!(orange[..4], [146, 53, 146, 193]);
+        from_rgb24(
+            PixelFormat::Gray8,
+            2,
+            1,
+            &[255, 255, 255, 0, 0, 0],
+            &mut orange,
+        )
+        .unwrap();
+        assert_eq!(orange[..2], [255, 0]);
+    }
+
+    #[test]
+    fn writing_a_frame_checks_both_buffers_and_the_size() {
+        let f = PixelFormat::Nv12;
+        let mut out = [0u8; 6];
+        assert!(matches!(
+            from_rgb24(f, 2, 2, &[0; 11], &mut out),
+            Err(ConvertError::TooShort {
+                format: PixelFormat::Rgb24,
+                ..
+            })
+        ));
+        assert!(matches!(
+            from_rgb24(f, 2, 2, &[0; 12], &mut out[..5]),
+            Err(ConvertError::TooShort {
+                format: PixelFormat::Nv12,
+                ..
+            })
+        ));
+        assert!(matches!(
+            from_rgb24(f, 3, 2, &[0; 18], &mut out),
+            Err(ConvertError::Geometry { .. })
+        ));
+        assert!(from_rgb24(PixelFormat::Rgb24, u32::MAX, u32::MAX, &[0; 3], &mut out).is_err());
+        assert_eq!(
+            from_rgb24(PixelFormat::Raw, 1, 1, &[0; 3], &mut out),
+            Err(ConvertError::NoPixels)
+        );
+        from_rgb24(f, 2, 2, &[0; 12], &mut out).unwrap();
+        assert_eq!(out, [16, 16, 16, 16, 128, 128]);
     }
 
     #[test]

@@ -1,0 +1,524 @@
+//! Derived channels: one channel made from another, at another size, pixel
+//! format or rate, once for every app that wants that shape (`shmcast
+//! derive SRC NAME`, or `from = "SRC"` in serve's config).
+//!
+//! # How a frame is made
+//! The source is read with a [`Reader`] (leased in place when the source
+//! lets this user lease, copied otherwise), so anything that publishes a
+//! channel can be a source, and a source's restarts, stalls and take-overs
+//! are followed as any reader follows them. Each source frame becomes at
+//! most one derived frame:
+//!
+//! 1. packed formats (rgb24, bgr24, rgba, bgra, gray8) are resized as they
+//!    are; YUV sources (yuyv, nv12, i420) are first converted to rgb24 by
+//!    the library's conversion, at the source's size;
+//! 2. the resize is `fast_image_resize`'s bilinear convolution (SIMD,
+//!    the filter's support grows with the downscale, so no aliasing): the
+//!    whole frame to the target size (`stretch`), the largest centred part
+//!    of the source with the target's aspect (`crop`), or the whole frame
+//!    at its own aspect, centred on black (`letterbox`);
+//! 3. the result is converted to the target format
+//!    ([`shmcast::convert::from_rgb24`]; when the source's packed format is
+//!    already the target's, the resize writes straight into the channel).
+//!
+//! The derived frame carries its source frame's number (while that is
+//! above the channel's newest: after the source starts again from 1, the
+//! derived numbers go on from their own) and its timestamp.
+//!
+//! # Health follows the source
+//! A source that is stalled, gone or missing makes the derived channel
+//! stalled, its reason naming the source's; a source frame that cannot be
+//! converted (its geometry does not fit its bytes or its format) stalls it
+//! with that reason until a good frame comes.
+//!
+//! # Nobody reading, no work
+//! While leasing is available on the derived channel (its lease table is
+//! ours), readers that lease register in it, as every [`Reader`] does by
+//! default. When none has been registered for [`IDLE_AFTER`], the derived
+//! channel stops reading its source (and stops being one of the source's
+//! readers) and says it is idle as its stall reason, until one registers.
+//! A read-only subscriber writes nothing anywhere, so it cannot be seen: a
+//! derived channel that only read-only readers use must say `idle = false`
+//! (`--always`). Without a lease table (another user holds its name), the
+//! channel always works.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use shmcast::convert::{from_rgb24, to_rgb24};
+use shmcast::{ErrorKind, Frame, FrameMeta, Health, Name, Next, PixelFormat, Publisher, Reader};
+
+use crate::notify::Beat;
+
+/// How long a derived channel goes on working after its last registered
+/// reader left.
+pub const IDLE_AFTER: Duration = Duration::from_secs(5);
+
+/// The longest the loop waits for a source frame before it looks at its
+/// own readers and its stop flag again.
+const LOOK_EVERY: Duration = Duration::from_millis(200);
+
+/// How the source's aspect ratio meets the target's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fit {
+    /// The whole source to the whole target: shapes change when the
+    /// aspects differ.
+    #[default]
+    Stretch,
+    /// The whole source at its own aspect, centred, with black bars.
+    Letterbox,
+    /// The largest centred part of the source that has the target's
+    /// aspect, to the whole target.
+    Crop,
+}
+
+/// Where a derived channel's frames come from, and how they are shaped
+/// (the target's size and format are the job's `meta`, its highest rate
+/// the job's `fps`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Derive {
+    pub from: Name,
+    pub fit: Fit,
+    /// Whether to stop working while no reader is registered (see the
+    /// module docs).
+    pub idle: bool,
+}
+
+/// Makes derived frames; keeps its buffers from frame to frame.
+#[derive(Default)]
+pub struct Shaper {
+    resizer: Resizer,
+    packed: Vec<u8>,
+    small: Vec<u8>,
+    rgb: Vec<u8>,
+    canvas: Vec<u8>,
+}
+
+/// The pixel type `fast_image_resize` resizes a packed format as, and its
+/// bytes per pixel.
+fn pixel_type(format: PixelFormat) -> Option<(PixelType, usize)> {
+    match format {
+        PixelFormat::Rgb24 | PixelFormat::Bgr24 => Some((PixelType::U8x3, 3)),
+        PixelFormat::Rgba | PixelFormat::Bgra => Some((PixelType::U8x4, 4)),
+        PixelFormat::Gray8 => Some((PixelType::U8, 1)),
+        _ => None,
+    }
+}
+
+impl Shaper {
+    pub fn new() -> Shaper {
+        Shaper::default()
+    }
+
+    /// Shapes the source frame `src` (described by `from`, whose words came
+    /// from shared memory and are checked here) into `out`, a frame of
+    /// `to` (tightly packed; `out` at least its length).
+    pub fn shape(
+        &mut self,
+        from: &FrameMeta,
+        src: &[u8],
+        to: &FrameMeta,
+        fit: Fit,
+        out: &mut [u8],
+    ) -> Result<(), String> {
+        let (w, h) = (from.width, from.height);
+        // Everything about the source is checked against its bytes first.
+        let needed =
+            shmcast::convert::frame_len(from.format, w, h, from.stride).ok_or_else(|| {
+                format!(
+                    "a {}x{} {} frame with stride {} cannot be",
+                    w, h, from.format, from.stride
+                )
+            })?;
+        if src.len() < needed {
+            return Err(format!(
+                "a {}x{} {} frame with stride {} needs {needed} bytes; it has {}",
+                w,
+                h,
+                from.format,
+                from.stride,
+                src.len()
+            ));
+        }
+        // The source as one packed image of a format `fast_image_resize`
+        // takes (rows unpadded): as it is, its rows repacked, or as rgb24.
+        let (packed_format, (pixel, bpp)) = match pixel_type(from.format) {
+            Some(p) => (from.format, p),
+            None => (PixelFormat::Rgb24, (PixelType::U8x3, 3)),
+        };
+        let row = w as usize * bpp;
+        let stride = if from.stride == 0 {
+            row
+        } else {
+            from.stride as usize
+        };
+        let packed: &[u8] = if packed_format != from.format {
+            to_rgb24(from.format, w, h, from.stride, src, &mut self.packed)
+                .map_err(|e| e.to_string())?;
+            &self.packed
+        } else if stride == row {
+            &src[..row * h as usize]
+        } else {
+            self.packed.clear();
+            for r in src.chunks(stride).take(h as usize) {
+                self.packed.extend_from_slice(&r[..row]);
+            }
+            &self.packed
+        };
+        let source = ImageRef::new(w, h, packed, pixel).map_err(|e| e.to_string())?;
+        let (tw, th) = (to.width, to.height);
+        let (dw, dh) = match fit {
+            Fit::Letterbox => letterboxed(w, h, tw, th),
+            Fit::Stretch | Fit::Crop => (tw, th),
+        };
+        let mut options = ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+            .use_alpha(false);
+        if fit == Fit::Crop {
+            options = options.fit_into_destination(None);
+        }
+        // Straight into the channel when nothing is left to do after.
+        if packed_format == to.format && fit != Fit::Letterbox {
+            let len = tw as usize * th as usize * bpp;
+            let mut dst =
+                Image::from_slice_u8(tw, th, &mut out[..len], pixel).map_err(|e| e.to_string())?;
+            return self
+                .resizer
+                .resize(&source, &mut dst, &options)
+                .map_err(|e| e.to_string());
+        }
+        self.small.resize(dw as usize * dh as usize * bpp, 0);
+        let mut small =
+            Image::from_slice_u8(dw, dh, &mut self.small, pixel).map_err(|e| e.to_string())?;
+        self.resizer
+            .resize(&source, &mut small, &options)
+            .map_err(|e| e.to_string())?;
+        let rgb: &[u8] = if packed_format == PixelFormat::Rgb24 {
+            &self.small
+        } else {
+            to_rgb24(packed_format, dw, dh, 0, &self.small, &mut self.rgb)
+                .map_err(|e| e.to_string())?;
+            &self.rgb
+        };
+        let rgb = if fit == Fit::Letterbox {
+            let (x0, y0) = (((tw - dw) / 2) as usize, ((th - dh) / 2) as usize);
+            let line = tw as usize * 3;
+            self.canvas.clear();
+            self.canvas.resize(line * th as usize, 0);
+            for (y, r) in rgb.chunks_exact(dw as usize * 3).enumerate() {
+                let at = (y0 + y) * line + x0 * 3;
+                self.canvas[at..at + r.len()].copy_from_slice(r);
+            }
+            &self.canvas
+        } else {
+            rgb
+        };
+        from_rgb24(to.format, tw, th, rgb, out).map_err(|e| e.to_string())
+    }
+}
+
+/// The size a `w` x `h` frame takes inside `tw` x `th` at its own aspect
+/// (at least 1x1).
+fn letterboxed(w: u32, h: u32, tw: u32, th: u32) -> (u32, u32) {
+    let (w, h, tw64, th64) = (u64::from(w), u64::from(h), u64::from(tw), u64::from(th));
+    let (dw, dh) = if w * th64 >= tw64 * h {
+        (tw64, (tw64 * h + w / 2) / w)
+    } else {
+        ((th64 * w + h / 2) / h, th64)
+    };
+    (dw.clamp(1, tw64) as u32, dh.clamp(1, th64) as u32)
+}
+
+/// Checks a derive before it runs: not of itself.
+pub fn check(name: &Name, derive: &Derive) -> Result<(), String> {
+    if derive.from.to_string() == name.to_string() {
+        return Err(format!(
+            "channel {name} cannot be derived from itself (from = {:?})",
+            derive.from.to_string()
+        ));
+    }
+    Ok(())
+}
+
+/// What became of one source frame.
+enum Made {
+    /// A derived frame (published, or shaped for nothing).
+    Frame,
+    /// Nothing: the source frame was torn while being shaped (its lease
+    /// revoked), or every slot of the derived channel is leased.
+    Nothing,
+}
+
+/// Why a frame was not made.
+enum Failed {
+    /// The source frame cannot be shaped (said as the channel's stall).
+    Source(String),
+    /// The derived channel failed: the loop ends.
+    Channel(String),
+}
+
+/// Shapes `frame` into the next frame of `publisher` (or into `own` when
+/// there is none), numbered and stamped as its source frame.
+fn make_one(
+    shaper: &mut Shaper,
+    publisher: Option<&mut Publisher>,
+    frame: Frame<'_>,
+    to: &FrameMeta,
+    frame_len: usize,
+    fit: Fit,
+    own: &mut Vec<u8>,
+) -> Result<Made, Failed> {
+    let info = *frame.info();
+    let mut target = *to;
+    target.timestamp_ns = info.meta.timestamp_ns;
+    let bytes = frame.bytes();
+    // SAFETY: a leased frame is the publisher's to take back only after
+    // its max lease (1 s by default); shaping takes milliseconds, and
+    // `release` below says whether it was taken back meanwhile, in which
+    // case what was made is thrown away. A copied frame is the reader's.
+    let src = unsafe { bytes.as_slice() };
+    let Some(publisher) = publisher else {
+        own.resize(frame_len, 0);
+        let shaped = shaper.shape(&info.meta, src, to, fit, own);
+        let whole = frame.release().is_ok();
+        return match shaped {
+            Ok(()) if whole => Ok(Made::Frame),
+            Ok(()) => Ok(Made::Nothing),
+            Err(e) => Err(Failed::Source(e)),
+        };
+    };
+    let mut loan = match publisher.loan(frame_len) {
+        Ok(loan) => loan,
+        Err(e) if e.kind() == ErrorKind::AllSlotsLeased => {
+            let _ = frame.release();
+            return Ok(Made::Nothing);
+        }
+        Err(e) => return Err(Failed::Channel(crate::one_line(&e))),
+    };
+    let shaped = shaper.shape(&info.meta, src, to, fit, &mut loan);
+    // Dropping the loan abandons it: a torn or unshapeable source frame is
+    // never published.
+    match (shaped, frame.release().is_ok()) {
+        (Ok(()), true) => {
+            loan.commit_numbered(&target, info.number);
+            Ok(Made::Frame)
+        }
+        (Ok(()), false) => Ok(Made::Nothing),
+        (Err(e), _) => Err(Failed::Source(format!("frame {}: {e}", info.number))),
+    }
+}
+
+/// Fills channel `name` from its source until `stop` (or `frames` derived
+/// frames); see the module docs. Without a publisher, shapes every frame
+/// for nothing.
+#[allow(clippy::too_many_arguments)]
+pub fn derive_loop(
+    name: &Name,
+    derive: &Derive,
+    meta: &FrameMeta,
+    period: Option<Duration>,
+    frames: Option<u64>,
+    mut publisher: Option<&mut Publisher>,
+    stop: &AtomicBool,
+    beat: &Beat,
+) -> Result<(), String> {
+    let from = &derive.from;
+    let frame_len = meta
+        .format
+        .frame_len(meta.width, meta.height)
+        .ok_or_else(|| {
+            format!(
+                "channel {name}: {}x{} is not a valid {} frame size",
+                meta.width, meta.height, meta.format
+            )
+        })?;
+    let mut shaper = Shaper::new();
+    let mut own = Vec::new();
+    let mut reader: Option<Reader> = None;
+    let mut last_seen = Instant::now();
+    let mut idle = false;
+    let mut stalled: Option<String> = None;
+    let mut next_due: Option<Instant> = None;
+    let (mut made, mut skipped) = (0u64, 0u64);
+    // Says a stall once (log and channel), until it changes or ends.
+    let mut stall = |publisher: &mut Option<&mut Publisher>, why: Option<String>| {
+        if stalled == why {
+            return;
+        }
+        match (&why, publisher.as_deref_mut()) {
+            (Some(why), p) => {
+                crate::log::warn(name, format!("stalled: {why}"));
+                if let Some(p) = p {
+                    p.report_stall(why);
+                }
+            }
+            (None, p) => {
+                crate::log::info(name, format!("deriving from {from} again"));
+                if let Some(p) = p {
+                    p.clear_stall();
+                }
+            }
+        }
+        stalled = why;
+    };
+    while !stop.load(Ordering::SeqCst) && frames.is_none_or(|n| made < n) {
+        beat.beat();
+        if let Some(p) = publisher.as_deref() {
+            if !derive.idle || !p.leasing_available() || p.subscriber_count() > 0 {
+                last_seen = Instant::now();
+            }
+        }
+        if last_seen.elapsed() >= IDLE_AFTER {
+            if !idle {
+                idle = true;
+                // No longer one of the source's readers.
+                reader = None;
+                stall(
+                    &mut publisher,
+                    Some(format!(
+                        "idle: nobody has leased from it for {} s (a leasing reader starts it)",
+                        IDLE_AFTER.as_secs()
+                    )),
+                );
+            }
+            crate::serve::pause(stop, LOOK_EVERY, beat);
+            continue;
+        }
+        idle = false;
+        let reader = match &mut reader {
+            Some(reader) => reader,
+            None => reader.insert(Reader::new(from.clone()).map_err(|e| crate::one_line(&e))?),
+        };
+        beat.waiting(true);
+        // Matched as a temporary, so that its borrow of the reader ends
+        // with this statement.
+        let health = match reader.next(LOOK_EVERY) {
+            Ok(Next::Frame(frame)) => {
+                beat.waiting(false);
+                // At most the job's rate: a frame earlier than due is
+                // skipped (a quarter period early still counts, so 30 fps
+                // to 15 takes every second frame despite jitter).
+                let now = Instant::now();
+                if let (Some(period), Some(due)) = (period, next_due) {
+                    if now + period / 4 < due {
+                        skipped += 1;
+                        let _ = frame.release();
+                        continue;
+                    }
+                }
+                match make_one(
+                    &mut shaper,
+                    publisher.as_deref_mut(),
+                    frame,
+                    meta,
+                    frame_len,
+                    derive.fit,
+                    &mut own,
+                ) {
+                    Ok(Made::Frame) => {
+                        made += 1;
+                        stall(&mut publisher, None);
+                        if let Some(period) = period {
+                            next_due = Some(match next_due {
+                                Some(due) if due + period > now => due + period,
+                                _ => now + period,
+                            });
+                        }
+                    }
+                    Ok(Made::Nothing) => {}
+                    Err(Failed::Source(why)) => {
+                        stall(&mut publisher, Some(format!("source {from} {why}")))
+                    }
+                    Err(Failed::Channel(why)) => return Err(why),
+                }
+                continue;
+            }
+            Ok(Next::Health(health)) => health,
+            Ok(Next::Idle) => {
+                beat.waiting(false);
+                continue;
+            }
+            Err(e) => {
+                beat.waiting(false);
+                crate::log::warn(name, format!("source {from}: {}", crate::one_line(&e)));
+                continue;
+            }
+        };
+        beat.waiting(false);
+        match health {
+            Health::Live => stall(&mut publisher, None),
+            other => {
+                let word = match other {
+                    Health::Stalled { .. } => "stalled",
+                    Health::Gone => "gone",
+                    Health::Truncated => "truncated",
+                    _ => "missing",
+                };
+                let why = match reader.stall_reason() {
+                    Some(r) => format!("source {from} is {word}: {r}"),
+                    None => format!("source {from} is {word}"),
+                };
+                stall(&mut publisher, Some(why));
+            }
+        }
+    }
+    let skipped = if skipped > 0 {
+        format!(" ({skipped} skipped for the rate)")
+    } else {
+        String::new()
+    };
+    crate::log::info(name, format!("derived {made} frames from {from}{skipped}"));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn letterbox_keeps_the_aspect_inside_the_target() {
+        assert_eq!(letterboxed(1920, 1080, 640, 640), (640, 360));
+        assert_eq!(letterboxed(1080, 1920, 640, 640), (360, 640));
+        assert_eq!(letterboxed(100, 100, 30, 20), (20, 20));
+        assert_eq!(letterboxed(u32::MAX, 1, 7, 7), (7, 1));
+    }
+
+    #[test]
+    fn shaping_checks_the_source_and_fills_the_target() {
+        let mut shaper = Shaper::new();
+        let from = FrameMeta::new(4, 4, PixelFormat::Rgb24);
+        let to = FrameMeta::new(2, 2, PixelFormat::Bgra);
+        let mut out = vec![0; 16];
+        let red = [255u8, 0, 0].repeat(16);
+        shaper
+            .shape(&from, &red, &to, Fit::Stretch, &mut out)
+            .unwrap();
+        assert_eq!(out, [0, 0, 255, 255].repeat(4));
+        // The source's words lie: more pixels than bytes.
+        let e = shaper
+            .shape(&from, &red[..40], &to, Fit::Stretch, &mut out)
+            .unwrap_err();
+        assert!(e.contains("needs 48 bytes"), "{e}");
+        let odd = FrameMeta::new(3, 3, PixelFormat::Nv12);
+        assert!(shaper
+            .shape(&odd, &red, &to, Fit::Stretch, &mut out)
+            .is_err());
+        let huge = FrameMeta {
+            width: u32::MAX,
+            ..from
+        };
+        assert!(shaper.shape(&huge, &red, &to, Fit::Crop, &mut out).is_err());
+        // Letterbox: a wide source in a square target has black bars.
+        let wide = FrameMeta::new(8, 2, PixelFormat::Rgb24);
+        let to = FrameMeta::new(4, 4, PixelFormat::Rgb24);
+        let mut out = vec![9; 48];
+        shaper
+            .shape(&wide, &red, &to, Fit::Letterbox, &mut out)
+            .unwrap();
+        assert_eq!(out[..12], [0; 12]);
+        assert_eq!(out[12..24], red[..12]);
+    }
+}

@@ -43,6 +43,7 @@ pub fn run(role: &str, args: &[String]) {
         ),
         "shm-reader" => shm_reader(&args[0], &args[1]),
         "camera-serve" => camera_serve(&args[0], &args[1], arg(args, 2)),
+        "derive-serve" => derive_serve(&args[0], &args[1], arg(args, 2), &args[3]),
         "sock-writer" => sock_writer(&args[0], arg(args, 1), arg(args, 2), arg(args, 3)),
         "sock-reader" => sock_reader(&args[0], &args[1], arg(args, 2)),
         "pingpong-a" => pingpong_a(&args[0], arg(args, 1)),
@@ -193,6 +194,118 @@ fn proc_cpu(pid: u32) -> f64 {
     };
     // utime and stime are fields 14 and 15; after the ')' they are 11 and 12.
     (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The two derived shapes of the derive case: a viewer's and a vision
+/// model's, as `shmcast derive` arguments, and the suffix of their names.
+pub const DERIVED: [(&str, [&str; 6]); 2] = [
+    (
+        "view",
+        ["--width", "960", "--height", "540", "--format", "bgra"],
+    ),
+    (
+        "model",
+        ["--width", "640", "--height", "640", "--format", "rgb24"],
+    ),
+];
+
+/// A 1080p30 rgb24 source (`shmcast serve`'s pattern) and its two derived
+/// shapes ([`DERIVED`]), made either once by a service (`mode` service:
+/// `serve --config` with two `from` channels, `NAME-view` and
+/// `NAME-model`, which the case's readers read) or by 8 readers that each
+/// shape every frame for themselves (`mode` self: 4 of each shape, `derive
+/// --discard`). Reports the CPU of the source, of the service (or of all 8
+/// self-shapers), and of each shape's service (or of one self-shaper of
+/// each shape), over the source frames of the run.
+fn derive_serve(name: &str, cli: &str, secs: f64, mode: &str) {
+    let spawn = |args: &[&str]| {
+        std::process::Command::new(cli)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start shmcast")
+    };
+    let mut procs = crate::proc::Guard(vec![spawn(&[
+        "serve", name, "--width", "1920", "--height", "1080", "--format", "rgb24", "--fps", "30",
+    ])]);
+    // The service's two derived channels are served by two `serve
+    // --config` processes, one channel each, so that each shape's CPU is
+    // its process's (the same work as two threads of one service).
+    let mut configs = Vec::new();
+    if mode == "service" {
+        for (suffix, args) in DERIVED {
+            let config = std::env::temp_dir().join(format!("{name}-{suffix}.toml"));
+            let text = format!(
+                "[[channel]]\nname = \"{name}-{suffix}\"\nfrom = \"{name}\"\nwidth = {}\nheight = {}\nformat = \"{}\"\n",
+                args[1], args[3], args[5]
+            );
+            std::fs::write(&config, text).expect("write the derive config");
+            procs.0.push(spawn(&[
+                "serve",
+                "--config",
+                config.to_str().expect("a path"),
+            ]));
+            configs.push(config);
+        }
+    } else {
+        // 4 of each shape, one after the other: pids[1] is a view, pids[2]
+        // a model.
+        for i in 0..8 {
+            let (_, shape) = DERIVED[i % 2];
+            let mut args = vec!["derive", name, "--discard"];
+            args.extend(shape);
+            procs.0.push(spawn(&args));
+        }
+    }
+    let pids: Vec<u32> = procs.0.iter().map(std::process::Child::id).collect();
+    let sub = Subscriber::open_wait(name, Duration::from_secs(30)).expect("the source channel");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let derived_up = || {
+        mode != "service"
+            || DERIVED.iter().all(|(suffix, _)| {
+                Subscriber::open(format!("{name}-{suffix}").as_str())
+                    .is_ok_and(|s| s.latest_number() > 0)
+            })
+    };
+    while sub.latest_number() < 10 || !derived_up() {
+        assert!(
+            Instant::now() < deadline,
+            "no derived frames from the service"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    say("ready");
+    wait_go();
+    let cpu = |pids: &[u32]| pids.iter().map(|&p| proc_cpu(p)).sum::<f64>();
+    let (source0, shapers0, view0, model0, frames0, started) = (
+        proc_cpu(pids[0]),
+        cpu(&pids[1..]),
+        proc_cpu(pids[1]),
+        pids.get(2).map_or(0.0, |&p| proc_cpu(p)),
+        sub.latest_number(),
+        Instant::now(),
+    );
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let (source1, shapers1, view1, model1, frames1) = (
+        proc_cpu(pids[0]),
+        cpu(&pids[1..]),
+        proc_cpu(pids[1]),
+        pids.get(2).map_or(0.0, |&p| proc_cpu(p)),
+        sub.latest_number(),
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    drop(procs);
+    for config in configs {
+        let _ = std::fs::remove_file(config);
+    }
+    result(
+        frames1.saturating_sub(frames0),
+        elapsed,
+        &Latencies::default(),
+        json!({"serve_cpu": shapers1 - shapers0, "source_cpu": source1 - source0,
+               "view_cpu": view1 - view0, "model_cpu": model1 - model0}),
+    );
 }
 
 /// ffmpeg's input for the camera case, as `serve --input` takes it.

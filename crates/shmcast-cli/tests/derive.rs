@@ -445,3 +445,46 @@ fn a_derive_of_itself_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot be derived from itself"), "{err}");
 }
+
+#[test]
+fn serve_makes_the_derived_channels_of_its_config_and_refuses_a_cycle() {
+    let src = unique("derive-cfg-src");
+    let (view, model) = (format!("{src}-view"), format!("{src}-model"));
+    let config = std::env::temp_dir().join(format!("{src}.toml"));
+    let text = format!(
+        "[[channel]]\nname = \"{src}\"\nsource = \"pattern\"\nwidth = 320\nheight = 240\nformat = \"rgb24\"\nfps = 30\n\n\
+         [[channel]]\nname = \"{view}\"\nfrom = \"{src}\"\nwidth = 160\nheight = 90\nformat = \"bgra\"\nfit = \"letterbox\"\n\n\
+         [[channel]]\nname = \"{model}\"\nfrom = \"{view}\"\nwidth = 64\nheight = 64\nformat = \"nv12\"\nfps = 10\nfit = \"crop\"\n"
+    );
+    std::fs::write(&config, &text).unwrap();
+    let _serve = Kill(
+        shmcast()
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // A chain: the model is derived from the view.
+    let (bytes, lines) = read(&model, 3);
+    assert_eq!(bytes.len(), 3 * 64 * 64 * 3 / 2, "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("64x64 nv12")), "{lines:?}");
+    let (bytes, _) = read(&view, 1);
+    // Letterboxed 4:3 in 16:9: black bars left and right (bgra 0,0,0,255).
+    assert_eq!(bytes[..4], [0, 0, 0, 255]);
+    // A cycle is refused before anything runs.
+    let cycle = text.replace(&format!("from = \"{src}\""), &format!("from = \"{model}\""));
+    std::fs::write(&config, cycle).unwrap();
+    let out = shmcast()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&config);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("form a cycle"), "{err}");
+}

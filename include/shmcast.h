@@ -31,7 +31,7 @@
 /* Initialisers for the sized structs: their size set, every other field 0
  * (the default). */
 #define SHMCAST_FRAME_META_INIT { sizeof(shmcast_frame_meta), 0, 0, 0, 0, 0, 0 }
-#define SHMCAST_FRAME_INFO_INIT { sizeof(shmcast_frame_info), 0, 0, 0, 0, 0, 0, 0, 0 }
+#define SHMCAST_FRAME_INFO_INIT { sizeof(shmcast_frame_info), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 #define SHMCAST_CHANNEL_CONFIG_INIT { sizeof(shmcast_channel_config), 0, 0, 0, 0, 0, 0, 0, 0 }
 
 
@@ -261,8 +261,10 @@ typedef struct {
   // How long a lease that keeps the publisher from its last free slot is
   // honoured, in milliseconds; 0: 1000.
   uint32_t max_lease_ms;
-  // Reserved, zero.
-  uint32_t reserved;
+  // Bytes of metadata each frame may carry (`shmcast_publisher_set_metadata`),
+  // at most 65536; 0: none. (The field was `reserved` before 0.3: zero
+  // there still means none.)
+  uint32_t max_metadata_len;
   // Windows security descriptor (SDDL) of the channel; NULL: the
   // creator's default.
   const char *sddl;
@@ -310,6 +312,14 @@ typedef struct {
   uint32_t reserved;
   // Capture time, nanoseconds since the Unix epoch.
   uint64_t timestamp_ns;
+  // The frame's metadata (`metadata_len` bytes; NULL when it has none),
+  // valid as long as the frame's bytes are and under the same promise:
+  // for a leased frame it lies in shared memory, and only a release that
+  // returns `SHMCAST_OK` vouches for it. Filled in when `size` covers it
+  // (a caller built against an older header gets the fields it knows).
+  const uint8_t *metadata;
+  // Bytes of metadata.
+  uint64_t metadata_len;
 } shmcast_frame_info;
 
 #ifdef __cplusplus
@@ -383,6 +393,19 @@ int32_t shmcast_publisher_commit(const shmcast_publisher *publisher,
 // # Safety
 // `publisher` must be NULL or a live handle.
 int32_t shmcast_publisher_abandon(const shmcast_publisher *publisher);
+
+// Sets the metadata of the next frame: the one on loan, or else the next
+// one published or loaned (`len` bytes from `metadata`, up to the
+// channel's `max_metadata_len`; `len` 0 clears it). Subscribers get it
+// with that frame (`shmcast_frame_info.metadata`). Longer than the channel
+// allows: `SHMCAST_ERROR_TOO_LARGE`, and nothing is set.
+//
+// # Safety
+// `publisher` must be NULL or a live handle; `metadata` NULL (with `len`
+// 0) or `len` readable bytes.
+int32_t shmcast_publisher_set_metadata(const shmcast_publisher *publisher,
+                                       const uint8_t *metadata,
+                                       size_t len);
 
 // Closes the publisher (abandoning a loan): subscribers see it gone, and
 // on Linux the channel's name is removed. NULL is ignored.

@@ -108,9 +108,9 @@ int main(int argc, char **argv) {
     config.mode = 0xFFFFFFFFu;
     EXPECT(shmcast_publisher_create(channel_name, &config, &p), SHMCAST_ERROR_INVALID_ARGUMENT);
     config.mode = 0;
-    config.reserved = 1;
+    config.max_metadata_len = 65537;
     EXPECT(shmcast_publisher_create(channel_name, &config, &p), SHMCAST_ERROR_INVALID_ARGUMENT);
-    config.reserved = 0;
+    config.max_metadata_len = 8;
     config.max_frame_len = UINT64_MAX;
     EXPECT(shmcast_publisher_create(channel_name, &config, &p), SHMCAST_ERROR_INVALID_ARGUMENT);
     config.max_frame_len = 64;
@@ -131,6 +131,11 @@ int main(int argc, char **argv) {
     EXPECT(shmcast_publisher_publish(p, &meta, NULL, 8, NULL), SHMCAST_ERROR_INVALID_ARGUMENT);
     EXPECT(shmcast_publisher_commit(p, &meta, NULL), SHMCAST_ERROR_NOT_HELD);
     EXPECT(shmcast_publisher_abandon(p), SHMCAST_ERROR_NOT_HELD);
+    /* Metadata: longer than the channel's 8 bytes, or NULL with a length. */
+    EXPECT(shmcast_publisher_set_metadata(p, buf, 9), SHMCAST_ERROR_TOO_LARGE);
+    EXPECT(shmcast_publisher_set_metadata(p, NULL, 4), SHMCAST_ERROR_INVALID_ARGUMENT);
+    EXPECT(shmcast_publisher_set_metadata(p, NULL, 0), SHMCAST_OK);
+    EXPECT(shmcast_publisher_set_metadata(NULL, buf, 4), SHMCAST_ERROR_INVALID_ARGUMENT);
     uint8_t *slot = NULL;
     EXPECT(shmcast_publisher_loan(p, 65, &slot), SHMCAST_ERROR_TOO_LARGE);
     EXPECT(shmcast_publisher_loan(p, 8, NULL), SHMCAST_ERROR_INVALID_ARGUMENT);

@@ -6,7 +6,8 @@
  *   frames copy NAME COUNT        read them by copy until frame COUNT
  *   frames lease NAME COUNT       the same, through leases in place
  *
- * Every frame a reader sees must be exactly frame N's bytes and metadata;
+ * Every frame a reader sees must be exactly frame N's bytes, metadata and
+ * per-frame metadata ("frame N", set before a publish, or on a loan);
  * it prints "ok: K frames checked" and exits 0, or says what differed.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
@@ -41,8 +42,21 @@ static int fail(const char *what, int32_t status) {
     return 1;
 }
 
+/* Frame n's per-frame metadata: "frame n". */
+static int metadata_of(uint64_t n, char *out, size_t size) {
+    return snprintf(out, size, "frame %" PRIu64, n);
+}
+
 /* 0 when `data` is frame `number`, else a message on stderr and 1. */
 static int check(const uint8_t *data, uint64_t len, const shmcast_frame_info *info) {
+    char want[32];
+    int want_len = metadata_of(info->number, want, sizeof want);
+    if (info->metadata_len != (uint64_t)want_len || info->metadata == NULL ||
+        memcmp(info->metadata, want, (size_t)want_len) != 0) {
+        fprintf(stderr, "frame %" PRIu64 ": metadata of %" PRIu64 " bytes, not \"%s\"\n",
+                info->number, info->metadata_len, want);
+        return 1;
+    }
     if (len != FRAME_LEN || info->width != WIDTH || info->height != HEIGHT ||
         info->format != SHMCAST_FORMAT_RGB24 || info->stride != WIDTH * 3 ||
         info->timestamp_ns != 1000u + info->number) {
@@ -64,6 +78,7 @@ static int publish(const char *name, uint64_t count) {
     shmcast_channel_config config = SHMCAST_CHANNEL_CONFIG_INIT;
     config.max_frame_len = FRAME_LEN;
     config.mode = 0644;
+    config.max_metadata_len = 32;
     shmcast_publisher *p = NULL;
     int32_t s = shmcast_publisher_create(name, &config, &p);
     if (s != SHMCAST_OK) return fail("shmcast_publisher_create", s);
@@ -76,8 +91,12 @@ static int publish(const char *name, uint64_t count) {
     for (uint64_t n = 1; n <= count; n++) {
         meta.timestamp_ns = 1000u + n;
         uint64_t number = 0;
+        char metadata[32];
+        size_t metadata_len = (size_t)metadata_of(n, metadata, sizeof metadata);
         if (n % 2) { /* odd frames by copy, even ones written in place */
             for (size_t i = 0; i < FRAME_LEN; i++) frame[i] = expected_byte(n, i);
+            s = shmcast_publisher_set_metadata(p, (const uint8_t *)metadata, metadata_len);
+            if (s != SHMCAST_OK) return fail("shmcast_publisher_set_metadata", s);
             s = shmcast_publisher_publish(p, &meta, frame, FRAME_LEN, &number);
             if (s != SHMCAST_OK) return fail("shmcast_publisher_publish", s);
         } else {
@@ -85,6 +104,8 @@ static int publish(const char *name, uint64_t count) {
             s = shmcast_publisher_loan(p, FRAME_LEN, &slot);
             if (s != SHMCAST_OK) return fail("shmcast_publisher_loan", s);
             for (size_t i = 0; i < FRAME_LEN; i++) slot[i] = expected_byte(n, i);
+            s = shmcast_publisher_set_metadata(p, (const uint8_t *)metadata, metadata_len);
+            if (s != SHMCAST_OK) return fail("shmcast_publisher_set_metadata", s);
             s = shmcast_publisher_commit(p, &meta, &number);
             if (s != SHMCAST_OK) return fail("shmcast_publisher_commit", s);
         }

@@ -166,6 +166,22 @@ pub(crate) unsafe fn write_info(
     out: *mut shmcast_frame_info,
     info: Option<&FrameInfo>,
 ) -> Result<()> {
+    // SAFETY: forwarded from the caller.
+    unsafe { write_info_with(out, info, (std::ptr::null(), 0)) }
+}
+
+/// As [`write_info`], with where the frame's metadata lies: a pointer and
+/// a length, never a slice (in shared memory it may change under a
+/// revoked lease). It must stay there for as long as the caller is told it
+/// is valid.
+///
+/// # Safety
+/// As for [`write_info`].
+pub(crate) unsafe fn write_info_with(
+    out: *mut shmcast_frame_info,
+    info: Option<&FrameInfo>,
+    metadata: (*const u8, usize),
+) -> Result<()> {
     if out.is_null() {
         return Ok(());
     }
@@ -188,6 +204,10 @@ pub(crate) unsafe fn write_info(
         value.height = info.meta.height;
         value.stride = info.meta.stride;
         value.timestamp_ns = info.meta.timestamp_ns;
+        if metadata.1 > 0 {
+            value.metadata = metadata.0;
+            value.metadata_len = metadata.1 as u64;
+        }
     }
     let n = size.min(std::mem::size_of::<shmcast_frame_info>());
     // SAFETY: the caller promises `size` writable bytes; we write at most

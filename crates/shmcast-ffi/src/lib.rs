@@ -80,7 +80,7 @@ pub struct shmcast_frame_meta {
 
 /// A published frame's number and metadata, as a subscriber reads them.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct shmcast_frame_info {
     /// `sizeof(shmcast_frame_info)`: set it before the call; the library
     /// writes no more than that many bytes.
@@ -101,6 +101,32 @@ pub struct shmcast_frame_info {
     pub reserved: u32,
     /// Capture time, nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
+    /// The frame's metadata (`metadata_len` bytes; NULL when it has none),
+    /// valid as long as the frame's bytes are and under the same promise:
+    /// for a leased frame it lies in shared memory, and only a release that
+    /// returns `SHMCAST_OK` vouches for it. Filled in when `size` covers it
+    /// (a caller built against an older header gets the fields it knows).
+    pub metadata: *const u8,
+    /// Bytes of metadata.
+    pub metadata_len: u64,
+}
+
+impl Default for shmcast_frame_info {
+    fn default() -> Self {
+        shmcast_frame_info {
+            size: 0,
+            format: 0,
+            number: 0,
+            len: 0,
+            width: 0,
+            height: 0,
+            stride: 0,
+            reserved: 0,
+            timestamp_ns: 0,
+            metadata: std::ptr::null(),
+            metadata_len: 0,
+        }
+    }
 }
 
 /// The major version of this header; a program can check it against

@@ -31,8 +31,10 @@ pub struct shmcast_channel_config {
     /// How long a lease that keeps the publisher from its last free slot is
     /// honoured, in milliseconds; 0: 1000.
     pub max_lease_ms: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Bytes of metadata each frame may carry (`shmcast_publisher_set_metadata`),
+    /// at most 65536; 0: none. (The field was `reserved` before 0.3: zero
+    /// there still means none.)
+    pub max_metadata_len: u32,
     /// Windows security descriptor (SDDL) of the channel; NULL: the
     /// creator's default.
     pub sddl: *const c_char,
@@ -49,7 +51,7 @@ impl Default for shmcast_channel_config {
             mode: 0,
             lease_mode: 0,
             max_lease_ms: 0,
-            reserved: 0,
+            max_metadata_len: 0,
             sddl: std::ptr::null(),
             lease_sddl: std::ptr::null(),
         }
@@ -66,6 +68,9 @@ const _: () = assert!(std::mem::size_of::<shmcast_channel_config>() >= CONFIG_V1
 pub struct shmcast_publisher {
     state: Mutex<State>,
     max_frame_len: u64,
+    /// Metadata set while no slot was on loan, for the next frame (locked
+    /// after `state`).
+    pending_metadata: Mutex<Option<Vec<u8>>>,
 }
 
 /// The publisher, idle or with a slot on loan (the loan owns it then).
@@ -128,9 +133,6 @@ pub unsafe extern "C" fn shmcast_publisher_create(
                     c.max_frame_len
                 ))
             })?;
-        if c.reserved != 0 {
-            return Err(invalid("shmcast_channel_config.reserved must be 0"));
-        }
         for (what, mode) in [("mode", c.mode), ("lease_mode", c.lease_mode)] {
             if mode > 0o777 {
                 return Err(invalid(format!(
@@ -163,10 +165,12 @@ pub unsafe extern "C" fn shmcast_publisher_create(
         if c.max_lease_ms != 0 {
             options = options.max_lease(Duration::from_millis(u64::from(c.max_lease_ms)));
         }
+        options = options.max_metadata(c.max_metadata_len as usize);
         let publisher = Publisher::create_with(name, &options)?;
         *out = Box::into_raw(Box::new(shmcast_publisher {
             max_frame_len: publisher.max_frame_len() as u64,
             state: Mutex::new(State::Idle(Box::new(publisher))),
+            pending_metadata: Mutex::new(None),
         }));
         Ok(())
     })
@@ -208,7 +212,10 @@ pub unsafe extern "C" fn shmcast_publisher_publish(
         let State::Idle(publisher) = &mut *state else {
             return Err(busy());
         };
-        let number = publisher.publish(&meta, data)?;
+        let number = match pending(p).take() {
+            Some(metadata) => publisher.publish_with_metadata(&meta, data, &metadata)?,
+            None => publisher.publish(&meta, data)?,
+        };
         // SAFETY: forwarded from the caller.
         if let Some(n) = unsafe { frame_number.as_mut() } {
             *n = number;
@@ -245,6 +252,10 @@ pub unsafe extern "C" fn shmcast_publisher_loan(
         };
         match publisher.into_loan(len) {
             Ok(mut loan) => {
+                if let Some(metadata) = pending(p).take() {
+                    // Checked against the channel when it was set.
+                    let _ = loan.set_metadata(&metadata);
+                }
                 *ptr = loan.as_mut_ptr();
                 *state = State::Loaned(loan);
                 Ok(())
@@ -300,6 +311,54 @@ pub unsafe extern "C" fn shmcast_publisher_abandon(publisher: *const shmcast_pub
         let mut state = lock(p);
         finish(&mut state, |loan| (loan.abandon(), None))?;
         Ok(())
+    })
+}
+
+fn pending(p: &shmcast_publisher) -> std::sync::MutexGuard<'_, Option<Vec<u8>>> {
+    p.pending_metadata
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Sets the metadata of the next frame: the one on loan, or else the next
+/// one published or loaned (`len` bytes from `metadata`, up to the
+/// channel's `max_metadata_len`; `len` 0 clears it). Subscribers get it
+/// with that frame (`shmcast_frame_info.metadata`). Longer than the channel
+/// allows: `SHMCAST_ERROR_TOO_LARGE`, and nothing is set.
+///
+/// # Safety
+/// `publisher` must be NULL or a live handle; `metadata` NULL (with `len`
+/// 0) or `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_publisher_set_metadata(
+    publisher: *const shmcast_publisher,
+    metadata: *const u8,
+    len: usize,
+) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let p = unsafe { args::handle(publisher, "publisher") }?;
+        // SAFETY: forwarded from the caller.
+        let metadata = unsafe { args::bytes(metadata, len, "metadata") }?;
+        let mut state = lock(p);
+        match &mut *state {
+            State::Loaned(loan) => Ok(loan.set_metadata(metadata)?),
+            State::Idle(publisher) => {
+                if metadata.len() > publisher.max_metadata_len() {
+                    return Err(Failure(
+                        crate::shmcast_status::SHMCAST_ERROR_TOO_LARGE,
+                        format!(
+                            "{} bytes of metadata; this channel takes at most {} (shmcast_channel_config.max_metadata_len)",
+                            metadata.len(),
+                            publisher.max_metadata_len()
+                        ),
+                    ));
+                }
+                *pending(p) = (!metadata.is_empty()).then(|| metadata.to_vec());
+                Ok(())
+            }
+            State::Moving => Err(busy()),
+        }
     })
 }
 

@@ -5,7 +5,9 @@ use std::ffi::c_char;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use shmcast_core::{Access, DetachedLease, Frame, Health, Next, Reader, ReaderOptions};
+use shmcast_core::{
+    Access, DetachedLease, Frame, Health, Next, Reader, ReaderOptions, SharedBytes,
+};
 
 use crate::args;
 use crate::errors::{guard, invalid, Failure};
@@ -154,25 +156,39 @@ pub unsafe extern "C" fn shmcast_reader_next(
                 }
             }
         };
-        let (frame_info, ptr, n, now_held) = got;
+        let (frame_info, ptr, n, metadata, now_held) = got;
         *held = now_held;
-        // SAFETY: forwarded from the caller.
-        unsafe { args::write_info(info, Some(&frame_info)) }?;
+        // SAFETY: forwarded from the caller; the metadata stays where it
+        // is while the frame is held (in shared memory under the lease, or
+        // in the reader's own buffer until its next call).
+        unsafe { args::write_info_with(info, Some(&frame_info), metadata) }?;
         // SAFETY: forwarded from the caller.
         unsafe { args::write_bytes(data, len, ptr, n) };
         Ok(())
     })
 }
 
-/// A frame's info, where its bytes are, and how it is held past the call.
-fn frame_parts(frame: Frame<'_>) -> (shmcast_core::FrameInfo, *const u8, usize, Held) {
+/// Where a frame's metadata is: a pointer (never NULL) and a length.
+type Place = (*const u8, usize);
+
+/// A frame's info, where its bytes and its metadata are, and how it is
+/// held past the call.
+fn frame_parts(frame: Frame<'_>) -> (shmcast_core::FrameInfo, *const u8, usize, Place, Held) {
+    let place = |b: SharedBytes<'_>| (b.as_ptr(), b.len());
     match frame {
         Frame::Leased(lease) => {
             let lease = lease.detach();
-            let (ptr, len) = (lease.bytes().as_ptr(), lease.bytes().len());
-            (*lease.info(), ptr, len, Held::Leased(lease))
+            let (ptr, len) = place(lease.bytes());
+            let metadata = place(lease.metadata());
+            (*lease.info(), ptr, len, metadata, Held::Leased(lease))
         }
-        Frame::Copied(info, bytes) => (info, bytes.as_ptr(), bytes.len(), Held::Copied),
+        Frame::Copied(info, bytes, metadata) => (
+            info,
+            bytes.as_ptr(),
+            bytes.len(),
+            (metadata.as_ptr(), metadata.len()),
+            Held::Copied,
+        ),
     }
 }
 

@@ -17,6 +17,9 @@ use crate::shmcast_status::{SHMCAST_ERROR_NOT_HELD, SHMCAST_ERROR_NO_FRAME};
 pub struct shmcast_subscriber {
     sub: Mutex<Subscriber>,
     lease: shmcast_lease,
+    /// The metadata of the last frame `shmcast_subscriber_read_latest`
+    /// copied (locked after `sub`).
+    metadata: Mutex<Vec<u8>>,
 }
 
 /// A frame leased in place, from `shmcast_subscriber_lease_latest`. It
@@ -117,6 +120,7 @@ pub unsafe extern "C" fn shmcast_subscriber_open(
         let sub = Subscriber::open_with(name, &options)?;
         *out = Box::into_raw(Box::new(shmcast_subscriber {
             sub: Mutex::new(sub),
+            metadata: Mutex::new(Vec::new()),
             lease: shmcast_lease {
                 held: Mutex::new(None),
             },
@@ -185,9 +189,13 @@ pub unsafe extern "C" fn shmcast_subscriber_read_latest(
         // SAFETY: forwarded from the caller.
         unsafe { args::write_info(info, None) }?;
         let sub = lock(s);
-        match sub.read_latest(buf) {
-            // SAFETY: forwarded from the caller.
-            Ok(Some(frame)) => unsafe { args::write_info(info, Some(&frame)) },
+        let mut metadata = s.metadata.lock().unwrap_or_else(|e| e.into_inner());
+        match sub.read_latest_with_metadata(buf, &mut metadata) {
+            // SAFETY: forwarded from the caller; the metadata stays in the
+            // handle until its next read.
+            Ok(Some(frame)) => unsafe {
+                args::write_info_with(info, Some(&frame), (metadata.as_ptr(), metadata.len()))
+            },
             Ok(None) => Err(no_frame(&sub.name().to_string())),
             Err(e) => {
                 if let (ErrorKind::BufferTooSmall, Some(needed)) = (e.kind(), e.frame_len()) {
@@ -195,6 +203,7 @@ pub unsafe extern "C" fn shmcast_subscriber_read_latest(
                         number: 0,
                         len: needed,
                         meta: shmcast_core::FrameMeta::raw(),
+                        metadata_len: 0,
                     };
                     // SAFETY: forwarded from the caller.
                     unsafe { args::write_info(info, Some(&frame)) }?;
@@ -282,8 +291,17 @@ pub unsafe extern "C" fn shmcast_lease_data(
         let Some(lease) = held.as_ref() else {
             return Err(released());
         };
-        // SAFETY: forwarded from the caller.
-        unsafe { args::write_info(info, Some(lease.info())) }?;
+        let metadata = lease.metadata();
+        // SAFETY: forwarded from the caller; the metadata lies in shared
+        // memory while the lease is held, under the same promise as the
+        // bytes.
+        unsafe {
+            args::write_info_with(
+                info,
+                Some(lease.info()),
+                (metadata.as_ptr(), metadata.len()),
+            )
+        }?;
         // SAFETY: forwarded from the caller.
         unsafe { args::write_bytes(data, len, lease.bytes().as_ptr(), lease.bytes().len()) };
         Ok(())

@@ -41,8 +41,12 @@ use crate::identity::ProcessId;
 
 /// The bytes every shmcast segment starts with.
 pub(crate) const MAGIC: [u8; 8] = *b"SHMCAST\0";
-/// The layout version this build reads and writes.
-pub const LAYOUT_VERSION: u32 = 2;
+/// The layout version this build reads and writes. A reader of another
+/// version refuses the segment with an error naming both versions
+/// (`ErrorKind::Incompatible`). 2: channels with lease tables and source
+/// status; 3: per-frame metadata (the channel's `max_metadata_len`, each
+/// slot's `metadata_len`, the metadata after the payload in the slot).
+pub const LAYOUT_VERSION: u32 = 3;
 /// Bytes reserved for the header; the data starts here, page-aligned.
 pub const HEADER_LEN: usize = 4096;
 /// Bytes of the header common to every kind.

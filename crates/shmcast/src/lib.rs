@@ -85,8 +85,8 @@ pub use channel::{
     SubscriberOptions, Waiter, DEFAULT_MAX_LEASE,
 };
 pub use channel::{
-    FrameInfo, FrameMeta, PixelFormat, UnknownFormat, DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS,
-    MIN_SLOTS,
+    FrameInfo, FrameMeta, PixelFormat, UnknownFormat, DEFAULT_SLOTS, MAX_METADATA_LEN, MAX_SLOTS,
+    MAX_SUBSCRIBERS, MIN_SLOTS,
 };
 pub use copy::SharedBytes;
 pub use error::{Error, ErrorKind, Result};

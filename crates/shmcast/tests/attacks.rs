@@ -384,6 +384,52 @@ fn an_unknown_pixel_format_is_refused_not_read_as_raw() {
     assert_eq!(lease.info().meta.format, shmcast::PixelFormat::Gray8);
 }
 
+/// A slot's metadata length scribbled past the channel's metadata area
+/// (byte 48 of its header): every read says the frame is corrupt, naming
+/// the length; none reads past the area.
+#[cfg(unix)]
+#[test]
+fn a_scribbled_metadata_length_is_corrupt_and_never_read_past() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("metalen");
+    let options = ChannelOptions::new(64).max_metadata(16);
+    let mut publisher = Publisher::create_with(&name, &options).unwrap();
+    publisher
+        .publish_with_metadata(&FrameMeta::raw(), &[7; 64], b"ok")
+        .unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/shmcast.{name}"))
+        .unwrap();
+    let copier = Subscriber::open(&name).unwrap();
+    let mut leaser = Subscriber::open_with(&name, &leasing()).unwrap();
+    for len in [17u32, 4096, u32::MAX] {
+        for slot in 0..shmcast::DEFAULT_SLOTS as u64 {
+            let at = shmcast::HEADER_LEN as u64 + slot * 64 + 48;
+            file.write_all_at(&len.to_le_bytes(), at).unwrap();
+        }
+        let corrupt = |e: shmcast::Error| {
+            assert!(
+                e.kind() == ErrorKind::Corrupt
+                    && e.to_string().contains(&format!("metadata length {len}")),
+                "{e}"
+            );
+        };
+        let (mut buf, mut metadata) = (vec![0; 64], Vec::new());
+        corrupt(
+            copier
+                .read_latest_with_metadata(&mut buf, &mut metadata)
+                .unwrap_err(),
+        );
+        corrupt(leaser.lease_latest().map(|_| ()).unwrap_err());
+    }
+    publisher
+        .publish_with_metadata(&FrameMeta::raw(), &[8; 64], b"mended")
+        .unwrap();
+    let lease = leaser.lease_latest().unwrap().unwrap();
+    assert_eq!(lease.metadata().to_vec(), b"mended");
+}
+
 /// The slot the latest-frame word names, scribbled to what no writer
 /// leaves there (marked as being written, or holding another frame): every
 /// kind of read says the channel is corrupt and what was impossible, not

@@ -195,6 +195,9 @@ pub struct FrameInfo {
     pub len: usize,
     /// The publisher's metadata (timestamp filled in).
     pub meta: FrameMeta,
+    /// Bytes of per-frame metadata the frame carries (0 when none; see
+    /// [`ChannelOptions::max_metadata`](crate::ChannelOptions::max_metadata)).
+    pub metadata_len: usize,
 }
 
 /// A frame's metadata as a slot stores it: the publisher's [`FrameMeta`]
@@ -212,6 +215,7 @@ pub(crate) struct SlotMeta {
     pub height: u32,
     pub format: u32,
     pub stride: u32,
+    pub metadata_len: u32,
 }
 
 /// Why a slot's metadata cannot describe a frame: the words were scribbled,
@@ -222,14 +226,23 @@ pub(crate) enum BadMeta {
     TooLong { len: u64, max: usize },
     #[error("unknown pixel format code {0} (a newer publisher's? this reader does not know it)")]
     UnknownFormat(u32),
+    #[error("metadata length {len} exceeds the channel's {max}")]
+    MetadataTooLong { len: u32, max: usize },
 }
 
 impl SlotMeta {
     /// What the publisher stores for a frame of `len` bytes that `meta`
-    /// describes: numbered `number` (0: the next one), stamped `now_ns`
-    /// when `meta` carries no timestamp.
+    /// describes, with `metadata_len` bytes of metadata: numbered `number`
+    /// (0: the next one), stamped `now_ns` when `meta` carries no
+    /// timestamp.
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn of_frame(meta: &FrameMeta, len: usize, number: u64, now_ns: u64) -> SlotMeta {
+    pub(crate) fn of_frame(
+        meta: &FrameMeta,
+        len: usize,
+        metadata_len: u32,
+        number: u64,
+        now_ns: u64,
+    ) -> SlotMeta {
         SlotMeta {
             number,
             timestamp_ns: if meta.timestamp_ns == 0 {
@@ -242,19 +255,28 @@ impl SlotMeta {
             height: meta.height,
             format: meta.format.code(),
             stride: meta.stride,
+            metadata_len,
         }
     }
 
     /// What readers see of it, once its untrusted words are checked: a
-    /// length within `max_len` bytes (the slot size) and a known format.
+    /// length within `max_len` bytes (the slot size), metadata within
+    /// `max_metadata` bytes and a known format.
     #[cfg_attr(loom, allow(dead_code))]
-    pub(crate) fn info(&self, max_len: usize) -> Result<FrameInfo, BadMeta> {
+    pub(crate) fn info(&self, max_len: usize, max_metadata: usize) -> Result<FrameInfo, BadMeta> {
         let len = usize::try_from(self.len)
             .ok()
             .filter(|&len| len <= max_len)
             .ok_or(BadMeta::TooLong {
                 len: self.len,
                 max: max_len,
+            })?;
+        let metadata_len = usize::try_from(self.metadata_len)
+            .ok()
+            .filter(|&len| len <= max_metadata)
+            .ok_or(BadMeta::MetadataTooLong {
+                len: self.metadata_len,
+                max: max_metadata,
             })?;
         let format =
             PixelFormat::from_code(self.format).ok_or(BadMeta::UnknownFormat(self.format))?;
@@ -268,6 +290,7 @@ impl SlotMeta {
                 stride: self.stride,
                 timestamp_ns: self.timestamp_ns,
             },
+            metadata_len,
         })
     }
 }
@@ -302,16 +325,26 @@ mod tests {
     #[test]
     fn slot_metadata_round_trips_and_bad_words_are_named() {
         let meta = FrameMeta::new(4, 2, PixelFormat::Nv12);
-        let stored = SlotMeta::of_frame(&meta, 12, 7, 99);
-        let info = stored.info(12).unwrap();
+        let stored = SlotMeta::of_frame(&meta, 12, 5, 7, 99);
+        let info = stored.info(12, 5).unwrap();
         assert_eq!((info.number, info.len, info.meta.timestamp_ns), (7, 12, 99));
-        assert_eq!(info.meta.format, PixelFormat::Nv12);
-        assert_eq!(stored.info(11), Err(BadMeta::TooLong { len: 12, max: 11 }));
+        assert_eq!(
+            (info.meta.format, info.metadata_len),
+            (PixelFormat::Nv12, 5)
+        );
+        assert_eq!(
+            stored.info(11, 5),
+            Err(BadMeta::TooLong { len: 12, max: 11 })
+        );
+        assert_eq!(
+            stored.info(12, 4),
+            Err(BadMeta::MetadataTooLong { len: 5, max: 4 })
+        );
         let odd = SlotMeta {
             format: 99,
             ..stored
         };
-        assert_eq!(odd.info(12), Err(BadMeta::UnknownFormat(99)));
-        assert!(odd.info(12).unwrap_err().to_string().contains("99"));
+        assert_eq!(odd.info(12, 5), Err(BadMeta::UnknownFormat(99)));
+        assert!(odd.info(12, 5).unwrap_err().to_string().contains("99"));
     }
 }

@@ -4,8 +4,10 @@
 //! channel  shmcast.NAME          written by the publisher alone
 //!   header page   common header (64 B) | ChannelHeader (128 B)
 //!   data + 0      SlotHeader x slots          (64 B each, one cache line)
-//!   data + P      payload of slot 0, slot 1, ... (each `slot_stride` bytes,
-//!                 page-aligned, at least `max_frame_len`)
+//!   data + P      slot 0, slot 1, ... (each `slot_stride` bytes,
+//!                 page-aligned): the payload (`max_frame_len` bytes), then
+//!                 the frame's metadata (`max_metadata_len` bytes, 0 when
+//!                 the channel has none)
 //!
 //! leases   shmcast.NAME~leases   written by the publisher and by leasing
 //!                                subscribers
@@ -37,6 +39,8 @@ pub const DEFAULT_SLOTS: u32 = 4;
 pub const MAX_SLOTS: u32 = 64;
 /// The fewest: one being written, one holding the latest frame.
 pub const MIN_SLOTS: u32 = 2;
+/// The most bytes of metadata a channel's frames can carry.
+pub const MAX_METADATA_LEN: u32 = 64 * 1024;
 /// Leasing subscribers (of all processes) one channel can have at once.
 /// Read-only subscribers are not counted: they register nowhere.
 pub const MAX_SUBSCRIBERS: u32 = 64;
@@ -50,7 +54,9 @@ const LINE: usize = 64;
 pub(crate) struct ChannelHeader {
     // Geometry, fixed at creation.
     pub slot_count: AtomicU32,
-    pub reserved0: AtomicU32,
+    /// The most bytes of per-frame metadata a frame can carry (at most
+    /// [`MAX_METADATA_LEN`]).
+    pub max_metadata_len: AtomicU32,
     pub max_frame_len: AtomicU64,
     pub slot_stride: AtomicU64,
     pub payload_offset: AtomicU64,
@@ -91,7 +97,10 @@ pub(crate) struct SlotHeader {
     pub height: AtomicU32,
     pub format: AtomicU32,
     pub stride: AtomicU32,
-    pub reserved: [AtomicU64; 2],
+    /// Bytes of metadata the frame carries, after its slot's payload area.
+    pub metadata_len: AtomicU32,
+    pub reserved0: AtomicU32,
+    pub reserved: AtomicU64,
 }
 
 /// The lease table's own header, after the common header.
@@ -148,6 +157,7 @@ impl SlotHeader {
             height: self.height.load(Relaxed),
             format: self.format.load(Relaxed),
             stride: self.stride.load(Relaxed),
+            metadata_len: self.metadata_len.load(Relaxed),
         }
     }
 
@@ -159,6 +169,7 @@ impl SlotHeader {
         self.height.store(m.height, Relaxed);
         self.format.store(m.format, Relaxed);
         self.stride.store(m.stride, Relaxed);
+        self.metadata_len.store(m.metadata_len, Relaxed);
     }
 }
 
@@ -167,6 +178,8 @@ impl SlotHeader {
 pub(crate) struct Geometry {
     pub slots: u32,
     pub max_frame_len: usize,
+    /// Metadata bytes per frame, after the payload in each slot.
+    pub max_metadata_len: usize,
     pub slot_stride: usize,
     pub payload_offset: usize,
     /// Bytes after the header page.
@@ -184,6 +197,8 @@ pub(crate) enum GeometryError {
     SlotCount(u32),
     #[error("a maximum frame size of 0 bytes")]
     EmptyFrames,
+    #[error("{0} bytes of metadata per frame; at most {MAX_METADATA_LEN}")]
+    Metadata(u64),
     #[error("{slots} slots of {max_frame_len} bytes do not fit in memory")]
     TooLarge { slots: u32, max_frame_len: u64 },
     #[error("channel geometry (stride, payload offset) {stored:?} should be {expected:?}")]
@@ -196,8 +211,13 @@ pub(crate) enum GeometryError {
 }
 
 impl Geometry {
-    /// The layout for `slots` slots of `max_frame_len` bytes, or why not.
-    pub(crate) fn new(slots: u32, max_frame_len: usize) -> Result<Geometry, GeometryError> {
+    /// The layout for `slots` slots of `max_frame_len` bytes and
+    /// `max_metadata_len` bytes of metadata, or why not.
+    pub(crate) fn new(
+        slots: u32,
+        max_frame_len: usize,
+        max_metadata_len: usize,
+    ) -> Result<Geometry, GeometryError> {
         if !(MIN_SLOTS..=MAX_SLOTS).contains(&slots) {
             return Err(GeometryError::SlotCount(slots));
         }
@@ -208,7 +228,13 @@ impl Geometry {
             slots,
             max_frame_len: max_frame_len as u64,
         };
-        let slot_stride = round_up(max_frame_len, PAGE).ok_or_else(too_big)?;
+        if max_metadata_len > MAX_METADATA_LEN as usize {
+            return Err(GeometryError::Metadata(max_metadata_len as u64));
+        }
+        let slot_stride = max_frame_len
+            .checked_add(max_metadata_len)
+            .and_then(|n| round_up(n, PAGE))
+            .ok_or_else(too_big)?;
         let payload_offset = round_up(slots as usize * LINE, PAGE).ok_or_else(too_big)?;
         let data_len = slot_stride
             .checked_mul(slots as usize)
@@ -218,6 +244,7 @@ impl Geometry {
         Ok(Geometry {
             slots,
             max_frame_len,
+            max_metadata_len,
             slot_stride,
             payload_offset,
             data_len,
@@ -228,6 +255,9 @@ impl Geometry {
     pub(crate) fn store(&self, h: &ChannelHeader) {
         h.slot_count.store(self.slots, Relaxed);
         h.max_frame_len.store(self.max_frame_len as u64, Relaxed);
+        // At most MAX_METADATA_LEN: checked in `new`.
+        h.max_metadata_len
+            .store(self.max_metadata_len as u32, Relaxed);
         h.slot_stride.store(self.slot_stride as u64, Relaxed);
         h.payload_offset.store(self.payload_offset as u64, Relaxed);
     }
@@ -242,7 +272,8 @@ impl Geometry {
             slots,
             max_frame_len: stored_max,
         })?;
-        let g = Geometry::new(slots, max)?;
+        let metadata = h.max_metadata_len.load(Relaxed);
+        let g = Geometry::new(slots, max, metadata as usize)?;
         let stored = (h.slot_stride.load(Relaxed), h.payload_offset.load(Relaxed));
         let expected = (g.slot_stride as u64, g.payload_offset as u64);
         if stored != expected {
@@ -265,8 +296,14 @@ mod tests {
 
     #[test]
     fn geometry_of_a_full_hd_channel() {
-        let g = Geometry::new(4, 6_220_800).unwrap();
+        let g = Geometry::new(4, 6_220_800, 0).unwrap();
         assert_eq!(g.slot_stride, 6_221_824); // whole pages
+                                              // 1 KiB of metadata fits in the same pages.
+        assert_eq!(
+            Geometry::new(4, 6_220_800, 1024).unwrap().slot_stride,
+            6_221_824
+        );
+        assert_eq!(Geometry::new(4, 4096, 1).unwrap().slot_stride, 8192);
         assert_eq!(g.payload_offset, 4096);
         assert_eq!(g.data_len, 4096 + 4 * 6_221_824);
         assert_eq!(g.payload_offset % PAGE, 0);
@@ -274,17 +311,19 @@ mod tests {
 
     #[test]
     fn impossible_geometries_are_refused() {
-        assert!(Geometry::new(1, 100).is_err());
-        assert!(Geometry::new(MAX_SLOTS + 1, 100).is_err());
-        assert!(Geometry::new(4, 0).is_err());
-        assert!(Geometry::new(64, usize::MAX / 2).is_err());
+        assert!(Geometry::new(1, 100, 0).is_err());
+        assert!(Geometry::new(MAX_SLOTS + 1, 100, 0).is_err());
+        assert!(Geometry::new(4, 0, 0).is_err());
+        assert!(Geometry::new(64, usize::MAX / 2, 0).is_err());
+        assert!(Geometry::new(4, 100, MAX_METADATA_LEN as usize + 1).is_err());
+        assert!(Geometry::new(4, usize::MAX, 1).is_err());
     }
 
     #[test]
     fn a_tampered_geometry_is_caught() {
         // SAFETY: the header is atomics only; all-zero is a valid value.
         let h: ChannelHeader = unsafe { std::mem::zeroed() };
-        let g = Geometry::new(4, 1000).unwrap();
+        let g = Geometry::new(4, 1000, 100).unwrap();
         g.store(&h);
         assert_eq!(Geometry::load(&h, g.data_len), Ok(g));
         assert!(Geometry::load(&h, g.data_len - 1).is_err());
@@ -292,6 +331,9 @@ mod tests {
         assert!(Geometry::load(&h, g.data_len).is_err());
         g.store(&h);
         h.slot_count.store(1000, Relaxed);
+        assert!(Geometry::load(&h, g.data_len).is_err());
+        g.store(&h);
+        h.max_metadata_len.store(u32::MAX, Relaxed);
         assert!(Geometry::load(&h, g.data_len).is_err());
     }
 }

@@ -161,6 +161,14 @@ impl Channel {
         unsafe { self.seg.data_ptr().add(offset) }
     }
 
+    /// The first metadata byte of slot `slot`: right after its payload
+    /// area.
+    pub(super) fn metadata(&self, slot: usize) -> *mut u8 {
+        // `Geometry::new` made each slot's stride at least max_frame_len +
+        // max_metadata_len, so the metadata area is inside the slot.
+        self.payload(slot).wrapping_add(self.geometry.max_frame_len)
+    }
+
     pub(super) fn name(&self) -> String {
         self.seg.name().to_string()
     }

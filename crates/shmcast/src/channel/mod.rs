@@ -67,4 +67,4 @@ pub use self::{
     },
 };
 pub use format::{FrameInfo, FrameMeta, PixelFormat, UnknownFormat};
-pub use layout::{DEFAULT_SLOTS, MAX_SLOTS, MAX_SUBSCRIBERS, MIN_SLOTS};
+pub use layout::{DEFAULT_SLOTS, MAX_METADATA_LEN, MAX_SLOTS, MAX_SUBSCRIBERS, MIN_SLOTS};

@@ -51,6 +51,7 @@ pub const DEFAULT_MAX_LEASE: Duration = Duration::from_secs(1);
 #[derive(Clone, Debug)]
 pub struct ChannelOptions {
     max_frame_len: usize,
+    max_metadata_len: usize,
     slots: u32,
     create: CreateOptions,
     leases: Option<CreateOptions>,
@@ -62,6 +63,7 @@ impl ChannelOptions {
     pub fn new(max_frame_len: usize) -> ChannelOptions {
         ChannelOptions {
             max_frame_len,
+            max_metadata_len: 0,
             slots: DEFAULT_SLOTS,
             create: CreateOptions::new(),
             leases: None,
@@ -75,6 +77,17 @@ impl ChannelOptions {
     /// always finds a free slot.
     pub fn slots(mut self, slots: u32) -> ChannelOptions {
         self.slots = slots;
+        self
+    }
+
+    /// Lets every frame carry up to `len` bytes of metadata of the
+    /// publisher's own (exposure, a trigger id, a detector's results), at
+    /// most [`MAX_METADATA_LEN`](super::MAX_METADATA_LEN); default 0, none.
+    /// It lies in the frame's slot after the payload and is read with the
+    /// frame under the same checks: a reader never pairs one frame's
+    /// metadata with another's pixels.
+    pub fn max_metadata(mut self, len: usize) -> ChannelOptions {
+        self.max_metadata_len = len;
         self
     }
 
@@ -191,7 +204,12 @@ impl Publisher {
         if let Some(ns) = options.create.namespace_override() {
             name = name.in_namespace(ns);
         }
-        let geometry = Geometry::new(options.slots, options.max_frame_len).map_err(|what| {
+        let geometry = Geometry::new(
+            options.slots,
+            options.max_frame_len,
+            options.max_metadata_len,
+        )
+        .map_err(|what| {
             Error::new(
                 ErrorKind::InvalidArgument,
                 format!("cannot create channel {name}: {what}"),
@@ -306,6 +324,12 @@ impl Publisher {
         self.channel.geometry.max_frame_len
     }
 
+    /// The most bytes of metadata a frame can carry (0: none; see
+    /// [`ChannelOptions::max_metadata`]).
+    pub fn max_metadata_len(&self) -> usize {
+        self.channel.geometry.max_metadata_len
+    }
+
     /// The number of slots.
     pub fn slots(&self) -> u32 {
         self.channel.geometry.slots
@@ -379,7 +403,60 @@ impl Publisher {
             self.channel.words().abort(slot);
             return Err(e);
         }
-        Ok(self.finish(slot, meta, payload.len(), 0))
+        Ok(self.finish(slot, meta, payload.len(), 0, 0))
+    }
+
+    /// As [`publish`](Publisher::publish), with `metadata` as the frame's
+    /// metadata (see [`ChannelOptions::max_metadata`]).
+    ///
+    /// # Errors
+    /// As [`publish`](Publisher::publish), and [`ErrorKind::TooLarge`] when
+    /// `metadata` is longer than the channel allows (nothing is published).
+    pub fn publish_with_metadata(
+        &mut self,
+        meta: &FrameMeta,
+        payload: &[u8],
+        metadata: &[u8],
+    ) -> Result<u64, Error> {
+        self.check_metadata(metadata.len())?;
+        let slot = self.begin(payload.len())?;
+        // SAFETY: as in `publish`: the slot is ours and holds the payload.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                payload.as_ptr(),
+                self.channel.payload(slot),
+                payload.len(),
+            );
+        }
+        // SAFETY: the metadata area after the payload holds
+        // max_metadata_len >= metadata.len() bytes of the same slot,
+        // disjoint from the caller's buffer.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                metadata.as_ptr(),
+                self.channel.metadata(slot),
+                metadata.len(),
+            );
+        }
+        if let Err(e) = self.truncated() {
+            self.channel.words().abort(slot);
+            return Err(e);
+        }
+        Ok(self.finish(slot, meta, payload.len(), metadata.len(), 0))
+    }
+
+    fn check_metadata(&self, len: usize) -> Result<(), Error> {
+        if len > self.max_metadata_len() {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "channel {}: {len} bytes of metadata; the channel takes at most {} (ChannelOptions::max_metadata)",
+                    self.label,
+                    self.max_metadata_len()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Lends the caller `len` bytes of a free slot to fill in place (a
@@ -496,9 +573,17 @@ impl Publisher {
 
     /// Publishes the frame in `slot` as number `at_least` if that is above
     /// the newest (0: the next number).
-    fn finish(&mut self, slot: usize, meta: &FrameMeta, len: usize, at_least: u64) -> u64 {
+    fn finish(
+        &mut self,
+        slot: usize,
+        meta: &FrameMeta,
+        len: usize,
+        metadata_len: usize,
+        at_least: u64,
+    ) -> u64 {
         let now = now_ns();
-        let stored = SlotMeta::of_frame(meta, len, at_least, now);
+        // At most max_metadata_len <= MAX_METADATA_LEN: `set_metadata`.
+        let stored = SlotMeta::of_frame(meta, len, metadata_len as u32, at_least, now);
         let words = self.channel.words();
         self.previous = words.latest_slot_index();
         self.wakers.before_publish(words.next_generation());
@@ -639,6 +724,12 @@ fn judge(
         differs.push(format!(
             "frames of {} bytes, not {}",
             g.max_frame_len, options.max_frame_len
+        ));
+    }
+    if g.max_metadata_len != options.max_metadata_len {
+        differs.push(format!(
+            "{} bytes of metadata per frame, not {}",
+            g.max_metadata_len, options.max_metadata_len
         ));
     }
     let wanted_mode = options.channel_create().mode_bits();
@@ -782,6 +873,8 @@ pub struct Loan<'a, P: DerefMut<Target = Publisher> = &'a mut Publisher> {
     publisher: Option<P>,
     slot: usize,
     len: usize,
+    /// Bytes of metadata written into the slot (`set_metadata`).
+    metadata_len: usize,
     borrow: PhantomData<&'a mut Publisher>,
 }
 
@@ -797,8 +890,8 @@ impl Loan<'_> {
     /// relays, whose readers should see the source's numbers, gaps and
     /// all, so that a frame is known by one number on both sides.
     pub fn commit_numbered(mut self, meta: &FrameMeta, number: u64) -> u64 {
-        let (slot, len) = (self.slot, self.len);
-        self.take().finish(slot, meta, len, number)
+        let (slot, len, metadata_len) = (self.slot, self.len, self.metadata_len);
+        self.take().finish(slot, meta, len, metadata_len, number)
     }
 }
 
@@ -814,6 +907,7 @@ impl<P: DerefMut<Target = Publisher>> Loan<'_, P> {
             publisher: Some(publisher),
             slot,
             len,
+            metadata_len: 0,
             borrow: PhantomData,
         }
     }
@@ -833,9 +927,9 @@ impl<P: DerefMut<Target = Publisher>> Loan<'_, P> {
     /// Publishes the loaned slot as the next frame; gives back the
     /// publisher and the frame's number.
     pub fn commit_returning(mut self, meta: &FrameMeta) -> (P, u64) {
-        let (slot, len) = (self.slot, self.len);
+        let (slot, len, metadata_len) = (self.slot, self.len, self.metadata_len);
         let mut publisher = self.take();
-        let number = publisher.finish(slot, meta, len, 0);
+        let number = publisher.finish(slot, meta, len, metadata_len, 0);
         (publisher, number)
     }
 
@@ -849,6 +943,25 @@ impl<P: DerefMut<Target = Publisher>> Loan<'_, P> {
     /// Shortens the frame to `len` bytes (no-op if not shorter).
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+    }
+
+    /// Makes `metadata` the frame's metadata (replacing any set before),
+    /// published with it at commit.
+    ///
+    /// # Errors
+    /// [`ErrorKind::TooLarge`] when it is longer than the channel allows
+    /// ([`ChannelOptions::max_metadata`]); the frame's metadata is then
+    /// left as it was.
+    pub fn set_metadata(&mut self, metadata: &[u8]) -> Result<(), Error> {
+        let publisher = self.publisher();
+        publisher.check_metadata(metadata.len())?;
+        let dst = publisher.channel.metadata(self.slot);
+        // SAFETY: the slot is ours until commit or drop (see `deref`), and
+        // its metadata area holds max_metadata_len >= metadata.len() bytes
+        // inside the mapping, disjoint from the caller's slice.
+        unsafe { std::ptr::copy_nonoverlapping(metadata.as_ptr(), dst, metadata.len()) };
+        self.metadata_len = metadata.len();
+        Ok(())
     }
 }
 

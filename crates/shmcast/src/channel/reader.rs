@@ -96,8 +96,9 @@ pub enum Next<'a> {
 pub enum Frame<'a> {
     /// Leased in place: see [`Lease`] for what its bytes promise.
     Leased(Lease<'a>),
-    /// Copied whole (by seqlock, so never torn) into the reader's buffer.
-    Copied(FrameInfo, &'a [u8]),
+    /// Copied whole (by seqlock, so never torn) into the reader's buffer:
+    /// the frame's bytes, then its metadata.
+    Copied(FrameInfo, &'a [u8], &'a [u8]),
 }
 
 impl Frame<'_> {
@@ -105,7 +106,7 @@ impl Frame<'_> {
     pub fn info(&self) -> &FrameInfo {
         match self {
             Frame::Leased(lease) => lease.info(),
-            Frame::Copied(info, _) => info,
+            Frame::Copied(info, ..) => info,
         }
     }
 
@@ -115,7 +116,19 @@ impl Frame<'_> {
         match self {
             Frame::Leased(lease) => lease.bytes(),
             // SAFETY: a slice of our own memory, alive while `self` is.
-            Frame::Copied(_, bytes) => unsafe { SharedBytes::new(bytes.as_ptr(), bytes.len()) },
+            Frame::Copied(_, bytes, _) => unsafe { SharedBytes::new(bytes.as_ptr(), bytes.len()) },
+        }
+    }
+
+    /// The frame's metadata (empty when it has none), under the same
+    /// promise as [`bytes`](Frame::bytes).
+    pub fn metadata(&self) -> SharedBytes<'_> {
+        match self {
+            Frame::Leased(lease) => lease.metadata(),
+            // SAFETY: a slice of our own memory, alive while `self` is.
+            Frame::Copied(_, _, metadata) => unsafe {
+                SharedBytes::new(metadata.as_ptr(), metadata.len())
+            },
         }
     }
 
@@ -175,6 +188,7 @@ pub struct Reader {
     /// until something else happened.
     last_error: Option<(ErrorKind, String)>,
     buf: Vec<u8>,
+    metadata: Vec<u8>,
 }
 
 impl Reader {
@@ -206,6 +220,7 @@ impl Reader {
             looked: None,
             last_error: None,
             buf: Vec::new(),
+            metadata: Vec::new(),
         })
     }
 
@@ -369,8 +384,10 @@ impl Reader {
             if self.buf.len() < sub.max_frame_len() {
                 self.buf.resize(sub.max_frame_len(), 0);
             }
-            sub.read_latest(&mut self.buf)
-                .map(|got| got.map(|info| Frame::Copied(info, &self.buf[..info.len])))
+            sub.read_latest_with_metadata(&mut self.buf, &mut self.metadata)
+                .map(|got| {
+                    got.map(|info| Frame::Copied(info, &self.buf[..info.len], &self.metadata))
+                })
         } else {
             sub.lease_latest().map(|got| got.map(Frame::Leased))
         };

@@ -328,6 +328,11 @@ impl Subscriber {
         self.channel.geometry.max_frame_len
     }
 
+    /// The most bytes of metadata the channel's frames can carry (0: none).
+    pub fn max_metadata_len(&self) -> usize {
+        self.channel.geometry.max_metadata_len
+    }
+
     /// The newest frame's number (0: none published yet). Cheap.
     pub fn latest_number(&self) -> u64 {
         self.channel.words().latest_number()
@@ -406,6 +411,28 @@ impl Subscriber {
     /// [`ErrorKind::BufferTooSmall`], [`ErrorKind::Corrupt`],
     /// [`ErrorKind::Overrun`], [`ErrorKind::Truncated`].
     pub fn read_latest(&self, buf: &mut [u8]) -> Result<Option<FrameInfo>, Error> {
+        self.read_latest_into(buf, None)
+    }
+
+    /// As [`read_latest`](Subscriber::read_latest), and the frame's
+    /// metadata into `metadata` (resized to it; empty when it has none),
+    /// copied with the frame under the same check: never another frame's.
+    ///
+    /// # Errors
+    /// As [`Subscriber::read_latest`].
+    pub fn read_latest_with_metadata(
+        &self,
+        buf: &mut [u8],
+        metadata: &mut Vec<u8>,
+    ) -> Result<Option<FrameInfo>, Error> {
+        self.read_latest_into(buf, Some(metadata))
+    }
+
+    fn read_latest_into(
+        &self,
+        buf: &mut [u8],
+        mut metadata: Option<&mut Vec<u8>>,
+    ) -> Result<Option<FrameInfo>, Error> {
         self.check_truncated()?;
         let words = self.channel.words();
         // With our entry's one lease held by a detached lease, copying is a
@@ -420,7 +447,7 @@ impl Subscriber {
             // The last copy is the one whose `seq` held: its info is the frame's.
             let mut info = None;
             let copied = words.read_latest(tries, |slot, meta| {
-                info = Some(self.copy_out(slot, meta, buf)?);
+                info = Some(self.copy_out(slot, meta, buf, metadata.as_deref_mut())?);
                 Ok(())
             });
             match copied {
@@ -443,7 +470,7 @@ impl Subscriber {
                 Err(ReadFail::Corrupt(what)) => return Err(self.read_fail(ReadFail::Corrupt(what))),
                 Err(_) => return Err(self.read_fail(ReadFail::Overrun)),
             };
-            let copied = self.copy_out(slot, &meta, buf);
+            let copied = self.copy_out(slot, &meta, buf, metadata.as_deref_mut());
             let intact = words.lease_intact(slot, seq);
             words.release_lease(entry, self.me);
             self.check_truncated()?;
@@ -455,9 +482,16 @@ impl Subscriber {
         Err(self.read_fail(ReadFail::Overrun))
     }
 
-    /// Copies slot `slot`'s frame into `buf`, after checking its untrusted
-    /// metadata (length within the slot and the buffer, a known format).
-    fn copy_out(&self, slot: usize, meta: &SlotMeta, buf: &mut [u8]) -> Result<FrameInfo, Error> {
+    /// Copies slot `slot`'s frame into `buf` (and its metadata into
+    /// `metadata`), after checking its untrusted words (lengths within the
+    /// slot and the buffer, a known format).
+    fn copy_out(
+        &self,
+        slot: usize,
+        meta: &SlotMeta,
+        buf: &mut [u8],
+        metadata: Option<&mut Vec<u8>>,
+    ) -> Result<FrameInfo, Error> {
         let info = self.checked_info(meta)?;
         let Some(dst) = buf.get_mut(..info.len) else {
             return Err(self
@@ -475,12 +509,18 @@ impl Subscriber {
         // slot's payload; a concurrent overwrite (seqlock path) is what the
         // racy-tolerant copy allows and the caller's seq check detects.
         unsafe { copy_from_shared(self.channel.payload(slot), dst) };
+        if let Some(metadata) = metadata {
+            metadata.resize(info.metadata_len, 0);
+            // SAFETY: as for the payload: `metadata_len <= max_metadata_len`,
+            // inside the slot's metadata area.
+            unsafe { copy_from_shared(self.channel.metadata(slot), metadata) };
+        }
         Ok(info)
     }
 
     /// What a slot's metadata says, or `Corrupt` when it cannot be so.
     fn checked_info(&self, meta: &SlotMeta) -> Result<FrameInfo, Error> {
-        meta.info(self.max_frame_len())
+        meta.info(self.max_frame_len(), self.max_metadata_len())
             .map_err(|bad| self.fail(ErrorKind::Corrupt, format!("corrupt frame ({bad})")))
     }
 
@@ -1001,6 +1041,21 @@ impl<S: HoldsSubscriber> Lease<'_, S> {
         // leased; the subscriber (borrowed, or its channel shared) keeps
         // the payload mapped while `self` lives.
         unsafe { SharedBytes::new(self.subscriber.channel().payload(self.slot), self.info.len) }
+    }
+
+    /// The frame's metadata where it lies in shared memory (empty when it
+    /// has none): read under the same lease as [`bytes`](Lease::bytes), so
+    /// [`release`](Lease::release) vouches for both.
+    pub fn metadata(&self) -> SharedBytes<'_> {
+        // SAFETY: `metadata_len` was checked against the channel's
+        // max_metadata_len when leased; the metadata area lies in the slot,
+        // mapped while `self` lives.
+        unsafe {
+            SharedBytes::new(
+                self.subscriber.channel().metadata(self.slot),
+                self.info.metadata_len,
+            )
+        }
     }
 
     /// Whether the frame is still the one leased (not revoked so far).

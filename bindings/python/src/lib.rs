@@ -172,20 +172,23 @@ struct FrameInfo {
     format: String,
     /// Capture time, nanoseconds since the Unix epoch.
     timestamp_ns: u64,
+    /// Bytes of per-frame metadata the frame carries (a Lease's `metadata`).
+    metadata_len: usize,
 }
 
 #[pymethods]
 impl FrameInfo {
     fn __repr__(&self) -> String {
         format!(
-            "FrameInfo(number={}, len={}, width={}, height={}, stride={}, format={:?}, timestamp_ns={})",
+            "FrameInfo(number={}, len={}, width={}, height={}, stride={}, format={:?}, timestamp_ns={}, metadata_len={})",
             self.number,
             self.len,
             self.width,
             self.height,
             self.stride,
             self.format,
-            self.timestamp_ns
+            self.timestamp_ns,
+            self.metadata_len
         )
     }
 }
@@ -200,6 +203,7 @@ impl From<&core::FrameInfo> for FrameInfo {
             stride: i.meta.stride,
             format: i.meta.format.name().to_owned(),
             timestamp_ns: i.meta.timestamp_ns,
+            metadata_len: i.metadata_len,
         }
     }
 }
@@ -498,6 +502,7 @@ impl Subscriber {
             info: FrameInfo::from(lease.info()),
             ptr: lease.bytes().as_ptr() as usize,
             len: lease.bytes().len(),
+            metadata: lease.metadata().to_vec(),
             held: Mutex::new(Some(Held::Leased(lease))),
             exports: AtomicUsize::new(0),
         }))
@@ -804,12 +809,15 @@ fn pack_i420(bytes: &[u8], w: usize, h: usize, s: usize) -> Vec<u8> {
 
 /// A reader's frame as a Lease the caller holds past the call.
 fn lease_of(frame: core::Frame<'_>) -> Lease {
+    let metadata = frame.metadata().to_vec();
     let (info, held) = match frame {
         core::Frame::Leased(lease) => {
             let lease = lease.detach();
             (FrameInfo::from(lease.info()), Held::Leased(lease))
         }
-        core::Frame::Copied(info, bytes) => (FrameInfo::from(&info), Held::Copied(bytes.to_vec())),
+        core::Frame::Copied(info, bytes, _) => {
+            (FrameInfo::from(&info), Held::Copied(bytes.to_vec()))
+        }
     };
     let (ptr, len) = match &held {
         Held::Leased(lease) => (lease.bytes().as_ptr() as usize, lease.bytes().len()),
@@ -819,6 +827,7 @@ fn lease_of(frame: core::Frame<'_>) -> Lease {
         info,
         ptr,
         len,
+        metadata,
         held: Mutex::new(Some(held)),
         exports: AtomicUsize::new(0),
     }
@@ -841,6 +850,9 @@ struct Lease {
     info: FrameInfo,
     ptr: usize,
     len: usize,
+    /// The frame's metadata, copied when the frame was taken (at most
+    /// 64 KiB): `release` vouches for it as for the pixels.
+    metadata: Vec<u8>,
     exports: AtomicUsize,
 }
 
@@ -908,6 +920,14 @@ impl Lease {
     #[getter]
     fn info(&self) -> FrameInfo {
         self.info.clone()
+    }
+
+    /// The frame's per-frame metadata (empty when it has none), read with
+    /// the frame: like the pixels, trust it only if `release()` raises
+    /// nothing.
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.metadata)
     }
 
     /// The frame as a numpy array shaped for its format, over the frame's
@@ -1017,6 +1037,7 @@ struct Publisher {
     state: Mutex<State>,
     name: String,
     max_frame_len: usize,
+    max_metadata: usize,
 }
 
 fn loan_out() -> PyErr {
@@ -1026,7 +1047,7 @@ fn loan_out() -> PyErr {
 #[pymethods]
 impl Publisher {
     #[new]
-    #[pyo3(signature = (name, max_frame_len, slots = 4, mode = None, lease_mode = None, sddl = None, lease_sddl = None, max_lease = None))]
+    #[pyo3(signature = (name, max_frame_len, slots = 4, mode = None, lease_mode = None, sddl = None, lease_sddl = None, max_lease = None, max_metadata = 0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         name: &str,
@@ -1037,6 +1058,7 @@ impl Publisher {
         sddl: Option<&str>,
         lease_sddl: Option<&str>,
         max_lease: Option<f64>,
+        max_metadata: usize,
     ) -> PyResult<Self> {
         let mut create = core::CreateOptions::new();
         if let Some(mode) = mode {
@@ -1059,17 +1081,22 @@ impl Publisher {
         if max_lease.is_some() {
             options = options.max_lease(seconds(max_lease)?);
         }
+        options = options.max_metadata(max_metadata);
         let publisher = core::Publisher::create_with(name, &options).map_err(IntoPyErr::py)?;
         Ok(Publisher {
             name: name.to_owned(),
             max_frame_len: publisher.max_frame_len(),
+            max_metadata: publisher.max_metadata_len(),
             state: Mutex::new(State::Idle(Box::new(publisher))),
         })
     }
 
     /// Publishes `data` (bytes, bytearray, a C-contiguous numpy array) as
     /// the next frame, one copy into shared memory; returns its number.
-    #[pyo3(signature = (data, width = 0, height = 0, format = "raw", stride = 0, timestamp_ns = 0))]
+    /// `metadata` (any bytes-like, up to the channel's `max_metadata`) goes
+    /// with the frame.
+    #[pyo3(signature = (data, width = 0, height = 0, format = "raw", stride = 0, timestamp_ns = 0, metadata = None))]
+    #[allow(clippy::too_many_arguments)]
     fn publish(
         &self,
         data: &Bound<'_, PyAny>,
@@ -1078,15 +1105,25 @@ impl Publisher {
         format: &str,
         stride: u32,
         timestamp_ns: u64,
+        metadata: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let meta = frame_meta(width, height, format, stride, timestamp_ns)?;
         let buf = Bytes::get(data, false)?;
+        let metadata = metadata.map(|m| Bytes::get(m, false)).transpose()?;
         // SAFETY: `buf` keeps the caller's contiguous buffer exported for
         // the call; we hold the GIL, so no Python code writes it meanwhile.
         let bytes = unsafe { std::slice::from_raw_parts(buf.ptr(), buf.len()) };
         let mut state = lock(&self.state);
         match &mut *state {
-            State::Idle(publisher) => publisher.publish(&meta, bytes).map_err(IntoPyErr::py),
+            State::Idle(publisher) => match &metadata {
+                Some(m) => {
+                    // SAFETY: as for `bytes`.
+                    let m = unsafe { std::slice::from_raw_parts(m.ptr(), m.len()) };
+                    publisher.publish_with_metadata(&meta, bytes, m)
+                }
+                None => publisher.publish(&meta, bytes),
+            }
+            .map_err(IntoPyErr::py),
             State::Loaned(..) => Err(loan_out()),
             _ => Err(closed("publisher")),
         }
@@ -1284,7 +1321,10 @@ impl Loan {
     }
 
     /// Publishes the loaned bytes as the next frame; returns its number.
-    #[pyo3(signature = (width = 0, height = 0, format = "raw", stride = 0, timestamp_ns = 0))]
+    /// `metadata` (bytes-like, up to the channel's `max_metadata`) goes
+    /// with it; too long raises and leaves the loan out.
+    #[pyo3(signature = (width = 0, height = 0, format = "raw", stride = 0, timestamp_ns = 0, metadata = None))]
+    #[allow(clippy::too_many_arguments)]
     fn commit(
         &self,
         py: Python<'_>,
@@ -1293,9 +1333,30 @@ impl Loan {
         format: &str,
         stride: u32,
         timestamp_ns: u64,
+        metadata: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<u64> {
         let meta = frame_meta(width, height, format, stride, timestamp_ns)?;
-        self.end(py, |loan| loan.commit_returning(&meta))
+        let metadata = match metadata {
+            Some(m) => {
+                let m = Bytes::get(m, false)?;
+                // SAFETY: `m` keeps the caller's buffer exported; we hold
+                // the GIL while copying it.
+                unsafe { std::slice::from_raw_parts(m.ptr(), m.len()) }.to_vec()
+            }
+            None => Vec::new(),
+        };
+        let max = self.publisher.bind(py).get().max_metadata;
+        if metadata.len() > max {
+            return Err(TooLarge::new_err(format!(
+                "{} bytes of metadata; this channel takes at most {max} (Publisher(..., max_metadata=N))",
+                metadata.len()
+            )));
+        }
+        self.end(py, |mut loan| {
+            // Within the channel's limit: checked above.
+            let _ = loan.set_metadata(&metadata);
+            loan.commit_returning(&meta)
+        })
     }
 
     /// Gives the slot back without publishing.

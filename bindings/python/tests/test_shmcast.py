@@ -563,3 +563,41 @@ def test_a_reader_waits_for_a_channel_and_reports_health():
         assert bytes(frame) == b"y" * 16
     frame = next(frames)  # the publisher is gone: nothing comes, not an end
     assert frame is None and reader.health == "gone"
+
+
+@pytest.mark.parametrize("access", ["auto", "lease", "copy"])
+def test_metadata_comes_with_its_frame_by_publish_and_by_loan(access):
+    name = unique("meta")
+    with shmcast.Publisher(name, 16, max_metadata=64) as publisher:
+        reader = shmcast.Reader(name, access=access)
+        publisher.publish(b"a" * 16, metadata=b'{"exposure_us": 8000}')
+        with reader.next(timeout=5) as frame:
+            assert bytes(frame) == b"a" * 16
+            assert frame.metadata == b'{"exposure_us": 8000}'
+            assert frame.info.metadata_len == 21
+        with publisher.loan(16) as loan:
+            np.frombuffer(loan, np.uint8)[:] = ord("b")
+            loan.commit(metadata=bytearray(b"trigger=7"))
+        with reader.next(timeout=5) as frame:
+            assert (bytes(frame), frame.metadata) == (b"b" * 16, b"trigger=7")
+        # A frame without metadata has none; numpy arrays go in as bytes.
+        publisher.publish(b"c" * 16)
+        with reader.next(timeout=5) as frame:
+            assert frame.metadata == b""
+        publisher.publish(b"d" * 16, metadata=np.arange(4, dtype=np.uint8))
+        with reader.next(timeout=5) as frame:
+            assert frame.metadata == bytes([0, 1, 2, 3])
+
+
+def test_metadata_longer_than_the_channel_allows_raises_at_publish_and_commit():
+    name = unique("meta-long")
+    with shmcast.Publisher(name, 16, max_metadata=4) as publisher:
+        with pytest.raises(shmcast.TooLarge, match="5 bytes of metadata"):
+            publisher.publish(b"x" * 16, metadata=b"12345")
+        loan = publisher.loan(16)
+        with pytest.raises(shmcast.TooLarge, match="at most 4"):
+            loan.commit(metadata=b"12345")
+        # The loan is still out, and commits with metadata that fits.
+        assert loan.commit(metadata=b"1234") == 1
+    with pytest.raises(ValueError, match="metadata"):
+        shmcast.Publisher(unique("meta-huge"), 16, max_metadata=65537)

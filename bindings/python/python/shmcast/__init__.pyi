@@ -78,6 +78,9 @@ class FrameInfo:
     @property
     def timestamp_ns(self) -> int:
         """Capture time, nanoseconds since the Unix epoch."""
+    @property
+    def metadata_len(self) -> int:
+        """Bytes of per-frame metadata the frame carries (Lease.metadata)."""
 
 class Subscriber:
     """A channel's subscriber; read-only unless opened with leasing=True.
@@ -163,6 +166,11 @@ class Lease(Buffer):
     @property
     def info(self) -> FrameInfo: ...
     @property
+    def metadata(self) -> bytes:
+        """The frame's per-frame metadata (b"" when it has none), read with
+        the frame: like the pixels, trust it only if release() does not
+        raise Revoked."""
+    @property
     def intact(self) -> bool:
         """Whether the frame is still the one leased (not revoked so far)."""
     @property
@@ -212,8 +220,10 @@ class Publisher:
         sddl: Optional[str] = None,
         lease_sddl: Optional[str] = None,
         max_lease: Optional[float] = None,
+        max_metadata: int = 0,
     ) -> None:
-        """Creates channel `name` for frames of up to `max_frame_len` bytes.
+        """Creates channel `name` for frames of up to `max_frame_len` bytes,
+        each with up to `max_metadata` bytes of metadata (at most 65536).
         mode/lease_mode: Linux permission bits of the channel (readers need
         read access only, e.g. 0o644) and of its lease table (leasing
         readers write it); sddl/lease_sddl: the same on Windows. A channel
@@ -226,10 +236,13 @@ class Publisher:
         format: _PixelFormat = "raw",
         stride: int = 0,
         timestamp_ns: int = 0,
+        metadata: Optional[Buffer] = None,
     ) -> int:
         """Publishes `data` (C-contiguous) as the next frame, one copy into
-        shared memory; returns its number. Raises TooLarge, AllSlotsLeased
-        (the frame was dropped; the publisher never waits)."""
+        shared memory, with `metadata` as its per-frame metadata; returns
+        its number. Raises TooLarge (the frame, or the metadata beyond
+        max_metadata), AllSlotsLeased (the frame was dropped; the publisher
+        never waits)."""
     def loan(self, n: int) -> Loan:
         """Lends `n` bytes of a free slot, writable, to fill in place."""
     @property
@@ -257,9 +270,11 @@ class Loan(Buffer):
         format: _PixelFormat = "raw",
         stride: int = 0,
         timestamp_ns: int = 0,
+        metadata: Optional[Buffer] = None,
     ) -> int:
-        """Publishes the slot as the next frame; returns its number. Raises
-        BufferError while views of the loan exist."""
+        """Publishes the slot as the next frame, with `metadata`; returns its
+        number. Raises BufferError while views of the loan exist, TooLarge
+        when the metadata is longer than max_metadata (the loan stays out)."""
     def abandon(self) -> None:
         """Gives the slot back unpublished."""
     def __len__(self) -> int: ...

@@ -56,6 +56,15 @@ namespace Shmcast
             get { CheckLive(); return new ReadOnlySpan<byte>((void*)data, info.Length); }
         }
 
+        /// <summary>
+        /// The frame's per-frame metadata (empty when it has none), read with
+        /// the frame and under the same promise as <see cref="Data"/>.
+        /// </summary>
+        public ReadOnlySpan<byte> Metadata
+        {
+            get { CheckLive(); return new ReadOnlySpan<byte>((void*)info.MetadataAddress, info.MetadataLength); }
+        }
+
         /// <summary>The frame's number and metadata (a copy: still readable after Release).</summary>
         public FrameInfo Info { get { return info; } }
         public ulong FrameNumber { get { return Info.Number; } }

@@ -61,6 +61,8 @@ namespace Shmcast
         public uint Stride;
         public uint Reserved;
         public ulong TimestampNs;
+        public IntPtr Metadata;
+        public ulong MetadataLen;
 
         public static NativeFrameInfo New()
         {
@@ -77,7 +79,7 @@ namespace Shmcast
         public uint Mode;
         public uint LeaseMode;
         public uint MaxLeaseMs;
-        public uint Reserved;
+        public uint MaxMetadataLen;
         public IntPtr Sddl;
         public IntPtr LeaseSddl;
     }
@@ -106,6 +108,7 @@ namespace Shmcast
         [DllImport(Lib)] internal static extern int shmcast_publisher_publish(PublisherHandle p, ref NativeFrameMeta meta, byte* data, UIntPtr len, out ulong number);
         [DllImport(Lib)] internal static extern int shmcast_publisher_loan(PublisherHandle p, UIntPtr len, out IntPtr ptr);
         [DllImport(Lib)] internal static extern int shmcast_publisher_commit(PublisherHandle p, ref NativeFrameMeta meta, out ulong number);
+        [DllImport(Lib)] internal static extern int shmcast_publisher_set_metadata(PublisherHandle p, byte* metadata, UIntPtr len);
         [DllImport(Lib)] internal static extern int shmcast_publisher_abandon(PublisherHandle p);
         [DllImport(Lib)] internal static extern ulong shmcast_publisher_max_frame_len(PublisherHandle p);
         [DllImport(Lib)] internal static extern void shmcast_publisher_close(IntPtr p);

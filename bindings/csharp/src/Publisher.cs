@@ -20,6 +20,8 @@ namespace Shmcast
         public string Sddl;
         /// <summary>Windows security descriptor of the lease table; null: as Sddl.</summary>
         public string LeaseSddl;
+        /// <summary>Bytes of per-frame metadata each frame may carry, at most 65536; 0: none.</summary>
+        public int MaxMetadataLength;
     }
 
     /// <summary>
@@ -46,6 +48,7 @@ namespace Shmcast
             if (config.MaxFrameLength <= 0) throw new ArgumentOutOfRangeException(nameof(config), "MaxFrameLength must be positive");
             if (config.Slots < 0) throw new ArgumentOutOfRangeException(nameof(config), "Slots cannot be negative");
             if (config.MaxLease < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(config), "MaxLease cannot be negative");
+            if (config.MaxMetadataLength < 0) throw new ArgumentOutOfRangeException(nameof(config), "MaxMetadataLength cannot be negative");
             var c = new NativeChannelConfig
             {
                 Size = (uint)Marshal.SizeOf(typeof(NativeChannelConfig)),
@@ -54,6 +57,7 @@ namespace Shmcast
                 Mode = config.Mode,
                 LeaseMode = config.LeaseMode,
                 MaxLeaseMs = config.MaxLease == TimeSpan.Zero ? 0 : Native.Millis(config.MaxLease),
+                MaxMetadataLen = (uint)config.MaxMetadataLength,
             };
             PublisherHandle h;
             byte[] sddl = config.Sddl == null ? null : Native.Utf8(config.Sddl, "Sddl");
@@ -83,6 +87,27 @@ namespace Shmcast
         }
 
         /// <summary>
+        /// Publishes <paramref name="frame"/> with <paramref name="metadata"/> as
+        /// its per-frame metadata (up to the channel's MaxMetadataLength, else
+        /// <see cref="ShmcastTooLargeException"/> and nothing is published).
+        /// </summary>
+        public ulong Publish(FrameMeta meta, ReadOnlySpan<byte> frame, ReadOnlySpan<byte> metadata)
+        {
+            SetMetadata(metadata);
+            return Publish(meta, frame);
+        }
+
+        /// <summary>
+        /// Sets the per-frame metadata of the frame on loan, or else of the
+        /// next frame published or loaned (an empty span clears it).
+        /// </summary>
+        public void SetMetadata(ReadOnlySpan<byte> metadata)
+        {
+            fixed (byte* m = &MemoryMarshal.GetReference(metadata))
+                Native.Check(Native.shmcast_publisher_set_metadata(handle, m, (UIntPtr)metadata.Length));
+        }
+
+        /// <summary>
         /// Lends <paramref name="length"/> bytes of a free slot to fill in place;
         /// publish them with <see cref="Commit"/> or drop them with <see cref="Abandon"/>.
         /// The span is shared memory: do not keep it past Commit, Abandon or
@@ -105,6 +130,13 @@ namespace Shmcast
             Native.Check(Native.shmcast_publisher_commit(handle, ref m, out number));
             loanLength = -1;
             return number;
+        }
+
+        /// <summary>Publishes the loaned bytes with <paramref name="metadata"/>; returns the frame's number.</summary>
+        public ulong Commit(FrameMeta meta, ReadOnlySpan<byte> metadata)
+        {
+            SetMetadata(metadata);
+            return Commit(meta);
         }
 
         /// <summary>Ends the loan without publishing.</summary>

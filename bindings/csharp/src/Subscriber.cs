@@ -87,6 +87,18 @@ namespace Shmcast
             return FrameInfo.From(ref info);
         }
 
+        /// <summary>
+        /// As <see cref="ReadLatest(Span{byte})"/>, and the frame's per-frame
+        /// metadata, copied with it (an empty array when it has none).
+        /// </summary>
+        public FrameInfo ReadLatest(Span<byte> buffer, out byte[] metadata)
+        {
+            var info = ReadLatest(buffer);
+            metadata = new ReadOnlySpan<byte>((void*)info.MetadataAddress, info.MetadataLength).ToArray();
+            info.MetadataAddress = IntPtr.Zero;
+            return info;
+        }
+
         /// <summary>As <see cref="ReadLatest(Span{byte})"/>, into an array.</summary>
         public FrameInfo ReadLatest(byte[] buffer)
         {
@@ -208,6 +220,16 @@ namespace Shmcast
         public ReadOnlySpan<byte> Data
         {
             get { CheckLive(); return new ReadOnlySpan<byte>((void*)data, info.Length); }
+        }
+
+        /// <summary>
+        /// The frame's per-frame metadata in shared memory (empty when it has
+        /// none), under the same promise as <see cref="Data"/>: trust it only
+        /// after <see cref="Release"/> returned.
+        /// </summary>
+        public ReadOnlySpan<byte> Metadata
+        {
+            get { CheckLive(); return new ReadOnlySpan<byte>((void*)info.MetadataAddress, info.MetadataLength); }
         }
 
         public FrameInfo Info { get { CheckLive(); return info; } }

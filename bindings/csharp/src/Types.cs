@@ -78,6 +78,10 @@ namespace Shmcast
         public uint Stride;
         public FrameFormat Format;
         public ulong TimestampNs;
+        /// <summary>Bytes of per-frame metadata the frame carries (the frame's <c>Metadata</c>).</summary>
+        public int MetadataLength;
+        /// <summary>Where the metadata lies while the frame is held.</summary>
+        internal IntPtr MetadataAddress;
 
         internal static FrameInfo From(ref NativeFrameInfo n)
         {
@@ -90,6 +94,8 @@ namespace Shmcast
                 Stride = n.Stride,
                 Format = (FrameFormat)n.Format,
                 TimestampNs = n.TimestampNs,
+                MetadataLength = checked((int)n.MetadataLen),
+                MetadataAddress = n.Metadata,
             };
         }
 

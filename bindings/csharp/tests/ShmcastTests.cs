@@ -177,6 +177,42 @@ static class ShmcastTests
         }
     }
 
+    // Per-frame metadata through every way to write and read it.
+    static void Metadata(string name)
+    {
+        var meta = new FrameMeta(2, 2, FrameFormat.Gray8);
+        var config = new ChannelConfig { MaxFrameLength = 4, MaxMetadataLength = 16 };
+        using (var publisher = Publisher.Create(name, config))
+        using (var copier = Subscriber.Open(name))
+        using (var leaser = Subscriber.Open(name, SubscriberAccess.Leasing))
+        using (var reader = new FrameReader(name))
+        {
+            publisher.Publish(meta, new byte[] { 1, 2, 3, 4 }, System.Text.Encoding.ASCII.GetBytes("gain=3"));
+            byte[] got;
+            var info = copier.ReadLatest(new byte[4], out got);
+            Check(System.Text.Encoding.ASCII.GetString(got) == "gain=3" && info.MetadataLength == 6,
+                "metadata by Publish and ReadLatest: \"" + System.Text.Encoding.ASCII.GetString(got) + "\"");
+            ReaderFrame frame;
+            Check(reader.TryNext(TimeSpan.FromSeconds(5), out frame) && frame.Metadata.SequenceEqual(got),
+                "a FrameReader's frame has its Metadata");
+            frame.Release();
+            var slot = publisher.Loan(4);
+            slot.Fill(9);
+            publisher.Commit(meta, new byte[] { 7, 7, 7 });
+            using (var lease = leaser.LeaseLatest())
+            {
+                Check(lease.Metadata.Length == 3 && lease.Metadata[0] == 7 && lease.Data[0] == 9,
+                    "a lease's Metadata is its frame's (by Commit)");
+                lease.Release();
+            }
+            publisher.Publish(meta, new byte[4]);
+            copier.ReadLatest(new byte[4], out got);
+            Check(got.Length == 0, "a frame without metadata has none");
+            Throws<ShmcastException>(() => publisher.Publish(meta, new byte[4], new byte[17]),
+                "17 bytes of metadata on a channel of 16", e => e.Status == Status.TooLarge && e.Message.Contains("17 bytes"));
+        }
+    }
+
     static int Checks(string name)
     {
         Console.WriteLine("shmcast " + Library.Version);
@@ -190,6 +226,8 @@ static class ShmcastTests
         Throws<ShmcastArgumentException>(() => Subscriber.Open("bad/name"), "a name with a slash");
         Throws<ArgumentNullException>(() => Subscriber.Open(null), "a null name");
         Throws<ArgumentException>(() => Subscriber.Open(name + "\0x"), "a name with a NUL in it");
+
+        Metadata(name + "-meta");
 
         var meta = new FrameMeta(4, 2, FrameFormat.Bgra);
         using (var publisher = Publisher.Create(name, 4 * 2 * 4))

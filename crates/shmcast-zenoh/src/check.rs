@@ -123,6 +123,7 @@ mod tests {
             timestamp_ns: 0,
             source_max_frame_len: 8,
             source_instance: 1,
+            source_max_metadata: 0,
             reason: String::new(),
         }
     }

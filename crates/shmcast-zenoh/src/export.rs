@@ -181,13 +181,15 @@ fn newest_message(
     scratch: &mut Vec<u8>,
 ) -> Result<Option<(u64, Vec<u8>)>, String> {
     let max = sub.max_frame_len();
+    // The frame's metadata, read with it, goes after the payload.
+    let mut metadata = Vec::new();
     let (info, mut message) = match export.encoding {
         Encoding::Raw => {
             // Read straight into the message, after room for its header:
             // the one copy out of shared memory is the only copy here.
             let mut message = vec![0; HEADER_LEN + max];
             let Some(info) = sub
-                .read_latest(&mut message[HEADER_LEN..])
+                .read_latest_with_metadata(&mut message[HEADER_LEN..], &mut metadata)
                 .map_err(|e| e.to_string())?
             else {
                 return Ok(None);
@@ -197,7 +199,10 @@ fn newest_message(
         }
         Encoding::Jpeg => {
             frame.resize(max, 0);
-            let Some(info) = sub.read_latest(frame).map_err(|e| e.to_string())? else {
+            let Some(info) = sub
+                .read_latest_with_metadata(frame, &mut metadata)
+                .map_err(|e| e.to_string())?
+            else {
                 return Ok(None);
             };
             let mut message = vec![0; HEADER_LEN];
@@ -216,7 +221,17 @@ fn newest_message(
     };
     let payload_len = u32::try_from(message.len() - HEADER_LEN)
         .map_err(|_| format!("frame {} is larger than 4 GiB", info.number))?;
-    Header::frame(export.encoding, &info, max, sub.instance()).write(&mut message, payload_len);
+    // At most MAX_METADATA_LEN: the library checked it.
+    let metadata_len = metadata.len() as u32;
+    Header::frame(
+        export.encoding,
+        &info,
+        max,
+        sub.max_metadata_len(),
+        sub.instance(),
+    )
+    .write(&mut message, payload_len, metadata_len);
+    message.extend_from_slice(&metadata);
     Ok(Some((info.number, message)))
 }
 
@@ -293,7 +308,7 @@ fn status_loop(
 
 fn send(out: &zenoh::pubsub::Publisher<'_>, header: &Header, put_error: &mut Option<String>) {
     let mut message = vec![0; header.len()];
-    header.write(&mut message, 0);
+    header.write(&mut message, 0, 0);
     match out.put(message).wait() {
         Ok(()) => *put_error = None,
         Err(e) => say_once(put_error, format!("putting a status: {e}")),

@@ -188,7 +188,7 @@ impl Channel<'_> {
     /// is an error.
     fn take(&mut self, message: &[u8], now: Instant) -> Result<(), BridgeError> {
         let result = match wire::decode(message) {
-            Ok((header, payload)) => {
+            Ok((header, (payload, metadata))) => {
                 if self.link_down {
                     eprintln!("shmcast-zenoh: the exporter is heard again");
                     self.link_down = false;
@@ -197,7 +197,7 @@ impl Channel<'_> {
                     }
                 }
                 match header.kind {
-                    Kind::Frame(encoding) => self.frame(&header, encoding, payload, now),
+                    Kind::Frame(encoding) => self.frame(&header, encoding, payload, metadata, now),
                     Kind::Status => self.status(&header, now),
                 }
             }
@@ -241,6 +241,7 @@ impl Channel<'_> {
         h: &Header,
         encoding: Encoding,
         payload: &[u8],
+        metadata: &[u8],
         now: Instant,
     ) -> Result<(), Refused> {
         let (len, jpeg) = check::frame(h, encoding, payload, self.import.max_frame_len)
@@ -275,10 +276,20 @@ impl Channel<'_> {
                 h.number,
                 p.max_frame_len()
             )),
+            Some(p) if p.max_metadata_len() < metadata.len() => Some(format!(
+                "frame {} has {} bytes of metadata, more than the channel's {}",
+                h.number,
+                metadata.len(),
+                p.max_metadata_len()
+            )),
             Some(_) => None,
         };
+        // The same for metadata: the source's largest, and this frame's.
+        let want_metadata = (h.source_max_metadata as usize)
+            .min(wire::METADATA_MAX)
+            .max(metadata.len());
         if let Some(why) = renew {
-            self.open(want, why, now)?;
+            self.open(want, want_metadata, why, now)?;
             self.source_instance = Some(h.source_instance);
         }
         let publisher = self.publisher.as_mut().expect("opened above");
@@ -310,6 +321,9 @@ impl Channel<'_> {
                 }
             }
         };
+        // Within the channel's metadata: it was (re)created for it above.
+        loan.set_metadata(metadata)
+            .map_err(|e| Refused::Message(format!("frame {}: {e}", h.number)))?;
         loan.commit_numbered(&meta, h.number);
         self.last_number = h.number;
         self.behind = None;
@@ -349,7 +363,8 @@ impl Channel<'_> {
                 if self.publisher.is_none() && h.source_max_frame_len > 0 {
                     let len = usize::try_from(h.source_max_frame_len).unwrap_or(usize::MAX);
                     let why = format!("the source stalled ({reason})");
-                    self.open(len.min(self.import.max_frame_len), why, now)?;
+                    let metadata = (h.source_max_metadata as usize).min(wire::METADATA_MAX);
+                    self.open(len.min(self.import.max_frame_len), metadata, why, now)?;
                     self.source_instance = Some(h.source_instance);
                 }
                 if let Some(p) = self.publisher.as_mut() {
@@ -387,9 +402,16 @@ impl Channel<'_> {
         }
     }
 
-    /// (Re)creates the channel for frames of up to `max_frame_len` bytes,
-    /// for the reason `why`, unless it was less than a second ago.
-    fn open(&mut self, max_frame_len: usize, why: String, now: Instant) -> Result<(), Refused> {
+    /// (Re)creates the channel for frames of up to `max_frame_len` bytes
+    /// with up to `max_metadata` bytes of metadata, for the reason `why`,
+    /// unless it was less than a second ago.
+    fn open(
+        &mut self,
+        max_frame_len: usize,
+        max_metadata: usize,
+        why: String,
+        now: Instant,
+    ) -> Result<(), Refused> {
         let first = self.opened_at.is_none();
         if self
             .opened_at
@@ -407,6 +429,7 @@ impl Channel<'_> {
         self.last_number = 0;
         self.behind = None;
         let options = ChannelOptions::new(max_frame_len.max(1))
+            .max_metadata(max_metadata)
             .slots(self.import.slots)
             .create_options(self.import.create.clone());
         let publisher =

@@ -124,6 +124,7 @@ mod tests {
             number: 1,
             len: format.frame_len(w, h).unwrap(),
             meta: FrameMeta::new(w, h, format),
+            metadata_len: 0,
         }
     }
 

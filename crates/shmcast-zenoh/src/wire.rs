@@ -1,10 +1,11 @@
 //! What crosses the network: one Zenoh message per frame or status, each a
-//! fixed header, the status reason, then the payload.
+//! fixed header, the status reason, the payload, then the frame's
+//! per-frame metadata.
 //!
 //! ```text
 //! offset size
 //!  0      4   magic "SHMZ"
-//!  4      1   version (1)
+//!  4      1   version (2; 1 had no metadata and a 64-byte header)
 //!  5      1   kind: 1 frame, 2 status
 //!  6      1   encoding: 0 raw, 1 jpeg
 //!  7      1   state of the source: 0 live, 1 stalled, 2 gone
@@ -20,7 +21,9 @@
 //! 54      2   zero
 //! 56      8   the source channel's instance (a restarted source has a
 //!             new one, and its frame numbers start again; 0: none)
-//! 64      …   reason, then payload
+//! 64      4   metadata bytes (after the payload; at most 65536)
+//! 68      4   the source channel's largest metadata, bytes
+//! 72      …   reason, then payload, then metadata
 //! ```
 //!
 //! Integers are little-endian. The importer treats every message as
@@ -30,11 +33,13 @@
 use shmcast::PixelFormat;
 
 /// Bytes before the reason.
-pub const HEADER_LEN: usize = 64;
+pub const HEADER_LEN: usize = 72;
 /// The longest reason carried.
 pub const REASON_MAX: usize = 240;
 const MAGIC: &[u8; 4] = b"SHMZ";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The most metadata a frame carries (the library's limit).
+pub const METADATA_MAX: usize = shmcast::MAX_METADATA_LEN as usize;
 
 /// How a frame's payload is encoded on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -72,6 +77,8 @@ pub struct Header {
     pub timestamp_ns: u64,
     pub source_max_frame_len: u64,
     pub source_instance: u64,
+    /// The source channel's largest per-frame metadata, bytes.
+    pub source_max_metadata: u32,
     pub reason: String,
 }
 
@@ -93,10 +100,11 @@ pub enum WireError {
     Version(u8),
     #[error("unknown {what} {value}")]
     Unknown { what: &'static str, value: u64 },
-    #[error("lengths do not add up: header says {reason} reason + {payload} payload bytes, message has {have} after the header")]
+    #[error("lengths do not add up: header says {reason} reason + {payload} payload + {metadata} metadata bytes, message has {have} after the header")]
     Length {
         reason: usize,
         payload: usize,
+        metadata: usize,
         have: usize,
     },
 }
@@ -107,6 +115,7 @@ impl Header {
         encoding: Encoding,
         info: &shmcast::FrameInfo,
         source_max_frame_len: usize,
+        source_max_metadata: usize,
         source_instance: u64,
     ) -> Header {
         Header {
@@ -120,6 +129,7 @@ impl Header {
             timestamp_ns: info.meta.timestamp_ns,
             source_max_frame_len: source_max_frame_len as u64,
             source_instance,
+            source_max_metadata: source_max_metadata.min(METADATA_MAX) as u32,
             reason: String::new(),
         }
     }
@@ -142,6 +152,7 @@ impl Header {
             timestamp_ns: 0,
             source_max_frame_len: source_max_frame_len as u64,
             source_instance,
+            source_max_metadata: 0,
             reason: cut(reason, REASON_MAX).to_owned(),
         }
     }
@@ -152,11 +163,11 @@ impl Header {
     }
 
     /// Writes the header and reason into `out[..self.len()]`, saying
-    /// `payload_len` bytes follow.
+    /// `payload_len` bytes and then `metadata_len` bytes follow.
     ///
     /// # Panics
     /// When `out` is shorter than [`len`](Header::len) (a caller's bug).
-    pub fn write(&self, out: &mut [u8], payload_len: u32) {
+    pub fn write(&self, out: &mut [u8], payload_len: u32, metadata_len: u32) {
         let reason = cut(&self.reason, REASON_MAX).as_bytes();
         let out = &mut out[..HEADER_LEN + reason.len()];
         out.fill(0);
@@ -184,16 +195,21 @@ impl Header {
         out[48..52].copy_from_slice(&payload_len.to_le_bytes());
         out[52..54].copy_from_slice(&(reason.len() as u16).to_le_bytes());
         out[56..64].copy_from_slice(&self.source_instance.to_le_bytes());
+        out[64..68].copy_from_slice(&metadata_len.to_le_bytes());
+        out[68..72].copy_from_slice(&self.source_max_metadata.to_le_bytes());
         out[HEADER_LEN..].copy_from_slice(reason);
     }
 }
 
-/// Checks a whole message; returns its header and payload.
+/// A message's parts after its header: the payload and the metadata.
+pub type Parts<'m> = (&'m [u8], &'m [u8]);
+
+/// Checks a whole message; returns its header, payload and metadata.
 ///
 /// # Errors
 /// [`WireError`] for anything that is not a well-formed message of this
 /// version.
-pub fn decode(message: &[u8]) -> Result<(Header, &[u8]), WireError> {
+pub fn decode(message: &[u8]) -> Result<(Header, Parts<'_>), WireError> {
     if message.len() < HEADER_LEN {
         return Err(WireError::Short(message.len()));
     }
@@ -228,15 +244,24 @@ pub fn decode(message: &[u8]) -> Result<(Header, &[u8]), WireError> {
     })?;
     let payload_len = u32_at(48) as usize;
     let reason_len = usize::from(u16::from_le_bytes([message[52], message[53]]));
+    let metadata_len = u32_at(64) as usize;
     let have = message.len() - HEADER_LEN;
-    if reason_len > REASON_MAX || reason_len.checked_add(payload_len) != Some(have) {
+    if reason_len > REASON_MAX
+        || metadata_len > METADATA_MAX
+        || reason_len
+            .checked_add(payload_len)
+            .and_then(|n| n.checked_add(metadata_len))
+            != Some(have)
+    {
         return Err(WireError::Length {
             reason: reason_len,
             payload: payload_len,
+            metadata: metadata_len,
             have,
         });
     }
-    let (reason, payload) = message[HEADER_LEN..].split_at(reason_len);
+    let (reason, rest) = message[HEADER_LEN..].split_at(reason_len);
+    let (payload, metadata) = rest.split_at(payload_len);
     let header = Header {
         kind,
         state,
@@ -248,9 +273,10 @@ pub fn decode(message: &[u8]) -> Result<(Header, &[u8]), WireError> {
         timestamp_ns: u64_at(32),
         source_max_frame_len: u64_at(40),
         source_instance: u64_at(56),
+        source_max_metadata: u32_at(68),
         reason: String::from_utf8_lossy(reason).into_owned(),
     };
-    Ok((header, payload))
+    Ok((header, (payload, metadata)))
 }
 
 /// `s` cut to at most `max` bytes, at a character boundary.
@@ -271,9 +297,14 @@ mod tests {
     use proptest::prelude::*;
 
     fn message(header: &Header, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![0; header.len() + payload.len()];
-        header.write(&mut out, payload.len() as u32);
-        out[header.len()..].copy_from_slice(payload);
+        with_metadata(header, payload, &[])
+    }
+
+    fn with_metadata(header: &Header, payload: &[u8], metadata: &[u8]) -> Vec<u8> {
+        let mut out = vec![0; header.len()];
+        header.write(&mut out, payload.len() as u32, metadata.len() as u32);
+        out.extend_from_slice(payload);
+        out.extend_from_slice(metadata);
         out
     }
 
@@ -289,6 +320,7 @@ mod tests {
             timestamp_ns: 1_790_000_000_123_456_789,
             source_max_frame_len: 6_220_800,
             source_instance: 0x1234_5678_9abc_def0,
+            source_max_metadata: 1024,
             reason: String::new(),
         }
     }
@@ -297,11 +329,19 @@ mod tests {
     fn frames_and_statuses_round_trip() {
         let frame = sample_frame();
         let bytes = message(&frame, b"jpeg bytes");
-        assert_eq!(decode(&bytes), Ok((frame, &b"jpeg bytes"[..])));
+        assert_eq!(
+            decode(&bytes),
+            Ok((frame.clone(), (&b"jpeg bytes"[..], &[][..])))
+        );
+        let bytes = with_metadata(&frame, b"jpeg bytes", b"exposure");
+        assert_eq!(
+            decode(&bytes),
+            Ok((frame, (&b"jpeg bytes"[..], &b"exposure"[..])))
+        );
 
         let status = Header::status(State::Stalled, "ffmpeg exited: no such device", 99, 7);
         let bytes = message(&status, &[]);
-        assert_eq!(decode(&bytes), Ok((status, &[][..])));
+        assert_eq!(decode(&bytes), Ok((status, (&[][..], &[][..]))));
     }
 
     #[test]
@@ -320,8 +360,8 @@ mod tests {
         bad[0] = b'X';
         assert_eq!(decode(&bad), Err(WireError::Magic));
         let mut bad = good.clone();
-        bad[4] = 2;
-        assert_eq!(decode(&bad), Err(WireError::Version(2)));
+        bad[4] = 1;
+        assert_eq!(decode(&bad), Err(WireError::Version(1)));
         let mut bad = good.clone();
         bad[6] = 7;
         assert!(matches!(
@@ -349,6 +389,12 @@ mod tests {
         bad[48..52].copy_from_slice(&u32::MAX.to_le_bytes());
         bad[52..54].copy_from_slice(&u16::MAX.to_le_bytes());
         assert!(matches!(decode(&bad), Err(WireError::Length { .. })));
+        // Metadata beyond the library's limit, or beyond the message.
+        let mut bad = with_metadata(&sample_frame(), b"xyz", &[1; 8]);
+        bad[64..68].copy_from_slice(&(METADATA_MAX as u32 + 1).to_le_bytes());
+        assert!(matches!(decode(&bad), Err(WireError::Length { .. })));
+        bad[64..68].copy_from_slice(&9u32.to_le_bytes());
+        assert!(matches!(decode(&bad), Err(WireError::Length { .. })));
     }
 
     proptest! {
@@ -359,14 +405,15 @@ mod tests {
 
         #[test]
         fn any_header_after_a_valid_magic_decodes_or_fails_cleanly(
-            rest in proptest::collection::vec(any::<u8>(), 60..400),
+            rest in proptest::collection::vec(any::<u8>(), 68..400),
         ) {
             let mut bytes = b"SHMZ".to_vec();
             bytes.extend_from_slice(&rest);
-            bytes[4] = 1;
-            if let Ok((header, payload)) = decode(&bytes) {
+            bytes[4] = VERSION;
+            if let Ok((header, (payload, metadata))) = decode(&bytes) {
                 prop_assert!(header.reason.len() <= 3 * REASON_MAX);
-                prop_assert!(HEADER_LEN + payload.len() <= bytes.len());
+                prop_assert!(HEADER_LEN + payload.len() + metadata.len() <= bytes.len());
+                prop_assert!(metadata.len() <= METADATA_MAX);
             }
         }
     }

@@ -36,12 +36,21 @@ fn health_crosses_the_bridge_and_recovers() {
     let mut sub = open_health_reader(&dst);
     sub.wait_newer(0, 10 * SECOND).unwrap();
     assert_eq!(health(&sub), (Health::Live, None));
-    let (info, bytes) = sub.read_latest_vec().unwrap().unwrap();
+    let (mut bytes, mut metadata) = (vec![0; 64 * 48 * 3], Vec::new());
+    let info = sub
+        .read_latest_with_metadata(&mut bytes, &mut metadata)
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (info.meta.width, info.meta.format),
         (64, PixelFormat::Rgb24)
     );
     assert_eq!(bytes, frame, "a frame crossed whole");
+    assert_eq!(
+        String::from_utf8_lossy(&metadata),
+        format!("t={}", info.meta.timestamp_ns),
+        "its metadata crossed with it"
+    );
 
     // The source's publisher says why it has nothing.
     source.paused.store(true, Relaxed);
@@ -118,9 +127,9 @@ fn health_crosses_the_bridge_and_recovers() {
 
 /// A message as the exporter writes it (see src/wire.rs).
 fn message(kind: u8, encoding: u8, number: u64, source_max: u64, payload: &[u8]) -> Vec<u8> {
-    let mut m = vec![0u8; 64];
+    let mut m = vec![0u8; 72];
     m[0..4].copy_from_slice(b"SHMZ");
-    m[4] = 1;
+    m[4] = 2;
     m[5] = kind;
     m[6] = encoding;
     m[8..12].copy_from_slice(&4u32.to_le_bytes());
@@ -156,6 +165,12 @@ fn hostile_messages_are_skipped_and_the_importer_goes_on() {
         message(1, 1, 6, 8, b"not a jpeg"),
         message(1, 0, 6, 1 << 40, &[1u8; 5000]),
         message(3, 0, 6, 8, b"abcdefgh"),
+        // Metadata that claims more than was sent, or than any channel takes.
+        {
+            let mut m = message(1, 0, 6, 8, b"abcdefgh");
+            m[64..68].copy_from_slice(&u32::MAX.to_le_bytes());
+            m
+        },
     ];
     // Lengths that claim more than was sent.
     let mut overrun = message(1, 0, 6, 8, b"abcdefgh");

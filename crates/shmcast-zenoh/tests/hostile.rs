@@ -39,7 +39,7 @@ impl Peer {
 
     fn put(&self, header: &Header, payload: &[u8]) {
         let mut message = vec![0; header.len() + payload.len()];
-        header.write(&mut message, payload.len() as u32);
+        header.write(&mut message, payload.len() as u32, 0);
         message[header.len()..].copy_from_slice(payload);
         self.session.put(&self.key, message).wait().unwrap();
     }
@@ -74,6 +74,7 @@ fn gray(number: u64, instance: u64) -> Header {
         timestamp_ns: 77,
         source_max_frame_len: 8,
         source_instance: instance,
+        source_max_metadata: 0,
         reason: String::new(),
     }
 }

@@ -253,7 +253,10 @@ pub struct Source {
 
 impl Source {
     pub fn start(name: &str, meta: FrameMeta, frames: Vec<Vec<u8>>) -> Source {
-        let publisher = Publisher::create(name, frames[0].len()).unwrap();
+        // Each frame carries "t=TIMESTAMP" as its metadata, so a reader
+        // across the bridge can tell it came with its own frame.
+        let options = shmcast::ChannelOptions::new(frames[0].len()).max_metadata(64);
+        let publisher = Publisher::create_with(name, &options).unwrap();
         let publisher = Arc::new(Mutex::new(Some(publisher)));
         let run = Arc::new(AtomicBool::new(true));
         let paused = Arc::new(AtomicBool::new(false));
@@ -272,7 +275,13 @@ impl Source {
                             timestamp_ns: 1000 + i as u64,
                             ..meta
                         };
-                        p.publish(&meta, &frames[i % frames.len()]).unwrap();
+                        let metadata = format!("t={}", meta.timestamp_ns);
+                        p.publish_with_metadata(
+                            &meta,
+                            &frames[i % frames.len()],
+                            metadata.as_bytes(),
+                        )
+                        .unwrap();
                         i += 1;
                     }
                     std::thread::sleep(Duration::from_millis(33));

@@ -222,7 +222,14 @@ pub fn parse(text: &str, ffmpeg: &str) -> Result<Vec<(Name, Job)>, String> {
             ffmpeg: ffmpeg.to_owned(),
             stall_after,
             group: c.group,
+            // A derived frame carries its source frame's metadata.
+            max_metadata: if derive.is_some() {
+                shmcast::MAX_METADATA_LEN as usize
+            } else {
+                0
+            },
             derive,
+            metadata: None,
         };
         if job.meta.format.frame_len(c.width, c.height).is_none() {
             return Err(format!(

@@ -23,7 +23,8 @@
 //!
 //! The derived frame carries its source frame's number (while that is
 //! above the channel's newest: after the source starts again from 1, the
-//! derived numbers go on from their own) and its timestamp.
+//! derived numbers go on from their own), its timestamp and its per-frame
+//! metadata.
 //!
 //! # Health follows the source
 //! A source that is stalled, gone or missing makes the derived channel
@@ -299,6 +300,11 @@ fn make_one(
         Err(e) => return Err(Failed::Channel(crate::one_line(&e))),
     };
     let shaped = shaper.shape(&info.meta, src, to, fit, &mut loan);
+    // The source frame's metadata goes with it (the derived channel takes
+    // as much as any channel can carry).
+    own.resize(info.metadata_len, 0);
+    frame.metadata().copy_to(own);
+    let shaped = shaped.and_then(|()| loan.set_metadata(own).map_err(|e| crate::one_line(&e)));
     // Dropping the loan abandons it: a torn or unshapeable source frame is
     // never published.
     match (shaped, frame.release().is_ok()) {

@@ -13,6 +13,7 @@ mod derive;
 mod eventlog;
 mod ffmpeg;
 mod log;
+mod metadata;
 mod metrics;
 mod notify;
 mod output;
@@ -61,6 +62,36 @@ impl Target {
         } else {
             name
         })
+    }
+}
+
+/// Per-frame metadata from a side file; shared by publish and serve.
+#[derive(clap::Args)]
+struct MetadataArgs {
+    /// Give each frame metadata read from this file (or named pipe), in
+    /// step with the frames: per frame a record of its length (4 bytes,
+    /// little-endian; 0 for none), then its bytes. When it ends, the
+    /// remaining frames have none
+    #[arg(long = "metadata", value_name = "FILE")]
+    file: Option<std::path::PathBuf>,
+    /// The most metadata a frame may carry, in bytes (at most 65536;
+    /// default 4096 with --metadata, else 0)
+    #[arg(long, value_name = "BYTES")]
+    max_metadata: Option<usize>,
+}
+
+impl MetadataArgs {
+    fn max(&self) -> Result<usize, String> {
+        let max = self
+            .max_metadata
+            .unwrap_or(if self.file.is_some() { 4096 } else { 0 });
+        if max > shmcast::MAX_METADATA_LEN as usize {
+            return Err(format!(
+                "--max-metadata {max} is more than a frame can carry ({})",
+                shmcast::MAX_METADATA_LEN
+            ));
+        }
+        Ok(max)
     }
 }
 
@@ -227,6 +258,7 @@ enum Command {
         #[arg(long, conflicts_with_all = [
             "name", "global", "source", "width", "height", "format", "fps", "frames", "slots",
             "input", "camera", "stall_after", "mode", "sddl", "lease_mode", "lease_sddl", "group",
+            "file", "max_metadata",
         ])]
         config: Option<std::path::PathBuf>,
         /// Serve Prometheus metrics of the channels on http://ADDR/metrics
@@ -271,6 +303,8 @@ enum Command {
         /// again (readers see the channel stalled meanwhile)
         #[arg(long, default_value_t = 2.0)]
         stall_after: f64,
+        #[command(flatten)]
+        metadata: MetadataArgs,
         #[command(flatten)]
         access: ChannelAccess,
     },
@@ -345,6 +379,8 @@ enum Command {
         #[arg(long, default_value_t = shmcast::DEFAULT_SLOTS)]
         slots: u32,
         #[command(flatten)]
+        metadata: MetadataArgs,
+        #[command(flatten)]
         access: ChannelAccess,
     },
     /// Wait for and read new frames from a channel.
@@ -364,6 +400,10 @@ enum Command {
         /// Append each frame's raw payload to this file
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Append each frame's metadata to this file (or pipe) as a record:
+        /// its length (4 bytes, little-endian), then its bytes
+        #[arg(long, value_name = "FILE")]
+        metadata_out: Option<std::path::PathBuf>,
         /// Read without writing anything to shared memory (the default):
         /// needs only read access to the channel
         #[arg(long, conflicts_with = "lease")]
@@ -451,6 +491,7 @@ fn run(command: Command) -> Result<(), String> {
             format,
             fps,
             slots,
+            metadata,
             access,
         } => serve::run(
             &target.name()?,
@@ -469,6 +510,8 @@ fn run(command: Command) -> Result<(), String> {
                 stall_after: Duration::MAX,
                 group: access.group,
                 derive: None,
+                max_metadata: metadata.max()?,
+                metadata: metadata.file,
             },
             None,
         ),
@@ -529,6 +572,9 @@ fn run(command: Command) -> Result<(), String> {
                     stall_after: Duration::MAX,
                     group: access.group,
                     derive: Some(derive),
+                    metadata: None,
+                    // A derived frame carries its source frame's metadata.
+                    max_metadata: shmcast::MAX_METADATA_LEN as usize,
                 },
                 None,
             )
@@ -559,8 +605,15 @@ fn run(command: Command) -> Result<(), String> {
             input,
             camera,
             stall_after,
+            metadata,
             access,
         } => {
+            if metadata.file.is_some() && source != serve::Source::Stdin {
+                return Err(
+                    "--metadata is for --source stdin (frames and their metadata in step)"
+                        .to_owned(),
+                );
+            }
             let (source, input) =
                 match (source, input, camera) {
                     (_, _, Some(camera)) => (
@@ -611,6 +664,8 @@ fn run(command: Command) -> Result<(), String> {
                     stall_after: positive_seconds(stall_after, "--stall-after")?,
                     group: access.group,
                     derive: None,
+                    max_metadata: metadata.max()?,
+                    metadata: metadata.file,
                 },
                 metrics.as_deref(),
             )
@@ -621,6 +676,7 @@ fn run(command: Command) -> Result<(), String> {
             timeout,
             md5,
             out,
+            metadata_out,
             read_only: _,
             lease,
         } => read(
@@ -629,6 +685,7 @@ fn run(command: Command) -> Result<(), String> {
             seconds(timeout)?,
             md5,
             out.as_deref(),
+            metadata_out.as_deref(),
             if lease {
                 shmcast::Access::Leasing
             } else {
@@ -1339,9 +1396,10 @@ fn seconds(s: f64) -> Result<Duration, String> {
 fn read_growing(
     subscriber: &Subscriber,
     buf: &mut Vec<u8>,
+    metadata: &mut Vec<u8>,
 ) -> Result<Option<shmcast::FrameInfo>, shmcast::Error> {
     loop {
-        match subscriber.read_latest(buf) {
+        match subscriber.read_latest_with_metadata(buf, metadata) {
             Err(e) if e.kind() == shmcast::ErrorKind::BufferTooSmall => {
                 let want = e
                     .frame_len()
@@ -1363,11 +1421,22 @@ fn read(
     timeout: Duration,
     md5: bool,
     out: Option<&std::path::Path>,
+    metadata_out: Option<&std::path::Path>,
     access: shmcast::Access,
 ) -> Result<(), String> {
     if count == 0 {
         return Ok(());
     }
+    let mut metadata_file = match metadata_out {
+        Some(path) => Some(metadata::Writer::create(path).map_err(|e| {
+            format!(
+                "cannot open {} for channel {name}'s metadata: {e}",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    let mut metadata = Vec::new();
     let options = shmcast::SubscriberOptions::new()
         .access(access)
         .wait(timeout);
@@ -1395,7 +1464,9 @@ fn read(
             }
             Err(e) => return Err(one_line(&e)),
         }
-        let Some(info) = read_growing(&subscriber, &mut buf).map_err(|e| one_line(&e))? else {
+        let Some(info) =
+            read_growing(&subscriber, &mut buf, &mut metadata).map_err(|e| one_line(&e))?
+        else {
             continue;
         };
         last = info.number;
@@ -1426,6 +1497,14 @@ fn read(
                 format!(
                     "writing channel {name} frames to {}: {e}",
                     out.unwrap().display()
+                )
+            })?;
+        }
+        if let Some(file) = metadata_file.as_mut() {
+            file.write(&metadata).map_err(|e| {
+                format!(
+                    "writing channel {name}'s metadata to {}: {e}",
+                    metadata_out.unwrap().display()
                 )
             })?;
         }

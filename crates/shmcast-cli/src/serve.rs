@@ -66,6 +66,11 @@ pub struct Job {
     pub group: Option<String>,
     /// What a derived channel is made from (source Derive).
     pub derive: Option<crate::derive::Derive>,
+    /// Where a stdin source's per-frame metadata comes from (see
+    /// `metadata.rs`).
+    pub metadata: Option<std::path::PathBuf>,
+    /// The most metadata a frame carries, bytes.
+    pub max_metadata: usize,
 }
 
 /// How long a freshly started ffmpeg may take to deliver its first frame
@@ -489,6 +494,7 @@ fn channel_options(name: &Name, job: &Job) -> Result<ChannelOptions, String> {
     }
     let mut options = ChannelOptions::new(frame_len)
         .slots(job.slots)
+        .max_metadata(job.max_metadata)
         .create_options(create);
     if job.lease_mode.is_some() || job.lease_sddl.is_some() {
         let mut leases = CreateOptions::new().mode(job.lease_mode.unwrap_or(job.mode));
@@ -639,6 +645,15 @@ fn publish_loop(
     // every channel, it made the first pattern channel of a config block
     // all the others.
     let mut stdin = matches!(job.source, Source::Stdin).then(|| io::stdin().lock());
+    let mut records = match &job.metadata {
+        Some(path) => Some(
+            crate::metadata::Records::open(path, job.max_metadata)
+                .map_err(|e| format!("channel {name}: cannot open {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let mut record = Vec::new();
+    let mut told_no_metadata = false;
     let mut next = Instant::now();
     let (mut published, mut dropped) = (0u64, 0u64);
     let mut scratch = Vec::new();
@@ -703,6 +718,28 @@ fn publish_loop(
                         "channel {name}: the last frame is short ({got} of {frame_len} bytes) and \
                          was not published; check --width, --height and --format against the producer"
                     ));
+                }
+                if let Some(records) = records.as_mut() {
+                    beat.waiting(true);
+                    let more = records.next(&mut record);
+                    beat.waiting(false);
+                    let more = more.map_err(|e| {
+                        format!(
+                            "channel {name}: the metadata of frame {}: {e}",
+                            published + dropped + 1
+                        )
+                    })?;
+                    if !more && !told_no_metadata {
+                        told_no_metadata = true;
+                        crate::log::warn(
+                            name,
+                            "the metadata file ended: the frames from here on have none",
+                        );
+                    }
+                    if let Some(loan) = loan.as_mut() {
+                        // At most max_metadata: `Records` checked it.
+                        loan.set_metadata(&record).map_err(|e| one_line(&e))?;
+                    }
                 }
             }
         }

@@ -488,3 +488,126 @@ fn serve_makes_the_derived_channels_of_its_config_and_refuses_a_cycle() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("form a cycle"), "{err}");
 }
+
+/// Records as `publish --metadata` reads and `read --metadata-out` writes
+/// them: a 4-byte little-endian length, then the bytes.
+fn records(all: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for r in all {
+        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+        out.extend_from_slice(r);
+    }
+    out
+}
+
+fn parse_records(mut bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while bytes.len() >= 4 {
+        let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        out.push(bytes[4..4 + len].to_vec());
+        bytes = &bytes[4 + len..];
+    }
+    out
+}
+
+#[test]
+fn metadata_from_a_side_file_reaches_readers_and_derived_channels() {
+    // Source frame k (gray8 of value k) carries "k=K"; its derived frame
+    // must carry the same, and a reader of either sees each frame's own.
+    let src = unique("derive-meta-src");
+    let name = unique("derive-meta");
+    let side = std::env::temp_dir().join(format!("{src}.records"));
+    let count = 150u32;
+    let all: Vec<Vec<u8>> = (1..=count).map(|k| format!("k={k}").into_bytes()).collect();
+    std::fs::write(&side, records(&all)).unwrap();
+    let mut publisher = Kill(
+        shmcast()
+            .args([
+                "publish", &src, "--format", "gray8", "--width", "32", "--height", "24",
+            ])
+            .arg("--metadata")
+            .arg(&side)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    let _derive = derive(&[
+        &src, &name, "--width", "16", "--height", "12", "--format", "rgb24",
+    ]);
+    let feeding = std::thread::spawn(move || {
+        for k in 1..=count {
+            if stdin.write_all(&[k as u8; 32 * 24]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(15));
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    for channel in [&src, &name] {
+        let out = std::env::temp_dir().join(unique("derive-meta-out"));
+        let got = shmcast()
+            .args([
+                "read",
+                channel,
+                "--lease",
+                "--count",
+                "10",
+                "--timeout",
+                "20",
+                "--metadata-out",
+            ])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        let lines: Vec<String> = String::from_utf8_lossy(&got.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let meta = parse_records(&std::fs::read(&out).unwrap());
+        let _ = std::fs::remove_file(&out);
+        assert_eq!(meta.len(), 10, "{lines:?}");
+        for (n, m) in numbers(&lines).iter().zip(&meta) {
+            assert_eq!(
+                String::from_utf8_lossy(m),
+                format!("k={n}"),
+                "frame {n} of {channel}"
+            );
+        }
+    }
+    drop(feeding);
+    let _ = std::fs::remove_file(&side);
+}
+
+#[test]
+fn a_metadata_record_longer_than_the_channel_allows_stops_publish_with_a_reason() {
+    let src = unique("derive-meta-long");
+    let side = std::env::temp_dir().join(format!("{src}.records"));
+    std::fs::write(&side, records(&[vec![1; 8], vec![2; 9]])).unwrap();
+    let mut publisher = shmcast()
+        .args([
+            "publish", &src, "--format", "gray8", "--width", "4", "--height", "2",
+        ])
+        .args(["--max-metadata", "8", "--metadata"])
+        .arg(&side)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    publisher.stdin.take().unwrap().write_all(&[0; 24]).unwrap();
+    let out = publisher.wait_with_output().unwrap();
+    let _ = std::fs::remove_file(&side);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the metadata of frame 2")
+            && err.contains("a record of 9 bytes; frames carry at most 8"),
+        "{err}"
+    );
+}

@@ -2,7 +2,9 @@
 //! points under verifying readers, leasing readers killed while they hold
 //! leases under a publisher that must never wait for them, and random
 //! SIGSTOP/SIGCONT of both sides (Linux). Every frame a reader gets is
-//! checked byte for byte against its number.
+//! checked byte for byte against its number, and so is its per-frame
+//! metadata (by copy and by lease; a frame whose metadata is another
+//! frame's counts as torn).
 //!
 //! The counts come from the environment, so that CI runs a short version
 //! of the same code and `scripts/chaos` the long one:
@@ -15,7 +17,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{access_for, fill, read_checked, role, say, stdin_closed_flag, unique, Proc};
+use common::{
+    access_for, fill, frame_metadata, read_checked, role, say, stdin_closed_flag, unique, Proc,
+};
 use shmcast::{Access, ErrorKind, FrameMeta, Publisher, Subscriber, SubscriberOptions};
 
 const FRAME_LEN: usize = 64 * 1024;
@@ -50,6 +54,13 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
     }
+}
+
+/// The chaos publishers' channel: frames of FRAME_LEN bytes, each with
+/// its own metadata (`frame_metadata`), which the verifying readers check
+/// with its frame.
+fn with_metadata() -> shmcast::ChannelOptions {
+    shmcast::ChannelOptions::new(FRAME_LEN).max_metadata(common::FRAME_METADATA_MAX)
 }
 
 /// Whether `bytes` are frame `number`, whole and of full length.
@@ -143,12 +154,14 @@ fn publishers_killed_at_random_points_never_show_a_torn_frame() {
         writer.kill();
     }
     // A last publisher, whose frames every reader must reach.
-    let mut publisher = Publisher::create(&name, FRAME_LEN).unwrap();
+    let mut publisher = Publisher::create_with(&name, &with_metadata()).unwrap();
     let mut buf = vec![0u8; FRAME_LEN];
     for _ in 0..20 {
         let n = publisher.last_frame_number() + 1;
         fill(n, &mut buf);
-        publisher.publish(&FrameMeta::raw(), &buf).unwrap();
+        publisher
+            .publish_with_metadata(&FrameMeta::raw(), &buf, &frame_metadata(n))
+            .unwrap();
         std::thread::sleep(Duration::from_millis(5));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -316,13 +329,15 @@ fn child_entry_point() {
         "publish-timed" => publish_timed(name),
         "hold-leases" => hold_leases(name),
         "publish-forever" => {
-            let mut publisher = Publisher::create(name, FRAME_LEN).unwrap();
+            let mut publisher = Publisher::create_with(name, &with_metadata()).unwrap();
             say("publishing");
             loop {
                 let number = publisher.last_frame_number() + 1;
                 let mut loan = publisher.loan(FRAME_LEN).unwrap();
-                // Word by word, so that a kill lands inside the payload.
+                // Word by word, so that a kill lands inside the payload;
+                // the metadata after it, so a kill can land between them.
                 fill(number, &mut loan);
+                loan.set_metadata(&frame_metadata(number)).unwrap();
                 loan.commit(&FrameMeta::raw());
             }
         }

@@ -237,17 +237,35 @@ pub fn read_checked(
     buf: &mut [u8],
     is_whole: impl Fn(u64, &[u8]) -> bool,
 ) -> Result<Option<(u64, bool)>, shmcast::Error> {
+    // A frame's metadata, when it has any, must be its own.
+    let own =
+        |number: u64, metadata: &[u8]| metadata.is_empty() || metadata == frame_metadata(number);
+    let mut metadata = Vec::new();
     Ok(match mode {
         "lease" => sub.lease_latest()?.and_then(|lease| {
             let number = lease.info().number;
-            let got = (number, is_whole(number, &lease.bytes().to_vec()));
+            let whole = is_whole(number, &lease.bytes().to_vec());
+            let got = (number, whole && own(number, &lease.metadata().to_vec()));
             lease.release().is_ok().then_some(got)
         }),
         "inplace" => sub
             .read_in_place(|info, bytes| is_whole(info.number, &bytes.to_vec()))?
             .map(|(info, whole)| (info.number, whole)),
         _ => sub
-            .read_latest(buf)?
-            .map(|info| (info.number, is_whole(info.number, &buf[..info.len]))),
+            .read_latest_with_metadata(buf, &mut metadata)?
+            .map(|info| {
+                let whole = is_whole(info.number, &buf[..info.len]);
+                (info.number, whole && own(info.number, &metadata))
+            }),
     })
 }
+
+/// The metadata the chaos publishers give frame `number`: its number,
+/// repeated to a length that changes with it (1 to 32 copies), so that one
+/// frame's metadata read with another's pixels shows.
+pub fn frame_metadata(number: u64) -> Vec<u8> {
+    number.to_le_bytes().repeat(1 + (number % 32) as usize)
+}
+
+/// The most metadata [`frame_metadata`] gives.
+pub const FRAME_METADATA_MAX: usize = 8 * 32;

@@ -611,3 +611,72 @@ fn a_metadata_record_longer_than_the_channel_allows_stops_publish_with_a_reason(
         "{err}"
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn metadata_can_come_through_a_named_pipe_in_step_with_the_frames() {
+    let src = unique("derive-meta-fifo");
+    let fifo = std::env::temp_dir().join(format!("{src}.fifo"));
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut publisher = Kill(
+        shmcast()
+            .args([
+                "publish", &src, "--format", "gray8", "--width", "8", "--height", "8",
+            ])
+            .arg("--metadata")
+            .arg(&fifo)
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = publisher.0.stdin.take().unwrap();
+    let path = fifo.clone();
+    // The producer: each frame on stdin, its metadata on the pipe.
+    let producer = std::thread::spawn(move || {
+        let mut pipe = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        for k in 1..=300u32 {
+            let record = records(&[format!("trigger {k}").into_bytes()]);
+            if pipe.write_all(&record).is_err() || stdin.write_all(&[k as u8; 64]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    });
+    let out = std::env::temp_dir().join(unique("derive-meta-fifo-out"));
+    let got = shmcast()
+        .args([
+            "read",
+            &src,
+            "--count",
+            "5",
+            "--timeout",
+            "20",
+            "--metadata-out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&got.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let meta = parse_records(&std::fs::read(&out).unwrap());
+    let _ = std::fs::remove_file(&out);
+    for (n, m) in numbers(&lines).iter().zip(&meta) {
+        assert_eq!(String::from_utf8_lossy(m), format!("trigger {n}"));
+    }
+    assert_eq!(meta.len(), 5);
+    drop(publisher);
+    let _ = producer.join();
+    let _ = std::fs::remove_file(&fifo);
+}

@@ -35,7 +35,7 @@ impl Model {
         Arc::new(Model {
             header: ChannelHeader {
                 slot_count: a32(),
-                reserved0: a32(),
+                max_metadata_len: a32(),
                 max_frame_len: a64(),
                 slot_stride: a64(),
                 payload_offset: a64(),
@@ -61,7 +61,9 @@ impl Model {
                     height: a32(),
                     format: a32(),
                     stride: a32(),
-                    reserved: std::array::from_fn(|_| a64()),
+                    metadata_len: a32(),
+                    reserved0: a32(),
+                    reserved: a64(),
                 })
                 .collect(),
             readers: (0..readers)

@@ -261,9 +261,10 @@ typedef struct {
   // How long a lease that keeps the publisher from its last free slot is
   // honoured, in milliseconds; 0: 1000.
   uint32_t max_lease_ms;
-  // Bytes of metadata each frame may carry (`shmcast_publisher_set_metadata`),
-  // at most 65536; 0: none. (The field was `reserved` before 0.3: zero
-  // there still means none.)
+  // Bytes of per-frame metadata each frame may carry
+  // (`shmcast_publisher_publish_with_metadata`,
+  // `shmcast_publisher_set_metadata`), at most 65536; 0: none. (This
+  // field was `reserved`, which had to be zero: zero still means none.)
   uint32_t max_metadata_len;
   // Windows security descriptor (SDDL) of the channel; NULL: the
   // creator's default.
@@ -312,11 +313,15 @@ typedef struct {
   uint32_t reserved;
   // Capture time, nanoseconds since the Unix epoch.
   uint64_t timestamp_ns;
-  // The frame's metadata (`metadata_len` bytes; NULL when it has none),
-  // valid as long as the frame's bytes are and under the same promise:
-  // for a leased frame it lies in shared memory, and only a release that
-  // returns `SHMCAST_OK` vouches for it. Filled in when `size` covers it
-  // (a caller built against an older header gets the fields it knows).
+  // The frame's per-frame metadata (`metadata_len` bytes; NULL when it
+  // has none, and from `shmcast_subscriber_read_latest`, which copies
+  // none: `shmcast_subscriber_read_latest_with_metadata` does). From a
+  // lease or a reader it is valid as long as the frame's bytes are and
+  // under the same promise (in shared memory when leased: only a release
+  // that returns `SHMCAST_OK` vouches for it); from
+  // `shmcast_subscriber_read_latest_with_metadata` it points into the
+  // caller's metadata buffer. Filled in when `size` covers it (a caller
+  // built against an older header gets the fields it knows).
   const uint8_t *metadata;
   // Bytes of metadata.
   uint64_t metadata_len;
@@ -394,11 +399,29 @@ int32_t shmcast_publisher_commit(const shmcast_publisher *publisher,
 // `publisher` must be NULL or a live handle.
 int32_t shmcast_publisher_abandon(const shmcast_publisher *publisher);
 
-// Sets the metadata of the next frame: the one on loan, or else the next
-// one published or loaned (`len` bytes from `metadata`, up to the
-// channel's `max_metadata_len`; `len` 0 clears it). Subscribers get it
-// with that frame (`shmcast_frame_info.metadata`). Longer than the channel
-// allows: `SHMCAST_ERROR_TOO_LARGE`, and nothing is set.
+// As `shmcast_publisher_publish`, with `metadata_len` bytes from
+// `metadata` as the frame's per-frame metadata (up to the channel's
+// `max_metadata_len`), in one call: subscribers get it with this frame
+// (`shmcast_frame_info.metadata`). Longer than the channel allows:
+// `SHMCAST_ERROR_TOO_LARGE`, and nothing is published.
+//
+// # Safety
+// As `shmcast_publisher_publish`; `metadata` NULL (with `metadata_len` 0)
+// or `metadata_len` readable bytes.
+int32_t shmcast_publisher_publish_with_metadata(const shmcast_publisher *publisher,
+                                                const shmcast_frame_meta *meta,
+                                                const uint8_t *data,
+                                                size_t len,
+                                                const uint8_t *metadata,
+                                                size_t metadata_len,
+                                                uint64_t *frame_number);
+
+// Sets the per-frame metadata of the frame on loan (`len` bytes from
+// `metadata`, up to the channel's `max_metadata_len`; `len` 0 clears it),
+// published with it by `shmcast_publisher_commit`.
+// `SHMCAST_ERROR_NOT_HELD` without a loan; longer than the channel
+// allows: `SHMCAST_ERROR_TOO_LARGE`, and the frame's metadata stays as it
+// was.
 //
 // # Safety
 // `publisher` must be NULL or a live handle; `metadata` NULL (with `len`
@@ -413,6 +436,13 @@ int32_t shmcast_publisher_set_metadata(const shmcast_publisher *publisher,
 // # Safety
 // `publisher` must be NULL or a live handle, not used again after this.
 void shmcast_publisher_close(shmcast_publisher *publisher);
+
+// The most bytes of per-frame metadata a frame can carry (0: none, or
+// NULL).
+//
+// # Safety
+// `publisher` must be NULL or a live handle.
+uint64_t shmcast_publisher_max_metadata_len(const shmcast_publisher *publisher);
 
 // The largest frame the channel takes, in bytes; 0 for NULL.
 //
@@ -579,6 +609,23 @@ int32_t shmcast_subscriber_read_latest(const shmcast_subscriber *subscriber,
                                        size_t capacity,
                                        shmcast_frame_info *info);
 
+// As `shmcast_subscriber_read_latest`, and the frame's per-frame metadata
+// into `metadata` (`metadata_capacity` bytes; the channel's largest is
+// `shmcast_subscriber_max_metadata_len`), copied with the frame under the
+// same check: `info->metadata` then points into `metadata`, and
+// `info->metadata_len` says how many bytes are the frame's.
+// `SHMCAST_ERROR_BUFFER_TOO_SMALL` when either does not fit.
+//
+// # Safety
+// As `shmcast_subscriber_read_latest`; `metadata` NULL (with
+// `metadata_capacity` 0) or `metadata_capacity` writable bytes.
+int32_t shmcast_subscriber_read_latest_with_metadata(const shmcast_subscriber *subscriber,
+                                                     uint8_t *buf,
+                                                     size_t capacity,
+                                                     uint8_t *metadata,
+                                                     size_t metadata_capacity,
+                                                     shmcast_frame_info *info);
+
 // Leases the latest frame in place: `shmcast_lease_data` gives its bytes
 // in shared memory, which the publisher leaves alone until
 // `shmcast_lease_release` (unless the lease keeps it from every free slot
@@ -633,6 +680,14 @@ int32_t shmcast_lease_release(const shmcast_lease *lease);
 int32_t shmcast_subscriber_health(const shmcast_subscriber *subscriber,
                                   uint32_t stall_after_ms,
                                   shmcast_health *health);
+
+// The most bytes of per-frame metadata a frame carries (the metadata
+// buffer `shmcast_subscriber_read_latest_with_metadata` may need); 0 for
+// none, or NULL.
+//
+// # Safety
+// `subscriber` must be NULL or a live handle.
+uint64_t shmcast_subscriber_max_metadata_len(const shmcast_subscriber *subscriber);
 
 // The largest frame the channel carries, in bytes (the buffer size
 // `shmcast_subscriber_read_latest` may need); 0 for NULL.

@@ -131,15 +131,24 @@ int main(int argc, char **argv) {
     EXPECT(shmcast_publisher_publish(p, &meta, NULL, 8, NULL), SHMCAST_ERROR_INVALID_ARGUMENT);
     EXPECT(shmcast_publisher_commit(p, &meta, NULL), SHMCAST_ERROR_NOT_HELD);
     EXPECT(shmcast_publisher_abandon(p), SHMCAST_ERROR_NOT_HELD);
-    /* Metadata: longer than the channel's 8 bytes, or NULL with a length. */
-    EXPECT(shmcast_publisher_set_metadata(p, buf, 9), SHMCAST_ERROR_TOO_LARGE);
-    EXPECT(shmcast_publisher_set_metadata(p, NULL, 4), SHMCAST_ERROR_INVALID_ARGUMENT);
-    EXPECT(shmcast_publisher_set_metadata(p, NULL, 0), SHMCAST_OK);
+    /* Metadata: longer than the channel's 8 bytes, NULL with a length, or
+       set with no loan out. */
+    if (shmcast_publisher_max_metadata_len(p) != 8) {
+        printf("FAIL shmcast_publisher_max_metadata_len is not 8\n");
+        failures++;
+    }
+    EXPECT(shmcast_publisher_publish_with_metadata(p, &meta, buf, 8, buf, 9, NULL),
+           SHMCAST_ERROR_TOO_LARGE);
+    EXPECT(shmcast_publisher_publish_with_metadata(p, &meta, buf, 8, NULL, 4, NULL),
+           SHMCAST_ERROR_INVALID_ARGUMENT);
+    EXPECT(shmcast_publisher_set_metadata(p, buf, 4), SHMCAST_ERROR_NOT_HELD);
     EXPECT(shmcast_publisher_set_metadata(NULL, buf, 4), SHMCAST_ERROR_INVALID_ARGUMENT);
     uint8_t *slot = NULL;
     EXPECT(shmcast_publisher_loan(p, 65, &slot), SHMCAST_ERROR_TOO_LARGE);
     EXPECT(shmcast_publisher_loan(p, 8, NULL), SHMCAST_ERROR_INVALID_ARGUMENT);
     EXPECT(shmcast_publisher_loan(p, 8, &slot), SHMCAST_OK);
+    EXPECT(shmcast_publisher_set_metadata(p, buf, 9), SHMCAST_ERROR_TOO_LARGE);
+    EXPECT(shmcast_publisher_set_metadata(p, buf, 8), SHMCAST_OK);
     uint8_t *second_slot = NULL;
     EXPECT(shmcast_publisher_loan(p, 8, &second_slot), SHMCAST_ERROR_BUSY);
     EXPECT(shmcast_publisher_publish(p, &meta, buf, 8, NULL), SHMCAST_ERROR_BUSY);

@@ -7,7 +7,7 @@
  *   frames lease NAME COUNT       the same, through leases in place
  *
  * Every frame a reader sees must be exactly frame N's bytes, metadata and
- * per-frame metadata ("frame N", set before a publish, or on a loan);
+ * per-frame metadata ("frame N", published with a copy, or set on a loan);
  * it prints "ok: K frames checked" and exits 0, or says what differed.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep */
@@ -95,10 +95,10 @@ static int publish(const char *name, uint64_t count) {
         size_t metadata_len = (size_t)metadata_of(n, metadata, sizeof metadata);
         if (n % 2) { /* odd frames by copy, even ones written in place */
             for (size_t i = 0; i < FRAME_LEN; i++) frame[i] = expected_byte(n, i);
-            s = shmcast_publisher_set_metadata(p, (const uint8_t *)metadata, metadata_len);
-            if (s != SHMCAST_OK) return fail("shmcast_publisher_set_metadata", s);
-            s = shmcast_publisher_publish(p, &meta, frame, FRAME_LEN, &number);
-            if (s != SHMCAST_OK) return fail("shmcast_publisher_publish", s);
+            s = shmcast_publisher_publish_with_metadata(p, &meta, frame, FRAME_LEN,
+                                                        (const uint8_t *)metadata, metadata_len,
+                                                        &number);
+            if (s != SHMCAST_OK) return fail("shmcast_publisher_publish_with_metadata", s);
         } else {
             uint8_t *slot = NULL;
             s = shmcast_publisher_loan(p, FRAME_LEN, &slot);
@@ -146,8 +146,10 @@ static int read_frames(const char *name, uint64_t count, int lease) {
             if (s != SHMCAST_OK) return fail("shmcast_lease_release", s);
             if (bad) return 1;
         } else {
-            s = shmcast_subscriber_read_latest(sub, buf, max, &info);
-            if (s != SHMCAST_OK) return fail("shmcast_subscriber_read_latest", s);
+            uint8_t metadata[32];
+            s = shmcast_subscriber_read_latest_with_metadata(sub, buf, max, metadata,
+                                                             sizeof metadata, &info);
+            if (s != SHMCAST_OK) return fail("shmcast_subscriber_read_latest_with_metadata", s);
             if (check(buf, info.len, &info)) return 1;
         }
         if (info.number <= seen) {

@@ -109,6 +109,10 @@ namespace Shmcast
         [DllImport(Lib)] internal static extern int shmcast_publisher_loan(PublisherHandle p, UIntPtr len, out IntPtr ptr);
         [DllImport(Lib)] internal static extern int shmcast_publisher_commit(PublisherHandle p, ref NativeFrameMeta meta, out ulong number);
         [DllImport(Lib)] internal static extern int shmcast_publisher_set_metadata(PublisherHandle p, byte* metadata, UIntPtr len);
+        [DllImport(Lib)] internal static extern int shmcast_publisher_publish_with_metadata(PublisherHandle p, ref NativeFrameMeta meta, byte* data, UIntPtr len, byte* metadata, UIntPtr metadataLen, out ulong number);
+        [DllImport(Lib)] internal static extern ulong shmcast_publisher_max_metadata_len(PublisherHandle p);
+        [DllImport(Lib)] internal static extern int shmcast_subscriber_read_latest_with_metadata(SubscriberHandle s, byte* buf, UIntPtr capacity, byte* metadata, UIntPtr metadataCapacity, ref NativeFrameInfo info);
+        [DllImport(Lib)] internal static extern ulong shmcast_subscriber_max_metadata_len(SubscriberHandle s);
         [DllImport(Lib)] internal static extern int shmcast_publisher_abandon(PublisherHandle p);
         [DllImport(Lib)] internal static extern ulong shmcast_publisher_max_frame_len(PublisherHandle p);
         [DllImport(Lib)] internal static extern void shmcast_publisher_close(IntPtr p);

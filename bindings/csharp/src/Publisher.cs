@@ -88,18 +88,24 @@ namespace Shmcast
 
         /// <summary>
         /// Publishes <paramref name="frame"/> with <paramref name="metadata"/> as
-        /// its per-frame metadata (up to the channel's MaxMetadataLength, else
-        /// <see cref="ShmcastTooLargeException"/> and nothing is published).
+        /// its per-frame metadata, in one call (up to the channel's
+        /// MaxMetadataLength; longer throws a <see cref="ShmcastException"/>
+        /// with <see cref="Status.TooLarge"/>, and nothing is published).
         /// </summary>
         public ulong Publish(FrameMeta meta, ReadOnlySpan<byte> frame, ReadOnlySpan<byte> metadata)
         {
-            SetMetadata(metadata);
-            return Publish(meta, frame);
+            var m = meta.ToNative();
+            ulong number;
+            fixed (byte* d = &MemoryMarshal.GetReference(frame))
+            fixed (byte* md = &MemoryMarshal.GetReference(metadata))
+                Native.Check(Native.shmcast_publisher_publish_with_metadata(handle, ref m, d, (UIntPtr)frame.Length,
+                    md, (UIntPtr)metadata.Length, out number));
+            return number;
         }
 
         /// <summary>
-        /// Sets the per-frame metadata of the frame on loan, or else of the
-        /// next frame published or loaned (an empty span clears it).
+        /// Sets the per-frame metadata of the frame on loan (an empty span
+        /// clears it); <see cref="Status.NotHeld"/> without a loan.
         /// </summary>
         public void SetMetadata(ReadOnlySpan<byte> metadata)
         {
@@ -107,9 +113,12 @@ namespace Shmcast
                 Native.Check(Native.shmcast_publisher_set_metadata(handle, m, (UIntPtr)metadata.Length));
         }
 
+        /// <summary>The most bytes of per-frame metadata a frame can carry (0: none).</summary>
+        public long MaxMetadataLength { get { return (long)Native.shmcast_publisher_max_metadata_len(handle); } }
+
         /// <summary>
         /// Lends <paramref name="length"/> bytes of a free slot to fill in place;
-        /// publish them with <see cref="Commit"/> or drop them with <see cref="Abandon"/>.
+        /// publish them with <see cref="Commit(FrameMeta)"/> or drop them with <see cref="Abandon"/>.
         /// The span is shared memory: do not keep it past Commit, Abandon or
         /// Dispose, and keep the Publisher referenced while you use it.
         /// </summary>
@@ -132,7 +141,10 @@ namespace Shmcast
             return number;
         }
 
-        /// <summary>Publishes the loaned bytes with <paramref name="metadata"/>; returns the frame's number.</summary>
+        /// <summary>
+        /// Publishes the loaned bytes with <paramref name="metadata"/> as their
+        /// per-frame metadata; returns the frame's number.
+        /// </summary>
         public ulong Commit(FrameMeta meta, ReadOnlySpan<byte> metadata)
         {
             SetMetadata(metadata);

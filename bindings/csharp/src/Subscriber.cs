@@ -93,11 +93,25 @@ namespace Shmcast
         /// </summary>
         public FrameInfo ReadLatest(Span<byte> buffer, out byte[] metadata)
         {
-            var info = ReadLatest(buffer);
-            metadata = new ReadOnlySpan<byte>((void*)info.MetadataAddress, info.MetadataLength).ToArray();
-            info.MetadataAddress = IntPtr.Zero;
-            return info;
+            var info = NativeFrameInfo.New();
+            var got = new byte[MaxMetadataLength];
+            int status;
+            fixed (byte* b = &MemoryMarshal.GetReference(buffer))
+            fixed (byte* m = got)
+                status = Native.shmcast_subscriber_read_latest_with_metadata(handle, b, (UIntPtr)buffer.Length,
+                    m, (UIntPtr)got.Length, ref info);
+            if (status == (int)Status.BufferTooSmall)
+                throw new ShmcastBufferTooSmallException(Native.LastError(), (long)info.Len);
+            Native.Check(status);
+            var result = FrameInfo.From(ref info);
+            metadata = new byte[result.MetadataLength];
+            Array.Copy(got, metadata, result.MetadataLength);
+            result.MetadataAddress = IntPtr.Zero;
+            return result;
         }
+
+        /// <summary>The most bytes of per-frame metadata a frame carries (0: none).</summary>
+        public long MaxMetadataLength { get { return (long)Native.shmcast_subscriber_max_metadata_len(handle); } }
 
         /// <summary>As <see cref="ReadLatest(Span{byte})"/>, into an array.</summary>
         public FrameInfo ReadLatest(byte[] buffer)

@@ -1176,6 +1176,12 @@ impl Publisher {
         self.max_frame_len
     }
 
+    /// The most bytes of per-frame metadata a frame can carry.
+    #[getter]
+    fn max_metadata(&self) -> usize {
+        self.max_metadata
+    }
+
     /// Stops publishing: subscribers see the publisher gone. Raises
     /// BufferError while views of a loan exist.
     fn close(&self) -> PyResult<()> {

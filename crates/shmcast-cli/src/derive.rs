@@ -3,11 +3,14 @@
 //! derive SRC NAME`, or `from = "SRC"` in serve's config).
 //!
 //! # How a frame is made
-//! The source is read with a [`Reader`] (leased in place when the source
-//! lets this user lease, copied otherwise), so anything that publishes a
-//! channel can be a source, and a source's restarts, stalls and take-overs
-//! are followed as any reader follows them. Each source frame becomes at
-//! most one derived frame:
+//! The source is read with a [`Reader`] (leased when the source lets this
+//! user lease, copied otherwise), so anything that publishes a channel can
+//! be a source, and a source's restarts, stalls and take-overs are followed
+//! as any reader follows them. A leased frame is copied out of shared
+//! memory before it is shaped (its publisher may take it back meanwhile,
+//! and the resizer wants a `&[u8]`, which bytes that can change must never
+//! be); the lease's release then says whether the copy is whole. Each
+//! source frame becomes at most one derived frame:
 //!
 //! 1. packed formats (rgb24, bgr24, rgba, bgra, gray8) are resized as they
 //!    are; YUV sources (yuyv, nv12, i420) are first converted to rgb24 by
@@ -92,6 +95,8 @@ pub struct Derive {
 #[derive(Default)]
 pub struct Shaper {
     resizer: Resizer,
+    /// The source frame, copied out of shared memory (`make_one`).
+    source: Vec<u8>,
     packed: Vec<u8>,
     small: Vec<u8>,
     rgb: Vec<u8>,
@@ -275,15 +280,18 @@ fn make_one(
     let info = *frame.info();
     let mut target = *to;
     target.timestamp_ns = info.meta.timestamp_ns;
-    let bytes = frame.bytes();
-    // SAFETY: a leased frame is the publisher's to take back only after
-    // its max lease (1 s by default); shaping takes milliseconds, and
-    // `release` below says whether it was taken back meanwhile, in which
-    // case what was made is thrown away. A copied frame is the reader's.
-    let src = unsafe { bytes.as_slice() };
+    // Copied out of shared memory first: the source's publisher may take a
+    // leased frame back (after its max lease, which it chooses) while it
+    // is being shaped, and a `&[u8]` over bytes that change is not to be
+    // had. `release` below says whether the copy is whole; if not, what
+    // was made is thrown away.
+    shaper.source.resize(info.len, 0);
+    frame.bytes().copy_to(&mut shaper.source);
+    let src = std::mem::take(&mut shaper.source);
     let Some(publisher) = publisher else {
         own.resize(frame_len, 0);
-        let shaped = shaper.shape(&info.meta, src, to, fit, own);
+        let shaped = shaper.shape(&info.meta, &src, to, fit, own);
+        shaper.source = src;
         let whole = frame.release().is_ok();
         return match shaped {
             Ok(()) if whole => Ok(Made::Frame),
@@ -299,7 +307,8 @@ fn make_one(
         }
         Err(e) => return Err(Failed::Channel(crate::one_line(&e))),
     };
-    let shaped = shaper.shape(&info.meta, src, to, fit, &mut loan);
+    let shaped = shaper.shape(&info.meta, &src, to, fit, &mut loan);
+    shaper.source = src;
     // The source frame's metadata goes with it (the derived channel takes
     // as much as any channel can carry).
     own.resize(info.metadata_len, 0);
@@ -372,10 +381,11 @@ pub fn derive_loop(
     };
     while !stop.load(Ordering::SeqCst) && frames.is_none_or(|n| made < n) {
         beat.beat();
-        if let Some(p) = publisher.as_deref() {
-            if !derive.idle || !p.leasing_available() || p.subscriber_count() > 0 {
-                last_seen = Instant::now();
-            }
+        // Idle only when it publishes, may, and can see nobody leasing
+        // (`--discard` shapes for itself: never idle).
+        match publisher.as_deref() {
+            Some(p) if derive.idle && p.leasing_available() && p.subscriber_count() == 0 => {}
+            _ => last_seen = Instant::now(),
         }
         if last_seen.elapsed() >= IDLE_AFTER {
             if !idle {
@@ -443,10 +453,9 @@ pub fn derive_loop(
                 continue;
             }
             Ok(Next::Health(health)) => health,
-            Ok(Next::Idle) => {
-                beat.waiting(false);
-                continue;
-            }
+            // A new reader starts out missing and says nothing until that
+            // changes: a source that is not there yet is said here.
+            Ok(Next::Idle) => Health::Missing,
             Err(e) => {
                 beat.waiting(false);
                 crate::log::warn(name, format!("source {from}: {}", crate::one_line(&e)));
@@ -454,6 +463,9 @@ pub fn derive_loop(
             }
         };
         beat.waiting(false);
+        if health == Health::Missing && reader.health() != Health::Missing {
+            continue;
+        }
         match health {
             Health::Live => stall(&mut publisher, None),
             other => {

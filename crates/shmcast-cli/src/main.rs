@@ -1194,6 +1194,13 @@ fn print_info_text(
     }
     if let Some(c) = channel {
         writeln!(out, "slots:   {} of {} bytes", c.slots, c.max_frame_len)?;
+        if c.max_metadata_len > 0 {
+            writeln!(
+                out,
+                "metadata: up to {} bytes per frame",
+                c.max_metadata_len
+            )?;
+        }
         match &c.publisher {
             Some(p) => writeln!(out, "writer:  pid {} ({})", p.pid, writer_health(c, p))?,
             None => writeln!(out, "writer:  none")?,
@@ -1304,6 +1311,7 @@ fn print_info_json(
         v["health"] = health.into();
         v["channel"] = serde_json::json!({
             "slots": c.slots,
+            "max_metadata_len": c.max_metadata_len,
             "max_frame_len": c.max_frame_len,
             "publisher": c.publisher.as_ref().map(holder),
             "health": health,

@@ -646,10 +646,16 @@ fn publish_loop(
     // all the others.
     let mut stdin = matches!(job.source, Source::Stdin).then(|| io::stdin().lock());
     let mut records = match &job.metadata {
-        Some(path) => Some(
-            crate::metadata::Records::open(path, job.max_metadata)
-                .map_err(|e| format!("channel {name}: cannot open {}: {e}", path.display()))?,
-        ),
+        Some(path) => {
+            // A named pipe's open waits for its writer.
+            beat.waiting(true);
+            let opened = crate::metadata::Records::open(path, job.max_metadata);
+            beat.waiting(false);
+            Some(
+                opened
+                    .map_err(|e| format!("channel {name}: cannot open {}: {e}", path.display()))?,
+            )
+        }
         None => None,
     };
     let mut record = Vec::new();

@@ -101,11 +101,15 @@ pub struct shmcast_frame_info {
     pub reserved: u32,
     /// Capture time, nanoseconds since the Unix epoch.
     pub timestamp_ns: u64,
-    /// The frame's metadata (`metadata_len` bytes; NULL when it has none),
-    /// valid as long as the frame's bytes are and under the same promise:
-    /// for a leased frame it lies in shared memory, and only a release that
-    /// returns `SHMCAST_OK` vouches for it. Filled in when `size` covers it
-    /// (a caller built against an older header gets the fields it knows).
+    /// The frame's per-frame metadata (`metadata_len` bytes; NULL when it
+    /// has none, and from `shmcast_subscriber_read_latest`, which copies
+    /// none: `shmcast_subscriber_read_latest_with_metadata` does). From a
+    /// lease or a reader it is valid as long as the frame's bytes are and
+    /// under the same promise (in shared memory when leased: only a release
+    /// that returns `SHMCAST_OK` vouches for it); from
+    /// `shmcast_subscriber_read_latest_with_metadata` it points into the
+    /// caller's metadata buffer. Filled in when `size` covers it (a caller
+    /// built against an older header gets the fields it knows).
     pub metadata: *const u8,
     /// Bytes of metadata.
     pub metadata_len: u64,

@@ -31,9 +31,10 @@ pub struct shmcast_channel_config {
     /// How long a lease that keeps the publisher from its last free slot is
     /// honoured, in milliseconds; 0: 1000.
     pub max_lease_ms: u32,
-    /// Bytes of metadata each frame may carry (`shmcast_publisher_set_metadata`),
-    /// at most 65536; 0: none. (The field was `reserved` before 0.3: zero
-    /// there still means none.)
+    /// Bytes of per-frame metadata each frame may carry
+    /// (`shmcast_publisher_publish_with_metadata`,
+    /// `shmcast_publisher_set_metadata`), at most 65536; 0: none. (This
+    /// field was `reserved`, which had to be zero: zero still means none.)
     pub max_metadata_len: u32,
     /// Windows security descriptor (SDDL) of the channel; NULL: the
     /// creator's default.
@@ -68,9 +69,7 @@ const _: () = assert!(std::mem::size_of::<shmcast_channel_config>() >= CONFIG_V1
 pub struct shmcast_publisher {
     state: Mutex<State>,
     max_frame_len: u64,
-    /// Metadata set while no slot was on loan, for the next frame (locked
-    /// after `state`).
-    pending_metadata: Mutex<Option<Vec<u8>>>,
+    max_metadata_len: u64,
 }
 
 /// The publisher, idle or with a slot on loan (the loan owns it then).
@@ -169,8 +168,8 @@ pub unsafe extern "C" fn shmcast_publisher_create(
         let publisher = Publisher::create_with(name, &options)?;
         *out = Box::into_raw(Box::new(shmcast_publisher {
             max_frame_len: publisher.max_frame_len() as u64,
+            max_metadata_len: publisher.max_metadata_len() as u64,
             state: Mutex::new(State::Idle(Box::new(publisher))),
-            pending_metadata: Mutex::new(None),
         }));
         Ok(())
     })
@@ -212,10 +211,7 @@ pub unsafe extern "C" fn shmcast_publisher_publish(
         let State::Idle(publisher) = &mut *state else {
             return Err(busy());
         };
-        let number = match pending(p).take() {
-            Some(metadata) => publisher.publish_with_metadata(&meta, data, &metadata)?,
-            None => publisher.publish(&meta, data)?,
-        };
+        let number = publisher.publish(&meta, data)?;
         // SAFETY: forwarded from the caller.
         if let Some(n) = unsafe { frame_number.as_mut() } {
             *n = number;
@@ -252,10 +248,6 @@ pub unsafe extern "C" fn shmcast_publisher_loan(
         };
         match publisher.into_loan(len) {
             Ok(mut loan) => {
-                if let Some(metadata) = pending(p).take() {
-                    // Checked against the channel when it was set.
-                    let _ = loan.set_metadata(&metadata);
-                }
                 *ptr = loan.as_mut_ptr();
                 *state = State::Loaned(loan);
                 Ok(())
@@ -314,17 +306,53 @@ pub unsafe extern "C" fn shmcast_publisher_abandon(publisher: *const shmcast_pub
     })
 }
 
-fn pending(p: &shmcast_publisher) -> std::sync::MutexGuard<'_, Option<Vec<u8>>> {
-    p.pending_metadata
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// As `shmcast_publisher_publish`, with `metadata_len` bytes from
+/// `metadata` as the frame's per-frame metadata (up to the channel's
+/// `max_metadata_len`), in one call: subscribers get it with this frame
+/// (`shmcast_frame_info.metadata`). Longer than the channel allows:
+/// `SHMCAST_ERROR_TOO_LARGE`, and nothing is published.
+///
+/// # Safety
+/// As `shmcast_publisher_publish`; `metadata` NULL (with `metadata_len` 0)
+/// or `metadata_len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_publisher_publish_with_metadata(
+    publisher: *const shmcast_publisher,
+    meta: *const shmcast_frame_meta,
+    data: *const u8,
+    len: usize,
+    metadata: *const u8,
+    metadata_len: usize,
+    frame_number: *mut u64,
+) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let p = unsafe { args::handle(publisher, "publisher") }?;
+        // SAFETY: forwarded from the caller.
+        let meta = unsafe { args::frame_meta(meta) }?;
+        // SAFETY: forwarded from the caller.
+        let data = unsafe { args::bytes(data, len, "data") }?;
+        // SAFETY: forwarded from the caller.
+        let metadata = unsafe { args::bytes(metadata, metadata_len, "metadata") }?;
+        let mut state = lock(p);
+        let State::Idle(publisher) = &mut *state else {
+            return Err(busy());
+        };
+        let number = publisher.publish_with_metadata(&meta, data, metadata)?;
+        // SAFETY: forwarded from the caller.
+        if let Some(n) = unsafe { frame_number.as_mut() } {
+            *n = number;
+        }
+        Ok(())
+    })
 }
 
-/// Sets the metadata of the next frame: the one on loan, or else the next
-/// one published or loaned (`len` bytes from `metadata`, up to the
-/// channel's `max_metadata_len`; `len` 0 clears it). Subscribers get it
-/// with that frame (`shmcast_frame_info.metadata`). Longer than the channel
-/// allows: `SHMCAST_ERROR_TOO_LARGE`, and nothing is set.
+/// Sets the per-frame metadata of the frame on loan (`len` bytes from
+/// `metadata`, up to the channel's `max_metadata_len`; `len` 0 clears it),
+/// published with it by `shmcast_publisher_commit`.
+/// `SHMCAST_ERROR_NOT_HELD` without a loan; longer than the channel
+/// allows: `SHMCAST_ERROR_TOO_LARGE`, and the frame's metadata stays as it
+/// was.
 ///
 /// # Safety
 /// `publisher` must be NULL or a live handle; `metadata` NULL (with `len`
@@ -343,21 +371,10 @@ pub unsafe extern "C" fn shmcast_publisher_set_metadata(
         let mut state = lock(p);
         match &mut *state {
             State::Loaned(loan) => Ok(loan.set_metadata(metadata)?),
-            State::Idle(publisher) => {
-                if metadata.len() > publisher.max_metadata_len() {
-                    return Err(Failure(
-                        crate::shmcast_status::SHMCAST_ERROR_TOO_LARGE,
-                        format!(
-                            "{} bytes of metadata; this channel takes at most {} (shmcast_channel_config.max_metadata_len)",
-                            metadata.len(),
-                            publisher.max_metadata_len()
-                        ),
-                    ));
-                }
-                *pending(p) = (!metadata.is_empty()).then(|| metadata.to_vec());
-                Ok(())
-            }
-            State::Moving => Err(busy()),
+            _ => Err(Failure(
+                SHMCAST_ERROR_NOT_HELD,
+                "this publisher has no slot on loan (shmcast_publisher_loan first; shmcast_publisher_publish_with_metadata publishes a copy with metadata)".to_owned(),
+            )),
         }
     })
 }
@@ -398,6 +415,19 @@ pub unsafe extern "C" fn shmcast_publisher_close(publisher: *mut shmcast_publish
         let _ = finish(&mut state, |loan| (loan.abandon(), None));
         drop(state);
     }));
+}
+
+/// The most bytes of per-frame metadata a frame can carry (0: none, or
+/// NULL).
+///
+/// # Safety
+/// `publisher` must be NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_publisher_max_metadata_len(
+    publisher: *const shmcast_publisher,
+) -> u64 {
+    // SAFETY: the caller promises a live handle or NULL.
+    unsafe { publisher.as_ref() }.map_or(0, |p| p.max_metadata_len)
 }
 
 /// The largest frame the channel takes, in bytes; 0 for NULL.

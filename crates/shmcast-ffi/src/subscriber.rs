@@ -17,9 +17,6 @@ use crate::shmcast_status::{SHMCAST_ERROR_NOT_HELD, SHMCAST_ERROR_NO_FRAME};
 pub struct shmcast_subscriber {
     sub: Mutex<Subscriber>,
     lease: shmcast_lease,
-    /// The metadata of the last frame `shmcast_subscriber_read_latest`
-    /// copied (locked after `sub`).
-    metadata: Mutex<Vec<u8>>,
 }
 
 /// A frame leased in place, from `shmcast_subscriber_lease_latest`. It
@@ -120,7 +117,6 @@ pub unsafe extern "C" fn shmcast_subscriber_open(
         let sub = Subscriber::open_with(name, &options)?;
         *out = Box::into_raw(Box::new(shmcast_subscriber {
             sub: Mutex::new(sub),
-            metadata: Mutex::new(Vec::new()),
             lease: shmcast_lease {
                 held: Mutex::new(None),
             },
@@ -189,13 +185,9 @@ pub unsafe extern "C" fn shmcast_subscriber_read_latest(
         // SAFETY: forwarded from the caller.
         unsafe { args::write_info(info, None) }?;
         let sub = lock(s);
-        let mut metadata = s.metadata.lock().unwrap_or_else(|e| e.into_inner());
-        match sub.read_latest_with_metadata(buf, &mut metadata) {
-            // SAFETY: forwarded from the caller; the metadata stays in the
-            // handle until its next read.
-            Ok(Some(frame)) => unsafe {
-                args::write_info_with(info, Some(&frame), (metadata.as_ptr(), metadata.len()))
-            },
+        match sub.read_latest(buf) {
+            // SAFETY: forwarded from the caller.
+            Ok(Some(frame)) => unsafe { args::write_info(info, Some(&frame)) },
             Ok(None) => Err(no_frame(&sub.name().to_string())),
             Err(e) => {
                 if let (ErrorKind::BufferTooSmall, Some(needed)) = (e.kind(), e.frame_len()) {
@@ -211,6 +203,60 @@ pub unsafe extern "C" fn shmcast_subscriber_read_latest(
                 Err(e.into())
             }
         }
+    })
+}
+
+/// As `shmcast_subscriber_read_latest`, and the frame's per-frame metadata
+/// into `metadata` (`metadata_capacity` bytes; the channel's largest is
+/// `shmcast_subscriber_max_metadata_len`), copied with the frame under the
+/// same check: `info->metadata` then points into `metadata`, and
+/// `info->metadata_len` says how many bytes are the frame's.
+/// `SHMCAST_ERROR_BUFFER_TOO_SMALL` when either does not fit.
+///
+/// # Safety
+/// As `shmcast_subscriber_read_latest`; `metadata` NULL (with
+/// `metadata_capacity` 0) or `metadata_capacity` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_subscriber_read_latest_with_metadata(
+    subscriber: *const shmcast_subscriber,
+    buf: *mut u8,
+    capacity: usize,
+    metadata: *mut u8,
+    metadata_capacity: usize,
+    info: *mut shmcast_frame_info,
+) -> i32 {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let s = unsafe { args::handle(subscriber, "subscriber") }?;
+        // SAFETY: forwarded from the caller.
+        let buf = unsafe { args::bytes_mut(buf, capacity, "buf") }?;
+        // SAFETY: forwarded from the caller.
+        let out = unsafe { args::bytes_mut(metadata, metadata_capacity, "metadata") }?;
+        // SAFETY: forwarded from the caller.
+        unsafe { args::write_info(info, None) }?;
+        let sub = lock(s);
+        let mut got = Vec::new();
+        let frame = match sub.read_latest_with_metadata(buf, &mut got) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Err(no_frame(&sub.name().to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        let Some(dst) = out.get_mut(..got.len()) else {
+            return Err(Failure(
+                crate::shmcast_status::SHMCAST_ERROR_BUFFER_TOO_SMALL,
+                format!(
+                    "channel {}: frame {} has {} bytes of metadata; the metadata buffer holds {}",
+                    sub.name(),
+                    frame.number,
+                    got.len(),
+                    metadata_capacity
+                ),
+            ));
+        };
+        dst.copy_from_slice(&got);
+        // SAFETY: forwarded from the caller; the metadata lies in the
+        // caller's own buffer.
+        unsafe { args::write_info_with(info, Some(&frame), (dst.as_ptr(), dst.len())) }
     })
 }
 
@@ -355,6 +401,20 @@ pub unsafe extern "C" fn shmcast_subscriber_health(
         *out = lock(s).health(args::millis(stall_after_ms)).into();
         Ok(())
     })
+}
+
+/// The most bytes of per-frame metadata a frame carries (the metadata
+/// buffer `shmcast_subscriber_read_latest_with_metadata` may need); 0 for
+/// none, or NULL.
+///
+/// # Safety
+/// `subscriber` must be NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn shmcast_subscriber_max_metadata_len(
+    subscriber: *const shmcast_subscriber,
+) -> u64 {
+    // SAFETY: the caller promises a live handle or NULL.
+    unsafe { subscriber.as_ref() }.map_or(0, |s| lock(s).max_metadata_len() as u64)
 }
 
 /// The largest frame the channel carries, in bytes (the buffer size

@@ -293,7 +293,8 @@ fn status_loop(
                 ),
             };
             tell(&mut said, state, &reason);
-            let header = Header::status(state, &reason, sub.max_frame_len(), sub.instance());
+            let header = Header::status(state, &reason, sub.max_frame_len(), sub.instance())
+                .with_max_metadata(sub.max_metadata_len());
             send(out, &header, &mut put_error);
         }
         let next = std::time::Instant::now() + export.status_every;

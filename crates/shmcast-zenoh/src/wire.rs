@@ -157,6 +157,14 @@ impl Header {
         }
     }
 
+    /// The same header, saying the source channel takes up to `max` bytes
+    /// of metadata per frame (a status says it too, so that an importer
+    /// that creates its channel from a status makes room for it).
+    pub fn with_max_metadata(mut self, max: usize) -> Header {
+        self.source_max_metadata = max.min(METADATA_MAX) as u32;
+        self
+    }
+
     /// Bytes this header and its reason take before the payload.
     pub fn len(&self) -> usize {
         HEADER_LEN + cut(&self.reason, REASON_MAX).len()

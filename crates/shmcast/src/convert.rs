@@ -67,6 +67,11 @@ pub enum ConvertError {
 /// takes frames from elsewhere (the bridge) can refuse the same ones.
 pub fn frame_len(format: PixelFormat, width: u32, height: u32, stride: u32) -> Option<usize> {
     let row = format.min_stride(width);
+    // `min_stride` saturates: a row that does not fit in a u32 is no frame
+    // (taken for one, the rows after it would be read past its bytes).
+    if row == u32::MAX {
+        return None;
+    }
     let stride = if stride == 0 { row } else { stride };
     let (w, h, s, row) = (
         width as usize,
@@ -506,6 +511,10 @@ mod tests {
         ));
         assert!(to_rgb24(f, u32::MAX, u32::MAX, 0, &[0; 16], &mut out).is_err());
         assert!(to_rgb24(f, 1 << 20, 1 << 20, u32::MAX, &[0; 16], &mut out).is_err());
+        // A row wider than a u32 can say (3 x 0x5555_5556 bytes): no frame,
+        // not a short one.
+        assert_eq!(frame_len(f, 0x5555_5556, 1, 0), None);
+        assert_eq!(frame_len(PixelFormat::Bgra, 1 << 30, 1, 0), None);
         assert!(to_rgb24(PixelFormat::Nv12, 3, 2, 0, &[0; 64], &mut out).is_err());
         assert!(to_rgb24(PixelFormat::Yuyv, 3, 1, 0, &[0; 64], &mut out).is_err());
         assert_eq!(

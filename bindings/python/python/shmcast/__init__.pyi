@@ -250,6 +250,9 @@ class Publisher:
     @property
     def max_frame_len(self) -> int: ...
     @property
+    def max_metadata(self) -> int:
+        """The most bytes of per-frame metadata a frame can carry."""
+    @property
     def closed(self) -> bool: ...
     def close(self) -> None:
         """Stops publishing; subscribers see the publisher gone (and on

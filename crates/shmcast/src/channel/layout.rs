@@ -22,8 +22,9 @@
 //! others is to hold slots, which the publisher bounds (see `protocol.rs`).
 //!
 //! `P` is not a free choice: it follows from the slot count, so opening
-//! recomputes the whole geometry from the slot count and the maximum frame
-//! size and requires every stored field to match. No offset read from
+//! recomputes the whole geometry from the slot count, the maximum frame
+//! size and the maximum metadata size, and requires every stored field to
+//! match. No offset read from
 //! shared memory is ever used unchecked.
 //!
 //! Every field is an atomic, even the ones fixed at creation: the memory is

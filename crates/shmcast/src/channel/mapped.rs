@@ -181,6 +181,8 @@ pub struct ChannelStatus {
     pub slots: u32,
     /// The largest frame, in bytes.
     pub max_frame_len: usize,
+    /// The most bytes of per-frame metadata a frame can carry.
+    pub max_metadata_len: usize,
     /// The publisher's PID and whether it runs; `None`: no publisher.
     pub publisher: Option<Holder>,
     /// Leasing subscribers registered (including dead ones not yet
@@ -232,6 +234,7 @@ pub fn inspect_channel<N: IntoName>(name: N) -> Result<ChannelStatus, Error> {
     Ok(ChannelStatus {
         slots: channel.geometry.slots,
         max_frame_len: channel.geometry.max_frame_len,
+        max_metadata_len: channel.geometry.max_metadata_len,
         publisher: (writer != 0).then(|| Holder::of_token(writer)),
         subscribers: channel.leases.as_ref().map(|_| words.subscriber_count()),
         lease_table_error,

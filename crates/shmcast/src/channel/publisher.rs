@@ -450,7 +450,7 @@ impl Publisher {
             return Err(Error::new(
                 ErrorKind::TooLarge,
                 format!(
-                    "channel {}: {len} bytes of metadata; the channel takes at most {} (ChannelOptions::max_metadata)",
+                    "channel {}: {len} bytes of metadata; the channel takes at most {} (its max_metadata, set when it was made)",
                     self.label,
                     self.max_metadata_len()
                 ),

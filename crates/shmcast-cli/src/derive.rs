@@ -341,15 +341,7 @@ pub fn derive_loop(
     beat: &Beat,
 ) -> Result<(), String> {
     let from = &derive.from;
-    let frame_len = meta
-        .format
-        .frame_len(meta.width, meta.height)
-        .ok_or_else(|| {
-            format!(
-                "channel {name}: {}x{} is not a valid {} frame size",
-                meta.width, meta.height, meta.format
-            )
-        })?;
+    let frame_len = crate::serve::frame_len(name, meta)?;
     let mut shaper = Shaper::new();
     let mut own = Vec::new();
     let mut reader: Option<Reader> = None;

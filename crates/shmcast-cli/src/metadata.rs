@@ -14,7 +14,7 @@
 //! what the length says.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Write};
 use std::path::Path;
 
 /// Reads records from a file or pipe.
@@ -43,7 +43,7 @@ impl Records {
             return Ok(false);
         }
         let mut len = [0u8; 4];
-        match read_all(&mut self.input, &mut len) {
+        match crate::serve::read_full(&mut self.input, &mut len) {
             Ok(0) => {
                 self.ended = true;
                 return Ok(false);
@@ -60,26 +60,12 @@ impl Records {
             ));
         }
         out.resize(len, 0);
-        match read_all(&mut self.input, out) {
+        match crate::serve::read_full(&mut self.input, out) {
             Ok(n) if n == len => Ok(true),
             Ok(n) => Err(format!("a record of {len} bytes ends after {n}")),
             Err(e) => Err(e.to_string()),
         }
     }
-}
-
-/// Reads until `buf` is full or the input ends; the bytes read.
-fn read_all(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match input.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
 }
 
 /// Appends records to a file or pipe.

@@ -506,7 +506,7 @@ fn channel_options(name: &Name, job: &Job) -> Result<ChannelOptions, String> {
     Ok(options)
 }
 
-fn frame_len(name: &Name, meta: &FrameMeta) -> Result<usize, String> {
+pub(crate) fn frame_len(name: &Name, meta: &FrameMeta) -> Result<usize, String> {
     meta.format
         .frame_len(meta.width, meta.height)
         .ok_or_else(|| {
@@ -1036,7 +1036,7 @@ pub fn frame_period(fps: Option<f64>) -> Result<Option<Duration>, String> {
 }
 
 /// Reads until `buf` is full or EOF; returns how many bytes it got.
-fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match input.read(&mut buf[got..]) {

@@ -11,23 +11,9 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{shmcast, unique, until, Kill};
-
-/// `ffmpeg ARGS...`'s stdout, or a failing test with its stderr.
 #[cfg(target_os = "linux")]
-fn ffmpeg(args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is needed; scripts/test installs it");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use common::ffmpeg;
+use common::{shmcast, unique, until, Kill};
 
 /// One frame of ffmpeg's testsrc2 (colour bars, gradients, text) in
 /// `format`, `w` x `h`.
@@ -78,12 +64,23 @@ fn derive(args: &[&str]) -> Kill {
 /// `count` frames of `name` by `shmcast read` (leasing, so the derived
 /// channel sees a reader): their bytes, and the lines read prints.
 fn read(name: &str, count: u32) -> (Vec<u8>, Vec<String>) {
-    let dir = std::env::temp_dir().join(unique("derive-out"));
+    let (bytes, lines, _) = read_all(name, count);
+    (bytes, lines)
+}
+
+/// As [`read`], and each frame's metadata (`read --metadata-out`).
+fn read_all(name: &str, count: u32) -> (Vec<u8>, Vec<String>, Vec<Vec<u8>>) {
+    let (frames, metadata) = (
+        std::env::temp_dir().join(unique("derive-out")),
+        std::env::temp_dir().join(unique("derive-meta-out")),
+    );
     let out = shmcast()
         .args(["read", name, "--lease", "--timeout", "20", "--count"])
         .arg(count.to_string())
         .arg("--out")
-        .arg(&dir)
+        .arg(&frames)
+        .arg("--metadata-out")
+        .arg(&metadata)
         .output()
         .unwrap();
     assert!(
@@ -91,13 +88,15 @@ fn read(name: &str, count: u32) -> (Vec<u8>, Vec<String>) {
         "read {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let bytes = std::fs::read(&dir).unwrap();
-    let _ = std::fs::remove_file(&dir);
+    let bytes = std::fs::read(&frames).unwrap();
+    let records = parse_records(&std::fs::read(&metadata).unwrap());
+    let _ = std::fs::remove_file(&frames);
+    let _ = std::fs::remove_file(&metadata);
     let lines = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
         .collect();
-    (bytes, lines)
+    (bytes, lines, records)
 }
 
 /// The frame numbers `read` printed.
@@ -546,32 +545,7 @@ fn metadata_from_a_side_file_reaches_readers_and_derived_channels() {
         std::thread::sleep(Duration::from_secs(30));
     });
     for channel in [&src, &name] {
-        let out = std::env::temp_dir().join(unique("derive-meta-out"));
-        let got = shmcast()
-            .args([
-                "read",
-                channel,
-                "--lease",
-                "--count",
-                "10",
-                "--timeout",
-                "20",
-                "--metadata-out",
-            ])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            got.status.success(),
-            "{}",
-            String::from_utf8_lossy(&got.stderr)
-        );
-        let lines: Vec<String> = String::from_utf8_lossy(&got.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        let meta = parse_records(&std::fs::read(&out).unwrap());
-        let _ = std::fs::remove_file(&out);
+        let (_, lines, meta) = read_all(channel, 10);
         assert_eq!(meta.len(), 10, "{lines:?}");
         for (n, m) in numbers(&lines).iter().zip(&meta) {
             assert_eq!(
@@ -647,31 +621,7 @@ fn metadata_can_come_through_a_named_pipe_in_step_with_the_frames() {
             std::thread::sleep(Duration::from_millis(10));
         }
     });
-    let out = std::env::temp_dir().join(unique("derive-meta-fifo-out"));
-    let got = shmcast()
-        .args([
-            "read",
-            &src,
-            "--count",
-            "5",
-            "--timeout",
-            "20",
-            "--metadata-out",
-        ])
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(
-        got.status.success(),
-        "{}",
-        String::from_utf8_lossy(&got.stderr)
-    );
-    let lines: Vec<String> = String::from_utf8_lossy(&got.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let meta = parse_records(&std::fs::read(&out).unwrap());
-    let _ = std::fs::remove_file(&out);
+    let (_, lines, meta) = read_all(&src, 5);
     for (n, m) in numbers(&lines).iter().zip(&meta) {
         assert_eq!(String::from_utf8_lossy(m), format!("trigger {n}"));
     }

@@ -8,29 +8,13 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{shmcast, unique};
+use common::{ffmpeg, shmcast, unique};
 use shmcast::{FrameMeta, PixelFormat, Publisher};
 
 const W: u32 = 96;
 const H: u32 = 64;
 /// Smooth colour gradients between four colours.
 const SOURCE: &str = "gradients=size=96x64:seed=7:c0=red:c1=blue:c2=yellow:c3=green:nb_colors=4";
-
-fn ffmpeg(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("ffmpeg")
-        .args(["-v", "error"])
-        .args(args)
-        .output()
-        .expect("ffmpeg is needed; scripts/test installs it");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 fn decode_png(path: &std::path::Path) -> (u32, u32, Vec<u8>) {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));

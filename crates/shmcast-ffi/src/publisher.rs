@@ -200,24 +200,18 @@ pub unsafe extern "C" fn shmcast_publisher_publish(
     len: usize,
     frame_number: *mut u64,
 ) -> i32 {
-    guard(|| {
-        // SAFETY: forwarded from the caller.
-        let p = unsafe { args::handle(publisher, "publisher") }?;
-        // SAFETY: forwarded from the caller.
-        let meta = unsafe { args::frame_meta(meta) }?;
-        // SAFETY: forwarded from the caller.
-        let data = unsafe { args::bytes(data, len, "data") }?;
-        let mut state = lock(p);
-        let State::Idle(publisher) = &mut *state else {
-            return Err(busy());
-        };
-        let number = publisher.publish(&meta, data)?;
-        // SAFETY: forwarded from the caller.
-        if let Some(n) = unsafe { frame_number.as_mut() } {
-            *n = number;
-        }
-        Ok(())
-    })
+    // SAFETY: forwarded from the caller; no metadata (NULL, 0 bytes).
+    unsafe {
+        shmcast_publisher_publish_with_metadata(
+            publisher,
+            meta,
+            data,
+            len,
+            std::ptr::null(),
+            0,
+            frame_number,
+        )
+    }
 }
 
 /// Lends the caller `len` bytes of a free slot to fill in place (a capture

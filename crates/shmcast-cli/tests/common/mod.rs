@@ -170,6 +170,21 @@ pub fn publish_quadrants(name: &str) -> (Kill, std::process::ChildStdin) {
     (publisher, stdin)
 }
 
+/// `ffmpeg ARGS...`'s stdout, or a failing test with its stderr.
+pub fn ffmpeg(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error"])
+        .args(args)
+        .output()
+        .expect("ffmpeg is needed; scripts/test installs it");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

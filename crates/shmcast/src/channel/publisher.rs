@@ -386,24 +386,7 @@ impl Publisher {
     /// frame is dropped, never waited for), [`ErrorKind::WriterLost`],
     /// [`ErrorKind::Truncated`]. None of them allocates.
     pub fn publish(&mut self, meta: &FrameMeta, payload: &[u8]) -> Result<u64, Error> {
-        let slot = self.begin(payload.len())?;
-        // SAFETY: `begin` gave us `slot`, odd and unleased (no reader uses it
-        // in place; copies of it are discarded); it holds max_frame_len >=
-        // payload.len() bytes in the mapping, disjoint from the caller's buffer.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                payload.as_ptr(),
-                self.channel.payload(slot),
-                payload.len(),
-            );
-        }
-        // A truncation under the copy was caught by the SIGBUS guard, and
-        // the bytes went nowhere: say so now, not at the next frame.
-        if let Err(e) = self.truncated() {
-            self.channel.words().abort(slot);
-            return Err(e);
-        }
-        Ok(self.finish(slot, meta, payload.len(), 0, 0))
+        self.publish_with_metadata(meta, payload, &[])
     }
 
     /// As [`publish`](Publisher::publish), with `metadata` as the frame's
@@ -420,7 +403,9 @@ impl Publisher {
     ) -> Result<u64, Error> {
         self.check_metadata(metadata.len())?;
         let slot = self.begin(payload.len())?;
-        // SAFETY: as in `publish`: the slot is ours and holds the payload.
+        // SAFETY: `begin` gave us `slot`, odd and unleased (no reader uses it
+        // in place; copies of it are discarded); it holds max_frame_len >=
+        // payload.len() bytes in the mapping, disjoint from the caller's buffer.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 payload.as_ptr(),
@@ -438,6 +423,8 @@ impl Publisher {
                 metadata.len(),
             );
         }
+        // A truncation under the copies was caught by the SIGBUS guard, and
+        // the bytes went nowhere: say so now, not at the next frame.
         if let Err(e) = self.truncated() {
             self.channel.words().abort(slot);
             return Err(e);

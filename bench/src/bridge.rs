@@ -78,8 +78,27 @@ fn paced(bridge: Option<(&std::ffi::OsStr, &str)>, secs: f64) -> Sample {
             let exporter = spawn(&[
                 "export", &src, "--key", &key, "--encode", encoding, "--listen", &endpoint,
             ]);
-            let importer = spawn(&["import", &key, &dst, "--connect", &endpoint]);
-            (dst, vec![exporter, importer])
+            // The importer connects once, at start, and Zenoh retries a
+            // refused connection only after a second or more: on a loaded
+            // machine that was longer than a smoke run's frames lasted, and
+            // the import never appeared. So it starts once the exporter
+            // listens.
+            let exporter = crate::proc::Guard(vec![exporter]);
+            listening(port);
+            let mut importer = Command::new(exe)
+                .args(["import", &key, &dst, "--connect", &endpoint])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("start shmcast-zenoh");
+            let said = said_importing(importer.stderr.take().expect("piped"));
+            let mut both = exporter;
+            both.0.push(importer);
+            // Its session is open and subscribed: frames from now on reach it.
+            said.recv_timeout(std::time::Duration::from_secs(30))
+                .expect("the importer did not subscribe within 30 s");
+            (dst, std::mem::take(&mut both.0))
         }
     };
     // Killed however this case ends (a panic included).
@@ -112,6 +131,38 @@ fn paced(bridge: Option<(&std::ffi::OsStr, &str)>, secs: f64) -> Sample {
         cpu_per_frame_ms: cpu_s * 1000.0 / delivered,
         ..Sample::default()
     }
+}
+
+/// Waits (up to 30 s) until something accepts connections on `port` of
+/// loopback.
+fn listening(port: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exporter did not listen on port {port} within 30 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A channel that gets one message when the importer says it imports;
+/// the rest of what it says is read and dropped, so it never blocks on a
+/// full pipe.
+fn said_importing(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<()> {
+    use std::io::BufRead;
+    let (tell, told) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("importing") {
+                let _ = tell.send(());
+            }
+        }
+    });
+    told
 }
 
 /// The bridge's own table: per case, medians over rounds.

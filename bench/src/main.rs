@@ -418,8 +418,9 @@ fn bandwidth_case(kind: &'static str, threads: usize, footprint: usize, secs: f6
 fn camera_case(cli: String, secs: f64) -> Sample {
     let name = unique();
     // Two of each language there is (C through the C ABI, Python through
-    // the wheel), one leasing and one copying; Rust for the rest.
-    let mut roles: Vec<&str> = ["c-reader", "py-reader"]
+    // the wheel, C# under mono), one leasing and one copying; Rust for the
+    // rest.
+    let mut roles: Vec<&str> = ["c-reader", "py-reader", "cs-reader"]
         .into_iter()
         .filter(|role| proc::external(role).is_some())
         .flat_map(|role| [role, role])

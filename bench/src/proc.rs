@@ -89,9 +89,10 @@ impl Drop for Proc {
 
 /// The readers in other languages that `scripts/bench` prepares, and the
 /// command line that starts each: `c-reader` (the C ABI, `bench/c_reader.c`,
-/// from `SHMCAST_BENCH_C_READER`) and `py-reader` (the Python wheel,
-/// `bench/py_reader.py` run by `SHMCAST_BENCH_PYTHON`). `None` when not
-/// prepared.
+/// from `SHMCAST_BENCH_C_READER`), `py-reader` (the Python wheel,
+/// `bench/py_reader.py` run by `SHMCAST_BENCH_PYTHON`) and `cs-reader` (the
+/// C# binding, `bench/cs_reader.cs` compiled by mcs, run by mono, from
+/// `SHMCAST_BENCH_CS_READER`). `None` when not prepared.
 pub fn external(role: &str) -> Option<Vec<std::ffi::OsString>> {
     let var = |name: &str| std::env::var_os(name).filter(|p| std::path::Path::new(p).exists());
     match role {
@@ -100,6 +101,7 @@ pub fn external(role: &str) -> Option<Vec<std::ffi::OsString>> {
             var("SHMCAST_BENCH_PYTHON")?,
             var("SHMCAST_BENCH_PY_READER")?,
         ]),
+        "cs-reader" => Some(vec!["mono".into(), var("SHMCAST_BENCH_CS_READER")?]),
         _ => None,
     }
 }

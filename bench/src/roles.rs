@@ -85,9 +85,16 @@ fn shm_writer(name: &str, size: usize, mode: &str, secs: f64, gap_us: u64, rgb24
     let cpu0 = cpu_time();
     while started.elapsed().as_secs_f64() < secs {
         let n = frames + 1;
-        let sent = if mode == "loan" {
+        let sent = if mode == "loan" || mode == "stamp" {
             publisher.loan(size).map(|mut loan| {
-                fill(&mut loan, n);
+                // `stamp`: only the time, so that the frames' lines stay
+                // where the readers' last copies left them (the readers'
+                // own cost, without the writer's).
+                if mode == "stamp" {
+                    crate::util::stamp(&mut loan);
+                } else {
+                    fill(&mut loan, n);
+                }
                 loan.commit(&meta);
             })
         } else {

@@ -147,8 +147,8 @@ fn listening(port: u16) {
 }
 
 /// A channel that gets one message when the importer says it imports;
-/// the rest of what it says is read and dropped, so it never blocks on a
-/// full pipe.
+/// the rest of what it says is passed on to our stderr, so it never blocks
+/// on a full pipe and its errors are seen.
 fn said_importing(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<()> {
     use std::io::BufRead;
     let (tell, told) = std::sync::mpsc::channel();
@@ -159,6 +159,9 @@ fn said_importing(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receive
         {
             if line.contains("importing") {
                 let _ = tell.send(());
+            } else {
+                // Its errors, should it fail to start.
+                eprintln!("  importer: {line}");
             }
         }
     });

@@ -256,6 +256,10 @@ pub fn cases(secs: f64) -> Vec<Case> {
             Box::new(move || frames_case(FRAME, "copy", 4, secs)),
         ),
         (
+            "iceoryx2 transport only, 64 B, 1 reader",
+            Box::new(move || frames_case(64, "lease", 1, secs)),
+        ),
+        (
             "iceoryx2 64 B round trip",
             Box::new(move || {
                 let name = service_name();

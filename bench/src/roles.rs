@@ -59,8 +59,10 @@ pub fn run(role: &str, args: &[String]) {
 
 // ---- shmcast -----------------------------------------------------------------
 
-/// Publishes `size`-byte frames for `secs`: by loan (filled in place) or by
-/// copy (filled in a private buffer, then published). `gap_us` > 0 paces
+/// Publishes `size`-byte frames for `secs`: by loan (filled in place), by
+/// loan with only the time stamped (`stamp`: the frames' other bytes stay
+/// as they were) or by copy (filled in a private buffer, then published).
+/// `gap_us` > 0 paces
 /// the frames (for wake-up latency, so readers are asleep when one comes).
 /// `rgb24`: the frames say they are 1920 pixels wide rgb24 images (so a
 /// bridge can encode them) instead of raw bytes.

@@ -16,7 +16,10 @@
 //! 960x540), from a packed source in its own format or from rgb24 to any,
 //! is made by [`halve`]: the same bilinear filter, a source row at a time
 //! through a ring of four rows copied out of shared memory, so the frame
-//! is never copied whole, and at about 0.6 of the general path's CPU.
+//! is never copied whole, and at about 0.6 of the general path's CPU. The
+//! lease is then held while the frame is shaped (about 2 ms for 1080p),
+//! not only while it is copied (0.5 ms): a publisher short of free slots
+//! may take it back, and the frame is dropped, a little more often.
 //! Every other shape goes the general way:
 //!
 //! 1. packed formats (rgb24, bgr24, rgba, bgra, gray8) are resized as they
@@ -107,7 +110,8 @@ pub struct Derive {
 pub struct Shaper {
     resizer: Resizer,
     halver: halve::Halver,
-    /// The source frame, copied out of shared memory (`make_one`).
+    /// The source frame, copied out of shared memory (`shape_shared`, on
+    /// the general path).
     source: Vec<u8>,
     packed: Vec<u8>,
     small: Vec<u8>,
@@ -284,9 +288,13 @@ impl Shaper {
         } else {
             from.stride as usize
         };
-        // Checked by `fits`: every row lies inside `src`.
+        // Checked by `fits`: every row lies inside `src` (were one not to,
+        // its ring slot would keep an older row: a wrong frame, never an
+        // access outside the frame).
         let fill = |r: usize, buf: &mut [u8]| {
-            if let Some(bytes) = src.get(r * stride..r * stride + row) {
+            let bytes = src.get(r * stride..r * stride + row);
+            debug_assert!(bytes.is_some(), "row {r} outside a frame `fits` accepted");
+            if let Some(bytes) = bytes {
                 bytes.copy_to(buf);
             }
         };
@@ -619,7 +627,7 @@ mod tests {
         let mut out = vec![0; 961 * 540 * 4];
         let mut shaper = Shaper::new();
         for (how, halving) in [("halved by rows", true), ("general path", false)] {
-            // A stride the halving takes; a lie about the format it does not.
+            // The general path: a target one pixel wider is no halving.
             let from = if halving {
                 from
             } else {
@@ -643,6 +651,52 @@ mod tests {
             let ms = started.elapsed().as_secs_f64() * 1000.0 / f64::from(n);
             eprintln!("{how}: {ms:.2} ms per frame");
         }
+    }
+
+    /// What a lying source says about its frame, through the halving path
+    /// (every `to` here is half its `from`): an error, never a panic or a
+    /// read outside the frame.
+    #[test]
+    fn halving_checks_the_source_too() {
+        let name = format!("derive-lies-{}", std::process::id());
+        let mut publisher =
+            Publisher::create_with(name.as_str(), &shmcast::ChannelOptions::new(64)).unwrap();
+        let red = [255u8, 0, 0].repeat(16);
+        publisher
+            .publish(&FrameMeta::new(4, 4, PixelFormat::Rgb24), &red)
+            .unwrap();
+        let leasing = shmcast::SubscriberOptions::new().access(shmcast::Access::Leasing);
+        let mut sub = shmcast::Subscriber::open_with(name.as_str(), &leasing).unwrap();
+        let lease = sub.lease_latest().unwrap().unwrap();
+        let mut shaper = Shaper::new();
+        let mut shape = |w: u32, h: u32, stride: u32| {
+            let from = FrameMeta {
+                stride,
+                ..FrameMeta::new(w, h, PixelFormat::Rgb24)
+            };
+            let to = FrameMeta::new(w / 2, h / 2, PixelFormat::Bgra);
+            let mut out = vec![0u8; 1 << 12];
+            shaper
+                .shape_shared(&from, lease.bytes(), &to, Fit::Stretch, &mut out)
+                .map(|()| out)
+        };
+        assert_eq!(shape(4, 4, 0).unwrap()[..16], [0, 0, 255, 255].repeat(4));
+        assert_eq!(shape(2, 2, 0).unwrap()[..4], [0, 0, 255, 255]);
+        // Last row past the end, a stride shorter than a row, a stride or
+        // a width past any frame: refused, with the sizes.
+        let e = shape(4, 6, 0).unwrap_err();
+        assert!(e.contains("needs 72 bytes; it has 48"), "{e}");
+        assert!(shape(4, 4, 11).is_err());
+        assert!(shape(4, 2, 40).is_err());
+        assert!(shape(4, 2, u32::MAX).is_err());
+        assert!(shape(1 << 31, 2, 0).is_err());
+        // The target's buffer too short for a whole frame.
+        let from = FrameMeta::new(4, 4, PixelFormat::Rgb24);
+        let to = FrameMeta::new(2, 2, PixelFormat::Bgra);
+        let e = shaper
+            .shape_shared(&from, lease.bytes(), &to, Fit::Stretch, &mut [0; 15])
+            .unwrap_err();
+        assert!(e.contains("do not hold"), "{e}");
     }
 
     #[test]

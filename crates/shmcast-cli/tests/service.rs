@@ -95,7 +95,13 @@ fn the_service_installs_starts_publishes_stops_cleanly_and_uninstalls() {
     }
     let mut log = config.clone().into_os_string();
     log.push(".log");
-    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    // The channel goes before the service's last line is written: wait for
+    // that line (it was read too early once, under a loaded machine).
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    while !read_log().contains("service stopped") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = read_log();
     assert!(log.contains("service started"), "{log}");
     assert!(
         log.contains("reloaded: 1 unchanged, 0 changed, 1 added, 0 removed"),

@@ -85,7 +85,8 @@ enum Command {
         max_frame_len: usize,
         /// Seconds without any message from the exporter before readers
         /// are told the link is down (the exporter sends a status every
-        /// 0.25 s, ahead of frames)
+        /// 0.25 s, ahead of frames; on a link of 1 Mbit/s or less a status
+        /// can wait 1.5 s behind a frame: give such links 3 or more)
         #[arg(long, default_value_t = 2.0)]
         link_timeout: f64,
         #[command(flatten)]

@@ -585,16 +585,19 @@ fn serve_channel(
     }
 }
 
-/// Gives the channel's objects (and its lease table) to group `group`, so
-/// that its members get the group bits of the mode (Linux).
+/// Gives the channel's objects (its lease table and its wake word with
+/// it) to group `group`, so that its members get the group bits of the
+/// mode (Linux).
 #[cfg(unix)]
 fn set_group(name: &Name, group: &str) -> Result<(), String> {
     let gid = group_id(group)?;
     let channel = format!("/dev/shm/{}", shmcast::object_name(name));
-    for (i, path) in [channel.clone(), format!("{channel}~leases")]
-        .iter()
-        .enumerate()
-    {
+    let objects = [
+        channel.clone(),
+        format!("{channel}~leases"),
+        format!("{channel}~wake"),
+    ];
+    for (i, path) in objects.iter().enumerate() {
         if let Err(e) = std::os::unix::fs::chown(path, None, Some(gid)) {
             if i == 0 || e.kind() != io::ErrorKind::NotFound {
                 return Err(format!("channel {name}: cannot give {path} to group {group}: {e} (the service must run as root or as a member of {group})"));

@@ -133,7 +133,11 @@ mod linux {
     fn remove_all(name: &str) {
         let (ok, _, err) = run_within(&["remove", name], Duration::from_secs(5));
         assert!(ok, "{err}");
-        for object in [format!("shmcast.{name}"), format!("shmcast.{name}~leases")] {
+        for object in [
+            format!("shmcast.{name}"),
+            format!("shmcast.{name}~leases"),
+            format!("shmcast.{name}~wake"),
+        ] {
             assert!(!std::path::Path::new(&format!("/dev/shm/{object}")).exists());
         }
     }
@@ -330,12 +334,22 @@ mod linux {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "leased without write access");
         assert!(err.contains("--lease-mode"), "{err}");
+        // The one object a read-only reader writes: the wake word, where it
+        // says that it sleeps (read bits made read-write: 644 gives 666).
+        let wake = format!("/dev/shm/shmcast.{leased}~wake");
+        let mode = std::fs::metadata(&wake).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666, "{wake}");
+        let writable = as_other(&format!("test -w {wake}")).status().unwrap();
+        assert!(writable.success(), "the other user cannot write {wake}");
         sigterm(&server);
         wait_or_fail(&mut server, Duration::from_secs(5), "serve");
         wait_or_fail(&mut publisher, Duration::from_secs(30), "publish");
-        // At EOF the publisher removed both of its objects.
-        assert!(!std::path::Path::new(&format!("/dev/shm/shmcast.{name}")).exists());
-        assert!(!std::path::Path::new(&format!("/dev/shm/shmcast.{name}~leases")).exists());
+        // At EOF the publisher removed all of its objects.
+        for object in ["", "~leases", "~wake"] {
+            let path = format!("/dev/shm/shmcast.{name}{object}");
+            assert!(!std::path::Path::new(&path).exists(), "{path}");
+        }
+        assert!(!std::path::Path::new(&wake).exists(), "{wake}");
     }
 
     /// `serve --mode 640 --group G`: the group's members read, nobody else

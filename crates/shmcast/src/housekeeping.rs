@@ -71,6 +71,7 @@ where
 {
     let name = name.into_name()?;
     let _ = os::unlink(&name.companion(crate::name::LEASES).object_name());
+    os::remove_wake(&name.object_name(), false);
     os::unlink(&name.object_name()).map_err(|source| {
         let e = match source.kind() {
             io::ErrorKind::NotFound => Error::new(
@@ -101,6 +102,7 @@ where
 {
     let name = name.into_name()?;
     let mut removed = false;
+    let object = name.object_name();
     for name in [name.companion(crate::name::LEASES), name] {
         let Ok(seg) = Segment::open(name.clone(), None, false) else {
             continue;
@@ -108,6 +110,9 @@ where
         if seg.owned_by_me() && seg.is_still_named() && os::unlink(&name.object_name()).is_ok() {
             removed |= !name.is_companion_name();
         }
+    }
+    if removed {
+        os::remove_wake(&object, false);
     }
     Ok(removed)
 }
@@ -164,6 +169,12 @@ pub struct CleanReport {
 pub fn clean() -> io::Result<CleanReport> {
     let mut report = CleanReport::default();
     for object in os::list_objects()? {
+        // A channel's wake object goes when its channel has gone (sorted
+        // after it, so a dead channel removed just now counts).
+        if let Some(channel) = object.strip_suffix(os::WAKE_SUFFIX) {
+            os::remove_wake(channel, true);
+            continue;
+        }
         let Some(name) = Name::from_object_name(&object) else {
             report
                 .skipped

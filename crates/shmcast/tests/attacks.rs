@@ -52,6 +52,69 @@ fn a_read_only_subscriber_waits_and_reads_without_any_write_access() {
     assert_eq!(lines, vec!["frame 1 64 bytes of 7".to_owned()]);
 }
 
+/// The wake word (Linux): every reader may write it, to say it sleeps, so
+/// a hostile one may write anything there, all the time. A sleeper then
+/// may not be woken by a publish, but it looks again within its wait
+/// slice: every frame still arrives, and nothing hangs or crashes.
+#[cfg(unix)]
+#[test]
+fn a_scribbled_wake_word_costs_wake_ups_never_frames() {
+    use std::os::unix::fs::FileExt;
+    let name = unique("wakescribble");
+    let mut publisher = Publisher::create(&name, 64).unwrap();
+    let mut sub = Subscriber::open(&name).unwrap();
+    let word = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/shmcast.{name}~wake"))
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scribbler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut garbage = 0x9E37_79B9u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                garbage = garbage.rotate_left(7) ^ 0xA5A5_5A5A;
+                // The instance, the wake word and words beside them.
+                for at in [0u64, 8, 60, 64, 68, 4092] {
+                    let _ = word.write_all_at(&garbage.to_ne_bytes(), at);
+                }
+            }
+        })
+    };
+    // The sleeper waits on a thread of its own, asleep before each frame.
+    // Latest wins: a frame that came while it slept on is skipped.
+    let sleeper = std::thread::spawn(move || {
+        let (mut seen, mut arrived) = (0, Vec::new());
+        while seen < 20 {
+            seen = sub.wait_newer(seen, Duration::from_secs(10)).unwrap();
+            arrived.push((seen, Instant::now()));
+        }
+        arrived
+    });
+    let mut sent = Vec::new();
+    for n in 1..=20u64 {
+        std::thread::sleep(Duration::from_millis(30));
+        sent.push(Instant::now());
+        publisher
+            .publish(&FrameMeta::raw(), &[n as u8; 64])
+            .unwrap();
+    }
+    let arrived = sleeper.join().unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    scribbler.join().unwrap();
+    let worst = arrived
+        .iter()
+        .map(|(n, a)| a.saturating_duration_since(sent[*n as usize - 1]))
+        .max()
+        .unwrap();
+    // A figure, not a check: bounded by the wait slice (250 ms).
+    eprintln!(
+        "scribbled wake word: the sleeper saw {} of 20 frames, the slowest after {worst:?}",
+        arrived.len()
+    );
+}
+
 /// The lease table of channel `name` as a file, for forging entries the
 /// way a leasing peer could.
 #[cfg(unix)]

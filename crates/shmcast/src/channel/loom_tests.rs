@@ -375,3 +375,105 @@ fn a_waiter_sees_the_writer_leave() {
         writer.join().unwrap();
     });
 }
+
+/// The kernel's futex, as much of it as the wake word's protocol needs: a
+/// wait compares the word and queues under one lock, a wake releases all
+/// that are queued. A sleeper nobody wakes blocks for ever, which loom
+/// reports as a deadlock.
+#[derive(Default)]
+struct Futex {
+    wakes: loom::sync::Mutex<u64>,
+    woken: loom::sync::Condvar,
+}
+
+impl Futex {
+    fn wait(&self, word: &AtomicU32, expected: u32) {
+        let mut wakes = self.wakes.lock().unwrap();
+        if word.load(SeqCst) != expected {
+            return;
+        }
+        let at = *wakes;
+        while *wakes == at {
+            wakes = self.woken.wait(wakes).unwrap();
+        }
+    }
+
+    fn wake(&self) {
+        *self.wakes.lock().unwrap() += 1;
+        self.woken.notify_all();
+    }
+}
+
+/// A publish as `Publisher::finish` makes it with Linux's wake word
+/// (`os/unix.rs`, `Wakers::wake`): commit (the generation moves on), then
+/// a `FUTEX_WAKE` only if the wake word says somebody may sleep.
+fn publish_and_wake(m: &Model, want: &AtomicU32, futex: &Futex) {
+    let moved_past = m.words().generation().load(Relaxed);
+    m.publish().unwrap();
+    loom::sync::atomic::fence(SeqCst);
+    if crate::os::wanted(want.load(SeqCst), moved_past) {
+        futex.wake();
+    }
+}
+
+/// A subscriber waiting for frame `number` as `wait_newer` does with the
+/// wake word (`Wakeup::wait`): read the generation, look, declare the
+/// sleep (`os::declare`: raise the word, read the generation again),
+/// sleep.
+fn sleep_until(m: &Model, want: &AtomicU32, futex: &Futex, number: u64) {
+    let w = m.words();
+    loop {
+        let generation = w.generation().load(Acquire);
+        if w.latest_number() >= number {
+            return;
+        }
+        if crate::os::declare(want, w.generation(), generation) {
+            futex.wait(w.generation(), generation);
+        }
+    }
+}
+
+#[test]
+fn a_declared_sleeper_is_woken_by_every_publish_it_waits_for() {
+    builder(3).check(|| {
+        let m = Model::new(3, 1);
+        m.words().start(9, 1, 0);
+        let (want, futex) = (Arc::new(a32()), Arc::new(Futex::default()));
+        let writer = {
+            let (m, want, futex) = (m.clone(), want.clone(), futex.clone());
+            thread::spawn(move || {
+                publish_and_wake(&m, &want, &futex);
+                publish_and_wake(&m, &want, &futex);
+            })
+        };
+        sleep_until(&m, &want, &futex, 2);
+        assert_eq!(m.words().latest_number(), 2);
+        writer.join().unwrap();
+    });
+}
+
+/// Two sleepers share the one word: one waiting for frame 2 stores the
+/// newer generation, one waiting for frame 1 may store the older one after
+/// it (a slow sleeper), and both are woken.
+#[test]
+fn two_sleepers_overwriting_each_others_word_are_both_woken() {
+    builder(2).check(|| {
+        let m = Model::new(3, 2);
+        m.words().start(9, 1, 0);
+        let (want, futex) = (Arc::new(a32()), Arc::new(Futex::default()));
+        let other = {
+            let (m, want, futex) = (m.clone(), want.clone(), futex.clone());
+            thread::spawn(move || sleep_until(&m, &want, &futex, 2))
+        };
+        let writer = {
+            let (m, want, futex) = (m.clone(), want.clone(), futex.clone());
+            thread::spawn(move || {
+                publish_and_wake(&m, &want, &futex);
+                publish_and_wake(&m, &want, &futex);
+            })
+        };
+        sleep_until(&m, &want, &futex, 1);
+        other.join().unwrap();
+        writer.join().unwrap();
+    });
+}

@@ -238,11 +238,13 @@ impl Publisher {
         // A new channel's wake events exist before its name does, so nobody
         // can learn its instance number in time to make them first.
         let instance = random_instance();
-        let fresh_wakers = Wakers::new(&object, ns, instance, sddl, true).map_err(os_error)?;
+        let mode = options.create.mode_bits();
+        let fresh_wakers =
+            Wakers::new(&object, ns, instance, sddl, mode, true).map_err(os_error)?;
         let (mut channel, origin) = create_or_take_over(&name, options, &geometry, me, instance)?;
         let wakers = match origin {
             Origin::Adopted(_) => {
-                match Wakers::new(&object, ns, channel.instance(), sddl, false) {
+                match Wakers::new(&object, ns, channel.instance(), sddl, mode, false) {
                     Ok(wakers) => wakers,
                     Err(source) => {
                         // Leave the channel to the next publisher to try.
@@ -252,7 +254,11 @@ impl Publisher {
                     }
                 }
             }
-            Origin::New | Origin::Replaced(..) => fresh_wakers,
+            Origin::New | Origin::Replaced(..) => {
+                let mut wakers = fresh_wakers;
+                wakers.channel_is_new();
+                wakers
+            }
         };
         let max_lease_ms = u64::try_from(options.max_lease.as_millis()).unwrap_or(u64::MAX);
         channel.words().set_max_lease_ms(max_lease_ms);
@@ -597,9 +603,10 @@ impl Drop for Publisher {
         }
         let words = self.channel.words();
         // Wake the waiters, so that they see us gone and follow the name.
+        self.wakers.remove_name();
         self.wakers.before_publish(words.next_generation());
         words.release_writer(self.me);
-        self.wakers.wake(words.generation());
+        self.wakers.wake_all(words.generation());
         self.channel.seg.release_claim();
         if let Some(leases) = &self.channel.leases {
             leases.release_claim();

@@ -68,3 +68,58 @@ impl OsError {
         self
     }
 }
+
+/// Whether a wake word holding `want` asks for a wake when the generation
+/// moves past `moved_past` (Linux's wake word, `unix.rs`): somebody
+/// declared a sleep on `moved_past`, or on the new generation after it
+/// (which a sleeper on `moved_past` may have been raised to meanwhile).
+/// Sleepers only ever raise the word ([`declare`]), so no other value can
+/// hide a sleeper on `moved_past`; a sleeper that left, or was killed
+/// asleep, costs at most one wake.
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) fn wanted(want: u32, moved_past: u32) -> bool {
+    want == moved_past || want == moved_past.wrapping_add(1)
+}
+
+/// Declares a sleep on generation `expected` of `generation` in the wake
+/// word `want`; `false` when it need not sleep (the generation moved on)
+/// or could not declare (a peer keeps changing the word: sleep briefly).
+///
+/// The word is raised to `expected`, never lowered: it is read before the
+/// generation, so a value above `expected` read while the generation is
+/// still `expected` cannot be a sleeper's (none can have read a later
+/// generation yet) and is a peer's garbage, which is replaced. Then a
+/// sequentially consistent fence and the generation read again, against
+/// the publisher's move of the generation, its fence and its read of the
+/// word (Dekker's pattern, with fences on both sides): either this read
+/// sees the new generation, or the publisher's read sees the word at
+/// `expected` or above it.
+#[cfg_attr(windows, allow(dead_code))]
+pub(crate) fn declare(
+    want: &crate::sync::AtomicU32,
+    generation: &crate::sync::AtomicU32,
+    expected: u32,
+) -> bool {
+    use crate::sync::Ordering::SeqCst;
+    for _ in 0..4 {
+        let current = want.load(SeqCst);
+        if generation.load(SeqCst) != expected {
+            return false;
+        }
+        if current != expected
+            && want
+                .compare_exchange(current, expected, SeqCst, SeqCst)
+                .is_err()
+        {
+            continue;
+        }
+        crate::sync::fence(SeqCst);
+        return generation.load(SeqCst) == expected;
+    }
+    false
+}
+
+/// The suffix of a channel's wake object (Linux: `shmcast.NAME~wake`, see
+/// `unix.rs`): not a segment, so listings skip it and `clean` removes it
+/// with its channel.
+pub(crate) const WAKE_SUFFIX: &str = "~wake";

@@ -472,29 +472,204 @@ pub(crate) fn other_owner(object: &str) -> Option<String> {
     })
 }
 
-/// A subscriber's way to sleep until the writer publishes: a futex on the
-/// channel's generation word. The mapping is `MAP_SHARED`, and the futex is
-/// not `FUTEX_PRIVATE_FLAG`, so the kernel keys it by the shared page and a
-/// wake in one process reaches sleepers in every other. `FUTEX_WAIT` only
-/// reads the word, so it works on a read-only mapping: a subscriber needs
-/// no write access to anything to wait.
-pub(crate) struct Wakeup;
+#[cfg(not(loom))]
+pub(crate) use wake::{Wakers, Wakeup};
 
-impl Wakeup {
-    pub(crate) fn new(_object: &str, _ns: Namespace, _instance: u64) -> io::Result<Wakeup> {
-        Ok(Wakeup)
+fn wake_object(object: &str) -> String {
+    format!("{object}{}", super::WAKE_SUFFIX)
+}
+
+/// Removes the name of channel `object`'s wake object: with the channel's
+/// own (`channel_gone_only` false), or for `clean` only when the channel is
+/// gone. Whose it is, the OS decides, as for the channel's name.
+pub(crate) fn remove_wake(object: &str, channel_gone_only: bool) {
+    if channel_gone_only && object_age(object).is_some() {
+        return;
+    }
+    let _ = unlink(&wake_object(object));
+}
+
+/// The wake word and the futex around it. Left out of loom builds, whose
+/// models check the protocol (`channel/loom_tests.rs`) and whose atomics
+/// are not the ones the kernel's futex takes.
+#[cfg(not(loom))]
+mod wake {
+    use std::io;
+    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+    use super::{wake_object, CreateSpec, Mapping, OsError};
+    use crate::name::Namespace;
+
+    /// The wake word's object: `NAME~wake`, one page. A subscriber about to
+    /// sleep writes the generation it sleeps on into [`WANT_OFFSET`]; the
+    /// publisher makes its `FUTEX_WAKE` only when that word says somebody may
+    /// sleep on the generation it just moved past (see [`Wakers::wake`]).
+    /// [`INSTANCE_OFFSET`] holds the channel's instance, so that a subscriber
+    /// uses only the word of its own channel.
+    ///
+    /// The channel and its lease table stay as they were: a read-only
+    /// subscriber writes nothing there. This page is what every reader may
+    /// write (its mode is the channel's read bits, made read-write), and a
+    /// peer that scribbles it can cost sleepers wake-ups, never frames and
+    /// never a crash: every sleep is bounded (`WAIT_SLICE` in the subscriber,
+    /// 250 ms), after which a sleeper looks at the channel again.
+    const WAKE_LEN: usize = 4096;
+    const INSTANCE_OFFSET: usize = 0;
+    const WANT_OFFSET: usize = 64;
+    /// How long a subscriber without the wake word sleeps at most: it cannot
+    /// tell the publisher it sleeps, so it looks again this often.
+    pub(crate) const UNDECLARED_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
+
+    /// The wake word of a mapped wake object, with the mapping it lives in.
+    struct WakeWord {
+        map: Mapping,
     }
 
-    /// Sleeps while `word` still holds `expected`, at most `timeout`. The
-    /// kernel compares atomically with wakes, so a publish between the
-    /// caller's check and this call is never missed. Spurious returns are
-    /// possible; callers re-check.
-    pub(crate) fn wait(
-        &self,
-        word: &std::sync::atomic::AtomicU32,
-        expected: u32,
-        timeout: std::time::Duration,
-    ) {
+    impl WakeWord {
+        /// Opens `object`'s wake object read-write; `None` when it is missing,
+        /// not ours to write, of another size, or of another channel instance.
+        fn open(object: &str, instance: u64) -> Option<WakeWord> {
+            let map = Mapping::open(&wake_object(object), Namespace::Local, true).ok()?;
+            let word = WakeWord { map };
+            (word.map.len() == WAKE_LEN && word.instance().load(Ordering::Relaxed) == instance)
+                .then_some(word)
+        }
+
+        /// Creates `object`'s wake object for channel `instance`, readable and
+        /// writable by whoever may read the channel (`mode`'s read bits),
+        /// replacing one of this user's that is there (`replace`) or using it
+        /// when it is of this very instance.
+        fn create(object: &str, instance: u64, mode: u32, replace: bool) -> Option<WakeWord> {
+            let name = wake_object(object);
+            let rw = (mode & 0o444) | ((mode & 0o444) >> 1);
+            let spec = CreateSpec {
+                namespace: Namespace::Local,
+                mode: rw,
+                sddl: None,
+                owner: 0,
+                // No owner word: past the end, so nothing is written there.
+                owner_offset: WAKE_LEN,
+            };
+            let made = || {
+                let map = Mapping::create(&name, WAKE_LEN, &spec).ok()?;
+                let word = WakeWord { map };
+                word.instance().store(instance, Ordering::Relaxed);
+                Some(word)
+            };
+            if let Some(word) = made() {
+                return Some(word);
+            }
+            if !replace {
+                if let Some(word) = WakeWord::open(object, instance) {
+                    return Some(word);
+                }
+            }
+            // There, but stale or not ours to use: replaced if it is this
+            // user's (a /dev/shm of others' objects is sticky: theirs stays).
+            let old = Mapping::open(&name, Namespace::Local, false).ok()?;
+            if !old.ownership().is_ok_and(|o| o.mine) {
+                return None;
+            }
+            old.unlink_if_same(&name);
+            made()
+        }
+
+        fn instance(&self) -> &AtomicU64 {
+            // SAFETY: the mapping is WAKE_LEN bytes (checked on open, made so on
+            // create), page-aligned, and lives as long as `self`; an atomic is
+            // valid for any bytes a peer writes.
+            unsafe {
+                &*self
+                    .map
+                    .as_ptr()
+                    .wrapping_add(INSTANCE_OFFSET)
+                    .cast::<AtomicU64>()
+            }
+        }
+
+        fn want(&self) -> &AtomicU32 {
+            // SAFETY: as for `instance`: inside the page, 4-byte aligned.
+            unsafe {
+                &*self
+                    .map
+                    .as_ptr()
+                    .wrapping_add(WANT_OFFSET)
+                    .cast::<AtomicU32>()
+            }
+        }
+    }
+
+    /// A subscriber's way to sleep until the writer publishes: a futex on the
+    /// channel's generation word. The mapping is `MAP_SHARED`, and the futex is
+    /// not `FUTEX_PRIVATE_FLAG`, so the kernel keys it by the shared page and a
+    /// wake in one process reaches sleepers in every other. `FUTEX_WAIT` only
+    /// reads the word, so it works on a read-only mapping. Before it sleeps, a
+    /// subscriber says so in the channel's wake word (see [`WakeWord`]), which
+    /// is what lets the publisher skip the system call when nobody sleeps.
+    pub(crate) struct Wakeup {
+        object: String,
+        instance: u64,
+        /// Opened when the subscriber opens the channel, or at a later sleep
+        /// (a wake object that was missing then).
+        word: std::sync::OnceLock<WakeWord>,
+    }
+
+    impl Wakeup {
+        pub(crate) fn new(object: &str, _ns: Namespace, instance: u64) -> io::Result<Wakeup> {
+            let wakeup = Wakeup {
+                object: object.to_owned(),
+                instance,
+                word: std::sync::OnceLock::new(),
+            };
+            if let Some(word) = WakeWord::open(object, instance) {
+                let _ = wakeup.word.set(word);
+            }
+            Ok(wakeup)
+        }
+
+        /// Sleeps while `word` still holds `expected`, at most `timeout`. The
+        /// kernel compares atomically with wakes, so a publish between the
+        /// caller's check and this call is never missed. Spurious returns are
+        /// possible; callers re-check.
+        ///
+        /// The sleep is declared first ([`crate::os::declare`]: the wake
+        /// word is raised to the generation slept on, and the generation read
+        /// again, against the publisher's move of the generation and its read
+        /// of the word: one of the two sees the other). Without a wake word
+        /// (none yet, or none this user may write), it sleeps in slices of
+        /// [`UNDECLARED_SLICE`], looking for the word between them.
+        pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, timeout: std::time::Duration) {
+            let started = std::time::Instant::now();
+            loop {
+                let wake = match self.word.get() {
+                    Some(w) => Some(w),
+                    None => WakeWord::open(&self.object, self.instance)
+                        .map(|w| self.word.get_or_init(|| w)),
+                };
+                let left = timeout.saturating_sub(started.elapsed());
+                let Some(wake) = wake else {
+                    futex_wait(word, expected, left.min(UNDECLARED_SLICE));
+                    if word.load(Ordering::Relaxed) != expected || started.elapsed() >= timeout {
+                        return;
+                    }
+                    continue;
+                };
+                if crate::os::declare(wake.want(), word, expected) {
+                    futex_wait(word, expected, left);
+                } else if word.load(Ordering::Relaxed) == expected {
+                    // A peer keeps changing the word: a short sleep, again.
+                    futex_wait(word, expected, left.min(UNDECLARED_SLICE));
+                    if started.elapsed() < timeout {
+                        continue;
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    /// `FUTEX_WAIT` on `word` while it holds `expected`, at most `timeout`.
+    fn futex_wait(word: &AtomicU32, expected: u32, timeout: std::time::Duration) {
         let ts = rustix::thread::futex::Timespec {
             tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
             tv_nsec: i64::from(timeout.subsec_nanos()),
@@ -506,34 +681,97 @@ impl Wakeup {
             Some(&ts),
         );
     }
-}
 
-/// The writer's side of [`Wakeup`]. Subscribers write nothing, so the
-/// writer cannot know whether anyone sleeps: it wakes on every publish (one
-/// `FUTEX_WAKE`, which finds an empty queue cheaply when nobody waits).
-pub(crate) struct Wakers;
-
-impl Wakers {
-    pub(crate) fn new(
-        _object: &str,
-        _ns: Namespace,
-        _instance: u64,
-        _sddl: Option<&str>,
-        _fresh: bool,
-    ) -> Result<Wakers, OsError> {
-        Ok(Wakers)
+    /// The writer's side of [`Wakeup`]: the wake word, when it could be made
+    /// (without it, every publish wakes, as before there was one).
+    pub(crate) struct Wakers {
+        word: Option<WakeWord>,
+        object: String,
+        instance: u64,
+        mode: u32,
+        /// A new channel's wake object is made once the publisher knows the
+        /// channel is its own ([`Wakers::channel_is_new`]): made earlier, it
+        /// could replace the word of a channel the publisher then takes over,
+        /// whose sleepers declared their sleeps there.
+        pending: bool,
+        /// The generation the next publish moves the word to.
+        next: u32,
     }
 
-    /// Called before the generation word moves on to `_next`.
-    pub(crate) fn before_publish(&mut self, _next: u32) {}
+    impl Wakers {
+        /// `fresh`: a new channel, whose wake object is made anew (by
+        /// [`channel_is_new`](Wakers::channel_is_new)); otherwise (a take-over) the one of this instance is used
+        /// if it is there, and made if not. `mode`: the channel's permission
+        /// bits (whoever may read it may write the wake word).
+        pub(crate) fn new(
+            object: &str,
+            _ns: Namespace,
+            instance: u64,
+            _sddl: Option<&str>,
+            mode: u32,
+            fresh: bool,
+        ) -> Result<Wakers, OsError> {
+            Ok(Wakers {
+                word: (!fresh)
+                    .then(|| WakeWord::create(object, instance, mode, false))
+                    .flatten(),
+                object: object.to_owned(),
+                instance,
+                mode,
+                pending: fresh,
+                next: 0,
+            })
+        }
 
-    /// Wakes every subscriber sleeping on `word`, which just moved on.
-    pub(crate) fn wake(&mut self, word: &std::sync::atomic::AtomicU32) {
-        let _ = rustix::thread::futex::wake(
-            word,
-            rustix::thread::futex::Flags::empty(),
-            i32::MAX as u32,
-        );
+        /// The channel these wakers were made for (`fresh`) is the
+        /// publisher's new channel: its wake object is made now, replacing any
+        /// stale one of this user's. (Subscribers that opened the channel in
+        /// the meantime find it at their next slice.)
+        pub(crate) fn channel_is_new(&mut self) {
+            if std::mem::take(&mut self.pending) {
+                self.word = WakeWord::create(&self.object, self.instance, self.mode, true);
+            }
+        }
+
+        /// Called before the generation word moves on to `next`.
+        pub(crate) fn before_publish(&mut self, next: u32) {
+            self.next = next;
+        }
+
+        /// Wakes every subscriber sleeping on `word`, which just moved on, if
+        /// any may sleep: one `FUTEX_WAKE` when the wake word names the
+        /// generation the word moved past or the new one
+        /// ([`crate::os::wanted`]), no system call otherwise.
+        pub(crate) fn wake(&mut self, word: &AtomicU32) {
+            if let Some(w) = &self.word {
+                // Against the sleepers' store of `want` and their read of the
+                // generation (see `Wakeup::wait`).
+                std::sync::atomic::fence(Ordering::SeqCst);
+                let want = w.want().load(Ordering::SeqCst);
+                let moved_past = self.next.wrapping_sub(1);
+                if !crate::os::wanted(want, moved_past) {
+                    return;
+                }
+            }
+            self.wake_all(word);
+        }
+
+        /// Wakes every sleeper, whatever the wake word says (the publisher
+        /// leaving).
+        pub(crate) fn wake_all(&mut self, word: &AtomicU32) {
+            let _ = rustix::thread::futex::wake(
+                word,
+                rustix::thread::futex::Flags::empty(),
+                i32::MAX as u32,
+            );
+        }
+
+        /// Removes the wake object's name (the publisher leaving its channel).
+        pub(crate) fn remove_name(&self) {
+            if let Some(w) = &self.word {
+                w.map.unlink_if_same(&wake_object(&self.object));
+            }
+        }
     }
 }
 

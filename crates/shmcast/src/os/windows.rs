@@ -947,12 +947,14 @@ impl Wakers {
     /// Creates (or, on a take-over, opens) the channel's wake events, with
     /// `sddl` as their security descriptor so that whoever may open the
     /// channel may wait on them. For a `fresh` channel an event that
-    /// exists already was made by someone else: refused.
+    /// exists already was made by someone else: refused. (`_mode` is
+    /// Linux's: its wake word's permissions.)
     pub(crate) fn new(
         object: &str,
         ns: Namespace,
         instance: u64,
         sddl: Option<&str>,
+        _mode: u32,
         fresh: bool,
     ) -> Result<Wakers, OsError> {
         let sd = sddl.map(SecurityDescriptor::from_sddl).transpose()?;
@@ -1005,6 +1007,18 @@ impl Wakers {
         // SAFETY: a live event handle owned by `self`.
         unsafe { SetEvent(self.events[(left % RING) as usize]) };
     }
+
+    /// The publisher leaving: as [`wake`](Wakers::wake) (Windows sets an
+    /// event on every publish; Linux skips its wake when nobody sleeps).
+    pub(crate) fn wake_all(&mut self, word: &std::sync::atomic::AtomicU32) {
+        self.wake(word);
+    }
+
+    /// Nothing to remove: the events go with their last handle.
+    pub(crate) fn remove_name(&self) {}
+
+    /// Nothing to do: the events were made by [`Wakers::new`].
+    pub(crate) fn channel_is_new(&mut self) {}
 }
 
 impl Drop for Wakers {
@@ -1015,3 +1029,7 @@ impl Drop for Wakers {
         }
     }
 }
+
+/// Nothing to remove: Windows has no wake objects by name (its wake events
+/// go with their last handle).
+pub(crate) fn remove_wake(_object: &str, _channel_gone_only: bool) {}

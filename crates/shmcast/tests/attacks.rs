@@ -115,6 +115,58 @@ fn a_scribbled_wake_word_costs_wake_ups_never_frames() {
     );
 }
 
+/// A reader truncates the wake word's object under a running publisher and
+/// a sleeper: neither dies (the SIGBUS guard), frames still arrive, and a
+/// channel that persists keeps its word for the next publisher, which
+/// makes it anew when it was broken.
+#[cfg(unix)]
+#[test]
+fn a_truncated_wake_word_kills_nobody_and_the_next_publisher_mends_it() {
+    let name = unique("waketrunc");
+    let options =
+        ChannelOptions::new(64).create_options(shmcast::CreateOptions::new().persist(true));
+    let mut publisher = Publisher::create_with(&name, &options).unwrap();
+    let mut sub = Subscriber::open(&name).unwrap();
+    let path = format!("/dev/shm/shmcast.{name}~wake");
+    let sleeper = std::thread::spawn(move || {
+        let mut seen = 0;
+        while seen < 5 {
+            seen = sub.wait_newer(seen, Duration::from_secs(10)).unwrap();
+        }
+        seen
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    for n in 1..=5u8 {
+        std::thread::sleep(Duration::from_millis(20));
+        publisher.publish(&FrameMeta::raw(), &[n; 64]).unwrap();
+    }
+    assert_eq!(sleeper.join().unwrap(), 5);
+    drop(publisher);
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "a persisting channel lost its wake word"
+    );
+    let mut publisher = Publisher::create_with(&name, &options).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        4096,
+        "not made anew"
+    );
+    publisher.publish(&FrameMeta::raw(), &[6; 64]).unwrap();
+    drop(publisher);
+    shmcast::remove(&name).unwrap();
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "remove left the wake word"
+    );
+}
+
 /// The lease table of channel `name` as a file, for forging entries the
 /// way a leasing peer could.
 #[cfg(unix)]

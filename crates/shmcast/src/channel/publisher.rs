@@ -602,8 +602,12 @@ impl Drop for Publisher {
             leases.remove_name_now();
         }
         let words = self.channel.words();
+        // The wake word goes with the channel's name (a channel that
+        // persists keeps it, for its subscribers and its next publisher).
+        if !self.channel.seg.is_still_named() {
+            self.wakers.remove_name();
+        }
         // Wake the waiters, so that they see us gone and follow the name.
-        self.wakers.remove_name();
         self.wakers.before_publish(words.next_generation());
         words.release_writer(self.me);
         self.wakers.wake_all(words.generation());

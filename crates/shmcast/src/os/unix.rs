@@ -511,11 +511,14 @@ mod wake {
     /// subscriber writes nothing there. This page is what every reader may
     /// write (its mode is the channel's read bits, made read-write), and a
     /// peer that scribbles it can cost sleepers wake-ups, never frames and
-    /// never a crash: every sleep is bounded (`WAIT_SLICE` in the subscriber,
-    /// 250 ms), after which a sleeper looks at the channel again.
+    /// never a crash: every sleep is cut to [`DECLARED_SLICE`] (250 ms),
+    /// after which a sleeper declares itself again.
     const WAKE_LEN: usize = 4096;
     const INSTANCE_OFFSET: usize = 0;
     const WANT_OFFSET: usize = 64;
+    /// The longest a declared sleep lasts before it is declared again: the
+    /// bound on what a scribbled wake word can cost a sleeper.
+    const DECLARED_SLICE: std::time::Duration = std::time::Duration::from_millis(250);
     /// How long a subscriber without the wake word sleeps at most: it cannot
     /// tell the publisher it sleeps, so it looks again this often.
     pub(crate) const UNDECLARED_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
@@ -654,16 +657,19 @@ mod wake {
                     }
                     continue;
                 };
-                if crate::os::declare(wake.want(), word, expected) {
-                    futex_wait(word, expected, left);
-                } else if word.load(Ordering::Relaxed) == expected {
-                    // A peer keeps changing the word: a short sleep, again.
-                    futex_wait(word, expected, left.min(UNDECLARED_SLICE));
-                    if started.elapsed() < timeout {
-                        continue;
-                    }
+                // Declared, a sleep is cut to DECLARED_SLICE (a peer may have
+                // scribbled the word since); not declared (a peer keeps
+                // changing it), to UNDECLARED_SLICE. Either way it is declared
+                // again until the word moves or the time is up.
+                let slice = if crate::os::declare(wake.want(), word, expected) {
+                    DECLARED_SLICE
+                } else {
+                    UNDECLARED_SLICE
+                };
+                futex_wait(word, expected, left.min(slice));
+                if word.load(Ordering::Relaxed) != expected || started.elapsed() >= timeout {
+                    return;
                 }
-                return;
             }
         }
     }

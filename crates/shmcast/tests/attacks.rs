@@ -14,6 +14,17 @@ use shmcast::{
     Access, ChannelOptions, ErrorKind, FrameMeta, Publisher, Subscriber, SubscriberOptions,
 };
 
+/// Taken by the tests that run `clean` and by those that leave a channel
+/// without its publisher for a while (persisted, or with a forged dead
+/// owner): `clean` in one test would otherwise remove another's channel
+/// between its publisher's drop and its next look (seen in CI: NotFound).
+fn clean_lock() -> std::sync::MutexGuard<'static, ()> {
+    static CLEAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    CLEAN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn leasing() -> SubscriberOptions {
     SubscriberOptions::new().access(Access::Leasing)
 }
@@ -122,6 +133,7 @@ fn a_scribbled_wake_word_costs_wake_ups_never_frames() {
 #[cfg(unix)]
 #[test]
 fn a_truncated_wake_word_kills_nobody_and_the_next_publisher_mends_it() {
+    let _clean = clean_lock();
     let name = unique("waketrunc");
     let options =
         ChannelOptions::new(64).create_options(shmcast::CreateOptions::new().persist(true));
@@ -358,6 +370,7 @@ fn a_long_lease_is_honoured_while_the_publisher_has_free_slots() {
 #[cfg(unix)]
 #[test]
 fn a_scribbled_lease_table_owner_word_misleads_nobody() {
+    let _clean = clean_lock();
     use std::os::unix::fs::FileExt;
     let name = unique("tableowner");
     let mut writer = Proc::spawn("publish-until-error", &[&name]);
@@ -677,6 +690,7 @@ fn scribbling_over_every_shared_word_crashes_and_hangs_nobody() {
 #[cfg(unix)]
 #[test]
 fn a_half_made_channel_of_a_dead_creator_is_replaced_at_once() {
+    let _clean = clean_lock();
     use std::os::unix::fs::FileExt;
     let name = unique("halfmade");
     let path = format!("/dev/shm/shmcast.{name}");
@@ -707,6 +721,7 @@ fn a_half_made_channel_of_a_dead_creator_is_replaced_at_once() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_dead_publishers_truncated_channel_is_cleaned_and_replaced() {
+    let _clean = clean_lock();
     use std::os::unix::fs::FileExt;
     for (round, keep) in [(0, 1000u64), (1, 4096 + 100)].into_iter() {
         let name = unique(&format!("trunc-dead{round}"));
@@ -746,6 +761,7 @@ fn a_dead_publishers_truncated_channel_is_cleaned_and_replaced() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_truncated_lease_table_is_replaced_by_the_next_publisher() {
+    let _clean = clean_lock();
     for keep in [0u64, 100, 5000] {
         let name = unique(&format!("lease-trunc{keep}"));
         let options =
@@ -776,6 +792,7 @@ fn a_truncated_lease_table_is_replaced_by_the_next_publisher() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_scribbled_lease_table_header_is_called_corrupt_and_a_restart_mends_it() {
+    let _clean = clean_lock();
     use std::os::unix::fs::FileExt;
     let name = unique("lease-scribble");
     let options =

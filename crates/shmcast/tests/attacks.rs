@@ -18,6 +18,7 @@ use shmcast::{
 /// without its publisher for a while (persisted, or with a forged dead
 /// owner): `clean` in one test would otherwise remove another's channel
 /// between its publisher's drop and its next look (seen in CI: NotFound).
+#[cfg(target_os = "linux")]
 fn clean_lock() -> std::sync::MutexGuard<'static, ()> {
     static CLEAN: std::sync::Mutex<()> = std::sync::Mutex::new(());
     CLEAN

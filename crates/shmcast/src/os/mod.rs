@@ -76,7 +76,6 @@ impl OsError {
 /// Sleepers only ever raise the word ([`declare`]), so no other value can
 /// hide a sleeper on `moved_past`; a sleeper that left, or was killed
 /// asleep, costs at most one wake.
-#[cfg_attr(windows, allow(dead_code))]
 pub(crate) fn wanted(want: u32, moved_past: u32) -> bool {
     want == moved_past || want == moved_past.wrapping_add(1)
 }
@@ -94,7 +93,6 @@ pub(crate) fn wanted(want: u32, moved_past: u32) -> bool {
 /// word (Dekker's pattern, with fences on both sides): either this read
 /// sees the new generation, or the publisher's read sees the word at
 /// `expected` or above it.
-#[cfg_attr(windows, allow(dead_code))]
 pub(crate) fn declare(
     want: &crate::sync::AtomicU32,
     generation: &crate::sync::AtomicU32,
@@ -123,3 +121,205 @@ pub(crate) fn declare(
 /// `unix.rs`): not a segment, so listings skip it and `clean` removes it
 /// with its channel.
 pub(crate) const WAKE_SUFFIX: &str = "~wake";
+
+/// The security descriptor of a channel's wake word on Windows (see
+/// `windows.rs`, `Wakers`): the channel's own, `sddl`, with writing added
+/// to every access-allowed ACE of its DACL that grants reading, so that
+/// whoever may read the channel may declare a sleep, as Linux's wake word
+/// is made from the channel's read bits. Rights given as letters get `GW`
+/// where `GR`, `FR` or `LC` (a section's map-read right) is among them;
+/// rights given as a number get `GENERIC_WRITE` and the section's
+/// map-write right where it has `GENERIC_ALL`, `GENERIC_READ` or map-read.
+/// Everything else (the owner, the SACL and its integrity label, deny
+/// ACEs) is kept as it is. The result is only ever handed to Windows,
+/// which refuses it if the input was not valid SDDL.
+#[cfg_attr(not(any(windows, test)), allow(dead_code))]
+pub(crate) fn readers_may_write(sddl: &str) -> String {
+    let mut out = String::with_capacity(sddl.len() + 16);
+    let mut in_dacl = false;
+    let mut rest = sddl;
+    while let Some(c) = rest.chars().next() {
+        // A component's letter (`O:`, `G:`, `D:`, `S:`) is outside any ACE.
+        if rest.len() >= 2 && rest.as_bytes()[1] == b':' && c.is_ascii_uppercase() {
+            in_dacl = c == 'D';
+            out.push_str(&rest[..2]);
+            rest = &rest[2..];
+            continue;
+        }
+        if c != '(' {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        }
+        // One ACE, to its matching parenthesis (resource attribute ACEs
+        // nest them).
+        let mut depth = 0usize;
+        let mut end = rest.len();
+        for (i, b) in rest.bytes().enumerate() {
+            match b {
+                b'(' => depth += 1,
+                b')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = i + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let ace = &rest[..end];
+        if in_dacl && end >= 2 && ace.ends_with(')') {
+            out.push('(');
+            out.push_str(&writable_ace(&ace[1..end - 1]));
+            out.push(')');
+        } else {
+            out.push_str(ace);
+        }
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// One ACE's fields (without parentheses), reading made read-write when it
+/// is an access-allowed ACE: see [`readers_may_write`].
+fn writable_ace(ace: &str) -> String {
+    const GENERIC_ALL: u32 = 0x1000_0000;
+    const GENERIC_READ: u32 = 0x8000_0000;
+    const GENERIC_WRITE: u32 = 0x4000_0000;
+    const SECTION_MAP_READ: u32 = 0x4;
+    const SECTION_MAP_WRITE: u32 = 0x2;
+    let mut fields: Vec<String> = ace.split(';').map(str::to_owned).collect();
+    if fields.len() < 6 || fields[0] != "A" {
+        return ace.to_owned();
+    }
+    let rights = &fields[2];
+    let hex = rights
+        .strip_prefix("0x")
+        .or_else(|| rights.strip_prefix("0X"));
+    if let Some(hex) = hex {
+        if let Ok(mask) = u32::from_str_radix(hex, 16) {
+            if mask & (GENERIC_ALL | GENERIC_READ | SECTION_MAP_READ) != 0 {
+                fields[2] = format!("0x{:x}", mask | GENERIC_WRITE | SECTION_MAP_WRITE);
+            }
+        }
+    } else {
+        let tokens: Vec<&str> = (0..rights.len() / 2)
+            .filter_map(|i| rights.get(2 * i..2 * i + 2))
+            .collect();
+        let reads = tokens.iter().any(|t| matches!(*t, "GR" | "FR" | "LC"));
+        let writes = tokens.iter().any(|t| matches!(*t, "GA" | "GW"));
+        if reads && !writes {
+            fields[2].push_str("GW");
+        }
+    }
+    fields.join(";")
+}
+
+/// Which events of a ring of (at most 32) manual-reset events a publisher
+/// may have left set (Windows, `windows.rs`, `Wakers`). The publisher sets
+/// an event only when a sleeper declared it waits, so it must not reset
+/// every event it moves onto either (a system call each): it resets the
+/// ones this says may be set, and after a take-over, whose predecessor's
+/// events it knows nothing about, all of them once each.
+#[cfg_attr(not(any(windows, test)), allow(dead_code))]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SetEvents(u32);
+
+#[cfg_attr(not(any(windows, test)), allow(dead_code))]
+impl SetEvents {
+    /// A new channel's events: all clear.
+    pub(crate) fn none() -> SetEvents {
+        SetEvents(0)
+    }
+
+    /// Events of unknown state (a take-over): any may be set.
+    pub(crate) fn unknown() -> SetEvents {
+        SetEvents(u32::MAX)
+    }
+
+    /// Whether event `i` must be reset before the generation moves onto
+    /// it; counted clear from now on.
+    pub(crate) fn take(&mut self, i: u32) -> bool {
+        let bit = 1u32 << (i % 32);
+        let was = self.0 & bit != 0;
+        self.0 &= !bit;
+        was
+    }
+
+    /// Event `i` was just set.
+    pub(crate) fn mark(&mut self, i: u32) {
+        self.0 |= 1u32 << (i % 32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readers_are_given_writing_and_nothing_else_changes() {
+        let cases = [
+            ("D:(A;;GA;;;SY)(A;;GR;;;IU)", "D:(A;;GA;;;SY)(A;;GRGW;;;IU)"),
+            (
+                "D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGX;;;IU)",
+                "D:(A;;GA;;;SY)(A;;GA;;;BA)(A;;GRGXGW;;;IU)",
+            ),
+            ("D:(A;;GA;;;WD)", "D:(A;;GA;;;WD)"),
+            // Execute only (waiting on events) is not reading: kept.
+            ("D:(A;;GX;;;WD)", "D:(A;;GX;;;WD)"),
+            // Deny ACEs, flags, the owner and the SACL are kept.
+            (
+                "O:SYD:P(D;;GA;;;AN)(A;OICI;FR;;;WD)S:(ML;;NW;;;LW)",
+                "O:SYD:P(D;;GA;;;AN)(A;OICI;FRGW;;;WD)S:(ML;;NW;;;LW)",
+            ),
+            (
+                "D:(A;;0x80000000;;;WD)(A;;0x4;;;IU)(A;;0x20000;;;BU)",
+                "D:(A;;0xc0000002;;;WD)(A;;0x40000006;;;IU)(A;;0x20000;;;BU)",
+            ),
+            // Not SDDL Windows would take: handed on as it was, for
+            // Windows to refuse.
+            ("D:(A;;GR", "D:(A;;GR"),
+            ("", ""),
+            ("D:((((", "D:(((("),
+        ];
+        for (channel, wake) in cases {
+            assert_eq!(readers_may_write(channel), wake, "{channel}");
+        }
+    }
+
+    #[test]
+    fn a_generation_never_moves_onto_an_event_left_set() {
+        // A publisher's ring of 16 events, run through random publishes
+        // and sleepers, with the events modelled: every event the
+        // generation moves onto is clear, and a sleeper's event is set by
+        // the publish after the one it slept on.
+        const RING: u32 = 16;
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut random = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for start in [SetEvents::none(), SetEvents::unknown()] {
+            let mut events = [start.0 == u32::MAX; RING as usize];
+            let mut known = start;
+            let mut generation = random() as u32;
+            for _ in 0..100_000 {
+                let sleeper = random() % 4 == 0;
+                let next = generation.wrapping_add(1);
+                if known.take(next % RING) {
+                    events[(next % RING) as usize] = false;
+                }
+                assert!(!events[(next % RING) as usize], "moved onto a set event");
+                generation = next;
+                if sleeper {
+                    let left = generation.wrapping_sub(1) % RING;
+                    events[left as usize] = true;
+                    known.mark(left);
+                }
+            }
+        }
+    }
+}

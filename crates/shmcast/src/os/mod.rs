@@ -126,13 +126,16 @@ pub(crate) const WAKE_SUFFIX: &str = "~wake";
 /// `windows.rs`, `Wakers`): the channel's own, `sddl`, with writing added
 /// to every access-allowed ACE of its DACL that grants reading, so that
 /// whoever may read the channel may declare a sleep, as Linux's wake word
-/// is made from the channel's read bits. Rights given as letters get `GW`
-/// where `GR`, `FR` or `LC` (a section's map-read right) is among them;
-/// rights given as a number get `GENERIC_WRITE` and the section's
-/// map-write right where it has `GENERIC_ALL`, `GENERIC_READ` or map-read.
-/// Everything else (the owner, the SACL and its integrity label, deny
-/// ACEs) is kept as it is. The result is only ever handed to Windows,
-/// which refuses it if the input was not valid SDDL.
+/// is made from the channel's read bits, and to every access-denied ACE
+/// that denies reading, so that nobody kept from reading the channel may
+/// write the word. Rights given as letters get `GW` where `GR` or `LC` (a
+/// section's map-read right) is among them (`FR`, a file's generic read,
+/// does not include map-read); rights given as a number get
+/// `GENERIC_WRITE` and the section's map-write right where they have
+/// `GENERIC_ALL`, `GENERIC_READ` or map-read. Everything else (the owner,
+/// the SACL and its integrity label, object ACEs) is kept as it is. The
+/// result is only ever handed to Windows, which refuses it if the input
+/// was not valid SDDL.
 #[cfg_attr(not(any(windows, test)), allow(dead_code))]
 pub(crate) fn readers_may_write(sddl: &str) -> String {
     let mut out = String::with_capacity(sddl.len() + 16);
@@ -190,7 +193,10 @@ fn writable_ace(ace: &str) -> String {
     const SECTION_MAP_READ: u32 = 0x4;
     const SECTION_MAP_WRITE: u32 = 0x2;
     let mut fields: Vec<String> = ace.split(';').map(str::to_owned).collect();
-    if fields.len() < 6 || fields[0] != "A" {
+    // Allowed to read: allowed to write the word. Denied reading: denied
+    // writing it too, or an allow ACE after it would let in the very
+    // principal the channel keeps out.
+    if fields.len() < 6 || !matches!(fields[0].trim(), "A" | "D") {
         return ace.to_owned();
     }
     let rights = &fields[2];
@@ -207,7 +213,7 @@ fn writable_ace(ace: &str) -> String {
         let tokens: Vec<&str> = (0..rights.len() / 2)
             .filter_map(|i| rights.get(2 * i..2 * i + 2))
             .collect();
-        let reads = tokens.iter().any(|t| matches!(*t, "GR" | "FR" | "LC"));
+        let reads = tokens.iter().any(|t| matches!(*t, "GR" | "GA" | "LC"));
         let writes = tokens.iter().any(|t| matches!(*t, "GA" | "GW"));
         if reads && !writes {
             fields[2].push_str("GW");
@@ -220,22 +226,17 @@ fn writable_ace(ace: &str) -> String {
 /// may have left set (Windows, `windows.rs`, `Wakers`). The publisher sets
 /// an event only when a sleeper declared it waits, so it must not reset
 /// every event it moves onto either (a system call each): it resets the
-/// ones this says may be set, and after a take-over, whose predecessor's
-/// events it knows nothing about, all of them once each.
+/// ones this says may be set. (A publisher taking over resets all of its
+/// predecessor's at once, and starts from none.)
 #[cfg_attr(not(any(windows, test)), allow(dead_code))]
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SetEvents(u32);
 
 #[cfg_attr(not(any(windows, test)), allow(dead_code))]
 impl SetEvents {
-    /// A new channel's events: all clear.
+    /// All clear.
     pub(crate) fn none() -> SetEvents {
         SetEvents(0)
-    }
-
-    /// Events of unknown state (a take-over): any may be set.
-    pub(crate) fn unknown() -> SetEvents {
-        SetEvents(u32::MAX)
     }
 
     /// Whether event `i` must be reset before the generation moves onto
@@ -268,10 +269,19 @@ mod tests {
             ("D:(A;;GA;;;WD)", "D:(A;;GA;;;WD)"),
             // Execute only (waiting on events) is not reading: kept.
             ("D:(A;;GX;;;WD)", "D:(A;;GX;;;WD)"),
-            // Deny ACEs, flags, the owner and the SACL are kept.
+            // Flags, the owner and the SACL are kept; FR is no map-read.
             (
-                "O:SYD:P(D;;GA;;;AN)(A;OICI;FR;;;WD)S:(ML;;NW;;;LW)",
-                "O:SYD:P(D;;GA;;;AN)(A;OICI;FRGW;;;WD)S:(ML;;NW;;;LW)",
+                "O:SYD:P(D;;GA;;;AN)(A;OICI;GR;;;WD)(A;;FR;;;BU)S:(ML;;NW;;;LW)",
+                "O:SYD:P(D;;GA;;;AN)(A;OICI;GRGW;;;WD)(A;;FR;;;BU)S:(ML;;NW;;;LW)",
+            ),
+            // Whoever is denied reading is denied writing the word too.
+            (
+                "D:(D;;GR;;;BG)(A;;GR;;;WD)",
+                "D:(D;;GRGW;;;BG)(A;;GRGW;;;WD)",
+            ),
+            (
+                "D:(D;;0x4;;;BG)(A;;GA;;;WD)",
+                "D:(D;;0x40000006;;;BG)(A;;GA;;;WD)",
             ),
             (
                 "D:(A;;0x80000000;;;WD)(A;;0x4;;;IU)(A;;0x20000;;;BU)",
@@ -302,9 +312,9 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for start in [SetEvents::none(), SetEvents::unknown()] {
-            let mut events = [start.0 == u32::MAX; RING as usize];
-            let mut known = start;
+        {
+            let mut events = [false; RING as usize];
+            let mut known = SetEvents::none();
             let mut generation = random() as u32;
             for _ in 0..100_000 {
                 let sleeper = random() % 4 == 0;

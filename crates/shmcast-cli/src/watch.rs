@@ -141,26 +141,34 @@ fn refresh(named: &[Name], last: &mut Vec<(Name, Last)>) {
 /// The live screen: redrawn every second, q or Ctrl-C quits.
 fn screen(named: &[Name]) -> Result<(), String> {
     use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyModifiers};
-    use crossterm::{cursor, execute, terminal};
+    use crossterm::{cursor, execute, queue, terminal};
     terminal::enable_raw_mode().map_err(|e| format!("cannot use the terminal: {e}"))?;
     let mut out = std::io::stdout();
     let _ = execute!(out, terminal::EnterAlternateScreen, cursor::Hide);
     let mut last: Vec<(Name, Last)> = Vec::new();
     let result = loop {
         refresh(named, &mut last);
-        let _ = execute!(
-            out,
+        // The whole screen is made first and written at once: looking at
+        // the channels takes time, and a screen cleared before it would
+        // show a header with no rows meanwhile (a flicker to the eye, and
+        // what a capture of the pane caught in CI).
+        let mut text = format!("shmcast watch: q quits\r\n\r\n{HEADER}\r\n");
+        if last.is_empty() {
+            text.push_str("(no channels)\r\n");
+        }
+        for (name, l) in &mut last {
+            text.push_str(&row(name, l));
+            text.push_str("\r\n");
+        }
+        let mut lock = out.lock();
+        let _ = queue!(
+            lock,
             cursor::MoveTo(0, 0),
             terminal::Clear(terminal::ClearType::All)
         );
-        let _ = write!(out, "shmcast watch: q quits\r\n\r\n{HEADER}\r\n");
-        if last.is_empty() {
-            let _ = write!(out, "(no channels)\r\n");
-        }
-        for (name, l) in &mut last {
-            let _ = write!(out, "{}\r\n", row(name, l));
-        }
-        let _ = out.flush();
+        let _ = lock.write_all(text.as_bytes());
+        let _ = lock.flush();
+        drop(lock);
         // Wait out the second, answering keys meanwhile.
         let until = Instant::now() + Duration::from_secs(1);
         let mut quit = false;

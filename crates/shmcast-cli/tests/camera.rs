@@ -585,14 +585,20 @@ fn watch_in_tmux_shows_the_channel_at_its_rate_and_quits_on_q() {
     ])
     .status
     .success());
-    // Over 3 s the screen settles on the publisher's rate.
+    // Over 3 s the screen settles on the publisher's rate (a loaded
+    // machine may take longer to show the first rows: up to 20 s).
     std::thread::sleep(Duration::from_secs(3));
-    let screen =
-        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned();
-    let line = screen
-        .lines()
-        .find(|l| l.starts_with(&name))
-        .unwrap_or_else(|| panic!("{screen}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (screen, line) = loop {
+        let screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout)
+            .into_owned();
+        if let Some(line) = screen.lines().find(|l| l.starts_with(&name)) {
+            let line = line.to_owned();
+            break (screen, line);
+        }
+        assert!(Instant::now() < deadline, "no row for {name}: {screen}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let fps: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(
         (fps - 20.0).abs() <= 2.0,

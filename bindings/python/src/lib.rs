@@ -157,27 +157,45 @@ fn seconds(timeout: Option<f64>) -> PyResult<Duration> {
 }
 
 /// A frame's number and metadata.
-#[pyclass(module = "shmcast", frozen, get_all)]
+#[pyclass(module = "shmcast", frozen)]
 #[derive(Clone)]
 struct FrameInfo {
     /// 1 for the channel's first frame, one more per frame.
+    #[pyo3(get)]
     number: u64,
     /// Payload bytes.
+    #[pyo3(get)]
     len: usize,
+    #[pyo3(get)]
     width: u32,
+    #[pyo3(get)]
     height: u32,
     /// Bytes per row of the first plane.
+    #[pyo3(get)]
     stride: u32,
     /// The pixel format's name: raw, rgb24, bgr24, rgba, bgra, gray8, yuyv, nv12, i420.
+    #[pyo3(get)]
     format: String,
     /// Capture time, nanoseconds since the Unix epoch.
+    #[pyo3(get)]
     timestamp_ns: u64,
-    /// Bytes of per-frame metadata the frame carries (a Lease's `metadata`).
+    /// Bytes of per-frame metadata the frame carries.
+    #[pyo3(get)]
     metadata_len: usize,
+    /// The metadata itself, copied with the frame under the same check.
+    metadata: Arc<[u8]>,
 }
 
 #[pymethods]
 impl FrameInfo {
+    /// The frame's per-frame metadata (empty when it has none), copied
+    /// with the frame under the same check: never another frame's. (From a
+    /// Lease, trust it only if `release()` raises nothing, as its pixels.)
+    #[getter]
+    fn metadata<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.metadata)
+    }
+
     fn __repr__(&self) -> String {
         format!(
             "FrameInfo(number={}, len={}, width={}, height={}, stride={}, format={:?}, timestamp_ns={}, metadata_len={})",
@@ -193,8 +211,9 @@ impl FrameInfo {
     }
 }
 
-impl From<&core::FrameInfo> for FrameInfo {
-    fn from(i: &core::FrameInfo) -> FrameInfo {
+impl FrameInfo {
+    /// The core's frame info with the frame's metadata, as read with it.
+    fn new(i: &core::FrameInfo, metadata: &[u8]) -> FrameInfo {
         FrameInfo {
             number: i.number,
             len: i.len,
@@ -204,6 +223,7 @@ impl From<&core::FrameInfo> for FrameInfo {
             format: i.meta.format.name().to_owned(),
             timestamp_ns: i.meta.timestamp_ns,
             metadata_len: i.metadata_len,
+            metadata: metadata.into(),
         }
     }
 }
@@ -447,11 +467,14 @@ impl Subscriber {
                 // SAFETY: `buf` keeps the caller's writable, contiguous
                 // buffer exported (neither moved nor resized) for the call.
                 let dst = unsafe { std::slice::from_raw_parts_mut(ptr as *mut u8, len) };
-                lock(&shared).read_latest(dst)
+                let mut metadata = Vec::new();
+                lock(&shared)
+                    .read_latest_with_metadata(dst, &mut metadata)
+                    .map(|info| info.map(|info| FrameInfo::new(&info, &metadata)))
             });
             drop(buf);
             return match got.map_err(IntoPyErr::py)? {
-                Some(info) => Ok(Py::new(py, FrameInfo::from(&info))?.into_any()),
+                Some(info) => Ok(Py::new(py, info)?.into_any()),
                 None => Ok(py.None()),
             };
         }
@@ -466,10 +489,11 @@ impl Subscriber {
             buf.try_reserve_exact(len)
                 .map_err(|_| pyo3::exceptions::PyMemoryError::new_err(format!("{len} bytes")))?;
             buf.resize(len, 0);
-            match lock(&shared).read_latest(&mut buf) {
+            let mut metadata = Vec::new();
+            match lock(&shared).read_latest_with_metadata(&mut buf, &mut metadata) {
                 Ok(Some(info)) => {
                     let bytes = PyBytes::new(py, &buf[..info.len]);
-                    let info = Py::new(py, FrameInfo::from(&info))?;
+                    let info = Py::new(py, FrameInfo::new(&info, &metadata))?;
                     return Ok(
                         PyTuple::new(py, [info.into_any(), bytes.into_any().unbind()])?
                             .into_any()
@@ -499,10 +523,9 @@ impl Subscriber {
         };
         let lease = lease.detach();
         Ok(Some(Lease {
-            info: FrameInfo::from(lease.info()),
+            info: FrameInfo::new(lease.info(), &lease.metadata().to_vec()),
             ptr: lease.bytes().as_ptr() as usize,
             len: lease.bytes().len(),
-            metadata: lease.metadata().to_vec(),
             held: Mutex::new(Some(Held::Leased(lease))),
             exports: AtomicUsize::new(0),
         }))
@@ -813,11 +836,12 @@ fn lease_of(frame: core::Frame<'_>) -> Lease {
     let (info, held) = match frame {
         core::Frame::Leased(lease) => {
             let lease = lease.detach();
-            (FrameInfo::from(lease.info()), Held::Leased(lease))
+            (FrameInfo::new(lease.info(), &metadata), Held::Leased(lease))
         }
-        core::Frame::Copied(info, bytes, _) => {
-            (FrameInfo::from(&info), Held::Copied(bytes.to_vec()))
-        }
+        core::Frame::Copied(info, bytes, _) => (
+            FrameInfo::new(&info, &metadata),
+            Held::Copied(bytes.to_vec()),
+        ),
     };
     let (ptr, len) = match &held {
         Held::Leased(lease) => (lease.bytes().as_ptr() as usize, lease.bytes().len()),
@@ -827,7 +851,6 @@ fn lease_of(frame: core::Frame<'_>) -> Lease {
         info,
         ptr,
         len,
-        metadata,
         held: Mutex::new(Some(held)),
         exports: AtomicUsize::new(0),
     }
@@ -850,9 +873,6 @@ struct Lease {
     info: FrameInfo,
     ptr: usize,
     len: usize,
-    /// The frame's metadata, copied when the frame was taken (at most
-    /// 64 KiB): `release` vouches for it as for the pixels.
-    metadata: Vec<u8>,
     exports: AtomicUsize,
 }
 
@@ -927,7 +947,9 @@ impl Lease {
     /// nothing.
     #[getter]
     fn metadata<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.metadata)
+        // Copied when the frame was taken (at most 64 KiB), in its info:
+        // `release` vouches for it as for the pixels.
+        PyBytes::new(py, &self.info.metadata)
     }
 
     /// The frame as a numpy array shaped for its format, over the frame's

@@ -587,6 +587,26 @@ def test_metadata_comes_with_its_frame_by_publish_and_by_loan(access):
         publisher.publish(b"d" * 16, metadata=np.arange(4, dtype=np.uint8))
         with reader.next(timeout=5) as frame:
             assert frame.metadata == bytes([0, 1, 2, 3])
+            assert frame.info.metadata == bytes([0, 1, 2, 3])
+
+
+@pytest.mark.parametrize("leasing", [False, True])
+def test_read_latest_copies_the_metadata_with_the_frame(leasing):
+    name = unique("meta-read")
+    with shmcast.Publisher(name, 16, max_metadata=64) as publisher:
+        sub = shmcast.Subscriber(name, leasing=leasing)
+        publisher.publish(b"e" * 16, metadata=b"gain=3")
+        info, data = sub.read_latest()
+        assert (data, info.metadata, info.metadata_len) == (b"e" * 16, b"gain=3", 6)
+        out = bytearray(16)
+        publisher.publish(b"f" * 16)
+        info = sub.read_latest(out)
+        assert (bytes(out), info.metadata, info.metadata_len) == (b"f" * 16, b"", 0)
+        if leasing:
+            publisher.publish(b"g" * 16, metadata=b"id=9")
+            lease = sub.lease_latest()
+            assert lease.metadata == lease.info.metadata == b"id=9"
+            lease.release()
 
 
 def test_metadata_longer_than_the_channel_allows_raises_at_publish_and_commit():

@@ -80,7 +80,12 @@ class FrameInfo:
         """Capture time, nanoseconds since the Unix epoch."""
     @property
     def metadata_len(self) -> int:
-        """Bytes of per-frame metadata the frame carries (Lease.metadata)."""
+        """Bytes of per-frame metadata the frame carries."""
+    @property
+    def metadata(self) -> bytes:
+        """The frame's per-frame metadata (empty when it has none), copied
+        with the frame under the same check: never another frame's. (From a
+        Lease, trust it only if release() raises nothing, as its pixels.)"""
 
 class Subscriber:
     """A channel's subscriber; read-only unless opened with leasing=True.

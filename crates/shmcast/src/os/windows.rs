@@ -46,7 +46,7 @@ use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleW, GetProcAddress
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, MapViewOfFile, OpenFileMappingW, UnmapViewOfFile, VirtualQuery,
     FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
-    MEM_COMMIT, PAGE_READWRITE, SEC_COMMIT,
+    MEM_COMMIT, MEM_MAPPED, PAGE_READWRITE, SEC_COMMIT,
 };
 use windows_sys::Win32::System::Threading::{
     CreateEventW, GetCurrentProcess, GetExitCodeProcess, GetProcessTimes, OpenEventW, OpenProcess,
@@ -623,6 +623,17 @@ fn map(handle: HANDLE, access: u32, len: usize) -> Result<Mapping, OsError> {
             return Err(OsError::foreign(
                 "MapViewOfFile",
                 "a section whose memory is reserved but not committed",
+            ));
+        }
+        // Likewise an image section (an executable mapped as such, whose
+        // pages are read-only or copy-on-write whatever was asked) and a
+        // view that cannot be written where writing was asked for: a write
+        // there would fault.
+        let writable = access & FILE_MAP_WRITE != 0;
+        if info.Type != MEM_MAPPED || (writable && info.Protect != PAGE_READWRITE) {
+            return Err(OsError::foreign(
+                "MapViewOfFile",
+                "a section that is not plain read-write memory (an image, or read-only pages)",
             ));
         }
         mapping.len = info.RegionSize;
@@ -1374,6 +1385,61 @@ mod tests {
         unsafe { CloseHandle(handle) };
         let refused = refused.expect("a view of uncommitted memory was handed out");
         assert_eq!(refused.kind, OsErrorKind::Foreign, "{refused:?}");
+    }
+
+    #[test]
+    fn an_image_section_is_refused_not_written() {
+        use std::os::windows::ffi::OsStrExt;
+        use windows_sys::Win32::Storage::FileSystem::{
+            CreateFileW, FILE_GENERIC_READ, FILE_SHARE_READ, OPEN_EXISTING,
+        };
+        use windows_sys::Win32::System::Memory::{PAGE_READONLY, SEC_IMAGE};
+        let exe: Vec<u16> = std::env::current_exe()
+            .unwrap()
+            .as_os_str()
+            .encode_wide()
+            .chain([0])
+            .collect();
+        // SAFETY: `exe` is NUL-terminated; plain open for reading.
+        let file = unsafe {
+            CreateFileW(
+                exe.as_ptr(),
+                FILE_GENERIC_READ,
+                FILE_SHARE_READ,
+                ptr::null(),
+                OPEN_EXISTING,
+                0,
+                ptr::null_mut(),
+            )
+        };
+        assert_ne!(file, INVALID_HANDLE_VALUE);
+        let object = format!("shmcast.image{}", std::process::id());
+        let name = kernel_name(&object, Namespace::Local);
+        // SAFETY: `file` is the open executable; `name` is NUL-terminated.
+        let section = unsafe {
+            CreateFileMappingW(
+                file,
+                ptr::null(),
+                PAGE_READONLY | SEC_IMAGE,
+                0,
+                0,
+                name.as_ptr(),
+            )
+        };
+        // SAFETY: the file handle made above, closed once.
+        unsafe { CloseHandle(file) };
+        assert!(!section.is_null(), "{}", io::Error::last_os_error());
+        let results = [
+            Mapping::open(&object, Namespace::Local, false).err(),
+            Mapping::open(&object, Namespace::Local, true).err(),
+        ];
+        // SAFETY: the section handle made above, closed once.
+        unsafe { CloseHandle(section) };
+        for refused in results {
+            // Either the open itself fails or the view is refused: never a
+            // view handed out.
+            assert!(refused.is_some(), "an image section was handed out");
+        }
     }
 
     #[test]

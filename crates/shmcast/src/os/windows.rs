@@ -48,6 +48,7 @@ use windows_sys::Win32::System::Memory::{
     FILE_MAP_READ, FILE_MAP_WRITE, MEMORY_BASIC_INFORMATION, MEMORY_MAPPED_VIEW_ADDRESS,
     MEM_COMMIT, MEM_MAPPED, PAGE_READWRITE, SEC_COMMIT,
 };
+use windows_sys::Win32::System::ProcessStatus::K32GetMappedFileNameW;
 use windows_sys::Win32::System::Threading::{
     CreateEventW, GetCurrentProcess, GetExitCodeProcess, GetProcessTimes, OpenEventW, OpenProcess,
     OpenProcessToken, ResetEvent, SetEvent, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION,
@@ -633,7 +634,30 @@ fn map(handle: HANDLE, access: u32, len: usize) -> Result<Mapping, OsError> {
         if info.Type != MEM_MAPPED || (writable && info.Protect != PAGE_READWRITE) {
             return Err(OsError::foreign(
                 "MapViewOfFile",
-                "a section that is not plain read-write memory (an image, or read-only pages)",
+                "a section that is not plain read-write memory (an image, uncached or read-only pages)",
+            ));
+        }
+        // And a section over a file (shmcast's are all pagefile-backed):
+        // its pages come from wherever the file lives, a share whose server
+        // may stall or fail a page-in, which would hang or kill the reader.
+        let mut path = [0u16; 8];
+        // SAFETY: no preconditions; a pseudo-handle, never closed.
+        let me = unsafe { GetCurrentProcess() };
+        // SAFETY: `ptr` is the base of a live view of this process; `path`
+        // is writable for the length passed (the name is only looked at for
+        // being there, so a short buffer is enough).
+        let named = unsafe {
+            K32GetMappedFileNameW(
+                me,
+                ptr.as_ptr() as *const c_void,
+                path.as_mut_ptr(),
+                path.len() as u32,
+            )
+        };
+        if named != 0 {
+            return Err(OsError::foreign(
+                "MapViewOfFile",
+                "a section backed by a file, not by the pagefile",
             ));
         }
         mapping.len = info.RegionSize;
@@ -910,19 +934,17 @@ fn want(map: &Mapping) -> &std::sync::atomic::AtomicU32 {
 /// new channel starts, so that it asks for no wake for 2^31 publishes.
 const NOBODY: u32 = 0x8000_0000;
 
-/// Whether the publish that moved the generation past `moved_past` sets
-/// its event, the wake word holding `want`: when [`crate::os::wanted`]
-/// says so, and for a sleeper that was lapped (it declared a sleep on
-/// `want`, was held up before its wait, and then waited on event
-/// `want % RING` while the generation went round the ring): when
-/// `moved_past` is one, two, three or four rings past `want`, the event of
-/// `moved_past` is that sleeper's. Unlike a futex wait, which compares the
-/// word atomically, a wait on an event can start after the generation
-/// moved on. A sleeper lapped more than four times sleeps out its slice;
-/// a word left behind by a sleeper that went costs four events at most.
-fn wanted_or_lapped(want: u32, moved_past: u32) -> bool {
-    let behind = moved_past.wrapping_sub(want);
-    crate::os::wanted(want, moved_past) || (behind % RING == 0 && (1..=4 * RING).contains(&behind))
+/// Whether a sleeper on generation `slept_on` that was lapped is woken by
+/// the publish that moved the generation past `moved_past`: it declared its
+/// sleep, was held up before its wait, and then waited on event
+/// `slept_on % RING` while the generation went round the ring (unlike a
+/// futex wait, which compares the word atomically, a wait on an event can
+/// start after the generation moved on). The event of `moved_past` is that
+/// sleeper's when `moved_past` is one to four rings past `slept_on`; a
+/// sleeper lapped more than four times sleeps out its slice.
+fn lapped(slept_on: u32, moved_past: u32) -> bool {
+    let behind = moved_past.wrapping_sub(slept_on);
+    behind % RING == 0 && (1..=4 * RING).contains(&behind)
 }
 
 /// A subscriber's way to sleep until the writer publishes.
@@ -937,7 +959,8 @@ fn wanted_or_lapped(want: u32, moved_past: u32) -> bool {
 /// them only for sleepers, as on Linux: a subscriber about to sleep raises
 /// the wake word, in the section `NS\shmcast.NAME~wake.INSTANCE`, to the
 /// generation it sleeps on ([`crate::os::declare`]); the publisher sets the
-/// event only when the word asks for it ([`wanted_or_lapped`]), and resets
+/// event only when the word asks for it ([`crate::os::wanted`]), or for a
+/// sleeper it may have lapped ([`lapped`]), and resets
 /// an event before the generation moves onto it only when it may have left
 /// it set ([`crate::os::SetEvents`]). With nobody asleep, a publish makes
 /// no system call.
@@ -1077,6 +1100,10 @@ pub(crate) struct Wakers {
     word: Option<Mapping>,
     /// Which events this publisher may have left set.
     set: crate::os::SetEvents,
+    /// Per event, the generation whose leaving set it because a sleeper
+    /// asked (not a rescue): set again, for a sleeper held up before its
+    /// wait, each time the ring comes round to it, four times ([`lapped`]).
+    set_for_sleeper: [Option<u32>; RING as usize],
     /// The generation the next publish moves the word to.
     next: u32,
 }
@@ -1112,6 +1139,7 @@ impl Wakers {
             events: Vec::new(),
             word: None,
             set: crate::os::SetEvents::none(),
+            set_for_sleeper: [None; RING as usize],
             next: 0,
         };
         for i in 0..RING {
@@ -1184,15 +1212,24 @@ impl Wakers {
 
     /// Wakes the readers that waited for the generation the word just
     /// left, if any may wait: the event is set when the wake word names
-    /// that generation or the new one, or a lapped sleeper's
-    /// ([`wanted_or_lapped`]); no system call otherwise.
+    /// that generation or the new one ([`crate::os::wanted`]), or for a
+    /// sleeper lapped since ([`lapped`]: the word still naming its
+    /// generation, or this event set for a sleeper one to four rings ago);
+    /// no system call otherwise.
     pub(crate) fn wake(&mut self, word: &std::sync::atomic::AtomicU32) {
         if let Some(map) = &self.word {
             use std::sync::atomic::Ordering::SeqCst;
             // Against the sleepers' raise of the word and their read of the
             // generation (`crate::os::declare`).
             std::sync::atomic::fence(SeqCst);
-            if !wanted_or_lapped(want(map).load(SeqCst), self.next.wrapping_sub(1)) {
+            let asked = want(map).load(SeqCst);
+            let moved_past = self.next.wrapping_sub(1);
+            let i = (moved_past % RING) as usize;
+            if crate::os::wanted(asked, moved_past) {
+                self.set_for_sleeper[i] = Some(moved_past);
+            } else if !lapped(asked, moved_past)
+                && !self.set_for_sleeper[i].is_some_and(|g| lapped(g, moved_past))
+            {
                 return;
             }
         }
@@ -1325,41 +1362,50 @@ mod tests {
 
     #[test]
     fn a_lapped_sleeper_is_woken_by_the_publish_that_comes_round_to_it() {
-        // `behind`: how far the publish's generation is past the word.
-        for (behind, wanted) in [
-            (0, true),
-            (u32::MAX, true),
+        // `behind`: how far the publish's generation is past the sleeper's.
+        for (behind, woken) in [
             (RING, true),
             (4 * RING, true),
+            (0, false),
             (1, false),
             (RING - 1, false),
             (RING + 1, false),
             (5 * RING, false),
             (NOBODY, false),
         ] {
-            let want = 7u32.wrapping_sub(RING);
+            let slept_on = 7u32.wrapping_sub(RING);
             assert_eq!(
-                wanted_or_lapped(want, want.wrapping_add(behind)),
-                wanted,
+                lapped(slept_on, slept_on.wrapping_add(behind)),
+                woken,
                 "{behind}"
             );
         }
         // A sleeper declares a sleep on g and is held up before its wait
         // while the generation goes round the ring; the publish that moves
-        // past g + RING sets the event it then waits on.
-        let (object, instance) = ring("wakelap");
-        let mut wakers = Wakers::new(&object, Namespace::Local, instance, None, 0, true).unwrap();
-        let generation = AtomicU32::new(u32::MAX - 3);
-        let g = generation.load(SeqCst);
-        let word = want(wakers.word.as_ref().unwrap());
-        assert!(crate::os::declare(word, &generation, g));
-        for _ in 0..RING {
+        // past g + RING sets the event it then waits on. Once with the word
+        // still naming g, once with a later sleeper having raised it.
+        for raised_since in [false, true] {
+            let (object, instance) = ring(&format!("wakelap{raised_since}-"));
+            let mut wakers =
+                Wakers::new(&object, Namespace::Local, instance, None, 0, true).unwrap();
+            let generation = AtomicU32::new(u32::MAX - 3);
+            let g = generation.load(SeqCst);
+            let sleeper = Wakeup::new(&object, Namespace::Local, instance).unwrap();
+            let word = want(sleeper.word.get().unwrap());
+            assert!(crate::os::declare(word, &generation, g));
             publish(&mut wakers, &generation);
+            for _ in 1..RING {
+                if raised_since {
+                    let now = generation.load(SeqCst);
+                    assert!(crate::os::declare(word, &generation, now));
+                }
+                publish(&mut wakers, &generation);
+            }
+            let event = wakers.events[(g % RING) as usize];
+            assert!(!signalled(event), "reset when the generation came round");
+            publish(&mut wakers, &generation);
+            assert!(signalled(event), "the lapped sleeper's event was not set");
         }
-        let event = wakers.events[(g % RING) as usize];
-        assert!(!signalled(event), "reset when the generation came round");
-        publish(&mut wakers, &generation);
-        assert!(signalled(event), "the lapped sleeper's event was not set");
     }
 
     #[test]
@@ -1439,6 +1485,47 @@ mod tests {
             // Either the open itself fails or the view is refused: never a
             // view handed out.
             assert!(refused.is_some(), "an image section was handed out");
+        }
+    }
+
+    #[test]
+    fn a_section_over_a_file_is_refused_not_paged_in() {
+        use std::os::windows::io::AsRawHandle;
+        let path = std::env::temp_dir().join(format!("shmcast-filebacked-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(65536).unwrap();
+        let object = format!("shmcast.filebacked{}", std::process::id());
+        let name = kernel_name(&object, Namespace::Local);
+        // SAFETY: `file` is open read-write and outlives the call; `name` is
+        // NUL-terminated.
+        let section = unsafe {
+            CreateFileMappingW(
+                file.as_raw_handle() as HANDLE,
+                ptr::null(),
+                PAGE_READWRITE,
+                0,
+                0,
+                name.as_ptr(),
+            )
+        };
+        assert!(!section.is_null(), "{}", io::Error::last_os_error());
+        let results = [
+            Mapping::open(&object, Namespace::Local, false).err(),
+            Mapping::open(&object, Namespace::Local, true).err(),
+        ];
+        // SAFETY: the section handle made above, closed once.
+        unsafe { CloseHandle(section) };
+        drop(file);
+        let _ = std::fs::remove_file(&path);
+        for refused in results {
+            let refused = refused.expect("a file-backed section was handed out");
+            assert_eq!(refused.kind, OsErrorKind::Foreign, "{refused:?}");
         }
     }
 

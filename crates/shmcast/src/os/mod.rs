@@ -184,8 +184,8 @@ pub(crate) fn readers_may_write(sddl: &str) -> String {
     out
 }
 
-/// One ACE's fields (without parentheses), reading made read-write when it
-/// is an access-allowed ACE: see [`readers_may_write`].
+/// One ACE's fields (without parentheses), with writing added to the
+/// reading it allows or denies: see [`readers_may_write`].
 fn writable_ace(ace: &str) -> String {
     const GENERIC_ALL: u32 = 0x1000_0000;
     const GENERIC_READ: u32 = 0x8000_0000;

@@ -54,12 +54,27 @@ fn metadata_comes_with_its_frame_whichever_way_it_is_written_or_read() {
     assert_eq!(lease.bytes().to_vec(), vec![2; 64]);
     lease.release().unwrap();
 
+    // In place, without a copy of the frame.
+    let (info, (bytes, in_place)) = copier
+        .read_in_place_with_metadata(|_, bytes, metadata| (bytes.to_vec(), metadata.to_vec()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (info.metadata_len, bytes, in_place),
+        (1024, vec![2; 64], vec![7; 1024])
+    );
+
     // A frame without metadata has none (not the slot's old bytes).
     publisher.publish(&FrameMeta::raw(), &[3; 64]).unwrap();
     copier
         .read_latest_with_metadata(&mut buf, &mut metadata)
         .unwrap();
     assert!(metadata.is_empty());
+    let (_, in_place) = copier
+        .read_in_place_with_metadata(|_, _, metadata| metadata.len())
+        .unwrap()
+        .unwrap();
+    assert_eq!(in_place, 0);
 
     // Through a Reader, leasing and copying.
     for access in [Access::Leasing, Access::ReadOnly] {

@@ -556,17 +556,34 @@ impl Subscriber {
         &self,
         mut f: impl FnMut(&FrameInfo, SharedBytes<'_>) -> R,
     ) -> Result<Option<(FrameInfo, R)>, Error> {
+        self.read_in_place_with_metadata(|info, bytes, _| f(info, bytes))
+    }
+
+    /// As [`read_in_place`](Subscriber::read_in_place), with the frame's
+    /// metadata (empty when it has none) beside its bytes: `f` sees both
+    /// in place, and its result is returned only when neither changed
+    /// while it ran.
+    ///
+    /// # Errors
+    /// As [`Subscriber::read_in_place`].
+    pub fn read_in_place_with_metadata<R>(
+        &self,
+        mut f: impl FnMut(&FrameInfo, SharedBytes<'_>, SharedBytes<'_>) -> R,
+    ) -> Result<Option<(FrameInfo, R)>, Error> {
         self.check_truncated()?;
         let mut result = None;
         let got = self.channel.words().read_latest(COPY_TRIES, |slot, meta| {
             let info = self.checked_info(meta)?;
-            let len = info.len;
             // Other processes may write these bytes while `f` reads them;
             // `SharedBytes` only copies them, and the seq check decides.
             // SAFETY: `slot` is valid, `len` within its payload, mapped while
             // `self` lives.
-            let bytes = unsafe { SharedBytes::new(self.channel.payload(slot), len) };
-            let r = f(&info, bytes);
+            let bytes = unsafe { SharedBytes::new(self.channel.payload(slot), info.len) };
+            // SAFETY: as for the bytes: `metadata_len <= max_metadata_len`
+            // (checked by `checked_info`), inside the slot's metadata area.
+            let metadata =
+                unsafe { SharedBytes::new(self.channel.metadata(slot), info.metadata_len) };
+            let r = f(&info, bytes, metadata);
             result = Some((info, r));
             Ok(())
         });

@@ -117,6 +117,100 @@ pub(crate) fn declare(
     false
 }
 
+/// A wake object's size: one page.
+#[cfg(not(loom))]
+pub(crate) const WAKE_LEN: usize = 4096;
+/// Where in it the wake word is; Linux keeps the channel's instance at 0.
+#[cfg(not(loom))]
+const WANT_OFFSET: usize = 64;
+#[cfg(not(loom))]
+const INSTANCE_OFFSET: usize = 0;
+/// The longest a declared sleep lasts before it is declared again: the
+/// bound on what a scribbled wake word can cost a sleeper.
+#[cfg(not(loom))]
+pub(crate) const DECLARED_SLICE: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long a sleep lasts at most when it could not be declared (no wake
+/// word, or one a peer keeps changing): the publisher may not know of it,
+/// so the sleeper looks again this often.
+#[cfg(not(loom))]
+pub(crate) const UNDECLARED_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// A mapped wake object (Linux `shmcast.NAME~wake`, Windows
+/// `shmcast.NAME~wake.INSTANCE`), checked when made to hold its words.
+#[cfg(not(loom))]
+pub(crate) struct WakePage(imp::Mapping);
+
+#[cfg(not(loom))]
+impl WakePage {
+    /// `map` as a wake page; `None` when it is too short to be one.
+    pub(crate) fn new(map: imp::Mapping) -> Option<WakePage> {
+        (map.len() >= WAKE_LEN).then_some(WakePage(map))
+    }
+
+    /// The mapping (Linux's, to check its size and remove its name).
+    #[cfg_attr(windows, allow(dead_code))]
+    pub(crate) fn map(&self) -> &imp::Mapping {
+        &self.0
+    }
+
+    /// The wake word: the generation somebody sleeps on.
+    pub(crate) fn want(&self) -> &crate::sync::AtomicU32 {
+        // SAFETY: the mapping is at least WAKE_LEN bytes (`new`),
+        // page-aligned, and lives as long as `self`; the offset is inside it
+        // and 4-byte aligned; an atomic is valid for any bytes a peer writes.
+        unsafe {
+            &*self
+                .0
+                .as_ptr()
+                .wrapping_add(WANT_OFFSET)
+                .cast::<crate::sync::AtomicU32>()
+        }
+    }
+
+    /// The channel instance the page belongs to (Linux's; Windows names the
+    /// instance in the section's name).
+    #[cfg_attr(windows, allow(dead_code))]
+    pub(crate) fn instance(&self) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: as for `want`: inside the page, 8-byte aligned.
+        unsafe {
+            &*self
+                .0
+                .as_ptr()
+                .wrapping_add(INSTANCE_OFFSET)
+                .cast::<std::sync::atomic::AtomicU64>()
+        }
+    }
+}
+
+/// How long a sleeper on generation `expected` of `generation` may sleep
+/// before it looks again: [`DECLARED_SLICE`] when it declared its sleep in
+/// the wake word `want` ([`declare`]), [`UNDECLARED_SLICE`] when it has no
+/// word or could not declare. Either way it declares again after the slice,
+/// until the generation moves or its time is up.
+#[cfg(not(loom))]
+pub(crate) fn sleep_slice(
+    want: Option<&crate::sync::AtomicU32>,
+    generation: &crate::sync::AtomicU32,
+    expected: u32,
+) -> std::time::Duration {
+    if want.is_some_and(|want| declare(want, generation, expected)) {
+        DECLARED_SLICE
+    } else {
+        UNDECLARED_SLICE
+    }
+}
+
+/// What the wake word `want` asks, read by the publisher right after it
+/// moved the generation: a sequentially consistent fence first, against
+/// the sleepers' raise of the word and their read of the generation
+/// ([`declare`]).
+#[cfg(not(loom))]
+pub(crate) fn asked(want: &crate::sync::AtomicU32) -> u32 {
+    use crate::sync::Ordering::SeqCst;
+    crate::sync::fence(SeqCst);
+    want.load(SeqCst)
+}
+
 /// The suffix of a channel's wake object (Linux: `shmcast.NAME~wake`, see
 /// `unix.rs`): not a segment, so listings skip it and `clean` removes it
 /// with its channel.

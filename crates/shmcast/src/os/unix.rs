@@ -495,37 +495,27 @@ pub(crate) fn remove_wake(object: &str, channel_gone_only: bool) {
 #[cfg(not(loom))]
 mod wake {
     use std::io;
-    use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     use super::{wake_object, CreateSpec, Mapping, OsError};
     use crate::name::Namespace;
+    use crate::os::{WakePage, WAKE_LEN};
 
-    /// The wake word's object: `NAME~wake`, one page. A subscriber about to
-    /// sleep writes the generation it sleeps on into [`WANT_OFFSET`]; the
-    /// publisher makes its `FUTEX_WAKE` only when that word says somebody may
-    /// sleep on the generation it just moved past (see [`Wakers::wake`]).
-    /// [`INSTANCE_OFFSET`] holds the channel's instance, so that a subscriber
-    /// uses only the word of its own channel.
+    /// The wake word's object: `NAME~wake`, one page ([`WakePage`]). A
+    /// subscriber about to sleep writes the generation it sleeps on into its
+    /// wake word; the publisher makes its `FUTEX_WAKE` only when that word
+    /// says somebody may sleep on the generation it just moved past (see
+    /// [`Wakers::wake`]). The page also holds the channel's instance, so
+    /// that a subscriber uses only the word of its own channel.
     ///
     /// The channel and its lease table stay as they were: a read-only
     /// subscriber writes nothing there. This page is what every reader may
     /// write (its mode is the channel's read bits, made read-write), and a
     /// peer that scribbles it can cost sleepers wake-ups, never frames and
-    /// never a crash: every sleep is cut to [`DECLARED_SLICE`] (250 ms),
+    /// never a crash: every sleep is cut to [`crate::os::DECLARED_SLICE`] (250 ms),
     /// after which a sleeper declares itself again.
-    const WAKE_LEN: usize = 4096;
-    const INSTANCE_OFFSET: usize = 0;
-    const WANT_OFFSET: usize = 64;
-    /// The longest a declared sleep lasts before it is declared again: the
-    /// bound on what a scribbled wake word can cost a sleeper.
-    const DECLARED_SLICE: std::time::Duration = std::time::Duration::from_millis(250);
-    /// How long a subscriber without the wake word sleeps at most: it cannot
-    /// tell the publisher it sleeps, so it looks again this often.
-    pub(crate) const UNDECLARED_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
-
-    /// The wake word of a mapped wake object, with the mapping it lives in.
     struct WakeWord {
-        map: Mapping,
+        page: WakePage,
     }
 
     impl WakeWord {
@@ -533,9 +523,9 @@ mod wake {
         /// not ours to write, of another size, or of another channel instance.
         fn open(object: &str, instance: u64) -> Option<WakeWord> {
             let map = Mapping::open(&wake_object(object), Namespace::Local, true).ok()?;
-            let word = WakeWord { map };
-            (word.map.len() == WAKE_LEN && word.instance().load(Ordering::Relaxed) == instance)
-                .then_some(word)
+            let page = WakePage::new(map)?;
+            (page.map().len() == WAKE_LEN && page.instance().load(Ordering::Relaxed) == instance)
+                .then_some(WakeWord { page })
         }
 
         /// Creates `object`'s wake object for channel `instance`, readable and
@@ -554,10 +544,9 @@ mod wake {
                 owner_offset: WAKE_LEN,
             };
             let made = || {
-                let map = Mapping::create(&name, WAKE_LEN, &spec).ok()?;
-                let word = WakeWord { map };
-                word.instance().store(instance, Ordering::Relaxed);
-                Some(word)
+                let page = WakePage::new(Mapping::create(&name, WAKE_LEN, &spec).ok()?)?;
+                page.instance().store(instance, Ordering::Relaxed);
+                Some(WakeWord { page })
             };
             if let Some(word) = made() {
                 return Some(word);
@@ -577,28 +566,8 @@ mod wake {
             made()
         }
 
-        fn instance(&self) -> &AtomicU64 {
-            // SAFETY: the mapping is WAKE_LEN bytes (checked on open, made so on
-            // create), page-aligned, and lives as long as `self`; an atomic is
-            // valid for any bytes a peer writes.
-            unsafe {
-                &*self
-                    .map
-                    .as_ptr()
-                    .wrapping_add(INSTANCE_OFFSET)
-                    .cast::<AtomicU64>()
-            }
-        }
-
         fn want(&self) -> &AtomicU32 {
-            // SAFETY: as for `instance`: inside the page, 4-byte aligned.
-            unsafe {
-                &*self
-                    .map
-                    .as_ptr()
-                    .wrapping_add(WANT_OFFSET)
-                    .cast::<AtomicU32>()
-            }
+            self.page.want()
         }
     }
 
@@ -640,7 +609,7 @@ mod wake {
         /// again, against the publisher's move of the generation and its read
         /// of the word: one of the two sees the other). Without a wake word
         /// (none yet, or none this user may write), it sleeps in slices of
-        /// [`UNDECLARED_SLICE`], looking for the word between them.
+        /// [`crate::os::UNDECLARED_SLICE`], looking for the word between them.
         pub(crate) fn wait(&self, word: &AtomicU32, expected: u32, timeout: std::time::Duration) {
             let started = std::time::Instant::now();
             loop {
@@ -650,22 +619,10 @@ mod wake {
                         .map(|w| self.word.get_or_init(|| w)),
                 };
                 let left = timeout.saturating_sub(started.elapsed());
-                let Some(wake) = wake else {
-                    futex_wait(word, expected, left.min(UNDECLARED_SLICE));
-                    if word.load(Ordering::Relaxed) != expected || started.elapsed() >= timeout {
-                        return;
-                    }
-                    continue;
-                };
                 // Declared, a sleep is cut to DECLARED_SLICE (a peer may have
-                // scribbled the word since); not declared (a peer keeps
-                // changing it), to UNDECLARED_SLICE. Either way it is declared
-                // again until the word moves or the time is up.
-                let slice = if crate::os::declare(wake.want(), word, expected) {
-                    DECLARED_SLICE
-                } else {
-                    UNDECLARED_SLICE
-                };
+                // scribbled the word since); without a word or not declared
+                // (a peer keeps changing it), to UNDECLARED_SLICE.
+                let slice = crate::os::sleep_slice(wake.map(WakeWord::want), word, expected);
                 futex_wait(word, expected, left.min(slice));
                 if word.load(Ordering::Relaxed) != expected || started.elapsed() >= timeout {
                     return;
@@ -750,12 +707,7 @@ mod wake {
         /// ([`crate::os::wanted`]), no system call otherwise.
         pub(crate) fn wake(&mut self, word: &AtomicU32) {
             if let Some(w) = &self.word {
-                // Against the sleepers' store of `want` and their read of the
-                // generation (see `Wakeup::wait`).
-                std::sync::atomic::fence(Ordering::SeqCst);
-                let want = w.want().load(Ordering::SeqCst);
-                let moved_past = self.next.wrapping_sub(1);
-                if !crate::os::wanted(want, moved_past) {
+                if !crate::os::wanted(crate::os::asked(w.want()), self.next.wrapping_sub(1)) {
                     return;
                 }
             }
@@ -775,7 +727,7 @@ mod wake {
         /// Removes the wake object's name (the publisher leaving its channel).
         pub(crate) fn remove_name(&self) {
             if let Some(w) = &self.word {
-                w.map.unlink_if_same(&wake_object(&self.object));
+                w.page.map().unlink_if_same(&wake_object(&self.object));
             }
         }
     }

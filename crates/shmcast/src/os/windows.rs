@@ -54,7 +54,7 @@ use windows_sys::Win32::System::Threading::{
     OpenProcessToken, ResetEvent, SetEvent, WaitForSingleObject, PROCESS_QUERY_LIMITED_INFORMATION,
 };
 
-use super::{OsError, OsErrorKind};
+use super::{OsError, OsErrorKind, WakePage, WAKE_LEN};
 use crate::name::{Namespace, OBJECT_PREFIX};
 
 /// A mapped view of a named section, and the handle that keeps it alive.
@@ -897,16 +897,6 @@ const EVENT_SET_AND_WAIT: u32 = 0x0002 | SYNCHRONIZE;
 /// Manual-reset events in a channel's wake ring; a power of two, so that
 /// `generation % RING` stays consistent when the generation wraps.
 const RING: u32 = 16;
-/// The wake word's section: one page, the word at [`WANT_OFFSET`].
-const WAKE_LEN: usize = 4096;
-const WANT_OFFSET: usize = 64;
-/// The longest a declared sleep lasts before it is declared again: the
-/// bound on what a scribbled wake word can cost a sleeper.
-const DECLARED_SLICE: std::time::Duration = std::time::Duration::from_millis(250);
-/// How long a subscriber that could not declare its sleep sleeps at most:
-/// the publisher may not know it waits, so it looks again this often.
-const UNDECLARED_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
-
 fn event_name(object: &str, ns: Namespace, instance: u64, i: u32) -> Vec<u16> {
     kernel_name(&format!("{object}~wake.{instance:016x}.{i}"), ns)
 }
@@ -915,19 +905,6 @@ fn event_name(object: &str, ns: Namespace, instance: u64, i: u32) -> Vec<u16> {
 /// segment name, so listings skip it).
 fn wake_section(object: &str, instance: u64) -> String {
     format!("{object}{}.{instance:016x}", super::WAKE_SUFFIX)
-}
-
-/// The wake word of a mapped wake section.
-fn want(map: &Mapping) -> &std::sync::atomic::AtomicU32 {
-    // SAFETY: callers checked that the view is at least WAKE_LEN bytes; it
-    // is page-aligned and lives as long as `map`; an atomic is valid for
-    // any bytes a peer writes.
-    unsafe {
-        &*map
-            .as_ptr()
-            .wrapping_add(WANT_OFFSET)
-            .cast::<std::sync::atomic::AtomicU32>()
-    }
 }
 
 /// A new wake word's value: half the generation's range away from where a
@@ -971,9 +948,9 @@ fn lapped(slept_on: u32, moved_past: u32) -> bool {
 /// declare a sleep, and a subscriber opens the events with `SYNCHRONIZE`
 /// only, so it can wait on them but never set or reset them. A peer that
 /// scribbles the word can cost sleepers wake-ups, never frames: a declared
-/// sleep is cut to [`DECLARED_SLICE`] and declared again, and one that
+/// sleep is cut to [`crate::os::DECLARED_SLICE`] and declared again, and one that
 /// could not be declared (no word, or one a peer keeps changing) to
-/// [`UNDECLARED_SLICE`]. `INSTANCE` is a random number from the channel
+/// [`crate::os::UNDECLARED_SLICE`]. `INSTANCE` is a random number from the channel
 /// header, so nobody can make the events or the section before the channel
 /// exists.
 pub(crate) struct Wakeup {
@@ -981,7 +958,7 @@ pub(crate) struct Wakeup {
     section: String,
     ns: Namespace,
     /// Opened with the events, or at a later sleep.
-    word: std::sync::OnceLock<Mapping>,
+    word: std::sync::OnceLock<WakePage>,
 }
 
 // SAFETY: event handles are process-wide kernel handles, usable from any
@@ -993,10 +970,8 @@ unsafe impl Sync for Wakeup {}
 
 /// Opens a wake word's section read-write, if it is there, ours to write,
 /// and big enough.
-fn open_word(section: &str, ns: Namespace) -> Option<Mapping> {
-    Mapping::open(section, ns, true)
-        .ok()
-        .filter(|map| map.len() >= WAKE_LEN)
+fn open_word(section: &str, ns: Namespace) -> Option<WakePage> {
+    WakePage::new(Mapping::open(section, ns, true).ok()?)
 }
 
 impl Wakeup {
@@ -1055,15 +1030,10 @@ impl Wakeup {
                 Some(w) => Some(w),
                 None => open_word(&self.section, self.ns).map(|w| self.word.get_or_init(|| w)),
             };
-            let declared = word.is_some_and(|w| crate::os::declare(want(w), generation, expected));
+            let slice = crate::os::sleep_slice(word.map(WakePage::want), generation, expected);
             if generation.load(Relaxed) != expected {
                 return;
             }
-            let slice = if declared {
-                DECLARED_SLICE
-            } else {
-                UNDECLARED_SLICE
-            };
             let left = timeout.saturating_sub(started.elapsed()).min(slice);
             let ms = left.as_millis().clamp(1, u128::from(u32::MAX - 1)) as u32;
             // SAFETY: `event` is a live event handle owned by `self`.
@@ -1097,7 +1067,7 @@ pub(crate) struct Wakers {
     events: Vec<HANDLE>,
     /// The wake word's section; without it (it could not be made), every
     /// publish sets its event, as before there was one.
-    word: Option<Mapping>,
+    word: Option<WakePage>,
     /// Which events this publisher may have left set.
     set: crate::os::SetEvents,
     /// Per event, the generation whose leaving set it because a sleeper
@@ -1186,12 +1156,12 @@ impl Wakers {
             owner_offset: WAKE_LEN,
         };
         wakers.word = match Mapping::create(&section, WAKE_LEN, &spec) {
-            Ok(map) => {
+            Ok(map) => WakePage::new(map).inspect(|page| {
                 // Nobody asleep: a generation the channel is far from (a
                 // zeroed word would look like a sleeper on generation 0).
-                want(&map).store(NOBODY, std::sync::atomic::Ordering::Relaxed);
-                Some(map)
-            }
+                page.want()
+                    .store(NOBODY, std::sync::atomic::Ordering::Relaxed);
+            }),
             // A take-over: the predecessor's, which its sleepers use.
             Err(_) if !fresh => open_word(&section, ns),
             Err(_) => None,
@@ -1217,12 +1187,8 @@ impl Wakers {
     /// generation, or this event set for a sleeper one to four rings ago);
     /// no system call otherwise.
     pub(crate) fn wake(&mut self, word: &std::sync::atomic::AtomicU32) {
-        if let Some(map) = &self.word {
-            use std::sync::atomic::Ordering::SeqCst;
-            // Against the sleepers' raise of the word and their read of the
-            // generation (`crate::os::declare`).
-            std::sync::atomic::fence(SeqCst);
-            let asked = want(map).load(SeqCst);
+        if let Some(page) = &self.word {
+            let asked = crate::os::asked(page.want());
             let moved_past = self.next.wrapping_sub(1);
             let i = (moved_past % RING) as usize;
             if crate::os::wanted(asked, moved_past) {
@@ -1296,7 +1262,7 @@ mod tests {
     /// Waits (on another thread) until the sleeper has declared its sleep
     /// on `g`, then a little longer, so that it is most likely asleep.
     fn until_declared(wakers: &Wakers, g: u32) {
-        let word = want(wakers.word.as_ref().expect("the wake word was made"));
+        let word = wakers.word.as_ref().expect("the wake word was made").want();
         let started = std::time::Instant::now();
         while word.load(SeqCst) != g {
             assert!(
@@ -1391,7 +1357,7 @@ mod tests {
             let generation = AtomicU32::new(u32::MAX - 3);
             let g = generation.load(SeqCst);
             let sleeper = Wakeup::new(&object, Namespace::Local, instance).unwrap();
-            let word = want(sleeper.word.get().unwrap());
+            let word = sleeper.word.get().unwrap().want();
             assert!(crate::os::declare(word, &generation, g));
             publish(&mut wakers, &generation);
             for _ in 1..RING {
@@ -1564,7 +1530,7 @@ mod tests {
         let mut wakers = Wakers::new(&object, Namespace::Local, instance, None, 0, true).unwrap();
         let wakeup = Wakeup::new(&object, Namespace::Local, instance).unwrap();
         let scribbled = Wakeup::new(&object, Namespace::Local, instance).unwrap();
-        let word = want(scribbled.word.get().unwrap());
+        let word = scribbled.word.get().unwrap().want();
         let generation = AtomicU32::new(0);
         let stop = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
